@@ -1,0 +1,111 @@
+# spanalloc - top-level build.
+#
+#   make test            install what is missing, then every host test
+#   make lib ARCH=...    freestanding static library of mm/ (host, x86_64)
+#   make gen             regenerate mm/sizeclasses.[ch]
+#   make run             boot the demo kernel in QEMU (arrives with the demo)
+#
+# Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
+
+ARCH   ?= host
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+CLANG  ?= clang
+PYTHON ?= python3
+BUILD  := build
+
+MM_SRC := $(sort $(wildcard mm/*.c))
+WARN   := -Wall -Wextra -Werror
+CSTD   := -std=c11
+
+# The freestanding library: only the compiler's own headers.
+FREE_CFLAGS = $(CSTD) $(WARN) -O2 -ffreestanding -nostdlib -nostdinc \
+	-isystem $(shell $(LIBCC) -print-file-name=include) \
+	-fno-builtin -fno-stack-protector -Iinclude -Imm
+LIBCC  = $(CC)
+ifeq ($(ARCH),x86_64)
+FREE_CFLAGS += -mno-red-zone -mcmodel=kernel -fno-pic
+endif
+
+LIB := $(BUILD)/$(ARCH)/libspanalloc.a
+LIB_OBJ = $(patsubst mm/%.c,$(BUILD)/$(ARCH)/mm/%.o,$(MM_SRC))
+
+.PHONY: all lib gen check-gen check-lib deps test test-unit test-tsan clean run
+
+all: lib
+
+lib: $(LIB)
+
+$(BUILD)/$(ARCH)/mm/%.o: mm/%.c mm/*.h include/*.h include/spanalloc/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(FREE_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+gen:
+	$(PYTHON) scripts/mksizeclasses.py mm
+
+check-gen:
+	@rm -rf $(BUILD)/gen && mkdir -p $(BUILD)/gen
+	@$(PYTHON) scripts/mksizeclasses.py $(BUILD)/gen >/dev/null
+	@diff -u mm/sizeclasses.h $(BUILD)/gen/sizeclasses.h && diff -u mm/sizeclasses.c $(BUILD)/gen/sizeclasses.c \
+	  && echo "check-gen: mm/sizeclasses.[ch] are current" \
+	  || { echo "check-gen: mm/sizeclasses.[ch] are stale: run 'make gen'"; exit 1; }
+
+# The library's undefined symbols must be memcpy/memmove/memset/memcmp and
+# arch_* hooks only; it must build with gcc and clang for host and x86_64.
+check-lib:
+	@for cc in $(CC) $(CLANG); do for a in host x86_64; do \
+	  $(MAKE) -s --no-print-directory lib ARCH=$$a CC=$$cc BUILD=$(BUILD)/lib-$$cc || exit 1; \
+	  bad=$$(nm -u $(BUILD)/lib-$$cc/$$a/libspanalloc.a | awk 'NF==2{print $$2}' | sort -u \
+	    | grep -Ev '^(memcpy|memmove|memset|memcmp|arch_[a-z_]+)$$'); \
+	  if [ -n "$$bad" ]; then echo "check-lib: $$cc/$$a has undefined symbols: $$bad"; exit 1; fi; \
+	  echo "check-lib: $$cc $$a ok ($$(nm -u $(BUILD)/lib-$$cc/$$a/libspanalloc.a | awk 'NF==2{print $$2}' | sort -u | tr '\n' ' '))"; \
+	done; done
+
+# ---------------------------------------------------------------------------
+# Host tests: mm/ built with sanitizers, one binary per tests/test_*.c.
+
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TEST_SUPP := tests/fixture.c arch/host/arch.c
+HOST_CFLAGS := -std=gnu11 $(WARN) -g -O1 -Iinclude -Imm -Iarch/host -DKMEM_DEBUG=2
+ASAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TSAN := -fsanitize=thread
+TSAN_TESTS := tests/test_stress.c
+
+ASAN_BIN := $(patsubst tests/%.c,$(BUILD)/asan/%,$(TEST_SRC))
+TSAN_BIN := $(patsubst tests/%.c,$(BUILD)/tsan/%,$(filter $(TSAN_TESTS),$(TEST_SRC)))
+
+$(BUILD)/asan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h arch/host/*.h tests/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(HOST_CFLAGS) $(ASAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
+
+$(BUILD)/tsan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h arch/host/*.h tests/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(HOST_CFLAGS) $(TSAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
+
+deps:
+	@bash scripts/install-deps.sh test
+
+test-unit: $(ASAN_BIN)
+	@bash scripts/run-tests.sh $(ASAN_BIN)
+
+test-tsan: $(TSAN_BIN)
+	@bash scripts/run-tests.sh $(TSAN_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory check-gen
+	@$(MAKE) --no-print-directory check-lib
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-tsan
+	@echo "make test: all passed"
+
+run:
+	@echo "make run: the demo kernel (boot/, arch/x86_64/) is not built yet; see the README." >&2
+	@exit 2
+
+clean:
+	rm -rf $(BUILD)

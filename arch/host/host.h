@@ -1,0 +1,33 @@
+/*
+ * arch/host/host.h - host-only extras of the arch contract: CPU slots for
+ * threads and simulated interrupts.  Used by tests and the malloc shim.
+ */
+#ifndef SPANALLOC_HOST_H
+#define SPANALLOC_HOST_H
+
+#include <stdbool.h>
+
+/* Claims CPU slot `want` (or any free slot if want < 0) for the calling
+ * thread and brings it online.  Aborts if none is free.  Returns the slot.
+ * Threads that never call it claim a slot on their first allocation. */
+int host_cpu_claim(int want);
+
+/* Takes the calling thread's CPU offline and frees its slot (also done
+ * automatically when the thread exits). */
+void host_cpu_release(void);
+
+/* Forgets every slot (after kmem_init() builds a new heap in a test). */
+void host_cpu_reset_all(void);
+
+/* Number of slots threads may claim (<= KMEM_MAX_CPUS and <= the
+ * kmem_config.max_cpus the heap was built with). */
+void host_set_ncpus(unsigned n);
+
+/* Simulated interrupts for the calling thread: host_irq_raise() runs the
+ * handler now (interrupts on) or when the thread next turns them on. */
+typedef void (*host_irq_fn)(void *arg);
+void host_irq_set_handler(host_irq_fn fn, void *arg);
+void host_irq_raise(void);
+bool host_irq_disabled(void);
+
+#endif

@@ -1,0 +1,367 @@
+/*
+ * spanalloc.h - the public contract of spanalloc, a Go-style span allocator
+ * for bare-metal kernels.  This is the one header a kernel includes.
+ *
+ * Every function below states:
+ *   - when it returns NULL (or an error), and nothing else makes it do so;
+ *   - the alignment of what it returns;
+ *   - its cost;
+ *   - the contexts that may call it:
+ *       ANY      any CPU, thread or interrupt context, interrupts on or off;
+ *       THREAD   any CPU, not from an interrupt handler (it may take time);
+ *       QUIESCE  only while no other CPU is inside the allocator.
+ *
+ * All functions except kmem_metadata_size() and kmem_init() require a
+ * successful kmem_init() first.  The calling CPU must be online (CPU 0 is
+ * online after kmem_init(); others call kmem_cpu_online() first).
+ *
+ * Memory handed to a client is payload only: the allocator never writes a
+ * header, free-list link or tag inside it, so a client overflow cannot
+ * corrupt the allocator's own data.  (A client overflow can of course still
+ * corrupt a neighbouring client object.)
+ *
+ * Freestanding: uses only <stddef.h>, <stdint.h> and <stdbool.h>.
+ */
+#ifndef SPANALLOC_H
+#define SPANALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Constants
+ */
+
+#define KMEM_PAGE_SHIFT 12
+#define KMEM_PAGE_SIZE (1ul << KMEM_PAGE_SHIFT) /* the allocator's page: 4 KiB */
+
+/* Objects up to this size come from size classes; larger ones get a span of
+ * their own ("large objects"). */
+#define KMEM_SMALL_MAX 32768u
+
+/* Highest CPU count the allocator is built for (kmem_config.max_cpus may be
+ * smaller).  Override at build time with -DKMEM_MAX_CPUS=n. */
+#ifndef KMEM_MAX_CPUS
+#define KMEM_MAX_CPUS 64
+#endif
+
+/* Physical addresses handled: [0, 2^KMEM_PHYS_BITS). */
+#define KMEM_PHYS_BITS 48
+
+/* Error codes (returned negated). */
+#define KMEM_EINVAL 22 /* malformed argument */
+#define KMEM_ENOMEM 12 /* not enough memory (metadata or pool) */
+#define KMEM_EBUSY 16  /* object cache still has live objects */
+
+/* ---------------------------------------------------------------------------
+ * Memory map intake and initialisation
+ *
+ * The heap is fed physical page ranges from the boot memory map (UEFI,
+ * Multiboot, Limine, device tree).  Give the map as an array of regions in
+ * any order; regions may overlap, be unaligned or be empty.  A page is
+ * managed iff it lies wholly inside some USABLE region and touches no
+ * region of any other type (reserved holes always win).
+ *
+ * The allocator reaches physical memory through a direct map:
+ *     virtual = physical + direct_map_offset.
+ */
+
+enum kmem_region_type {
+	KMEM_REGION_USABLE = 1,       /* free RAM: the allocator may manage it */
+	KMEM_REGION_RESERVED = 2,     /* never touched */
+	KMEM_REGION_RECLAIMABLE = 3,  /* in use now (bootloader, ACPI tables);
+	                                 treated as reserved at init, handed over
+	                                 later with kmem_hot_add() */
+};
+
+struct kmem_region {
+	uint64_t base;   /* physical address of the first byte */
+	uint64_t length; /* bytes */
+	uint32_t type;   /* enum kmem_region_type; unknown types are reserved */
+};
+
+struct kmem_config {
+	const struct kmem_region *regions;
+	size_t nregions;
+	uintptr_t direct_map_offset; /* virtual = physical + offset */
+	unsigned max_cpus;           /* 1..KMEM_MAX_CPUS; 0 means KMEM_MAX_CPUS */
+	/* Optional: where the metadata region goes (physical).  If
+	 * metadata_size is 0 the allocator carves the region out of the
+	 * highest usable memory itself.  A caller-given region must hold at
+	 * least kmem_metadata_size() bytes and must not overlap the pool: it
+	 * is excluded from the pool even if the map calls it usable. */
+	uint64_t metadata_base;
+	uint64_t metadata_size;
+};
+
+/* Bytes of metadata region kmem_init() needs for this map: arena metadata
+ * (page -> span map, page bitmaps, summaries) for every 64 MiB arena the
+ * usable memory touches, the arena index, the mcentrals, the per-CPU
+ * mcaches and an initial reserve for span descriptors.  Memory the map does
+ * not cover costs nothing.  Returns 0 iff the map has no usable page or the
+ * config is malformed.  Cost: O(n^2) in the number of regions.  Context:
+ * any, needs no prior init. */
+size_t kmem_metadata_size(const struct kmem_config *cfg);
+
+/* Builds the heap over the map.  Returns 0, or -KMEM_EINVAL (malformed
+ * config, no usable page), or -KMEM_ENOMEM (no usable range can hold the
+ * metadata region, or the caller's region is too small).  On success CPU 0
+ * is online and every API below works.  Calling it again discards the old
+ * heap (for tests and warm restarts; no object from the old heap may be
+ * used afterwards).  Cost: O(n^2) in regions + O(arenas touched).
+ * Context: QUIESCE, interrupts may be on or off. */
+int kmem_init(const struct kmem_config *cfg);
+
+/* Adds memory later (hot-add, or bootloader-reclaimable memory the kernel
+ * no longer needs).  The region must be USABLE or RECLAIMABLE and must not
+ * overlap memory the heap already manages.  Metadata for arenas the heap
+ * has not seen yet is carved from the start of the region itself.
+ * Returns the number of pages added (> 0), or -KMEM_EINVAL (bad type,
+ * overlap, no whole page), or -KMEM_ENOMEM (the region cannot hold its own
+ * metadata).  Context: THREAD. */
+long kmem_hot_add(const struct kmem_region *region);
+
+/* The metadata region chosen (or given) at init. */
+void kmem_metadata_region(uint64_t *phys_base, uint64_t *size);
+
+/* ---------------------------------------------------------------------------
+ * CPUs
+ *
+ * Each online CPU has an mcache; the fast path runs on it with interrupts
+ * disabled (arch_irq_save/arch_irq_restore), so interrupt handlers may
+ * allocate and free.  CPU 0 is online after kmem_init().
+ */
+
+/* Gives CPU `cpu` (0 <= cpu < max_cpus) its cache; it may allocate after
+ * this.  Idempotent.  Returns 0 or -KMEM_EINVAL.  Context: THREAD, on any
+ * CPU. */
+int kmem_cpu_online(unsigned cpu);
+
+/* Flushes CPU `cpu`'s cache (all its spans go back to the mcentrals, and
+ * from there empty ones to the mheap) and marks it offline.  The CPU must
+ * not be inside the allocator (it is stopped, or it is the caller).
+ * Returns 0 or -KMEM_EINVAL.  Context: THREAD. */
+int kmem_cpu_offline(unsigned cpu);
+
+/* ---------------------------------------------------------------------------
+ * Objects
+ *
+ * Alignment: every object is aligned to the largest power of two that
+ * divides its size class (at least 8 bytes; a 4 KiB class is 4 KiB
+ * aligned); large objects (> KMEM_SMALL_MAX) are page aligned.
+ */
+
+/* Returns NULL iff size > KMEM_MAX_ALLOC or memory is exhausted (after the
+ * allocator swept every span and retried).  kmalloc(0) returns a unique
+ * minimum-size object that must be freed.  Cost: O(1) fast path
+ * (~a dozen instructions), amortised O(1) refill; large objects O(log n)
+ * page search.  Context: ANY. */
+void *kmalloc(size_t size);
+
+/* kmalloc, zero-filled. */
+void *kzalloc(size_t size);
+
+/* kzalloc(n * size); returns NULL iff the product overflows or kzalloc
+ * would return NULL. */
+void *kcalloc(size_t n, size_t size);
+
+/* Returns NULL iff align is not a power of two, size > KMEM_MAX_ALLOC, or
+ * memory is exhausted.  Otherwise the object is aligned to `align` (any
+ * power of two; below 8 means 8).  Freed with kfree().  Context: ANY. */
+void *kmalloc_aligned(size_t size, size_t align);
+
+/* Frees an object from kmalloc/kzalloc/kcalloc/krealloc/kmalloc_aligned or
+ * kmem_cache_alloc.  kfree(NULL) does nothing.  A pointer that is not the
+ * start of a live object (double free, interior pointer, wild pointer, a
+ * free page, a page run) is reported through the fault hook and the heap
+ * is left unchanged.  Cost: O(1), lock-free for small objects (an atomic
+ * OR on the span's freed bitmap); large objects O(log n) under the mheap
+ * lock.  Context: ANY. */
+void kfree(const void *p);
+
+/* Usable size of a live object (>= the size asked for); 0 for NULL or for
+ * a pointer kfree() would reject (reported through the fault hook).
+ * Context: ANY. */
+size_t ksize(const void *p);
+
+/* krealloc(NULL, n) == kmalloc(n).  krealloc(p, 0) frees p and returns
+ * NULL.  Otherwise returns an object of at least n bytes holding the old
+ * contents up to min(old, n): p itself when it already fits and is not
+ * more than twice too big, else a new object (and p is freed).  Returns
+ * NULL iff the new object cannot be had; p is then left untouched.  A bad p
+ * is reported through the fault hook and NULL is returned.  Context: ANY. */
+void *krealloc(void *p, size_t n);
+
+/* Largest size kmalloc accepts: 2^KMEM_PHYS_BITS / 2. */
+#define KMEM_MAX_ALLOC ((size_t)1 << (KMEM_PHYS_BITS - 1))
+
+/* ---------------------------------------------------------------------------
+ * Page runs: npages physically contiguous pages, never touched by the
+ * allocator.
+ */
+
+/* Returns NULL iff npages == 0, align is not a power of two, no run of
+ * npages free pages with physical address aligned to max(align, page) and
+ * ending at or below max_phys exists (after a sweep and retry), or
+ * npages > 2^(KMEM_PHYS_BITS-12).  max_phys == 0 means no ceiling (e.g.
+ * max_phys = 4 GiB for 32-bit DMA).  The lowest such run is taken.
+ * Cost: O(log n) over the physical address space.  Context: ANY. */
+void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys);
+
+/* Frees a run from kpage_alloc.  npages must be what was asked for.
+ * A pointer or count that does not match a live run is reported through
+ * the fault hook and nothing is freed.  Context: ANY. */
+void kpage_free(void *p, size_t npages);
+
+/* Physical address of any byte the heap manages (virtual - offset). */
+uint64_t kmem_virt_to_phys(const void *p);
+
+/* ---------------------------------------------------------------------------
+ * Object caches (slab-style): objects of one size and alignment with their
+ * own spans, so that a cache's memory, statistics and faults are its own.
+ */
+
+struct kmem_cache;
+
+/* Returns NULL iff size == 0, size > KMEM_SMALL_MAX, align is not 0 or a
+ * power of two <= KMEM_PAGE_SIZE, or no metadata is left.  `name` is kept
+ * by pointer.  `ctor`, if given, runs on every object before
+ * kmem_cache_alloc returns it (with interrupts in the caller's state).
+ * Context: THREAD. */
+struct kmem_cache *kmem_cache_create(const char *name, size_t size,
+                                     size_t align, void (*ctor)(void *obj));
+
+/* Returns NULL iff memory is exhausted.  Aligned to max(align, 8).
+ * Cost: as kmalloc.  Context: ANY. */
+void *kmem_cache_alloc(struct kmem_cache *cache);
+
+/* Frees an object of this cache.  An object of another cache or of
+ * kmalloc is reported (KMEM_FAULT_WRONG_CACHE) and not freed.  Objects of
+ * a cache may also be freed with kfree().  Context: ANY. */
+void kmem_cache_free(struct kmem_cache *cache, void *obj);
+
+/* Sweeps the cache's spans and gives every empty one back to the mheap
+ * (including the calling CPU's cached span when it is empty).  Returns the
+ * number of pages given back.  Context: THREAD. */
+size_t kmem_cache_shrink(struct kmem_cache *cache);
+
+/* Destroys an empty cache.  Returns 0, or -KMEM_EBUSY (live objects
+ * remain; the cache is left as it was).  No CPU may use the cache during or
+ * after the call (as in Linux).  Context: THREAD. */
+int kmem_cache_destroy(struct kmem_cache *cache);
+
+/* ---------------------------------------------------------------------------
+ * Reclaim
+ */
+
+/* Sweeps every span in every mcentral, gives empty spans back to the mheap
+ * and flushes the calling CPU's cache.  Afterwards, with all other CPUs
+ * flushed or idle-empty, free pages equal managed pages iff no object is
+ * live.  Returns the number of pages given back.  Context: THREAD. */
+size_t kmem_reclaim(void);
+
+/* ---------------------------------------------------------------------------
+ * Statistics
+ *
+ * Counts are exact at quiescence after kmem_reclaim(); while CPUs run they
+ * are a consistent-enough snapshot: an object counts as freed once its
+ * span has been swept, and as allocated when it was handed out.
+ */
+
+struct kmem_class_stats {
+	uint32_t object_size;     /* bytes per object (size class or cache) */
+	uint32_t span_pages;      /* pages per span */
+	uint64_t objects_in_use;  /* nmalloc - nfree */
+	uint64_t nmalloc;         /* objects handed out, ever */
+	uint64_t nfree;           /* objects freed and swept, ever */
+	uint64_t spans;           /* spans held now */
+	uint64_t bytes_in_use;    /* objects_in_use * object_size */
+	uint64_t span_bytes;      /* spans * span_pages * page */
+	uint64_t peak_span_bytes; /* highest span_bytes seen */
+};
+
+struct kmem_stats {
+	uint64_t pages_managed;   /* pages in the pool (init + hot-add) */
+	uint64_t pages_free;      /* free in the page allocator */
+	uint64_t pages_small;     /* held by small-object spans */
+	uint64_t pages_large;     /* held by large objects */
+	uint64_t pages_runs;      /* held by kpage_alloc runs */
+	uint64_t pages_metadata;  /* taken from the pool for span descriptors */
+	uint64_t large_objects;   /* live large objects */
+	uint64_t page_runs;       /* live page runs */
+	uint64_t metadata_bytes;  /* size of the metadata region */
+	uint64_t metadata_used;   /* bytes of it in use */
+	uint64_t arenas;          /* 64 MiB arenas with metadata */
+	unsigned nclasses;        /* size classes (index 1..nclasses-1 valid) */
+	unsigned cpus_online;
+};
+
+/* Whole-heap counts.  pages_free + pages_small + pages_large + pages_runs +
+ * pages_metadata == pages_managed at all times.  Context: ANY. */
+void kmem_get_stats(struct kmem_stats *out);
+
+/* Per size class, 1 <= cls < nclasses; returns -KMEM_EINVAL otherwise. */
+int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out);
+
+/* Per object cache. */
+void kmem_cache_get_stats(const struct kmem_cache *cache,
+                          struct kmem_class_stats *out);
+
+/* Size class for a kmalloc of `size` (0 for large sizes). */
+unsigned kmem_size_class(size_t size);
+
+/* ---------------------------------------------------------------------------
+ * Faults and checking
+ */
+
+enum kmem_fault_kind {
+	KMEM_FAULT_DOUBLE_FREE = 1, /* object not allocated (already freed) */
+	KMEM_FAULT_INTERIOR,        /* inside an object, not at its start */
+	KMEM_FAULT_WILD,            /* not in memory the heap manages */
+	KMEM_FAULT_FREE_PAGE,       /* on a page that is free */
+	KMEM_FAULT_WRONG_CACHE,     /* object of another cache, or of kmalloc */
+	KMEM_FAULT_WRONG_KIND,      /* page run freed as an object, or reverse */
+	KMEM_FAULT_BAD_SIZE,        /* kpage_free with the wrong page count */
+	KMEM_FAULT_METADATA,        /* pointer into allocator metadata */
+	KMEM_FAULT_CORRUPT,         /* the invariant checker found a broken rule */
+};
+
+struct kmem_fault {
+	enum kmem_fault_kind kind;
+	const void *addr;      /* the pointer the client passed */
+	uintptr_t span_base;   /* start of the span it falls in, or 0 */
+	unsigned size_class;   /* its size class, or 0 */
+	const char *cache;     /* its object cache's name, or NULL */
+	const char *detail;    /* a short static description */
+};
+
+typedef void (*kmem_fault_hook_t)(const struct kmem_fault *fault);
+
+/* Installs the fault hook; returns the previous one.  NULL restores the
+ * default, which formats one line and calls arch_panic().  The hook runs
+ * in the context of the faulting call, possibly with interrupts off and
+ * never with an allocator lock held; it may return (the bad call then
+ * does nothing) or not return.  Context: ANY. */
+kmem_fault_hook_t kmem_set_fault_hook(kmem_fault_hook_t hook);
+
+/* "double free", "interior pointer", ... */
+const char *kmem_fault_name(enum kmem_fault_kind kind);
+
+/* Walks all metadata and verifies every invariant: page bitmaps against
+ * summaries and counts, the arena map against spans, span bitmaps against
+ * counts, span lists against states, statistics against pages.  Returns
+ * the number of broken invariants (0 = intact); each is reported through
+ * the fault hook as KMEM_FAULT_CORRUPT.  Cost: O(managed pages).
+ * Context: QUIESCE. */
+unsigned long kmem_check(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPANALLOC_H */

@@ -1,0 +1,351 @@
+/*
+ * mm/bootmem.c - memory map intake, the metadata region, init and hot-add.
+ * See malloc.c for an overview.
+ *
+ * A boot map is a list of {base, length, type} in any order, overlapping,
+ * unaligned.  A byte is usable iff some USABLE region covers it and no
+ * region of another type does (reserved holes win).  The managed pages are
+ * the whole pages of the usable bytes, except page 0 (its address may be
+ * NULL under an identity map) and the metadata region.  No scratch memory
+ * exists yet, so the walk is done in place: next_range() finds the lowest
+ * usable range at or above an address in O(n^2).
+ *
+ * Metadata region layout (carved in this order, all cache-line aligned):
+ *     mcentral[KMEM_NUM_CLASSES] | mcache[max_cpus] |
+ *     l2_chunk and heap_arena for every arena touched |
+ *     span descriptor reserve (fixalloc), about 1/1024 of managed memory
+ */
+#include "mtypes.h"
+
+#define META_SPAN_RESERVE_SHIFT 10 /* reserve = managed bytes >> 10 */
+#define META_SPAN_RESERVE_MIN (64 * 1024)
+
+static uint64_t region_end(const struct kmem_region *r)
+{
+	uint64_t e = r->base + r->length;
+	return e < r->base ? UINT64_MAX : e;
+}
+
+static bool covers(const struct kmem_region *r, uint64_t x)
+{
+	return r->length && x >= r->base && x < region_end(r);
+}
+
+/* x is usable: covered by a USABLE region and by nothing else, nor by the
+ * excluded range [ex_lo, ex_hi). */
+static bool usable_at(const struct kmem_config *cfg, uint64_t x, uint64_t ex_lo, uint64_t ex_hi)
+{
+	bool usable = false;
+	if (x >= ex_lo && x < ex_hi)
+		return false;
+	for (size_t i = 0; i < cfg->nregions; i++) {
+		const struct kmem_region *r = &cfg->regions[i];
+		if (!covers(r, x))
+			continue;
+		if (r->type != KMEM_REGION_USABLE)
+			return false;
+		usable = true;
+	}
+	return usable;
+}
+
+/* The lowest maximal usable byte range [*s, *e) with *s >= from. */
+static bool next_range(const struct kmem_config *cfg, uint64_t from, uint64_t ex_lo,
+                       uint64_t ex_hi, uint64_t *s, uint64_t *e)
+{
+	uint64_t best = UINT64_MAX;
+	/* A range starts at `from`, at a usable base, or where a blocker ends. */
+	if (usable_at(cfg, from, ex_lo, ex_hi))
+		best = from;
+	for (size_t i = 0; i < cfg->nregions && best != from; i++) {
+		const struct kmem_region *r = &cfg->regions[i];
+		if (!r->length)
+			continue;
+		uint64_t c = r->type == KMEM_REGION_USABLE ? r->base : region_end(r);
+		if (c >= from && c < best && usable_at(cfg, c, ex_lo, ex_hi))
+			best = c;
+	}
+	if (ex_hi >= from && ex_hi < best && usable_at(cfg, ex_hi, ex_lo, ex_hi))
+		best = ex_hi;
+	if (best == UINT64_MAX)
+		return false;
+	/* Extend through chained usable regions, then stop at the first
+	 * blocker that starts inside. */
+	uint64_t end = best;
+	bool grew = true;
+	while (grew) {
+		grew = false;
+		for (size_t i = 0; i < cfg->nregions; i++) {
+			const struct kmem_region *r = &cfg->regions[i];
+			if (r->type == KMEM_REGION_USABLE && r->length && r->base <= end &&
+			    region_end(r) > end) {
+				end = region_end(r);
+				grew = true;
+			}
+		}
+	}
+	for (size_t i = 0; i < cfg->nregions; i++) {
+		const struct kmem_region *r = &cfg->regions[i];
+		if (r->type != KMEM_REGION_USABLE && r->length && r->base > best && r->base < end)
+			end = r->base;
+	}
+	if (ex_lo > best && ex_lo < end)
+		end = ex_lo;
+	*s = best;
+	*e = end;
+	return true;
+}
+
+/* Whole managed pages [*pfn, *pfn + *n) of the next range at or above
+ * `*cursor` (bytes); advances the cursor.  Skips ranges without a page. */
+static bool next_pages(const struct kmem_config *cfg, uint64_t *cursor, uint64_t ex_lo,
+                       uint64_t ex_hi, uint64_t *pfn, uint64_t *n)
+{
+	uint64_t s, e;
+	uint64_t limit = 1ull << KMEM_PHYS_BITS;
+	while (*cursor < limit && next_range(cfg, *cursor, ex_lo, ex_hi, &s, &e)) {
+		*cursor = e;
+		if (e > limit)
+			e = limit;
+		uint64_t ps = align_up(s, PAGE_SIZE) >> PAGE_SHIFT;
+		uint64_t pe = e >> PAGE_SHIFT;
+		if (ps == 0)
+			ps = 1;
+		if (ps < pe) {
+			*pfn = ps;
+			*n = pe - ps;
+			return true;
+		}
+		if (e == UINT64_MAX)
+			break;
+	}
+	return false;
+}
+
+struct map_sizes {
+	uint64_t pages, arenas, chunks;
+};
+
+static void count_map(const struct kmem_config *cfg, uint64_t ex_lo, uint64_t ex_hi,
+                      struct map_sizes *m)
+{
+	memset(m, 0, sizeof(*m));
+	uint64_t cursor = 0, pfn, n;
+	uint64_t last_arena = UINT64_MAX, last_chunk = UINT64_MAX;
+	while (next_pages(cfg, &cursor, ex_lo, ex_hi, &pfn, &n)) {
+		m->pages += n;
+		/* Ranges come in address order, so arenas are counted once. */
+		for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
+			if (a != last_arena)
+				m->arenas++;
+			last_arena = a;
+			if ((a >> L2_BITS) != last_chunk)
+				m->chunks++;
+			last_chunk = a >> L2_BITS;
+		}
+	}
+}
+
+static size_t cline(size_t x)
+{
+	return (size_t)align_up(x, KMEM_CACHE_LINE);
+}
+
+static unsigned cfg_cpus(const struct kmem_config *cfg)
+{
+	return cfg->max_cpus ? cfg->max_cpus : KMEM_MAX_CPUS;
+}
+
+static size_t meta_bytes(const struct map_sizes *m, unsigned cpus)
+{
+	uint64_t reserve = (m->pages << PAGE_SHIFT) >> META_SPAN_RESERVE_SHIFT;
+	if (reserve < META_SPAN_RESERVE_MIN)
+		reserve = META_SPAN_RESERVE_MIN;
+	uint64_t b = cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES +
+	             cline(sizeof(struct mcache)) * cpus +
+	             m->chunks * cline(sizeof(struct l2_chunk)) +
+	             m->arenas * cline(sizeof(struct heap_arena)) + reserve +
+	             4 * KMEM_CACHE_LINE;
+	return (size_t)align_up(b, PAGE_SIZE);
+}
+
+static bool cfg_ok(const struct kmem_config *cfg)
+{
+	return cfg && (cfg->regions || !cfg->nregions) && cfg_cpus(cfg) <= KMEM_MAX_CPUS;
+}
+
+size_t kmem_metadata_size(const struct kmem_config *cfg)
+{
+	if (!cfg_ok(cfg))
+		return 0;
+	struct map_sizes m;
+	count_map(cfg, 0, 0, &m);
+	if (!m.pages)
+		return 0;
+	return meta_bytes(&m, cfg_cpus(cfg));
+}
+
+void kmem_metadata_region(uint64_t *phys_base, uint64_t *size)
+{
+	*phys_base = mheap_.meta_base;
+	*size = mheap_.meta_size;
+}
+
+/* Marks [pfn, pfn+n) managed and free, creating arenas from the bump
+ * range.  Caller holds mheap.lock (or is init). */
+static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t bump_end)
+{
+	for (uint64_t p = pfn; p < pfn + n; p = (p | (ARENA_PAGES - 1)) + 1) {
+		int err = arena_create_locked(p, bump, bump_end);
+		if (err)
+			return err;
+	}
+	for (uint64_t p = pfn; p < pfn + n;) {
+		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
+		if (stop > pfn + n)
+			stop = pfn + n;
+		struct heap_arena *a = arena_of_pfn(p);
+		a->managed += stop - p;
+		for (; p < stop; p++) {
+			uint64_t i = p & (ARENA_PAGES - 1);
+			a->managedbits[i >> 6] |= 1ull << (i & 63);
+		}
+	}
+	pages_set_locked(pfn, n, true);
+	mheap_.pages_managed += n;
+	mheap_.pages_free += n;
+	return 0;
+}
+
+int kmem_init(const struct kmem_config *cfg)
+{
+	if (!cfg_ok(cfg))
+		return -KMEM_EINVAL;
+	unsigned cpus = cfg_cpus(cfg);
+	uint64_t ex_lo = 0, ex_hi = 0;
+	struct map_sizes m;
+	count_map(cfg, 0, 0, &m);
+	if (!m.pages)
+		return -KMEM_EINVAL;
+	size_t need = meta_bytes(&m, cpus);
+
+	uint64_t meta_base, meta_size;
+	if (cfg->metadata_size) {
+		meta_base = cfg->metadata_base;
+		meta_size = cfg->metadata_size;
+		ex_lo = align_down(meta_base, PAGE_SIZE);
+		ex_hi = align_up(meta_base + meta_size, PAGE_SIZE);
+		/* The pool shrinks by the region; the need cannot grow. */
+		if (meta_size < need)
+			return -KMEM_ENOMEM;
+	} else {
+		/* The highest page range that holds the region. */
+		uint64_t cursor = 0, pfn, n, best = PAGE_NONE;
+		while (next_pages(cfg, &cursor, 0, 0, &pfn, &n))
+			if ((n << PAGE_SHIFT) > need)
+				best = pfn + n;
+		if (best == PAGE_NONE)
+			return -KMEM_ENOMEM;
+		meta_size = need;
+		meta_base = (best << PAGE_SHIFT) - need;
+		ex_lo = meta_base;
+		ex_hi = meta_base + meta_size;
+	}
+
+	memset(&mheap_, 0, sizeof(mheap_));
+	lock_init(&mheap_.lock, LOCK_HEAP);
+	lock_init(&mheap_.caches_lock, LOCK_CACHES);
+	mheap_.offset = cfg->direct_map_offset;
+	mheap_.max_cpus = cpus;
+	mheap_.meta_base = meta_base;
+	mheap_.meta_size = meta_size;
+	mheap_.meta_next = (uintptr_t)meta_base + mheap_.offset;
+	mheap_.meta_end = mheap_.meta_next + meta_size;
+
+	uintptr_t *bump = &mheap_.meta_next;
+	uintptr_t end = mheap_.meta_end;
+	*bump = align_up(*bump, KMEM_CACHE_LINE);
+	mheap_.central = (struct mcentral *)*bump;
+	*bump += cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES;
+	mheap_.mcaches = (struct mcache *)*bump;
+	*bump += cline(sizeof(struct mcache)) * cpus;
+	if (*bump > end)
+		return -KMEM_ENOMEM;
+	memset(mheap_.central, 0, *bump - (uintptr_t)mheap_.central);
+
+	uint64_t cursor = 0, pfn, n;
+	while (next_pages(cfg, &cursor, ex_lo, ex_hi, &pfn, &n)) {
+		int err = add_pages_locked(pfn, n, bump, end);
+		if (err)
+			return err;
+	}
+	if (!mheap_.pages_managed)
+		return -KMEM_EINVAL;
+
+	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan));
+	fixalloc_init(&mheap_.bitsalloc, 2 * SPAN_MAX_WORDS * sizeof(uint64_t));
+	fixalloc_init(&mheap_.cachealloc,
+	              sizeof(struct kmem_cache) + cpus * (sizeof(struct mspan *) + sizeof(uint64_t)));
+
+	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
+		const struct size_class *sc = &kmem_class[cls];
+		mcentral_init(&mheap_.central[cls], cls, sc->size, sc->npages, sc->nelems,
+		              sc->align_pages, sc->divmul, NULL);
+	}
+	for (unsigned cpu = 0; cpu < cpus; cpu++)
+		for (unsigned cls = 0; cls < KMEM_NUM_CLASSES; cls++)
+			mheap_.mcaches[cpu].alloc[cls] = &empty_span;
+	mheap_.mcaches[0].online = true;
+	mheap_.cpus_online = 1;
+	atomic_store_explicit(&mheap_.fault_hook, NULL, memory_order_relaxed);
+	mheap_.initialised = true;
+	return 0;
+}
+
+long kmem_hot_add(const struct kmem_region *r)
+{
+	if (!r || (r->type != KMEM_REGION_USABLE && r->type != KMEM_REGION_RECLAIMABLE))
+		return -KMEM_EINVAL;
+	uint64_t s = align_up(r->base, PAGE_SIZE), e = align_down(region_end(r), PAGE_SIZE);
+	uint64_t limit = 1ull << KMEM_PHYS_BITS;
+	if (e > limit)
+		e = limit;
+	if (s == 0)
+		s = PAGE_SIZE;
+	if (s >= e)
+		return -KMEM_EINVAL;
+	uint64_t pfn = s >> PAGE_SHIFT, n = (e - s) >> PAGE_SHIFT;
+
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	/* Overlap with managed memory: any page already in the pool (free or
+	 * used), or in the metadata region. */
+	for (uint64_t p = pfn; p < pfn + n; p++) {
+		struct heap_arena *a = arena_of_pfn(p);
+		bool in_meta = (p << PAGE_SHIFT) >= align_down(mheap_.meta_base, PAGE_SIZE) &&
+		               (p << PAGE_SHIFT) < mheap_.meta_base + mheap_.meta_size;
+		uint64_t i = p & (ARENA_PAGES - 1);
+		if (in_meta || (a && ((a->managedbits[i >> 6] >> (i & 63)) & 1))) {
+			lock_release(&mheap_.lock);
+			arch_irq_restore(f);
+			return -KMEM_EINVAL;
+		}
+	}
+	/* Metadata for new arenas comes from the start of the region. */
+	uintptr_t bump = pfn_to_virt(pfn), bump_end = pfn_to_virt(pfn + n);
+	uintptr_t bump0 = bump;
+	int err = 0;
+	for (uint64_t p = pfn; p < pfn + n && !err; p = (p | (ARENA_PAGES - 1)) + 1)
+		err = arena_create_locked(p, &bump, bump_end);
+	uint64_t used = align_up(bump - bump0, PAGE_SIZE) >> PAGE_SHIFT;
+	if (err || used >= n) {
+		/* Arenas created so far stay (empty); nothing was added. */
+		lock_release(&mheap_.lock);
+		arch_irq_restore(f);
+		return -KMEM_ENOMEM;
+	}
+	add_pages_locked(pfn + used, n - used, &bump, bump);
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	return (long)(n - used);
+}

@@ -1,0 +1,224 @@
+/*
+ * mm/kmem_cache.c - object caches.  See malloc.c for an overview.
+ *
+ * A cache is a private size class: its own struct mcentral (geometry
+ * chosen like a size class: tail waste <= 12.5%, at most
+ * KMEM_MAX_SPAN_OBJECTS objects per span) and its own per-CPU span slots,
+ * so its spans hold only its objects.  That is what makes per-cache
+ * statistics exact, shrink/destroy cheap and a free to the wrong cache
+ * detectable.  The fast path is kmalloc's (cache_alloc_on_cpu in
+ * malloc.c).
+ *
+ * The list of caches is protected by mheap.caches_lock (LOCK_CACHES, the
+ * outermost lock); descriptors come from a fixalloc under mheap.lock.
+ */
+#include "mtypes.h"
+
+static unsigned long caches_lock(void)
+{
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.caches_lock);
+	return f;
+}
+
+static void caches_unlock(unsigned long f)
+{
+	lock_release(&mheap_.caches_lock);
+	arch_irq_restore(f);
+}
+
+/* Chooses pages per span for objects of elemsize bytes.  Returns 0 if no
+ * geometry keeps the division constant exact. */
+static uint32_t cache_span_pages(uint32_t elemsize)
+{
+	for (uint32_t np = 1; np <= 64; np++) {
+		uint64_t span = (uint64_t)np << PAGE_SHIFT;
+		uint64_t n = span / elemsize;
+		if (n == 0 || n > KMEM_MAX_SPAN_OBJECTS)
+			continue;
+		if (span % elemsize <= span / 8)
+			return np;
+	}
+	return 0;
+}
+
+/* offset / elemsize == (offset * divmul) >> shift for every offset below
+ * nelems * elemsize?  Checking both ends of every object suffices: the
+ * error of the approximation grows with the offset. */
+static bool div_exact(uint32_t elemsize, uint32_t nelems, uint64_t divmul)
+{
+	for (uint64_t i = 0; i < nelems; i++) {
+		uint64_t lo = i * elemsize, hi = lo + elemsize - 1;
+		if (((lo * divmul) >> KMEM_DIV_SHIFT) != i || ((hi * divmul) >> KMEM_DIV_SHIFT) != i)
+			return false;
+	}
+	return true;
+}
+
+struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align,
+                                     void (*ctor)(void *obj))
+{
+	if (size == 0 || size > KMEM_SMALL_MAX)
+		return NULL;
+	if (align && (!is_pow2(align) || align > PAGE_SIZE))
+		return NULL;
+	uint32_t elemsize = (uint32_t)align_up(size, align > 8 ? align : 8);
+	uint32_t np = cache_span_pages(elemsize);
+	if (!np)
+		return NULL;
+	uint32_t nelems = (uint32_t)(((uint64_t)np << PAGE_SHIFT) / elemsize);
+	uint64_t divmul = mcentral_div_const(elemsize);
+	if (!div_exact(elemsize, nelems, divmul))
+		return NULL;
+
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	struct kmem_cache *k = fixalloc_alloc_locked(&mheap_.cachealloc);
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	if (!k)
+		return NULL;
+	mcentral_init(&k->central, 0, elemsize, np, nelems, 1, divmul, k);
+	k->name = name;
+	k->size = size;
+	k->align = align;
+	k->ctor = ctor;
+	/* The per-CPU arrays follow the descriptor in its block. */
+	k->cpu_span = (struct mspan **)(k + 1);
+	k->cpu_nmalloc = (uint64_t *)(k->cpu_span + mheap_.max_cpus);
+	for (unsigned i = 0; i < mheap_.max_cpus; i++) {
+		k->cpu_span[i] = &empty_span;
+		k->cpu_nmalloc[i] = 0;
+	}
+	f = caches_lock();
+	k->magic = KMEM_CACHE_MAGIC;
+	k->next = mheap_.caches;
+	mheap_.caches = k;
+	caches_unlock(f);
+	return k;
+}
+
+void *kmem_cache_alloc(struct kmem_cache *k)
+{
+	if (!k || k->magic != KMEM_CACHE_MAGIC) {
+		report_fault(KMEM_FAULT_WRONG_CACHE, k, NULL, "not a live object cache");
+		return NULL;
+	}
+	void *p = cache_alloc_on_cpu(k);
+	if (p && k->ctor)
+		k->ctor(p);
+	return p;
+}
+
+void kmem_cache_free(struct kmem_cache *k, void *obj)
+{
+	if (!obj)
+		return;
+	if (!k || k->magic != KMEM_CACHE_MAGIC) {
+		report_fault(KMEM_FAULT_WRONG_CACHE, obj, NULL, "cache is not live (destroyed?)");
+		return;
+	}
+	struct mspan *s = span_of_ptr(obj);
+	if (s && atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL &&
+	    s->cache == k) {
+		small_free(s, obj);
+		return;
+	}
+	if (s && atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL)
+		report_fault(KMEM_FAULT_WRONG_CACHE, obj, s,
+		             s->cache ? "object of another cache" : "object of kmalloc");
+	else
+		kfree(obj); /* reports what it is */
+}
+
+/* Gives back CPU cpu's span of cache k (caller holds caches_lock or owns
+ * the cache exclusively). */
+static void cache_flush_cpu(struct kmem_cache *k, unsigned cpu)
+{
+	struct mspan *s = k->cpu_span[cpu];
+	if (s != &empty_span) {
+		k->cpu_span[cpu] = &empty_span;
+		mcentral_uncache_span(&k->central, s);
+	}
+}
+
+void kmem_caches_cpu_flush(unsigned cpu)
+{
+	unsigned long f = caches_lock();
+	for (struct kmem_cache *k = mheap_.caches; k; k = k->next)
+		cache_flush_cpu(k, cpu);
+	caches_unlock(f);
+}
+
+size_t kmem_caches_reclaim(void)
+{
+	size_t n = 0;
+	unsigned long f = caches_lock();
+	for (struct kmem_cache *k = mheap_.caches; k; k = k->next)
+		n += mcentral_reclaim(&k->central);
+	caches_unlock(f);
+	return n;
+}
+
+size_t kmem_cache_shrink(struct kmem_cache *k)
+{
+	if (!k || k->magic != KMEM_CACHE_MAGIC)
+		return 0;
+	unsigned long f = arch_irq_save();
+	unsigned cpu = arch_cpu_id();
+	uint64_t before = k->central.spans;
+	cache_flush_cpu(k, cpu);
+	mcentral_reclaim(&k->central);
+	uint64_t after = k->central.spans;
+	arch_irq_restore(f);
+	return (size_t)((before - after) * k->central.npages);
+}
+
+int kmem_cache_destroy(struct kmem_cache *k)
+{
+	if (!k || k->magic != KMEM_CACHE_MAGIC) {
+		report_fault(KMEM_FAULT_WRONG_CACHE, k, NULL, "destroying a cache that is not live");
+		return -KMEM_EINVAL;
+	}
+	unsigned long f = caches_lock();
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+		cache_flush_cpu(k, cpu);
+	mcentral_reclaim(&k->central);
+	if (k->central.spans) {
+		caches_unlock(f);
+		return -KMEM_EBUSY;
+	}
+	struct kmem_cache **pp = &mheap_.caches;
+	while (*pp != k)
+		pp = &(*pp)->next;
+	*pp = k->next;
+	k->magic = KMEM_CACHE_DEAD;
+	caches_unlock(f);
+
+	f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	fixalloc_free_locked(&mheap_.cachealloc, k);
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	return 0;
+}
+
+void kmem_cache_get_stats(const struct kmem_cache *k, struct kmem_class_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!k || k->magic != KMEM_CACHE_MAGIC)
+		return;
+	uint64_t nmalloc = 0;
+	for (unsigned i = 0; i < mheap_.max_cpus; i++)
+		nmalloc += k->cpu_nmalloc[i];
+	const struct mcentral *c = &k->central;
+	out->object_size = c->elemsize;
+	out->span_pages = c->npages;
+	out->nmalloc = nmalloc;
+	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed);
+	out->objects_in_use = out->nmalloc - out->nfree;
+	out->spans = c->spans;
+	out->bytes_in_use = out->objects_in_use * c->elemsize;
+	out->span_bytes = c->spans * c->npages * PAGE_SIZE;
+	out->peak_span_bytes = c->peak_spans * c->npages * PAGE_SIZE;
+}

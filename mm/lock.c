@@ -1,0 +1,54 @@
+/*
+ * mm/lock.c - spin locks with a checked lock order.  See malloc.c for an
+ * overview and mtypes.h for the order:
+ *     LOCK_CACHES < LOCK_CENTRAL < LOCK_HEAP
+ * Callers disable interrupts first (every allocator entry point runs with
+ * interrupts off around its locks), so an interrupt handler on the same
+ * CPU can never spin on a lock its own CPU holds.
+ */
+#include "mtypes.h"
+
+void lock_init(struct spinlock *l, enum lock_level level)
+{
+	atomic_store_explicit(&l->locked, 0, memory_order_relaxed);
+	l->level = level;
+}
+
+#if KMEM_DEBUG >= 2
+static void order_check_acquire(struct spinlock *l)
+{
+	struct mcache *c = mheap_.mcaches ? mcache_of(arch_cpu_id()) : NULL;
+	if (!c)
+		return;
+	/* Every held level must be lower than the one taken now. */
+	KASSERT2((c->lock_levels >> l->level) == 0);
+	c->lock_levels |= 1u << l->level;
+}
+
+static void order_check_release(struct spinlock *l)
+{
+	struct mcache *c = mheap_.mcaches ? mcache_of(arch_cpu_id()) : NULL;
+	if (c)
+		c->lock_levels &= ~(1u << l->level);
+}
+#else
+static inline void order_check_acquire(struct spinlock *l) { (void)l; }
+static inline void order_check_release(struct spinlock *l) { (void)l; }
+#endif
+
+void lock_acquire(struct spinlock *l)
+{
+	order_check_acquire(l);
+	for (;;) {
+		if (!atomic_exchange_explicit(&l->locked, 1, memory_order_acquire))
+			return;
+		while (atomic_load_explicit(&l->locked, memory_order_relaxed))
+			arch_cpu_relax();
+	}
+}
+
+void lock_release(struct spinlock *l)
+{
+	atomic_store_explicit(&l->locked, 0, memory_order_release);
+	order_check_release(l);
+}

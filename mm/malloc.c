@@ -1,0 +1,449 @@
+/*
+ * mm/malloc.c - spanalloc's entry points, and the overview the other files
+ * point to.
+ *
+ * Overview
+ * ========
+ *
+ * spanalloc is Go's runtime allocator (itself a TCMalloc descendant) moved
+ * to bare metal: physical pages from the boot memory map instead of mmap,
+ * per-CPU caches protected by disabling interrupts instead of per-P caches,
+ * and explicit free instead of a garbage collector.  The structures:
+ *
+ *   size classes  75 object sizes, 8 B .. 32 KiB (sizeclasses.c, generated)
+ *   mspan         a run of pages: objects of one class, one large object,
+ *                 or a page run (mspan.c)
+ *   mcache        per CPU: for each class the span it allocates from
+ *                 (mcache.c)
+ *   mcentral      per class: spans no CPU holds, partial and full, and a
+ *                 lock-free stack of spans that received frees (mcentral.c)
+ *   mheap         the page allocator (bitmaps + radix summaries over the
+ *                 physical address space, pagealloc.c), span life cycle
+ *                 (mheap.c), arena index (heaparena.c)
+ *   heap_arena    metadata for 64 MiB of physical memory: page -> span
+ *                 map, page bitmap, summaries (heaparena.c)
+ *   fixalloc      span descriptors and bitmaps (fixalloc.c)
+ *   bootmem       memory map intake, metadata region, hot-add (bootmem.c)
+ *   kmem_cache    object caches with their own mcentral (kmem_cache.c)
+ *
+ * All of it lives in the metadata region (or in pages taken from the top of
+ * the pool for span descriptors): a client's memory holds payload only, so
+ * no client overflow can reach a free list or a header -- there are none.
+ *
+ * Allocating a small object (kmalloc, kmem_cache_alloc):
+ *   1. Round the size up to a class (two table lookups).
+ *   2. Disable interrupts; take this CPU's mcache; its span for the class.
+ *   3. Fast path: the span's alloc_cache (inverted alloc bits from
+ *      freeindex on) gives the next free object with one count-trailing-
+ *      zeros.  No lock, no atomic read-modify-write.
+ *   4. Else mcache_refill_alloc: scan on in the span's bitmap; if the span
+ *      is exhausted, sweep it in place (frees from any CPU are waiting in
+ *      its freed bitmap); else hand it to the mcentral and cache another.
+ *   5. The mcentral drains its unswept stack, then gives a partial span,
+ *      or allocates a new span from the mheap.
+ *   6. The mheap finds a run of pages (first fit, address order, O(log n)
+ *      in the radix summaries), publishes the span in the arena map.
+ *   7. Out of pages: sweep every mcentral, release empty spans, retry once;
+ *      then NULL.
+ *
+ * Allocating a large object (> 32 KiB) or a page run: mheap directly,
+ * under mheap.lock, as its own span.
+ *
+ * Freeing (kfree, kmem_cache_free):
+ *   1. Arena index -> arena -> spans[page]: the owning span, O(1).
+ *   2. Object index by multiply-shift; check the pointer is an object
+ *      start and the object is allocated (freeindex / alloc bits).
+ *   3. Atomically OR the object's bit into the span's freed bitmap; a bit
+ *      already set is a double free.  No lock: any CPU, any context.
+ *   4. If no CPU holds the span (it is on a partial or full list), the
+ *      first free moves it to QUEUED with a CAS and pushes it on the
+ *      mcentral's unswept stack, so the next refill sweeps it and an empty
+ *      span goes back to the mheap.  (mcentral.c has the races.)
+ *   Large objects and page runs: a CAS on the span state claims the free,
+ *   then the pages go back under mheap.lock.
+ *
+ * Bad frees (double, interior, wild, free page, wrong kind or cache) are
+ * found by the same bits and maps before anything is written, reported
+ * through the fault hook, and change nothing.
+ *
+ * Sweeping (span_sweep) folds freed bits into alloc bits with one atomic
+ * exchange per word.  It runs where Go runs it: in place when a CPU's
+ * cached span runs out; when the mcentral takes back or hands out a span;
+ * when it drains spans queued by frees; and on reclaim.
+ *
+ * Locks (mtypes.h): caches_lock < mcentral.lock < mheap.lock, all taken
+ * with interrupts off; the fast path takes none.
+ */
+#include "mtypes.h"
+
+extern struct mspan empty_span;
+
+/* The fast path: next object from the span's alloc cache, or NULL. */
+static inline void *span_alloc_fast(struct mspan *s)
+{
+	uint64_t cache = s->alloc_cache;
+	if (__builtin_expect(cache == 0, 0))
+		return NULL;
+	unsigned t = (unsigned)__builtin_ctzll(cache);
+	uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
+	s->alloc_cache = (cache >> t) >> 1;
+	atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
+	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+}
+
+/* An object of class cls from this CPU's mcache. */
+static void *small_alloc(unsigned cls)
+{
+	unsigned long f = arch_irq_save();
+	struct mcache *c = mcache_of(arch_cpu_id());
+	void *p = span_alloc_fast(c->alloc[cls]);
+	if (__builtin_expect(!p, 0))
+		p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls]);
+	if (p)
+		c->nmalloc[cls]++;
+	arch_irq_restore(f);
+	return p;
+}
+
+/* Used by kmem_cache.c: the same path on a cache's per-CPU slot. */
+void *cache_alloc_on_cpu(struct kmem_cache *k)
+{
+	unsigned long f = arch_irq_save();
+	unsigned cpu = arch_cpu_id();
+	struct mspan **slot = &k->cpu_span[cpu];
+	void *p = span_alloc_fast(*slot);
+	if (__builtin_expect(!p, 0))
+		p = mcache_refill_alloc(slot, &k->central);
+	if (p)
+		k->cpu_nmalloc[cpu]++;
+	arch_irq_restore(f);
+	return p;
+}
+
+static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
+                         enum span_state state)
+{
+	uint64_t npages = ((uint64_t)size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
+	if (!s) {
+		unsigned long f = arch_irq_save();
+		mheap_reclaim();
+		arch_irq_restore(f);
+		s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
+		if (!s)
+			return NULL;
+	}
+	return (void *)s->base;
+}
+
+void *kmalloc(size_t size)
+{
+	if (size <= KMEM_SMALL_MAX)
+		return small_alloc(kmem_size_to_class(size));
+	if (size > KMEM_MAX_ALLOC)
+		return NULL;
+	return large_alloc(size, 1, 0, SPAN_LARGE);
+}
+
+void *kzalloc(size_t size)
+{
+	void *p = kmalloc(size);
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+void *kcalloc(size_t n, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(n, size, &total))
+		return NULL;
+	return kzalloc(total);
+}
+
+void *kmalloc_aligned(size_t size, size_t align)
+{
+	if (!is_pow2(align) || size > KMEM_MAX_ALLOC)
+		return NULL;
+	if (align <= 8)
+		return kmalloc(size);
+	if (size == 0)
+		size = 1;
+	if (align <= PAGE_SIZE) {
+		/* Objects of a class whose size is a multiple of align start
+		 * at multiples of align from a page-aligned base. */
+		if (align_up(size, align) <= KMEM_SMALL_MAX) {
+			unsigned cls = kmem_size_to_class(align_up(size, align));
+			while (kmem_class[cls].size % align)
+				cls++;
+			return small_alloc(cls);
+		}
+		return large_alloc(size, 1, 0, SPAN_LARGE);
+	}
+	/* A power-of-two class is naturally aligned (its spans are). */
+	if (size <= align && align <= KMEM_SMALL_MAX)
+		return small_alloc(kmem_size_to_class(align));
+	return large_alloc(size, align >> PAGE_SHIFT, 0, SPAN_LARGE);
+}
+
+unsigned kmem_size_class(size_t size)
+{
+	return size <= KMEM_SMALL_MAX ? kmem_size_to_class(size) : 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Freeing
+ */
+
+/* Why p has no span: a free page, allocator metadata, or wild. */
+static void report_no_span(const void *p)
+{
+	uint64_t pfn = virt_to_pfn((uintptr_t)p);
+	uint64_t phys = (uint64_t)((uintptr_t)p - mheap_.offset);
+	struct heap_arena *a = arena_of_pfn(pfn);
+	if (a) {
+		uint64_t i = pfn & (ARENA_PAGES - 1);
+		uint64_t w = atomic_load_explicit((_Atomic uint64_t *)&a->pagebits[i >> 6],
+		                                  memory_order_relaxed);
+		if ((w >> (i & 63)) & 1) {
+			report_fault(KMEM_FAULT_FREE_PAGE, p, NULL, "page is free");
+			return;
+		}
+	}
+	if (phys >= mheap_.meta_base && phys - mheap_.meta_base < mheap_.meta_size)
+		report_fault(KMEM_FAULT_METADATA, p, NULL, "inside the metadata region");
+	else
+		report_fault(KMEM_FAULT_WILD, p, NULL,
+		             a ? "not in any span" : "not in memory the heap manages");
+}
+
+/* Validates p as a live small object of s; returns its index or -1 after
+ * reporting. */
+static long small_index(const struct mspan *s, const void *p)
+{
+	uintptr_t off = (uintptr_t)p - s->base;
+	uint32_t idx = span_obj_index(s, off);
+	if (idx >= s->nelems) {
+		report_fault(KMEM_FAULT_INTERIOR, p, s, "in the tail of a span");
+		return -1;
+	}
+	if ((uintptr_t)idx * s->elemsize != off) {
+		report_fault(KMEM_FAULT_INTERIOR, p, s, "not the start of an object");
+		return -1;
+	}
+	if (!span_obj_allocated(s, idx) ||
+	    ((atomic_load_explicit(&s->freed_bits[idx / 64], memory_order_relaxed) >> (idx % 64)) & 1)) {
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object is not allocated");
+		return -1;
+	}
+	return (long)idx;
+}
+
+void small_free(struct mspan *s, const void *p)
+{
+	long idx = small_index(s, p);
+	if (idx < 0)
+		return;
+	/* Read before the bit goes in: our object keeps the span alive. */
+	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
+	struct mcentral *c = s->central;
+	uint64_t bit = 1ull << (idx % 64);
+	uint64_t old = atomic_fetch_or_explicit(&s->freed_bits[idx / 64], bit, memory_order_seq_cst);
+	if (old & bit) {
+		/* Lost a race with another free of the same object. */
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object freed twice at once");
+		return;
+	}
+	uint64_t now = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
+	if (SS_GEN(now) != SS_GEN(st))
+		return; /* swept empty and released meanwhile */
+	unsigned loc = SS_LOC(now);
+	if (loc == LOC_PARTIAL || loc == LOC_FULL) {
+		if (atomic_compare_exchange_strong(&s->sweepstate, &now,
+		                                   SS_MAKE(SS_GEN(now), LOC_QUEUED)))
+			mcentral_push_unswept(c, s);
+	}
+}
+
+/* Frees a large object or page run after validation. */
+static void whole_free(struct mspan *s, const void *p, enum span_state want)
+{
+	uint8_t expect = (uint8_t)want;
+	if (!atomic_compare_exchange_strong(&s->state, &expect, SPAN_FREEING)) {
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "freed twice at once");
+		return;
+	}
+	mheap_free_large(s, want);
+}
+
+void kfree(const void *p)
+{
+	if (!p)
+		return;
+	struct mspan *s = span_of_ptr(p);
+	if (!s) {
+		report_no_span(p);
+		return;
+	}
+	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
+	case SPAN_SMALL:
+		small_free(s, p);
+		return;
+	case SPAN_LARGE:
+		if ((uintptr_t)p != s->base)
+			report_fault(KMEM_FAULT_INTERIOR, p, s, "inside a large object");
+		else
+			whole_free(s, p, SPAN_LARGE);
+		return;
+	case SPAN_RUN:
+		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "page run freed with kfree");
+		return;
+	default:
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "span is being freed");
+		return;
+	}
+}
+
+size_t ksize(const void *p)
+{
+	if (!p)
+		return 0;
+	struct mspan *s = span_of_ptr(p);
+	if (!s) {
+		report_no_span(p);
+		return 0;
+	}
+	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
+	case SPAN_SMALL:
+		return small_index(s, p) < 0 ? 0 : s->elemsize;
+	case SPAN_LARGE:
+		if ((uintptr_t)p == s->base)
+			return s->npages << PAGE_SHIFT;
+		report_fault(KMEM_FAULT_INTERIOR, p, s, "inside a large object");
+		return 0;
+	case SPAN_RUN:
+		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "page run passed as an object");
+		return 0;
+	default:
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "span is being freed");
+		return 0;
+	}
+}
+
+void *krealloc(void *p, size_t n)
+{
+	if (!p)
+		return kmalloc(n);
+	if (n == 0) {
+		kfree(p);
+		return NULL;
+	}
+	size_t have = ksize(p);
+	if (have == 0)
+		return NULL; /* reported */
+	if (n <= have && n >= have / 2)
+		return p;
+	void *q = kmalloc(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, n < have ? n : have);
+	kfree(p);
+	return q;
+}
+
+/* ---------------------------------------------------------------------------
+ * Page runs
+ */
+
+void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
+{
+	if (npages == 0 || !is_pow2(align) || npages > (1ull << SUM_TOP))
+		return NULL;
+	uint64_t align_pages = align > PAGE_SIZE ? align >> PAGE_SHIFT : 1;
+	uint64_t max_pfn = 0;
+	if (max_phys) {
+		max_pfn = max_phys >> PAGE_SHIFT;
+		if (max_pfn == 0)
+			return NULL;
+	}
+	return large_alloc(npages << PAGE_SHIFT, align_pages, max_pfn, SPAN_RUN);
+}
+
+void kpage_free(void *p, size_t npages)
+{
+	if (!p)
+		return;
+	struct mspan *s = span_of_ptr(p);
+	if (!s) {
+		report_no_span(p);
+		return;
+	}
+	uint8_t state = atomic_load_explicit(&s->state, memory_order_acquire);
+	if (state == SPAN_SMALL || state == SPAN_LARGE) {
+		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "object freed with kpage_free");
+		return;
+	}
+	if (state != SPAN_RUN) {
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "page run is being freed");
+		return;
+	}
+	if ((uintptr_t)p != s->base) {
+		report_fault(KMEM_FAULT_INTERIOR, p, s, "inside a page run");
+		return;
+	}
+	if (npages != s->npages) {
+		report_fault(KMEM_FAULT_BAD_SIZE, p, s, "page count differs from the allocation");
+		return;
+	}
+	whole_free(s, p, SPAN_RUN);
+}
+
+uint64_t kmem_virt_to_phys(const void *p)
+{
+	return (uint64_t)((uintptr_t)p - mheap_.offset);
+}
+
+/* ---------------------------------------------------------------------------
+ * CPUs and reclaim
+ */
+
+int kmem_cpu_online(unsigned cpu)
+{
+	if (cpu >= mheap_.max_cpus)
+		return -KMEM_EINVAL;
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.caches_lock);
+	struct mcache *c = mcache_of(cpu);
+	if (!c->online) {
+		c->online = true;
+		mheap_.cpus_online++;
+	}
+	lock_release(&mheap_.caches_lock);
+	arch_irq_restore(f);
+	return 0;
+}
+
+int kmem_cpu_offline(unsigned cpu)
+{
+	if (cpu >= mheap_.max_cpus)
+		return -KMEM_EINVAL;
+	unsigned long f = arch_irq_save();
+	mcache_flush(cpu);
+	lock_acquire(&mheap_.caches_lock);
+	struct mcache *c = mcache_of(cpu);
+	if (c->online) {
+		c->online = false;
+		mheap_.cpus_online--;
+	}
+	lock_release(&mheap_.caches_lock);
+	arch_irq_restore(f);
+	return 0;
+}
+
+size_t kmem_reclaim(void)
+{
+	unsigned long f = arch_irq_save();
+	size_t n = mheap_reclaim();
+	arch_irq_restore(f);
+	return n;
+}

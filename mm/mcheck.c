@@ -1,0 +1,272 @@
+/*
+ * mm/mcheck.c - fault reports, assertions and the invariant checker.  See
+ * malloc.c for an overview.
+ */
+#include "mtypes.h"
+
+static const char *const fault_names[] = {
+	[KMEM_FAULT_DOUBLE_FREE] = "double free",
+	[KMEM_FAULT_INTERIOR] = "interior pointer",
+	[KMEM_FAULT_WILD] = "wild pointer",
+	[KMEM_FAULT_FREE_PAGE] = "free of a free page",
+	[KMEM_FAULT_WRONG_CACHE] = "wrong cache",
+	[KMEM_FAULT_WRONG_KIND] = "wrong kind",
+	[KMEM_FAULT_BAD_SIZE] = "bad size",
+	[KMEM_FAULT_METADATA] = "pointer into metadata",
+	[KMEM_FAULT_CORRUPT] = "heap corrupt",
+};
+
+const char *kmem_fault_name(enum kmem_fault_kind kind)
+{
+	if ((unsigned)kind < sizeof(fault_names) / sizeof(fault_names[0]) && fault_names[kind])
+		return fault_names[kind];
+	return "unknown fault";
+}
+
+/* A tiny formatter: appends to buf[*len < cap]. */
+static void put_str(char *buf, size_t cap, size_t *len, const char *s)
+{
+	while (s && *s && *len + 1 < cap)
+		buf[(*len)++] = *s++;
+	buf[*len] = 0;
+}
+
+static void put_hex(char *buf, size_t cap, size_t *len, uint64_t v)
+{
+	char tmp[19] = "0x";
+	int n = 2;
+	for (int sh = 60; sh >= 0; sh -= 4) {
+		unsigned d = (v >> sh) & 15;
+		if (d || n > 2 || sh == 0)
+			tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
+	}
+	tmp[n] = 0;
+	put_str(buf, cap, len, tmp);
+}
+
+static void put_dec(char *buf, size_t cap, size_t *len, uint64_t v)
+{
+	char tmp[21];
+	int n = 20;
+	tmp[n] = 0;
+	do {
+		tmp[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put_str(buf, cap, len, tmp + n);
+}
+
+static void default_hook(const struct kmem_fault *f)
+{
+	char msg[200];
+	size_t n = 0;
+	msg[0] = 0;
+	put_str(msg, sizeof msg, &n, "spanalloc: ");
+	put_str(msg, sizeof msg, &n, kmem_fault_name(f->kind));
+	put_str(msg, sizeof msg, &n, " at ");
+	put_hex(msg, sizeof msg, &n, (uintptr_t)f->addr);
+	if (f->span_base) {
+		put_str(msg, sizeof msg, &n, " (span ");
+		put_hex(msg, sizeof msg, &n, f->span_base);
+		if (f->size_class) {
+			put_str(msg, sizeof msg, &n, ", class ");
+			put_dec(msg, sizeof msg, &n, f->size_class);
+		}
+		if (f->cache) {
+			put_str(msg, sizeof msg, &n, ", cache ");
+			put_str(msg, sizeof msg, &n, f->cache);
+		}
+		put_str(msg, sizeof msg, &n, ")");
+	}
+	put_str(msg, sizeof msg, &n, ": ");
+	put_str(msg, sizeof msg, &n, f->detail);
+	arch_panic(msg);
+}
+
+kmem_fault_hook_t kmem_set_fault_hook(kmem_fault_hook_t hook)
+{
+	return atomic_exchange(&mheap_.fault_hook, hook);
+}
+
+void report_fault(enum kmem_fault_kind kind, const void *addr, const struct mspan *s,
+                  const char *detail)
+{
+	struct kmem_fault f = {
+		.kind = kind,
+		.addr = addr,
+		.span_base = s ? s->base : 0,
+		.size_class = s ? s->sizeclass : 0,
+		.cache = s && s->cache ? s->cache->name : NULL,
+		.detail = detail,
+	};
+	kmem_fault_hook_t h = atomic_load(&mheap_.fault_hook);
+	(h ? h : default_hook)(&f);
+}
+
+void assert_fail(const char *expr, const char *file, int line)
+{
+	char msg[200];
+	size_t n = 0;
+	msg[0] = 0;
+	put_str(msg, sizeof msg, &n, "spanalloc: assertion failed: ");
+	put_str(msg, sizeof msg, &n, expr);
+	put_str(msg, sizeof msg, &n, " at ");
+	put_str(msg, sizeof msg, &n, file);
+	put_str(msg, sizeof msg, &n, ":");
+	put_dec(msg, sizeof msg, &n, (uint64_t)line);
+	arch_panic(msg);
+}
+
+/* ---------------------------------------------------------------------------
+ * The invariant checker (QUIESCE).
+ */
+
+struct checker {
+	unsigned long problems;
+	uint64_t free, small, large, runs, large_objects, page_runs;
+};
+
+static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
+{
+	k->problems++;
+	report_fault(KMEM_FAULT_CORRUPT, addr, s, what);
+}
+
+static void check_small_span(struct checker *k, struct mspan *s)
+{
+	const struct mcentral *c = s->central;
+	if (!c || c->elemsize != s->elemsize || c->nelems != s->nelems || c->npages != s->npages)
+		bad(k, (void *)s->base, s, "span geometry differs from its mcentral");
+	unsigned nw = (s->nelems + 63) / 64;
+	uint64_t last = atomic_load_explicit(&s->alloc_bits[nw - 1], memory_order_relaxed);
+	if (s->nelems % 64 && (last >> (s->nelems % 64)) != (~0ull >> (s->nelems % 64)))
+		bad(k, (void *)s->base, s, "alloc bits beyond nelems not set");
+	if (s->alloc_count > s->nelems)
+		bad(k, (void *)s->base, s, "alloc_count above nelems");
+	uint32_t fi = atomic_load_explicit(&s->freeindex, memory_order_relaxed);
+	if (fi > s->nelems)
+		bad(k, (void *)s->base, s, "freeindex above nelems");
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t f = atomic_load_explicit(&s->freed_bits[w], memory_order_relaxed);
+		for (unsigned b = 0; b < 64 && f; b++)
+			if (((f >> b) & 1) && !span_obj_allocated(s, w * 64 + b))
+				bad(k, (void *)(s->base + (w * 64 + b) * s->elemsize), s,
+				    "freed bit on an object that is not allocated");
+	}
+	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
+	unsigned loc = SS_LOC(st);
+	if (loc == LOC_CACHED ? s->on_list != 0
+	    : (loc == LOC_PARTIAL || loc == LOC_FULL) ? s->on_list != loc
+	    : loc == LOC_QUEUED ? s->on_list == 0 : true)
+		bad(k, (void *)s->base, s, "sweep state and list disagree");
+	if (s->on_list == LOC_FULL && loc == LOC_FULL && s->alloc_count < s->nelems)
+		bad(k, (void *)s->base, s, "span on the full list has free objects");
+}
+
+static void check_arena(struct checker *k, struct heap_arena *a)
+{
+	for (unsigned w = 0; w < ARENA_WORDS; w++) {
+		if (a->pagebits[w] & ~a->managedbits[w])
+			bad(k, (void *)pfn_to_virt(a->pfn_base + w * 64), NULL, "free page outside the pool");
+		k->free += (uint64_t)__builtin_popcountll(a->pagebits[w]);
+	}
+	for (uint64_t i = 0; i < ARENA_PAGES; i++) {
+		struct mspan *s = atomic_load_explicit(&a->spans[i], memory_order_relaxed);
+		if (!s)
+			continue;
+		uint64_t pfn = a->pfn_base + i;
+		uint8_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
+		if (state != SPAN_SMALL && state != SPAN_LARGE && state != SPAN_RUN) {
+			bad(k, (void *)pfn_to_virt(pfn), s, "page maps to a dead span");
+			continue;
+		}
+		if (pfn < s->pfn || pfn >= s->pfn + s->npages)
+			bad(k, (void *)pfn_to_virt(pfn), s, "page maps to a span that does not cover it");
+		if ((a->pagebits[i >> 6] >> (i & 63)) & 1)
+			bad(k, (void *)pfn_to_virt(pfn), s, "page of a live span is free");
+		if (!((a->managedbits[i >> 6] >> (i & 63)) & 1))
+			bad(k, (void *)pfn_to_virt(pfn), s, "span page outside the pool");
+		if (pfn != s->pfn)
+			continue;
+		if (state == SPAN_SMALL) {
+			k->small += s->npages;
+			check_small_span(k, s);
+		} else if (state == SPAN_LARGE) {
+			k->large += s->npages;
+			k->large_objects++;
+		} else {
+			k->runs += s->npages;
+			k->page_runs++;
+		}
+	}
+	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP; level++)
+		for (uint64_t j = 0; j < (1ull << (SUM_ARENA_TOP - level)); j++)
+			if (!sum_node_ok(level, (a->pfn_base >> level) + j))
+				bad(k, (void *)pfn_to_virt(a->pfn_base), NULL, "arena summary is stale");
+}
+
+static void check_central(struct checker *k, struct mcentral *c)
+{
+	struct span_list *lists[2] = {&c->partial, &c->full};
+	for (int i = 0; i < 2; i++) {
+		uint64_t n = 0;
+		for (struct mspan *s = lists[i]->first; s; s = s->next, n++) {
+			if (s->central != c || s->on_list != (i ? LOC_FULL : LOC_PARTIAL))
+				bad(k, (void *)s->base, s, "span on the wrong mcentral list");
+			if (atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_SMALL)
+				bad(k, (void *)s->base, s, "dead span on an mcentral list");
+		}
+		if (n != lists[i]->count)
+			bad(k, NULL, NULL, "mcentral list count is wrong");
+	}
+}
+
+unsigned long kmem_check(void)
+{
+	struct checker k = {0};
+	unsigned long f = arch_irq_save();
+	for (uint64_t i1 = 0; i1 < L1_ENTRIES; i1++) {
+		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[i1], memory_order_acquire);
+		if (!c)
+			continue;
+		for (uint64_t i2 = 0; i2 < L2_ENTRIES; i2++) {
+			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_acquire);
+			if (a)
+				check_arena(&k, a);
+		}
+		for (unsigned level = SUM_ARENA_TOP + 1; level <= SUM_L2_TOP; level++)
+			for (uint64_t j = 0; j < (1ull << (SUM_L2_TOP - level)); j++)
+				if (!sum_node_ok(level, ((i1 << SUM_L2_TOP) >> level) + j))
+					bad(&k, NULL, NULL, "chunk summary is stale");
+	}
+	for (unsigned level = SUM_L2_TOP + 1; level <= SUM_TOP; level++)
+		for (uint64_t j = 0; j < (1ull << (SUM_TOP - level)); j++)
+			if (!sum_node_ok(level, j))
+				bad(&k, NULL, NULL, "top summary is stale");
+
+	if (k.free != mheap_.pages_free)
+		bad(&k, NULL, NULL, "free page count differs from the bitmaps");
+	if (k.small != mheap_.pages_small || k.large != mheap_.pages_large ||
+	    k.runs != mheap_.pages_runs)
+		bad(&k, NULL, NULL, "span page counts differ from the arena map");
+	if (k.large_objects != mheap_.large_objects || k.page_runs != mheap_.page_runs)
+		bad(&k, NULL, NULL, "large object or page run count is wrong");
+	if (mheap_.pages_free + mheap_.pages_small + mheap_.pages_large + mheap_.pages_runs +
+	        mheap_.pages_metadata != mheap_.pages_managed)
+		bad(&k, NULL, NULL, "page accounting does not add up");
+
+	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
+		check_central(&k, &mheap_.central[cls]);
+	for (struct kmem_cache *kc = mheap_.caches; kc; kc = kc->next)
+		check_central(&k, &kc->central);
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+		for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
+			struct mspan *s = mheap_.mcaches[cpu].alloc[cls];
+			if (s != &empty_span &&
+			    (s->central != &mheap_.central[cls] ||
+			     SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) != LOC_CACHED))
+				bad(&k, (void *)s->base, s, "cached span of the wrong class or state");
+		}
+	arch_irq_restore(f);
+	return k.problems;
+}

@@ -1,0 +1,158 @@
+/*
+ * mm/mspan.c - span bitmaps: finding the next free object and sweeping.
+ * See malloc.c for an overview and mtypes.h for struct mspan's invariants.
+ *
+ * Who writes what:
+ *   alloc_bits, alloc_cache, freeindex, alloc_count: the span's owner only
+ *     (the CPU caching it, IRQs off; or the mcentral lock holder).  Other
+ *     CPUs read alloc_bits and freeindex (relaxed / acquire) to validate a
+ *     kfree.
+ *   freed_bits: any CPU sets a bit with an atomic OR (kfree); the owner
+ *     takes a whole word with an atomic exchange when it sweeps, so a free
+ *     that lands between "read" and "clear" can never be lost.
+ */
+#include "mtypes.h"
+
+static inline unsigned span_words(const struct mspan *s)
+{
+	return (s->nelems + 63) / 64;
+}
+
+static inline uint64_t bits_load(_Atomic uint64_t *w)
+{
+	return atomic_load_explicit(w, memory_order_relaxed);
+}
+
+static inline void bits_store(_Atomic uint64_t *w, uint64_t v)
+{
+	atomic_store_explicit(w, v, memory_order_relaxed);
+}
+
+/* Sets up a fresh small span of central c: all objects free, bits at and
+ * above nelems set forever. */
+void span_init_small(struct mspan *s, struct mcentral *c)
+{
+	s->elemsize = c->elemsize;
+	s->nelems = c->nelems;
+	s->divmul = c->divmul;
+	s->central = c;
+	s->cache = c->cache;
+	s->sizeclass = c->sizeclass;
+	for (unsigned w = 0; w < SPAN_MAX_WORDS; w++) {
+		uint64_t lo = (uint64_t)w * 64;
+		uint64_t v = 0;
+		if (lo >= s->nelems)
+			v = ~0ull;
+		else if (s->nelems - lo < 64)
+			v = ~0ull << (s->nelems - lo);
+		bits_store(&s->alloc_bits[w], v);
+		atomic_store_explicit(&s->freed_bits[w], 0, memory_order_relaxed);
+	}
+	s->alloc_count = 0;
+	atomic_store_explicit(&s->freeindex, 0, memory_order_relaxed);
+	s->alloc_cache = ~bits_load(&s->alloc_bits[0]);
+}
+
+/* Slow path of the owner's allocation: the index of the next free object
+ * at or after freeindex, consumed; nelems if the span has none left
+ * (before a sweep).  Handles the word boundary the fast path leaves. */
+uint32_t span_next_free_index(struct mspan *s)
+{
+	uint32_t fi = atomic_load_explicit(&s->freeindex, memory_order_relaxed);
+	uint32_t n = s->nelems;
+	if (fi >= n)
+		return n;
+	uint64_t cache = s->alloc_cache;
+	/* At a word boundary the fast path may have left the previous word's
+	 * (empty) cache: load the word freeindex is in.  Reloading a cache
+	 * that was already right is harmless. */
+	if (cache == 0 && fi % 64 == 0)
+		cache = ~bits_load(&s->alloc_bits[fi / 64]);
+	while (cache == 0) {
+		fi = (fi | 63) + 1;
+		if (fi >= n) {
+			s->alloc_cache = 0;
+			atomic_store_explicit(&s->freeindex, n, memory_order_release);
+			return n;
+		}
+		cache = ~bits_load(&s->alloc_bits[fi / 64]);
+	}
+	unsigned t = (unsigned)__builtin_ctzll(cache);
+	uint32_t idx = fi + t;
+	KASSERT(idx < n); /* bits >= nelems are always set */
+	s->alloc_cache = (cache >> t) >> 1;
+	atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
+	return idx;
+}
+
+bool span_has_freed(const struct mspan *s)
+{
+	for (unsigned w = 0; w < span_words(s); w++)
+		if (atomic_load_explicit(&s->freed_bits[w], memory_order_relaxed))
+			return true;
+	return false;
+}
+
+/* Folds the freed bitmap into alloc_bits (the owner only).  Objects below
+ * freeindex were handed out since the last sweep without touching
+ * alloc_bits: they are made explicit first.  Afterwards freeindex == 0 and
+ *     alloc_count == live objects.
+ * Returns the number of objects freed. */
+unsigned span_sweep(struct mspan *s)
+{
+	uint32_t fi = atomic_load_explicit(&s->freeindex, memory_order_relaxed);
+	unsigned nw = span_words(s), freed = 0, count = 0;
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t a = bits_load(&s->alloc_bits[w]);
+		uint64_t lo = (uint64_t)w * 64;
+		if (fi >= lo + 64)
+			a = ~0ull;
+		else if (fi > lo)
+			a |= (1ull << (fi - lo)) - 1;
+		if (atomic_load_explicit(&s->freed_bits[w], memory_order_relaxed)) {
+			uint64_t f = atomic_exchange_explicit(&s->freed_bits[w], 0,
+			                                      memory_order_acq_rel);
+			KASSERT((f & ~a) == 0); /* only allocated objects are freed */
+			a &= ~f;
+			freed += (unsigned)__builtin_popcountll(f);
+		}
+		bits_store(&s->alloc_bits[w], a);
+		count += (unsigned)__builtin_popcountll(a);
+	}
+	s->alloc_count = (uint16_t)(count - (nw * 64 - s->nelems));
+	/* Release: a kfree that sees freeindex == 0 sees the bits above. */
+	atomic_store_explicit(&s->freeindex, 0, memory_order_release);
+	s->alloc_cache = ~bits_load(&s->alloc_bits[0]);
+	return freed;
+}
+
+/* Object idx is handed out (and maybe freed since, see freed_bits). */
+bool span_obj_allocated(const struct mspan *s, uint32_t idx)
+{
+	uint32_t fi = atomic_load_explicit(&((struct mspan *)s)->freeindex, memory_order_acquire);
+	if (idx < fi)
+		return true;
+	return (bits_load(&s->alloc_bits[idx / 64]) >> (idx % 64)) & 1;
+}
+
+/* Free objects the owner can still hand out before the next sweep. */
+uint32_t span_free_slots(const struct mspan *s)
+{
+	uint32_t fi = atomic_load_explicit(&((struct mspan *)s)->freeindex, memory_order_relaxed);
+	uint32_t n = 0;
+	for (uint32_t i = fi; i < s->nelems; i++)
+		if (!((bits_load(&s->alloc_bits[i / 64]) >> (i % 64)) & 1))
+			n++;
+	return n;
+}
+
+/* Allocated and not freed, at this moment (exact at quiescence). */
+uint32_t span_live_objects(const struct mspan *s)
+{
+	uint32_t live = 0;
+	for (uint32_t i = 0; i < s->nelems; i++)
+		if (span_obj_allocated(s, i) &&
+		    !((atomic_load_explicit(&s->freed_bits[i / 64], memory_order_relaxed) >> (i % 64)) & 1))
+			live++;
+	return live;
+}

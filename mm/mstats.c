@@ -1,0 +1,55 @@
+/*
+ * mm/mstats.c - statistics.  See malloc.c for an overview.
+ *
+ * Allocations are counted per CPU in the mcache (CPU-local, IRQs off: one
+ * increment on the fast path); frees are counted when a sweep folds them
+ * (mcentral.nfree, atomic).  So objects_in_use = nmalloc - nfree counts an
+ * object as live until its span is swept, and is exact after
+ * kmem_reclaim() at quiescence.  Page counters are kept under mheap.lock.
+ */
+#include "mtypes.h"
+
+void kmem_get_stats(struct kmem_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	out->pages_managed = mheap_.pages_managed;
+	out->pages_free = mheap_.pages_free;
+	out->pages_small = mheap_.pages_small;
+	out->pages_large = mheap_.pages_large;
+	out->pages_runs = mheap_.pages_runs;
+	out->pages_metadata = mheap_.pages_metadata;
+	out->large_objects = mheap_.large_objects;
+	out->page_runs = mheap_.page_runs;
+	out->metadata_bytes = mheap_.meta_size;
+	uintptr_t meta_lo = (uintptr_t)mheap_.meta_base + mheap_.offset;
+	out->metadata_used = mheap_.meta_next >= meta_lo &&
+	                             mheap_.meta_next <= meta_lo + mheap_.meta_size
+	                         ? mheap_.meta_next - meta_lo
+	                         : mheap_.meta_size;
+	out->arenas = mheap_.narenas;
+	out->nclasses = KMEM_NUM_CLASSES;
+	out->cpus_online = mheap_.cpus_online;
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+}
+
+int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
+{
+	if (cls == 0 || cls >= KMEM_NUM_CLASSES)
+		return -KMEM_EINVAL;
+	memset(out, 0, sizeof(*out));
+	const struct mcentral *c = &mheap_.central[cls];
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+		out->nmalloc += mheap_.mcaches[cpu].nmalloc[cls];
+	out->object_size = c->elemsize;
+	out->span_pages = c->npages;
+	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed);
+	out->objects_in_use = out->nmalloc - out->nfree;
+	out->spans = c->spans;
+	out->bytes_in_use = out->objects_in_use * c->elemsize;
+	out->span_bytes = c->spans * c->npages * PAGE_SIZE;
+	out->peak_span_bytes = c->peak_spans * c->npages * PAGE_SIZE;
+	return 0;
+}

@@ -1,0 +1,420 @@
+/*
+ * mm/mtypes.h - the allocator's types.  See malloc.c for an overview.
+ *
+ * Glossary
+ *   page        4 KiB, the unit of the page allocator (KMEM_PAGE_SIZE).
+ *   pfn         physical page number: physical address >> 12.
+ *   span        (struct mspan) a run of pages with one use: small objects
+ *               of one class, one large object, or nothing (free pages are
+ *               not spans: the page bitmaps track them).
+ *   size class  one of KMEM_NUM_CLASSES-1 object sizes (sizeclasses.c).
+ *   span class  here the same as the size class; object caches make
+ *               private "classes" with their own struct mcentral.
+ *   arena       (struct heap_arena) the metadata for one 64 MiB window of
+ *               physical memory: page -> span map, page bitmap, summaries.
+ *   mcache      per-CPU cache: for each class the span it allocates from.
+ *   mcentral    per class: the spans no CPU holds, partial and full, plus
+ *               a lock-free stack of spans that received frees.
+ *   mheap       the page allocator, the arena index and the global lock.
+ *   sweep       folding a span's freed bitmap into its alloc bitmap.
+ *   metadata    everything here; it lives in the metadata region (or in
+ *               pages the mheap took for it), never in client memory.
+ *
+ * Protection notation used on every shared field:
+ *   [const]      written once before the structure is published.
+ *   [owner]      written only by the span's owner: the CPU whose mcache
+ *                holds it (IRQs off) or the holder of its mcentral lock
+ *                when no CPU holds it; read by others with atomics.
+ *   [atomic]     any CPU, atomic read-modify-write.
+ *   [central]    protected by mcentral.lock.
+ *   [heap]       protected by mheap.lock.
+ *   [cpu]        CPU-local, IRQs off.
+ */
+#ifndef SPANALLOC_MTYPES_H
+#define SPANALLOC_MTYPES_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spanalloc.h"
+#include "spanalloc/arch.h"
+#include "sizeclasses.h"
+
+/* The environment provides these four and nothing else. */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+
+#ifndef KMEM_CACHE_LINE
+#define KMEM_CACHE_LINE 64
+#endif
+
+/* Debug level: 0 none, 1 cheap checks (default), 2 internal (lock order),
+ * 3 expensive (full span checks on every sweep). */
+#ifndef KMEM_DEBUG
+#define KMEM_DEBUG 1
+#endif
+
+#define PAGE_SHIFT KMEM_PAGE_SHIFT
+#define PAGE_SIZE KMEM_PAGE_SIZE
+
+/* Arenas: 64 MiB of physical address space each. */
+#define ARENA_SHIFT 26
+#define ARENA_PAGES (1ul << (ARENA_SHIFT - PAGE_SHIFT)) /* 16384 */
+#define ARENA_WORDS (ARENA_PAGES / 64)                   /* 256 */
+/* Two-level arena index: L1 covers 256 GiB per entry. */
+#define L2_BITS 12
+#define L1_BITS (KMEM_PHYS_BITS - ARENA_SHIFT - L2_BITS) /* 10 */
+#define L1_ENTRIES (1ul << L1_BITS)
+#define L2_ENTRIES (1ul << L2_BITS)
+
+/* The summary radix tree spans every physical page: level L covers 2^L
+ * pages.  Leaves (level 6) are bitmap words; levels 7..14 are stored in the
+ * arena, 15..26 in the L2 chunk, 27..36 in the mheap. */
+#define SUM_LEAF_LEVEL 6
+#define SUM_ARENA_TOP (ARENA_SHIFT - PAGE_SHIFT)      /* 14 */
+#define SUM_L2_TOP (SUM_ARENA_TOP + L2_BITS)          /* 26 */
+#define SUM_TOP (KMEM_PHYS_BITS - PAGE_SHIFT)         /* 36 */
+#define SUM_NODES(lo, hi) ((1ul << ((hi) - (lo) + 1)) - 1) /* levels lo..hi */
+
+#define SPAN_MAX_WORDS (KMEM_MAX_SPAN_OBJECTS / 64)    /* 8 */
+
+_Static_assert(KMEM_PAGE_SIZE == 4096, "pages are 4 KiB");
+_Static_assert(L1_BITS == 10, "48-bit physical space, 64 MiB arenas");
+_Static_assert(KMEM_MAX_SPAN_OBJECTS % 64 == 0, "bitmaps are whole words");
+_Static_assert(KMEM_SMALL_OBJ_MAX == KMEM_SMALL_MAX, "header and table agree");
+
+/* ---------------------------------------------------------------------------
+ * Spin locks (lock.c).  Always taken with interrupts off.  The order is
+ *     LOCK_CACHES < LOCK_CENTRAL < LOCK_HEAP
+ * and a CPU may only take a lock of a higher level than any it holds
+ * (asserted at KMEM_DEBUG >= 2).  fixalloc has no lock: it is used only
+ * under mheap.lock.
+ */
+enum lock_level { LOCK_CACHES = 1, LOCK_CENTRAL = 2, LOCK_HEAP = 3 };
+
+struct spinlock {
+	_Atomic unsigned locked;
+	unsigned level; /* [const] enum lock_level */
+};
+
+/* ---------------------------------------------------------------------------
+ * Page summaries: for a block of 2^L pages, the free run at its start, the
+ * longest free run in it, and the free run at its end (in pages).
+ *   start, end <= max <= 2^L;  start == 2^L  <=>  the block is all free.
+ */
+struct psum {
+	uint64_t start, max, end;
+};
+
+/* ---------------------------------------------------------------------------
+ * Spans
+ */
+enum span_state {
+	SPAN_DEAD = 0,     /* descriptor on the fixalloc free list */
+	SPAN_SMALL,        /* objects of a class (or cache) */
+	SPAN_LARGE,        /* one large object */
+	SPAN_RUN,          /* a kpage_alloc run */
+	SPAN_FREEING,      /* large/run being freed (claims the free) */
+};
+
+/* Where a small span is; decides who may sweep it and who must make it
+ * findable after a free. */
+enum span_loc {
+	LOC_CACHED = 0, /* in an mcache: the owner CPU sweeps it in place */
+	LOC_PARTIAL,    /* in mcentral.partial */
+	LOC_FULL,       /* in mcentral.full */
+	LOC_QUEUED,     /* on a list and pushed on mcentral.unswept */
+	LOC_SWEEPING,   /* being swept by an mcentral lock holder */
+};
+
+/* A span's sweep state packs its location with a generation that grows
+ * each time the descriptor is released, so a lock-free kfree that raced
+ * with the release cannot act on the descriptor's next life (its CAS on
+ * the old generation fails). */
+#define SS_MAKE(gen, loc) (((uint64_t)(gen) << 8) | (uint64_t)(loc))
+#define SS_LOC(x) ((unsigned)((x) & 0xff))
+#define SS_GEN(x) ((x) >> 8)
+
+struct mcentral;
+struct kmem_cache;
+
+/*
+ * struct mspan.  Object n lives at base + n * elemsize.
+ *
+ * Allocation state (Go's scheme): object n is allocated iff
+ *     n < freeindex  ||  alloc_bits[n] == 1
+ * and an allocated object is free again once freed_bits[n] is set (it is
+ * reused only after a sweep).  Bits at and above nelems are set in
+ * alloc_bits forever so that ~alloc_bits never offers them.
+ *     alloc_cache == ~alloc_bits[freeindex / 64] >> (freeindex % 64)
+ *                    with bits below freeindex%64 consumed
+ *     alloc_count == popcount(alloc_bits) - (bits >= nelems) after a sweep
+ *
+ * The first line holds what the allocation fast path reads.
+ */
+struct mspan {
+	alignas(KMEM_CACHE_LINE)
+	uint64_t alloc_cache;          /* [owner] */
+	_Atomic uint32_t freeindex;    /* [owner], release store; others acquire */
+	uint32_t nelems;               /* [const] */
+	uintptr_t base;                /* [const] virtual address of page 0 */
+	uint64_t elemsize;             /* [const] */
+	uint64_t divmul;               /* [const] offset/elemsize via multiply */
+	_Atomic uint64_t *alloc_bits;  /* [owner] words; relaxed atomics */
+	_Atomic uint64_t *freed_bits;  /* [atomic] set by kfree, taken by sweep */
+	_Atomic uint64_t sweepstate;   /* [atomic] SS_MAKE(generation, enum span_loc) */
+	_Atomic uint8_t state;         /* [heap] writes, [atomic] reads; CAS to free */
+	uint8_t on_list;               /* [central] 0, LOC_PARTIAL or LOC_FULL */
+	uint16_t alloc_count;          /* [owner] objects allocated at last sweep */
+	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
+
+	uint64_t npages;               /* [const] */
+	uint64_t pfn;                  /* [const] first physical page */
+	struct mcentral *central;      /* [const] small spans: the class's central */
+	struct kmem_cache *cache;      /* [const] owning object cache or NULL */
+	struct mspan *next, *prev;     /* [central] list links; [heap] when dead */
+	struct mspan *unswept_next;    /* written by the pusher before publish */
+};
+
+/* ---------------------------------------------------------------------------
+ * mcentral: per class (and per object cache).
+ */
+struct span_list {
+	struct mspan *first;
+	uint64_t count;
+};
+
+struct mcentral {
+	alignas(KMEM_CACHE_LINE)
+	struct spinlock lock;
+	struct span_list partial;       /* [central] spans with free objects */
+	struct span_list full;          /* [central] spans without */
+	struct mspan *_Atomic unswept;  /* [atomic] push by kfree; pop-all by lock holder */
+	/* Geometry [const]. */
+	uint32_t elemsize;
+	uint32_t npages;
+	uint32_t nelems;
+	uint32_t align_pages;
+	uint64_t divmul;
+	uint16_t sizeclass;             /* 0 for object caches */
+	struct kmem_cache *cache;       /* owning cache or NULL */
+	/* Statistics. */
+	_Atomic uint64_t nfree;         /* [atomic] objects swept free */
+	uint64_t spans;                 /* [central] spans of this class held */
+	uint64_t peak_spans;            /* [central] */
+};
+
+/* ---------------------------------------------------------------------------
+ * mcache: one per CPU.  [cpu] except where noted.
+ */
+struct mcache {
+	alignas(KMEM_CACHE_LINE)
+	struct mspan *alloc[KMEM_NUM_CLASSES]; /* span to allocate from, per class */
+	uint64_t nmalloc[KMEM_NUM_CLASSES];    /* objects handed out, per class */
+	bool online;                           /* written under caches lock */
+	unsigned lock_levels;                  /* [cpu] bitmask of held lock levels */
+};
+
+/* ---------------------------------------------------------------------------
+ * Object caches.
+ */
+#define KMEM_CACHE_MAGIC 0x6b6d656dul /* "kmem" */
+#define KMEM_CACHE_DEAD 0x64656164ul  /* "dead" */
+
+struct kmem_cache {
+	struct mcentral central;         /* its own spans */
+	unsigned long magic;             /* [caches] KMEM_CACHE_MAGIC while alive */
+	const char *name;                /* [const] */
+	size_t size, align;              /* [const] as asked */
+	void (*ctor)(void *);            /* [const] */
+	struct mspan **cpu_span;         /* [cpu] per-CPU span, max_cpus entries */
+	uint64_t *cpu_nmalloc;           /* [cpu] per-CPU allocation counts */
+	struct kmem_cache *next;         /* [caches] list of live caches */
+};
+
+/* ---------------------------------------------------------------------------
+ * Arenas and the index.
+ *   spans[i] != NULL  <=>  page i is in a live span (every page of it).
+ *   pagebits bit i == 1  <=>  page i is free in the page allocator.
+ *   managedbits bit i == 1  <=>  page i belongs to the pool;
+ *   pagebits implies managedbits.
+ *   sum[] holds summary levels 7..14 of this arena (heap order).
+ */
+struct heap_arena {
+	struct mspan *_Atomic spans[ARENA_PAGES]; /* [heap] writes (release), lock-free reads (acquire) */
+	uint64_t pagebits[ARENA_WORDS];           /* [heap] */
+	uint64_t managedbits[ARENA_WORDS];        /* [heap] 1 = page is in the pool */
+	struct psum sum[SUM_NODES(SUM_LEAF_LEVEL + 1, SUM_ARENA_TOP)]; /* [heap] */
+	uint64_t pfn_base;                        /* [const] first pfn */
+	uint64_t managed;                         /* [heap] pages given to the pool */
+};
+
+struct l2_chunk {
+	struct heap_arena *_Atomic arenas[L2_ENTRIES];  /* [heap] writes, acquire reads */
+	struct psum sum[SUM_NODES(SUM_ARENA_TOP + 1, SUM_L2_TOP)]; /* [heap] */
+};
+
+/* ---------------------------------------------------------------------------
+ * fixalloc: a free list of fixed-size blocks carved from the metadata
+ * region, then from pages the mheap takes from the top of the pool.
+ * Protected by mheap.lock.
+ */
+struct fixalloc {
+	size_t size;         /* [const] block size */
+	void *free;          /* [heap] list of freed blocks (link in the block:
+	                        these blocks are metadata, never client memory) */
+	uint64_t inuse;      /* [heap] */
+};
+
+/* ---------------------------------------------------------------------------
+ * mheap: the one heap.
+ */
+struct mheap {
+	struct spinlock lock;
+	uintptr_t offset;                   /* [const] virt = phys + offset */
+	unsigned max_cpus;                  /* [const] */
+	struct l2_chunk *_Atomic l1[L1_ENTRIES]; /* [heap] writes, acquire reads */
+	struct psum sum[SUM_NODES(SUM_L2_TOP + 1, SUM_TOP)]; /* [heap] levels 27..36 */
+
+	/* The metadata region and the bump pointer carving it. */
+	uint64_t meta_base, meta_size;      /* [const] physical */
+	uintptr_t meta_next, meta_end;      /* [heap] virtual bump range */
+
+	struct fixalloc spanalloc;          /* [heap] struct mspan */
+	struct fixalloc bitsalloc;          /* [heap] 2 * SPAN_MAX_WORDS words */
+	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
+
+	struct mcentral *central;           /* [const] KMEM_NUM_CLASSES entries */
+	struct mcache *mcaches;             /* [const] max_cpus entries */
+
+	struct spinlock caches_lock;        /* LOCK_CACHES */
+	struct kmem_cache *caches;          /* [caches] live object caches */
+
+	/* Page accounting [heap]. */
+	uint64_t pages_managed, pages_free, pages_small, pages_large;
+	uint64_t pages_runs, pages_metadata, large_objects, page_runs;
+	uint64_t narenas;
+	unsigned cpus_online;               /* [caches] */
+
+	kmem_fault_hook_t _Atomic fault_hook;
+	bool initialised;
+};
+
+extern struct mheap mheap_;
+
+/* ---------------------------------------------------------------------------
+ * Internal interfaces, one block per file.
+ */
+
+/* lock.c */
+void lock_init(struct spinlock *l, enum lock_level level);
+void lock_acquire(struct spinlock *l);
+void lock_release(struct spinlock *l);
+
+/* heaparena.c */
+static inline uint64_t virt_to_pfn(uintptr_t v)
+{
+	return (uint64_t)(v - mheap_.offset) >> PAGE_SHIFT;
+}
+static inline uintptr_t pfn_to_virt(uint64_t pfn)
+{
+	return (uintptr_t)(pfn << PAGE_SHIFT) + mheap_.offset;
+}
+struct heap_arena *arena_of_pfn(uint64_t pfn);   /* NULL if not present */
+struct mspan *span_of_pfn(uint64_t pfn);         /* acquire; NULL if none */
+struct mspan *span_of_ptr(const void *p);        /* NULL if none */
+void arena_map_span_locked(struct mspan *s);     /* publish all pages */
+void arena_unmap_span_locked(struct mspan *s);
+int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
+bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool */
+
+/* pagealloc.c */
+#define PAGE_NONE UINT64_MAX
+uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi);
+uint64_t pages_find_top_locked(uint64_t npages);
+void pages_set_locked(uint64_t pfn, uint64_t npages, bool free);
+bool pages_all_free_locked(uint64_t pfn, uint64_t npages);
+struct psum sum_get(unsigned level, uint64_t idx);
+struct psum sum_of_word(uint64_t w);
+struct psum sum_combine(struct psum l, struct psum r, uint64_t half);
+bool sum_node_ok(unsigned level, uint64_t idx);
+
+/* fixalloc.c */
+void fixalloc_init(struct fixalloc *f, size_t size);
+void *fixalloc_alloc_locked(struct fixalloc *f);
+void fixalloc_free_locked(struct fixalloc *f, void *p);
+void *meta_carve_locked(size_t size, size_t align);
+
+/* mspan.c */
+void span_init_small(struct mspan *s, struct mcentral *c);
+uint32_t span_next_free_index(struct mspan *s);
+unsigned span_sweep(struct mspan *s);
+bool span_has_freed(const struct mspan *s);
+uint32_t span_free_slots(const struct mspan *s);
+uint32_t span_live_objects(const struct mspan *s);
+static inline uint32_t span_obj_index(const struct mspan *s, uintptr_t off)
+{
+	return (uint32_t)((off * s->divmul) >> KMEM_DIV_SHIFT);
+}
+bool span_obj_allocated(const struct mspan *s, uint32_t idx);
+
+/* mcentral.c */
+void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
+                   uint32_t npages, uint32_t nelems, uint32_t align_pages,
+                   uint64_t divmul, struct kmem_cache *cache);
+struct mspan *mcentral_cache_span(struct mcentral *c);
+void mcentral_uncache_span(struct mcentral *c, struct mspan *s);
+void mcentral_push_unswept(struct mcentral *c, struct mspan *s);
+size_t mcentral_reclaim(struct mcentral *c);
+uint64_t mcentral_div_const(uint32_t elemsize);
+
+/* mcache.c */
+void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c);
+void mcache_flush(unsigned cpu);
+static inline struct mcache *mcache_of(unsigned cpu)
+{
+	return &mheap_.mcaches[cpu];
+}
+
+/* mheap.c */
+struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
+                               uint64_t max_pfn, enum span_state state,
+                               struct mcentral *central);
+void mheap_free_span(struct mspan *s);
+void mheap_free_span_locked(struct mspan *s);
+void mheap_free_large(struct mspan *s, enum span_state was);
+size_t mheap_reclaim(void);
+
+/* mcheck.c */
+void report_fault(enum kmem_fault_kind kind, const void *addr,
+                  const struct mspan *s, const char *detail);
+void log_line(const char *a, uint64_t v1, const char *b, uint64_t v2);
+
+/* malloc.c */
+void small_free(struct mspan *s, const void *p);
+void *cache_alloc_on_cpu(struct kmem_cache *k);
+extern struct mspan empty_span;
+
+/* kmem_cache.c */
+void kmem_caches_cpu_flush(unsigned cpu);
+size_t kmem_caches_reclaim(void);
+
+/* Assertions: KASSERT (level 1, cheap), KASSERT2 (internal), KASSERT3
+ * (expensive).  A failed assertion panics with file and line. */
+void assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+#define KASSERT_AT(lvl, e) \
+	do { if (KMEM_DEBUG >= (lvl) && !(e)) assert_fail(#e, __FILE__, __LINE__); } while (0)
+#define KASSERT(e) KASSERT_AT(1, e)
+#define KASSERT2(e) KASSERT_AT(2, e)
+#define KASSERT3(e) KASSERT_AT(3, e)
+
+static inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
+static inline uint64_t align_down(uint64_t x, uint64_t a) { return x & ~(a - 1); }
+static inline bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+
+#endif /* SPANALLOC_MTYPES_H */
