@@ -60,10 +60,7 @@ check-gen:
 check-lib:
 	@for cc in $(CC) $(CLANG); do for a in host x86_64; do \
 	  $(MAKE) -s --no-print-directory lib ARCH=$$a CC=$$cc BUILD=$(BUILD)/lib-$$cc || exit 1; \
-	  bad=$$(nm -u $(BUILD)/lib-$$cc/$$a/libspanalloc.a | awk 'NF==2{print $$2}' | sort -u \
-	    | grep -Ev '^(memcpy|memmove|memset|memcmp|arch_[a-z_]+)$$'); \
-	  if [ -n "$$bad" ]; then echo "check-lib: $$cc/$$a has undefined symbols: $$bad"; exit 1; fi; \
-	  echo "check-lib: $$cc $$a ok ($$(nm -u $(BUILD)/lib-$$cc/$$a/libspanalloc.a | awk 'NF==2{print $$2}' | sort -u | tr '\n' ' '))"; \
+	  bash scripts/check-undefined.sh $(BUILD)/lib-$$cc/$$a/libspanalloc.a "$$cc $$a" || exit 1; \
 	done; done
 
 # ---------------------------------------------------------------------------

@@ -201,20 +201,27 @@ static void report_no_span(const void *p)
 	uint64_t pfn = virt_to_pfn((uintptr_t)p);
 	uint64_t phys = (uint64_t)((uintptr_t)p - mheap_.offset);
 	struct heap_arena *a = arena_of_pfn(pfn);
+	if (phys >= mheap_.meta_base && phys - mheap_.meta_base < mheap_.meta_size) {
+		report_fault(KMEM_FAULT_METADATA, p, NULL, "inside the metadata region");
+		return;
+	}
 	if (a) {
 		uint64_t i = pfn & (ARENA_PAGES - 1);
-		uint64_t w = atomic_load_explicit((_Atomic uint64_t *)&a->pagebits[i >> 6],
-		                                  memory_order_relaxed);
-		if ((w >> (i & 63)) & 1) {
+		/* Racy reads of [heap] words: a diagnosis only. */
+		uint64_t fw = atomic_load_explicit((_Atomic uint64_t *)&a->pagebits[i >> 6],
+		                                   memory_order_relaxed);
+		uint64_t mw = atomic_load_explicit((_Atomic uint64_t *)&a->managedbits[i >> 6],
+		                                   memory_order_relaxed);
+		if ((fw >> (i & 63)) & 1) {
 			report_fault(KMEM_FAULT_FREE_PAGE, p, NULL, "page is free");
 			return;
 		}
+		if ((mw >> (i & 63)) & 1) {
+			report_fault(KMEM_FAULT_METADATA, p, NULL, "page holds allocator metadata");
+			return;
+		}
 	}
-	if (phys >= mheap_.meta_base && phys - mheap_.meta_base < mheap_.meta_size)
-		report_fault(KMEM_FAULT_METADATA, p, NULL, "inside the metadata region");
-	else
-		report_fault(KMEM_FAULT_WILD, p, NULL,
-		             a ? "not in any span" : "not in memory the heap manages");
+	report_fault(KMEM_FAULT_WILD, p, NULL, "not in memory the heap manages");
 }
 
 /* Validates p as a live small object of s; returns its index or -1 after
@@ -268,7 +275,7 @@ void small_free(struct mspan *s, const void *p)
 /* Frees a large object or page run after validation. */
 static void whole_free(struct mspan *s, const void *p, enum span_state want)
 {
-	uint8_t expect = (uint8_t)want;
+	uint32_t expect = (uint32_t)want;
 	if (!atomic_compare_exchange_strong(&s->state, &expect, SPAN_FREEING)) {
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "freed twice at once");
 		return;
@@ -378,7 +385,7 @@ void kpage_free(void *p, size_t npages)
 		report_no_span(p);
 		return;
 	}
-	uint8_t state = atomic_load_explicit(&s->state, memory_order_acquire);
+	uint32_t state = atomic_load_explicit(&s->state, memory_order_acquire);
 	if (state == SPAN_SMALL || state == SPAN_LARGE) {
 		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "object freed with kpage_free");
 		return;

@@ -168,14 +168,14 @@ static void check_arena(struct checker *k, struct heap_arena *a)
 	for (unsigned w = 0; w < ARENA_WORDS; w++) {
 		if (a->pagebits[w] & ~a->managedbits[w])
 			bad(k, (void *)pfn_to_virt(a->pfn_base + w * 64), NULL, "free page outside the pool");
-		k->free += (uint64_t)__builtin_popcountll(a->pagebits[w]);
+		k->free += (uint64_t)popcount64(a->pagebits[w]);
 	}
 	for (uint64_t i = 0; i < ARENA_PAGES; i++) {
 		struct mspan *s = atomic_load_explicit(&a->spans[i], memory_order_relaxed);
 		if (!s)
 			continue;
 		uint64_t pfn = a->pfn_base + i;
-		uint8_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
+		uint32_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
 		if (state != SPAN_SMALL && state != SPAN_LARGE && state != SPAN_RUN) {
 			bad(k, (void *)pfn_to_virt(pfn), s, "page maps to a dead span");
 			continue;

@@ -79,7 +79,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 			mheap_.page_runs++;
 		}
 	}
-	atomic_store_explicit(&s->state, (uint8_t)state, memory_order_relaxed);
+	atomic_store_explicit(&s->state, (uint32_t)state, memory_order_relaxed);
 	arena_map_span_locked(s); /* release: s is complete */
 	heap_unlock(f);
 	return s;

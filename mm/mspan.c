@@ -114,10 +114,10 @@ unsigned span_sweep(struct mspan *s)
 			                                      memory_order_acq_rel);
 			KASSERT((f & ~a) == 0); /* only allocated objects are freed */
 			a &= ~f;
-			freed += (unsigned)__builtin_popcountll(f);
+			freed += (unsigned)popcount64(f);
 		}
 		bits_store(&s->alloc_bits[w], a);
-		count += (unsigned)__builtin_popcountll(a);
+		count += (unsigned)popcount64(a);
 	}
 	s->alloc_count = (uint16_t)(count - (nw * 64 - s->nelems));
 	/* Release: a kfree that sees freeindex == 0 sees the bits above. */

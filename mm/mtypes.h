@@ -168,7 +168,7 @@ struct mspan {
 	_Atomic uint64_t *alloc_bits;  /* [owner] words; relaxed atomics */
 	_Atomic uint64_t *freed_bits;  /* [atomic] set by kfree, taken by sweep */
 	_Atomic uint64_t sweepstate;   /* [atomic] SS_MAKE(generation, enum span_loc) */
-	_Atomic uint8_t state;         /* [heap] writes, [atomic] reads; CAS to free */
+	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
 	uint8_t on_list;               /* [central] 0, LOC_PARTIAL or LOC_FULL */
 	uint16_t alloc_count;          /* [owner] objects allocated at last sweep */
 	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
@@ -416,5 +416,15 @@ void assert_fail(const char *expr, const char *file, int line) __attribute__((no
 static inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 static inline uint64_t align_down(uint64_t x, uint64_t a) { return x & ~(a - 1); }
 static inline bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+
+/* Population count without libgcc (__builtin_popcountll may call
+ * __popcountdi2 on CPUs without a popcnt instruction). */
+static inline unsigned popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ull);
+	x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
 
 #endif /* SPANALLOC_MTYPES_H */
