@@ -316,8 +316,7 @@ long kmem_hot_add(const struct kmem_region *r)
 		return -KMEM_EINVAL;
 	uint64_t pfn = s >> PAGE_SHIFT, n = (e - s) >> PAGE_SHIFT;
 
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
+	unsigned long f = lock_irqsave(&mheap_.lock);
 	/* Overlap with managed memory: any page already in the pool (free or
 	 * used), or in the metadata region. */
 	for (uint64_t p = pfn; p < pfn + n; p++) {
@@ -326,8 +325,7 @@ long kmem_hot_add(const struct kmem_region *r)
 		               (p << PAGE_SHIFT) < mheap_.meta_base + mheap_.meta_size;
 		uint64_t i = p & (ARENA_PAGES - 1);
 		if (in_meta || (a && ((a->managedbits[i >> 6] >> (i & 63)) & 1))) {
-			lock_release(&mheap_.lock);
-			arch_irq_restore(f);
+			unlock_irqrestore(&mheap_.lock, f);
 			return -KMEM_EINVAL;
 		}
 	}
@@ -340,12 +338,10 @@ long kmem_hot_add(const struct kmem_region *r)
 	uint64_t used = align_up(bump - bump0, PAGE_SIZE) >> PAGE_SHIFT;
 	if (err || used >= n) {
 		/* Arenas created so far stay (empty); nothing was added. */
-		lock_release(&mheap_.lock);
-		arch_irq_restore(f);
+		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_ENOMEM;
 	}
 	add_pages_locked(pfn + used, n - used, &bump, bump);
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	unlock_irqrestore(&mheap_.lock, f);
 	return (long)(n - used);
 }

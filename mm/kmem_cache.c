@@ -14,19 +14,6 @@
  */
 #include "mtypes.h"
 
-static unsigned long caches_lock(void)
-{
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.caches_lock);
-	return f;
-}
-
-static void caches_unlock(unsigned long f)
-{
-	lock_release(&mheap_.caches_lock);
-	arch_irq_restore(f);
-}
-
 /* Chooses pages per span for objects of elemsize bytes.  Returns 0 if no
  * geometry keeps the division constant exact. */
 static uint32_t cache_span_pages(uint32_t elemsize)
@@ -71,11 +58,9 @@ struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align
 	if (!div_exact(elemsize, nelems, divmul))
 		return NULL;
 
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
+	unsigned long f = lock_irqsave(&mheap_.lock);
 	struct kmem_cache *k = fixalloc_alloc_locked(&mheap_.cachealloc);
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	unlock_irqrestore(&mheap_.lock, f);
 	if (!k)
 		return NULL;
 	mcentral_init(&k->central, 0, elemsize, np, nelems, 1, divmul, k);
@@ -90,11 +75,11 @@ struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align
 		k->cpu_span[i] = &empty_span;
 		k->cpu_nmalloc[i] = 0;
 	}
-	f = caches_lock();
+	f = lock_irqsave(&mheap_.caches_lock);
 	k->magic = KMEM_CACHE_MAGIC;
 	k->next = mheap_.caches;
 	mheap_.caches = k;
-	caches_unlock(f);
+	unlock_irqrestore(&mheap_.caches_lock, f);
 	return k;
 }
 
@@ -144,19 +129,19 @@ static void cache_flush_cpu(struct kmem_cache *k, unsigned cpu)
 
 void kmem_caches_cpu_flush(unsigned cpu)
 {
-	unsigned long f = caches_lock();
+	unsigned long f = lock_irqsave(&mheap_.caches_lock);
 	for (struct kmem_cache *k = mheap_.caches; k; k = k->next)
 		cache_flush_cpu(k, cpu);
-	caches_unlock(f);
+	unlock_irqrestore(&mheap_.caches_lock, f);
 }
 
 size_t kmem_caches_reclaim(void)
 {
 	size_t n = 0;
-	unsigned long f = caches_lock();
+	unsigned long f = lock_irqsave(&mheap_.caches_lock);
 	for (struct kmem_cache *k = mheap_.caches; k; k = k->next)
 		n += mcentral_reclaim(&k->central);
-	caches_unlock(f);
+	unlock_irqrestore(&mheap_.caches_lock, f);
 	return n;
 }
 
@@ -180,12 +165,12 @@ int kmem_cache_destroy(struct kmem_cache *k)
 		report_fault(KMEM_FAULT_WRONG_CACHE, k, NULL, "destroying a cache that is not live");
 		return -KMEM_EINVAL;
 	}
-	unsigned long f = caches_lock();
+	unsigned long f = lock_irqsave(&mheap_.caches_lock);
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 		cache_flush_cpu(k, cpu);
 	mcentral_reclaim(&k->central);
 	if (k->central.spans) {
-		caches_unlock(f);
+		unlock_irqrestore(&mheap_.caches_lock, f);
 		return -KMEM_EBUSY;
 	}
 	struct kmem_cache **pp = &mheap_.caches;
@@ -193,13 +178,11 @@ int kmem_cache_destroy(struct kmem_cache *k)
 		pp = &(*pp)->next;
 	*pp = k->next;
 	k->magic = KMEM_CACHE_DEAD;
-	caches_unlock(f);
+	unlock_irqrestore(&mheap_.caches_lock, f);
 
-	f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
+	f = lock_irqsave(&mheap_.lock);
 	fixalloc_free_locked(&mheap_.cachealloc, k);
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	unlock_irqrestore(&mheap_.lock, f);
 	return 0;
 }
 
@@ -211,14 +194,5 @@ void kmem_cache_get_stats(const struct kmem_cache *k, struct kmem_class_stats *o
 	uint64_t nmalloc = 0;
 	for (unsigned i = 0; i < mheap_.max_cpus; i++)
 		nmalloc += k->cpu_nmalloc[i];
-	const struct mcentral *c = &k->central;
-	out->object_size = c->elemsize;
-	out->span_pages = c->npages;
-	out->nmalloc = nmalloc;
-	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed);
-	out->objects_in_use = out->nmalloc - out->nfree;
-	out->spans = c->spans;
-	out->bytes_in_use = out->objects_in_use * c->elemsize;
-	out->span_bytes = c->spans * c->npages * PAGE_SIZE;
-	out->peak_span_bytes = c->peak_spans * c->npages * PAGE_SIZE;
+	central_stats(&k->central, nmalloc, out);
 }

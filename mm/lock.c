@@ -52,3 +52,16 @@ void lock_release(struct spinlock *l)
 	atomic_store_explicit(&l->locked, 0, memory_order_release);
 	order_check_release(l);
 }
+
+unsigned long lock_irqsave(struct spinlock *l)
+{
+	unsigned long f = arch_irq_save();
+	lock_acquire(l);
+	return f;
+}
+
+void unlock_irqrestore(struct spinlock *l, unsigned long flags)
+{
+	lock_release(l);
+	arch_irq_restore(flags);
+}

@@ -283,15 +283,20 @@ static void whole_free(struct mspan *s, const void *p, enum span_state want)
 	mheap_free_large(s, want);
 }
 
+/* The live span p points into, or NULL after reporting why there is none. */
+static struct mspan *span_or_report(const void *p)
+{
+	struct mspan *s = span_of_ptr(p);
+	if (!s)
+		report_no_span(p);
+	return s;
+}
+
 void kfree(const void *p)
 {
-	if (!p)
+	struct mspan *s = p ? span_or_report(p) : NULL;
+	if (!s)
 		return;
-	struct mspan *s = span_of_ptr(p);
-	if (!s) {
-		report_no_span(p);
-		return;
-	}
 	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
 	case SPAN_SMALL:
 		small_free(s, p);
@@ -313,13 +318,9 @@ void kfree(const void *p)
 
 size_t ksize(const void *p)
 {
-	if (!p)
+	struct mspan *s = p ? span_or_report(p) : NULL;
+	if (!s)
 		return 0;
-	struct mspan *s = span_of_ptr(p);
-	if (!s) {
-		report_no_span(p);
-		return 0;
-	}
 	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
 	case SPAN_SMALL:
 		return small_index(s, p) < 0 ? 0 : s->elemsize;
@@ -378,13 +379,9 @@ void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 
 void kpage_free(void *p, size_t npages)
 {
-	if (!p)
+	struct mspan *s = p ? span_or_report(p) : NULL;
+	if (!s)
 		return;
-	struct mspan *s = span_of_ptr(p);
-	if (!s) {
-		report_no_span(p);
-		return;
-	}
 	uint32_t state = atomic_load_explicit(&s->state, memory_order_acquire);
 	if (state == SPAN_SMALL || state == SPAN_LARGE) {
 		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "object freed with kpage_free");
@@ -418,15 +415,13 @@ int kmem_cpu_online(unsigned cpu)
 {
 	if (cpu >= mheap_.max_cpus)
 		return -KMEM_EINVAL;
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.caches_lock);
+	unsigned long f = lock_irqsave(&mheap_.caches_lock);
 	struct mcache *c = mcache_of(cpu);
 	if (!c->online) {
 		c->online = true;
 		mheap_.cpus_online++;
 	}
-	lock_release(&mheap_.caches_lock);
-	arch_irq_restore(f);
+	unlock_irqrestore(&mheap_.caches_lock, f);
 	return 0;
 }
 
@@ -442,8 +437,7 @@ int kmem_cpu_offline(unsigned cpu)
 		c->online = false;
 		mheap_.cpus_online--;
 	}
-	lock_release(&mheap_.caches_lock);
-	arch_irq_restore(f);
+	unlock_irqrestore(&mheap_.caches_lock, f);
 	return 0;
 }
 

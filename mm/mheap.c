@@ -10,19 +10,6 @@
 
 struct mheap mheap_;
 
-static unsigned long heap_lock(void)
-{
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	return f;
-}
-
-static void heap_unlock(unsigned long f)
-{
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
-}
-
 /* A span of npages pages whose first pfn is a multiple of align_pages and
  * whose last page is below max_pfn (0: no ceiling), fully initialised and
  * published in the arena map.  Small spans (central != NULL) get bitmaps
@@ -32,7 +19,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
                                uint64_t max_pfn, enum span_state state,
                                struct mcentral *central)
 {
-	unsigned long f = heap_lock();
+	unsigned long f = lock_irqsave(&mheap_.lock);
 	struct mspan *s = fixalloc_alloc_locked(&mheap_.spanalloc);
 	_Atomic uint64_t *bits = NULL;
 	if (s && central) {
@@ -50,7 +37,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 			fixalloc_free_locked(&mheap_.bitsalloc, (void *)bits);
 		if (s)
 			fixalloc_free_locked(&mheap_.spanalloc, s);
-		heap_unlock(f);
+		unlock_irqrestore(&mheap_.lock, f);
 		return NULL;
 	}
 	pages_set_locked(pfn, npages, false);
@@ -81,7 +68,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	}
 	atomic_store_explicit(&s->state, (uint32_t)state, memory_order_relaxed);
 	arena_map_span_locked(s); /* release: s is complete */
-	heap_unlock(f);
+	unlock_irqrestore(&mheap_.lock, f);
 	return s;
 }
 
@@ -104,16 +91,16 @@ void mheap_free_span_locked(struct mspan *s)
 
 void mheap_free_span(struct mspan *s)
 {
-	unsigned long f = heap_lock();
+	unsigned long f = lock_irqsave(&mheap_.lock);
 	mheap_free_span_locked(s);
-	heap_unlock(f);
+	unlock_irqrestore(&mheap_.lock, f);
 }
 
 /* Frees a large object or page run whose state the caller moved to
  * SPAN_FREEING (the CAS that decides a double free). */
 void mheap_free_large(struct mspan *s, enum span_state was)
 {
-	unsigned long f = heap_lock();
+	unsigned long f = lock_irqsave(&mheap_.lock);
 	if (was == SPAN_LARGE) {
 		mheap_.pages_large -= s->npages;
 		mheap_.large_objects--;
@@ -122,7 +109,7 @@ void mheap_free_large(struct mspan *s, enum span_state was)
 		mheap_.page_runs--;
 	}
 	mheap_free_span_locked(s);
-	heap_unlock(f);
+	unlock_irqrestore(&mheap_.lock, f);
 }
 
 /* Sweep-and-retry support: sweeps every mcentral (classes and caches),

@@ -12,8 +12,7 @@
 void kmem_get_stats(struct kmem_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
+	unsigned long f = lock_irqsave(&mheap_.lock);
 	out->pages_managed = mheap_.pages_managed;
 	out->pages_free = mheap_.pages_free;
 	out->pages_small = mheap_.pages_small;
@@ -31,8 +30,21 @@ void kmem_get_stats(struct kmem_stats *out)
 	out->arenas = mheap_.narenas;
 	out->nclasses = KMEM_NUM_CLASSES;
 	out->cpus_online = mheap_.cpus_online;
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	unlock_irqrestore(&mheap_.lock, f);
+}
+
+/* Fills *out from a central's counters and the summed per-CPU nmalloc. */
+void central_stats(const struct mcentral *c, uint64_t nmalloc, struct kmem_class_stats *out)
+{
+	out->object_size = c->elemsize;
+	out->span_pages = c->npages;
+	out->nmalloc = nmalloc;
+	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed);
+	out->objects_in_use = out->nmalloc - out->nfree;
+	out->spans = c->spans;
+	out->bytes_in_use = out->objects_in_use * c->elemsize;
+	out->span_bytes = c->spans * c->npages * PAGE_SIZE;
+	out->peak_span_bytes = c->peak_spans * c->npages * PAGE_SIZE;
 }
 
 int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
@@ -40,16 +52,9 @@ int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
 	if (cls == 0 || cls >= KMEM_NUM_CLASSES)
 		return -KMEM_EINVAL;
 	memset(out, 0, sizeof(*out));
-	const struct mcentral *c = &mheap_.central[cls];
+	uint64_t nmalloc = 0;
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
-		out->nmalloc += mheap_.mcaches[cpu].nmalloc[cls];
-	out->object_size = c->elemsize;
-	out->span_pages = c->npages;
-	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed);
-	out->objects_in_use = out->nmalloc - out->nfree;
-	out->spans = c->spans;
-	out->bytes_in_use = out->objects_in_use * c->elemsize;
-	out->span_bytes = c->spans * c->npages * PAGE_SIZE;
-	out->peak_span_bytes = c->peak_spans * c->npages * PAGE_SIZE;
+		nmalloc += mheap_.mcaches[cpu].nmalloc[cls];
+	central_stats(&mheap_.central[cls], nmalloc, out);
 	return 0;
 }

@@ -315,6 +315,8 @@ extern struct mheap mheap_;
 void lock_init(struct spinlock *l, enum lock_level level);
 void lock_acquire(struct spinlock *l);
 void lock_release(struct spinlock *l);
+unsigned long lock_irqsave(struct spinlock *l);
+void unlock_irqrestore(struct spinlock *l, unsigned long flags);
 
 /* heaparena.c */
 static inline uint64_t virt_to_pfn(uintptr_t v)
@@ -390,10 +392,12 @@ void mheap_free_span_locked(struct mspan *s);
 void mheap_free_large(struct mspan *s, enum span_state was);
 size_t mheap_reclaim(void);
 
+/* mstats.c */
+void central_stats(const struct mcentral *c, uint64_t nmalloc, struct kmem_class_stats *out);
+
 /* mcheck.c */
 void report_fault(enum kmem_fault_kind kind, const void *addr,
                   const struct mspan *s, const char *detail);
-void log_line(const char *a, uint64_t v1, const char *b, uint64_t v2);
 
 /* malloc.c */
 void small_free(struct mspan *s, const void *p);
