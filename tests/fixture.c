@@ -1,0 +1,362 @@
+/*
+ * tests/fixture.c - simulated physical memory, fault recorder and whole-heap
+ * checks for the host tests.  See fixture.h.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "fixture.h"
+#include "host.h"
+#include "spanalloc.h"
+
+#define FX_ALIGN FX_GIB /* window alignment */
+#define HOST_PAGE ((uint64_t)4096)
+
+static uint8_t *fx_map_base;   /* what mmap returned */
+static size_t fx_map_len;      /* what was mapped */
+static uint8_t *fx_win;        /* aligned window = direct-map offset */
+static uint64_t fx_span;
+
+void *fx_reserve(uint64_t phys_span)
+{
+	if (fx_map_base) {
+		munmap(fx_map_base, fx_map_len);
+		fx_map_base = NULL;
+		fx_win = NULL;
+		fx_span = 0;
+	}
+	phys_span = (phys_span + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
+	size_t len = (size_t)(phys_span + FX_ALIGN);
+	void *m = mmap(NULL, len, PROT_NONE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED) {
+		perror("fx_reserve: mmap");
+		fail_msg("fx_reserve: cannot reserve %llu bytes",
+		         (unsigned long long)phys_span);
+	}
+	fx_map_base = m;
+	fx_map_len = len;
+	uintptr_t a = ((uintptr_t)m + FX_ALIGN - 1) & ~(uintptr_t)(FX_ALIGN - 1);
+	fx_win = (uint8_t *)a;
+	fx_span = phys_span;
+	return fx_win;
+}
+
+void *fx_window(void)
+{
+	return fx_win;
+}
+
+uint64_t fx_phys_span(void)
+{
+	return fx_span;
+}
+
+void *fx_virt(uint64_t phys)
+{
+	return fx_win + phys;
+}
+
+uint64_t fx_phys(const void *virt)
+{
+	return (uint64_t)((uintptr_t)virt - (uintptr_t)fx_win);
+}
+
+static void fx_mprotect(uint64_t lo, uint64_t hi, int prot)
+{
+	if (hi > fx_span)
+		hi = fx_span;
+	if (lo >= hi)
+		return;
+	if (mprotect(fx_win + lo, (size_t)(hi - lo), prot) != 0) {
+		perror("fx: mprotect");
+		fail_msg("fx: mprotect [%#llx, %#llx) failed",
+		         (unsigned long long)lo, (unsigned long long)hi);
+	}
+}
+
+void fx_usable(uint64_t phys, uint64_t len)
+{
+	assert_non_null(fx_win);
+	if (len == 0 || phys >= fx_span)
+		return;
+	uint64_t end = phys + len;
+	if (end < phys || end > fx_span)
+		end = fx_span;
+	uint64_t lo = (phys + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
+	uint64_t hi = end & ~(HOST_PAGE - 1);
+	fx_mprotect(lo, hi, PROT_READ | PROT_WRITE);
+}
+
+void fx_protect(uint64_t phys, uint64_t len)
+{
+	assert_non_null(fx_win);
+	if (len == 0 || phys >= fx_span)
+		return;
+	uint64_t end = phys + len;
+	if (end < phys || end > fx_span)
+		end = fx_span;
+	uint64_t lo = phys & ~(HOST_PAGE - 1);
+	uint64_t hi = (end + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
+	fx_mprotect(lo, hi, PROT_NONE);
+}
+
+void fx_config(struct kmem_config *cfg, const struct kmem_region *r, size_t n,
+               unsigned cpus)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->regions = r;
+	cfg->nregions = n;
+	cfg->direct_map_offset = (uintptr_t)fx_win;
+	cfg->max_cpus = cpus;
+}
+
+static void fx_apply_map(const struct kmem_region *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (r[i].type == KMEM_REGION_USABLE)
+			fx_usable(r[i].base, r[i].length);
+	for (size_t i = 0; i < n; i++)
+		if (r[i].type != KMEM_REGION_USABLE)
+			fx_protect(r[i].base, r[i].length);
+}
+
+static int fx_init_cfg(struct kmem_config *cfg, unsigned cpus)
+{
+	host_cpu_reset_all();
+	host_set_ncpus(cpus);
+	int rc = kmem_init(cfg);
+	if (rc == 0) {
+		fx_install_fault_hook();
+		fx_faults_reset();
+		host_cpu_claim(0);
+	}
+	return rc;
+}
+
+int fx_init(const struct kmem_region *r, size_t n, unsigned cpus)
+{
+	assert_non_null(fx_win);
+	fx_apply_map(r, n);
+	struct kmem_config cfg;
+	fx_config(&cfg, r, n, cpus);
+	return fx_init_cfg(&cfg, cpus);
+}
+
+int fx_init_meta(const struct kmem_region *r, size_t n, unsigned cpus,
+                 uint64_t meta_base, uint64_t meta_size)
+{
+	assert_non_null(fx_win);
+	fx_apply_map(r, n);
+	/* The caller-given region is memory the kernel set aside itself. */
+	uint64_t lo = meta_base & ~(HOST_PAGE - 1);
+	uint64_t hi = (meta_base + meta_size + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
+	fx_usable(lo, hi - lo);
+	struct kmem_config cfg;
+	fx_config(&cfg, r, n, cpus);
+	cfg.metadata_base = meta_base;
+	cfg.metadata_size = meta_size;
+	return fx_init_cfg(&cfg, cpus);
+}
+
+void fx_simple(uint64_t mib, unsigned cpus)
+{
+	fx_reserve(FX_GIB + mib * FX_MIB);
+	struct kmem_region r = {
+		.base = FX_SIMPLE_BASE,
+		.length = mib * FX_MIB,
+		.type = KMEM_REGION_USABLE,
+	};
+	int rc = fx_init(&r, 1, cpus);
+	assert_int_equal(rc, 0);
+}
+
+/* ---- fault recorder ---- */
+
+static pthread_mutex_t fx_fault_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_ulong fx_nfaults;
+static struct fx_fault fx_last;
+static atomic_bool fx_verbose;
+
+static void fx_fault_hook(const struct kmem_fault *f)
+{
+	/* Single-threaded users read the result; a mutex keeps the copy whole
+	 * if a stress test ever reports from several threads. */
+	/* The hook may run in a simulated interrupt on a thread that holds
+	 * the lock already: never block here. */
+	if (pthread_mutex_trylock(&fx_fault_lock) == 0) {
+		fx_last.kind = f->kind;
+		fx_last.addr = f->addr;
+		fx_last.span_base = f->span_base;
+		fx_last.size_class = f->size_class;
+		fx_last.cache = f->cache;
+		fx_last.detail = f->detail;
+		pthread_mutex_unlock(&fx_fault_lock);
+	}
+	atomic_fetch_add(&fx_nfaults, 1);
+	if (atomic_load(&fx_verbose) || getenv("SPANALLOC_FAULTS_VERBOSE"))
+		fprintf(stderr, "[fault] %s addr=%p span=%#lx class=%u cache=%s: %s\n",
+		        kmem_fault_name(f->kind), f->addr,
+		        (unsigned long)f->span_base, f->size_class,
+		        f->cache ? f->cache : "-", f->detail ? f->detail : "-");
+}
+
+void fx_install_fault_hook(void)
+{
+	kmem_set_fault_hook(fx_fault_hook);
+}
+
+void fx_faults_verbose(bool on)
+{
+	atomic_store(&fx_verbose, on);
+}
+
+void fx_faults_reset(void)
+{
+	pthread_mutex_lock(&fx_fault_lock);
+	memset(&fx_last, 0, sizeof fx_last);
+	pthread_mutex_unlock(&fx_fault_lock);
+	atomic_store(&fx_nfaults, 0);
+}
+
+unsigned long fx_fault_count(void)
+{
+	return atomic_load(&fx_nfaults);
+}
+
+struct fx_fault fx_last_fault(void)
+{
+	pthread_mutex_lock(&fx_fault_lock);
+	struct fx_fault f = fx_last;
+	pthread_mutex_unlock(&fx_fault_lock);
+	return f;
+}
+
+/* ---- whole-heap checks ---- */
+
+void fx_assert_intact(void)
+{
+	unsigned long before = fx_fault_count();
+	unsigned long broken = kmem_check();
+	if (broken != 0)
+		fail_msg("kmem_check() found %lu broken invariants (last: %s)",
+		         broken, fx_last_fault().detail ? fx_last_fault().detail : "?");
+	/* kmem_check reports each broken rule as a fault; none may appear. */
+	assert_int_equal(fx_fault_count(), before);
+	struct kmem_stats s;
+	kmem_get_stats(&s);
+	uint64_t sum = s.pages_free + s.pages_small + s.pages_large +
+	               s.pages_runs + s.pages_metadata;
+	if (sum != s.pages_managed)
+		fail_msg("page identity broken: free %llu + small %llu + large %llu"
+		         " + runs %llu + metadata %llu = %llu != managed %llu",
+		         (unsigned long long)s.pages_free,
+		         (unsigned long long)s.pages_small,
+		         (unsigned long long)s.pages_large,
+		         (unsigned long long)s.pages_runs,
+		         (unsigned long long)s.pages_metadata,
+		         (unsigned long long)sum,
+		         (unsigned long long)s.pages_managed);
+}
+
+void fx_assert_all_back(void)
+{
+	kmem_reclaim();
+	struct kmem_stats s;
+	kmem_get_stats(&s);
+	if (s.pages_free + s.pages_metadata != s.pages_managed)
+		fail_msg("pages not all back: free %llu + metadata %llu != managed %llu"
+		         " (small %llu, large %llu, runs %llu)",
+		         (unsigned long long)s.pages_free,
+		         (unsigned long long)s.pages_metadata,
+		         (unsigned long long)s.pages_managed,
+		         (unsigned long long)s.pages_small,
+		         (unsigned long long)s.pages_large,
+		         (unsigned long long)s.pages_runs);
+	assert_int_equal(s.large_objects, 0);
+	assert_int_equal(s.page_runs, 0);
+	assert_true(s.nclasses > 1);
+	for (unsigned c = 1; c < s.nclasses; c++) {
+		struct kmem_class_stats cs;
+		assert_int_equal(kmem_get_class_stats(c, &cs), 0);
+		if (cs.objects_in_use != 0)
+			fail_msg("class %u (%u B): %llu objects still in use", c,
+			         cs.object_size, (unsigned long long)cs.objects_in_use);
+		assert_int_equal(cs.nmalloc - cs.nfree, cs.objects_in_use);
+	}
+	fx_assert_intact();
+}
+
+/* ---- patterns ---- */
+
+#define FX_STEP 0x9E3779B97F4A7C15ull
+
+static inline uint8_t fx_byte(uint64_t base, size_t i)
+{
+	uint64_t w = base ^ ((uint64_t)(i / 8) * FX_STEP);
+	return (uint8_t)(w >> (8 * (i % 8)));
+}
+
+void fx_fill(void *p, size_t len, uint64_t id)
+{
+	uint8_t *b = p;
+	uint64_t base = fx_mix64(id);
+	size_t i = 0;
+	if (((uintptr_t)b & 7) == 0) {
+		for (; i + 8 <= len; i += 8) {
+			uint64_t w = base ^ ((uint64_t)(i / 8) * FX_STEP);
+			memcpy(b + i, &w, 8);
+		}
+	}
+	for (; i < len; i++)
+		b[i] = fx_byte(base, i);
+}
+
+size_t fx_check(const void *p, size_t len, uint64_t id)
+{
+	const uint8_t *b = p;
+	uint64_t base = fx_mix64(id);
+	size_t i = 0;
+	if (((uintptr_t)b & 7) == 0) {
+		for (; i + 8 <= len; i += 8) {
+			uint64_t w = base ^ ((uint64_t)(i / 8) * FX_STEP), g;
+			memcpy(&g, b + i, 8);
+			if (g != w)
+				break;
+		}
+	}
+	for (; i < len; i++)
+		if (b[i] != fx_byte(base, i))
+			return i;
+	return (size_t)-1;
+}
+
+size_t fx_first_nonzero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	size_t i = 0;
+	if (((uintptr_t)b & 7) == 0) {
+		for (; i + 8 <= len; i += 8) {
+			uint64_t g;
+			memcpy(&g, b + i, 8);
+			if (g != 0)
+				break;
+		}
+	}
+	for (; i < len; i++)
+		if (b[i] != 0)
+			return i;
+	return (size_t)-1;
+}

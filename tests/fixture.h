@@ -1,0 +1,126 @@
+/*
+ * tests/fixture.h - simulated physical memory for host tests.
+ *
+ * A test reserves a window of virtual address space that stands for the
+ * physical addresses [0, phys_span).  The window is PROT_NONE except for
+ * the parts the test declares usable, so any allocator access outside
+ * usable memory (a reserved hole, a partial page, memory it never got)
+ * crashes the test with SIGSEGV instead of passing silently.
+ *
+ * The window is aligned to 1 GiB so that physical alignment (what the
+ * allocator controls) and virtual alignment (what a client sees) agree, as
+ * they do with a real kernel's direct map.
+ *
+ * The fixture uses cmocka assertions, so its helpers must be called from
+ * the thread that runs the cmocka test, never from worker threads.
+ */
+#ifndef SPANALLOC_TESTS_FIXTURE_H
+#define SPANALLOC_TESTS_FIXTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spanalloc.h"
+
+#define FX_KIB ((uint64_t)1 << 10)
+#define FX_MIB ((uint64_t)1 << 20)
+#define FX_GIB ((uint64_t)1 << 30)
+#define FX_TIB ((uint64_t)1 << 40)
+
+/* Reserves a fresh window for physical [0, phys_span) (PROT_NONE,
+ * MAP_NORESERVE), unmapping any previous one.  Returns its address, which
+ * is also the direct-map offset. */
+void *fx_reserve(uint64_t phys_span);
+
+/* The current window (direct-map offset) and its physical span. */
+void *fx_window(void);
+uint64_t fx_phys_span(void);
+
+/* Physical <-> virtual inside the window. */
+void *fx_virt(uint64_t phys);
+uint64_t fx_phys(const void *virt);
+
+/* Makes the whole pages inside [phys, phys+len) readable and writable
+ * (rounded inward: a partial page stays PROT_NONE). */
+void fx_usable(uint64_t phys, uint64_t len);
+
+/* Makes every page touching [phys, phys+len) PROT_NONE again. */
+void fx_protect(uint64_t phys, uint64_t len);
+
+/* Makes the USABLE regions of the map RW and every page touching a region
+ * of another type PROT_NONE (reserved wins, as in the allocator), resets
+ * the host CPU slots, sets `cpus` slots and builds the heap with
+ * direct_map_offset = window and max_cpus = cpus.  Returns kmem_init()'s
+ * result.  On success it installs the fault recorder (and resets it) and
+ * claims CPU 0 for the calling thread. */
+int fx_init(const struct kmem_region *r, size_t n, unsigned cpus);
+
+/* As fx_init, with a caller-given metadata region (made RW here). */
+int fx_init_meta(const struct kmem_region *r, size_t n, unsigned cpus,
+                 uint64_t meta_base, uint64_t meta_size);
+
+/* Fills a kmem_config for the current window. */
+void fx_config(struct kmem_config *cfg, const struct kmem_region *r,
+               size_t n, unsigned cpus);
+
+/* Reserves 1 GiB + `mib` MiB, one usable region of `mib` MiB at physical
+ * 16 MiB, inits with `cpus` CPUs and asserts success. */
+void fx_simple(uint64_t mib, unsigned cpus);
+#define FX_SIMPLE_BASE (16 * FX_MIB)
+
+/* ---- fault recorder (installed by fx_init) ---- */
+
+struct fx_fault {
+	enum kmem_fault_kind kind;
+	const void *addr;
+	uintptr_t span_base;
+	unsigned size_class;
+	const char *cache;
+	const char *detail;
+};
+
+void fx_faults_reset(void);
+unsigned long fx_fault_count(void);
+/* The last fault recorded (kind 0 if none). */
+struct fx_fault fx_last_fault(void);
+/* Installs the recorder (fx_init does this). */
+void fx_install_fault_hook(void);
+/* When set, every fault is also printed on stderr. */
+void fx_faults_verbose(bool on);
+
+/* ---- whole-heap checks (cmocka assertions) ---- */
+
+/* kmem_check() == 0 and the page identity of kmem_get_stats(). */
+void fx_assert_intact(void);
+
+/* kmem_reclaim(); then pages_free + pages_metadata == pages_managed, no
+ * large object or page run is live, and every class's objects_in_use is
+ * 0.  Also fx_assert_intact(). */
+void fx_assert_all_back(void);
+
+/* ---- small helpers ---- */
+
+/* splitmix64: the pattern and random source used by the tests. */
+static inline uint64_t fx_mix64(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return x ^ (x >> 31);
+}
+
+/* Fills / verifies [p, p+len) with the pattern of `id`.  fx_check returns
+ * the offset of the first wrong byte, or (size_t)-1 if intact. */
+void fx_fill(void *p, size_t len, uint64_t id);
+size_t fx_check(const void *p, size_t len, uint64_t id);
+/* Offset of the first non-zero byte, or (size_t)-1. */
+size_t fx_first_nonzero(const void *p, size_t len);
+
+/* Largest power of two dividing x (x != 0). */
+static inline uint64_t fx_pow2_divisor(uint64_t x)
+{
+	return x & (~x + 1);
+}
+
+#endif
