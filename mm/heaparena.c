@@ -95,7 +95,11 @@ int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
 	return 0;
 }
 
+/* The page belongs to the pool (free, in a span, or taken for metadata).
+ * Reads [heap] bits: exact under mheap.lock or at quiescence. */
 bool pfn_is_managed(uint64_t pfn)
 {
-	return arena_of_pfn(pfn) != NULL;
+	struct heap_arena *a = arena_of_pfn(pfn);
+	uint64_t i = pfn & (ARENA_PAGES - 1);
+	return a && ((a->managedbits[i >> 6] >> (i & 63)) & 1);
 }

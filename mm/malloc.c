@@ -195,33 +195,35 @@ unsigned kmem_size_class(size_t size)
  * Freeing
  */
 
-/* Why p has no span: a free page, allocator metadata, or wild. */
+/* Why p has no span: a free page, allocator metadata, or wild.  Decided
+ * under mheap.lock, so a span being released concurrently (unmapped, pages
+ * not yet free) is not mistaken for metadata; reported after unlocking. */
 static void report_no_span(const void *p)
 {
 	uint64_t pfn = virt_to_pfn((uintptr_t)p);
 	uint64_t phys = (uint64_t)((uintptr_t)p - mheap_.offset);
-	struct heap_arena *a = arena_of_pfn(pfn);
+	enum kmem_fault_kind kind = KMEM_FAULT_WILD;
+	const char *why = "not in memory the heap manages";
 	if (phys >= mheap_.meta_base && phys - mheap_.meta_base < mheap_.meta_size) {
-		report_fault(KMEM_FAULT_METADATA, p, NULL, "inside the metadata region");
-		return;
-	}
-	if (a) {
+		kind = KMEM_FAULT_METADATA;
+		why = "inside the metadata region";
+	} else if (arena_of_pfn(pfn)) {
+		unsigned long f = lock_irqsave(&mheap_.lock);
+		struct heap_arena *a = arena_of_pfn(pfn);
 		uint64_t i = pfn & (ARENA_PAGES - 1);
-		/* Racy reads of [heap] words: a diagnosis only. */
-		uint64_t fw = atomic_load_explicit((_Atomic uint64_t *)&a->pagebits[i >> 6],
-		                                   memory_order_relaxed);
-		uint64_t mw = atomic_load_explicit((_Atomic uint64_t *)&a->managedbits[i >> 6],
-		                                   memory_order_relaxed);
-		if ((fw >> (i & 63)) & 1) {
-			report_fault(KMEM_FAULT_FREE_PAGE, p, NULL, "page is free");
-			return;
+		if ((a->pagebits[i >> 6] >> (i & 63)) & 1) {
+			kind = KMEM_FAULT_FREE_PAGE;
+			why = "page is free";
+		} else if (span_of_pfn(pfn)) {
+			kind = KMEM_FAULT_DOUBLE_FREE;
+			why = "page was reused meanwhile";
+		} else if ((a->managedbits[i >> 6] >> (i & 63)) & 1) {
+			kind = KMEM_FAULT_METADATA;
+			why = "page holds allocator metadata";
 		}
-		if ((mw >> (i & 63)) & 1) {
-			report_fault(KMEM_FAULT_METADATA, p, NULL, "page holds allocator metadata");
-			return;
-		}
+		unlock_irqrestore(&mheap_.lock, f);
 	}
-	report_fault(KMEM_FAULT_WILD, p, NULL, "not in memory the heap manages");
+	report_fault(kind, p, NULL, why);
 }
 
 /* Validates p as a live small object of s; returns its index or -1 after
