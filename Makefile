@@ -71,7 +71,7 @@ TEST_SUPP := tests/fixture.c arch/host/arch.c
 HOST_CFLAGS := -std=gnu11 $(WARN) -g -O1 -Iinclude -Imm -Iarch/host -DKMEM_DEBUG=2
 ASAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 TSAN := -fsanitize=thread
-TSAN_TESTS := tests/test_stress.c
+TSAN_TESTS := tests/test_stress.c tests/test_races.c
 
 ASAN_BIN := $(patsubst tests/%.c,$(BUILD)/asan/%,$(TEST_SRC))
 TSAN_BIN := $(patsubst tests/%.c,$(BUILD)/tsan/%,$(filter $(TSAN_TESTS),$(TEST_SRC)))

@@ -31,7 +31,10 @@ static _Atomic unsigned host_ncpus = KMEM_MAX_CPUS;
 
 static _Thread_local int my_cpu = -1;
 static _Thread_local volatile sig_atomic_t irq_off;      /* >0: disabled */
-static _Thread_local volatile sig_atomic_t irq_pending;  /* count */
+/* Pending count: incremented by signal handlers that find interrupts off,
+ * so it is changed only with atomic read-modify-writes (a plain ++ loses
+ * an increment that lands between its load and store). */
+static _Thread_local _Atomic int irq_pending;
 static _Thread_local host_irq_fn irq_fn;
 static _Thread_local void *irq_arg;
 
@@ -111,8 +114,8 @@ void arch_irq_restore(unsigned long flags)
 {
 	atomic_signal_fence(memory_order_seq_cst);
 	irq_off = (sig_atomic_t)flags;
-	while (flags == 0 && irq_pending > 0) {
-		irq_pending = irq_pending - 1;
+	while (flags == 0 && atomic_load(&irq_pending) > 0) {
+		atomic_fetch_sub(&irq_pending, 1);
 		host_irq_raise();
 	}
 }
@@ -133,7 +136,7 @@ void host_irq_raise(void)
 	if (!irq_fn)
 		return;
 	if (irq_off) {
-		irq_pending = irq_pending + 1;
+		atomic_fetch_add(&irq_pending, 1);
 		return;
 	}
 	/* Enter the handler with interrupts off, as hardware does. */

@@ -1,0 +1,978 @@
+/*
+ * tests/test_pagealloc.c - the page allocator (mm/pagealloc.c): first fit in
+ * address order over the bitmaps with radix summaries, alignment, the
+ * window [lo, hi) and the kpage_alloc ceiling, coalescing, fragmentation,
+ * runs across bitmap words and arenas, a sparse multi-TiB map, the
+ * highest-run search, and a randomized differential test against a brute
+ * force search over the arena bitmaps.
+ *
+ * Most tests first "clear the board": every free page of the pool is taken
+ * out of the page allocator (accounted as metadata pages, so that
+ * kmem_check() still balances), and then exactly the runs a test needs are
+ * given back.  Every *_locked call runs under mheap.lock with interrupts
+ * off.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "host.h"
+#include "mtypes.h"
+
+#define NONE PAGE_NONE
+#define PG KMEM_PAGE_SIZE
+#define HEAP_MIB 160
+#define POOL_PFN (FX_SIMPLE_BASE >> PAGE_SHIFT)         /* 4096 */
+#define ARENA1 ARENA_PAGES                              /* 64 MiB boundary */
+#define ARENA2 (2 * ARENA_PAGES)                        /* 128 MiB boundary */
+
+/* ------------------------------------------------------------------------
+ * Locked wrappers
+ */
+
+static unsigned long hlock(void)
+{
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	return f;
+}
+
+static void hunlock(unsigned long f)
+{
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+}
+
+static uint64_t find(uint64_t n, uint64_t align, uint64_t lo, uint64_t hi)
+{
+	unsigned long f = hlock();
+	uint64_t r = pages_find_locked(n, align, lo, hi);
+	hunlock(f);
+	return r;
+}
+
+static uint64_t find1(uint64_t n)
+{
+	return find(n, 1, 0, UINT64_MAX);
+}
+
+static uint64_t find_top(uint64_t n)
+{
+	unsigned long f = hlock();
+	uint64_t r = pages_find_top_locked(n);
+	hunlock(f);
+	return r;
+}
+
+static struct psum root_sum(void)
+{
+	unsigned long f = hlock();
+	struct psum s = mheap_.sum[0];
+	hunlock(f);
+	return s;
+}
+
+static bool page_is_free(uint64_t pfn)
+{
+	struct heap_arena *a = arena_of_pfn(pfn);
+	if (!a)
+		return false;
+	uint64_t i = pfn & (ARENA_PAGES - 1);
+	return (a->pagebits[i >> 6] >> (i & 63)) & 1;
+}
+
+/* Takes [pfn, pfn+n) out of the pool (must be free), as metadata pages. */
+static void take(uint64_t pfn, uint64_t n)
+{
+	unsigned long f = hlock();
+	bool ok = pages_all_free_locked(pfn, n);
+	if (ok) {
+		pages_set_locked(pfn, n, false);
+		mheap_.pages_free -= n;
+		mheap_.pages_metadata += n;
+	}
+	hunlock(f);
+	if (!ok)
+		fail_msg("take(%#llx, %llu): pages are not all free",
+		         (unsigned long long)pfn, (unsigned long long)n);
+}
+
+/* Gives back [pfn, pfn+n) taken with take(). */
+static void give(uint64_t pfn, uint64_t n)
+{
+	unsigned long f = hlock();
+	bool ok = true;
+	for (uint64_t p = pfn; p < pfn + n; p++)
+		if (page_is_free(p) || !arena_of_pfn(p))
+			ok = false;
+	if (ok) {
+		pages_set_locked(pfn, n, true);
+		mheap_.pages_free += n;
+		mheap_.pages_metadata -= n;
+	}
+	hunlock(f);
+	if (!ok)
+		fail_msg("give(%#llx, %llu): a page is free or unmanaged",
+		         (unsigned long long)pfn, (unsigned long long)n);
+}
+
+static void check_heap(void)
+{
+	unsigned long before = fx_fault_count();
+	unsigned long broken = kmem_check();
+	if (broken)
+		fail_msg("kmem_check() found %lu broken invariants (last: %s)", broken,
+		         fx_last_fault().detail ? fx_last_fault().detail : "?");
+	assert_int_equal(fx_fault_count(), before);
+}
+
+/* ------------------------------------------------------------------------
+ * Brute force: the maximal free runs, read straight from the arena
+ * bitmaps in address order (arenas found through the index, so holes and
+ * missing arenas break runs).
+ */
+
+struct run {
+	uint64_t start, end;
+};
+
+struct runs {
+	struct run *v;
+	size_t n, cap;
+};
+
+static void runs_add(struct runs *r, uint64_t pfn, uint64_t n)
+{
+	if (r->n && r->v[r->n - 1].end == pfn) {
+		r->v[r->n - 1].end += n;
+		return;
+	}
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 256;
+		r->v = realloc(r->v, r->cap * sizeof(*r->v));
+		assert_non_null(r->v);
+	}
+	r->v[r->n].start = pfn;
+	r->v[r->n].end = pfn + n;
+	r->n++;
+}
+
+static void runs_scan(struct runs *r)
+{
+	r->n = 0;
+	for (uint64_t i1 = 0; i1 < L1_ENTRIES; i1++) {
+		struct l2_chunk *c = atomic_load(&mheap_.l1[i1]);
+		if (!c)
+			continue;
+		for (uint64_t i2 = 0; i2 < L2_ENTRIES; i2++) {
+			struct heap_arena *a = atomic_load(&c->arenas[i2]);
+			if (!a)
+				continue;
+			uint64_t base = ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP;
+			assert_int_equal(a->pfn_base, base);
+			for (uint64_t w = 0; w < ARENA_WORDS; w++) {
+				uint64_t bits = a->pagebits[w];
+				uint64_t wb = base + w * 64;
+				if (bits == ~0ull) {
+					runs_add(r, wb, 64);
+					continue;
+				}
+				while (bits) {
+					unsigned b = (unsigned)__builtin_ctzll(bits);
+					runs_add(r, wb + b, 1);
+					bits &= bits - 1;
+				}
+			}
+		}
+	}
+}
+
+static void runs_free(struct runs *r)
+{
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Scratch state of the running test, freed by teardown even when an
+ * assertion ends the test early. */
+static struct runs scratch;
+
+struct held {
+	uint64_t pfn, n;
+};
+
+struct diff {
+	struct runs r;
+	struct held *h;
+	size_t nh, caph;
+	uint64_t lo, hi; /* pfn range the random choices use */
+	uint64_t rng;
+	unsigned long queries;
+};
+
+static struct diff cur_diff;
+
+static uint64_t bf_find(const struct runs *r, uint64_t n, uint64_t align, uint64_t lo,
+                        uint64_t hi)
+{
+	if (align == 0)
+		align = 1;
+	if (n == 0 || lo >= hi)
+		return NONE;
+	for (size_t i = 0; i < r->n; i++) {
+		uint64_t s = r->v[i].start > lo ? r->v[i].start : lo;
+		uint64_t e = r->v[i].end < hi ? r->v[i].end : hi;
+		if (s >= e)
+			continue;
+		uint64_t a = align_up(s, align);
+		if (a >= s && a + n <= e)
+			return a;
+	}
+	return NONE;
+}
+
+static uint64_t bf_top(const struct runs *r, uint64_t n)
+{
+	if (n == 0)
+		return NONE;
+	for (size_t i = r->n; i-- > 0;)
+		if (r->v[i].end - r->v[i].start >= n)
+			return r->v[i].end - n;
+	return NONE;
+}
+
+static uint64_t bf_max(const struct runs *r)
+{
+	uint64_t m = 0;
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i].end - r->v[i].start > m)
+			m = r->v[i].end - r->v[i].start;
+	return m;
+}
+
+/* Takes every free page of the pool. */
+static void clear_board(void)
+{
+	runs_scan(&scratch);
+	for (size_t i = 0; i < scratch.n; i++)
+		take(scratch.v[i].start, scratch.v[i].end - scratch.v[i].start);
+	runs_scan(&scratch);
+	assert_int_equal(scratch.n, 0);
+	assert_int_equal(root_sum().max, 0);
+	assert_int_equal(find1(1), NONE);
+}
+
+static uint64_t phys_of_run(const void *p)
+{
+	return fx_phys(p) >> PAGE_SHIFT;
+}
+
+/* ------------------------------------------------------------------------
+ * Fixtures
+ */
+
+static int setup(void **state)
+{
+	(void)state;
+	fx_simple(HEAP_MIB, 2);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	runs_free(&scratch);
+	free(cur_diff.h);
+	runs_free(&cur_diff.r);
+	memset(&cur_diff, 0, sizeof(cur_diff));
+	if (fx_fault_count() != 0) {
+		struct fx_fault f = fx_last_fault();
+		fail_msg("unexpected fault(s): %lu, last %s (%s)", fx_fault_count(),
+		         kmem_fault_name(f.kind), f.detail ? f.detail : "-");
+	}
+	fx_assert_intact();
+	return 0;
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+/* ------------------------------------------------------------------------
+ * Tests
+ */
+
+/* The pool as built: one run from the first pool page to the metadata
+ * region; first fit returns its start, top fit its end. */
+static void test_initial_pool(void **state)
+{
+	(void)state;
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	uint64_t lo = POOL_PFN, hi = mb >> PAGE_SHIFT;
+	assert_int_equal(mb + ms, FX_SIMPLE_BASE + HEAP_MIB * FX_MIB);
+	runs_scan(&scratch);
+	assert_int_equal(scratch.n, 1);
+	assert_int_equal(scratch.v[0].start, lo);
+	assert_int_equal(scratch.v[0].end, hi);
+	struct psum root = root_sum();
+	assert_int_equal(root.max, hi - lo);
+	assert_int_equal(root.start, 0);
+	assert_int_equal(root.end, 0);
+	assert_int_equal(find1(1), lo);
+	assert_int_equal(find1(hi - lo), lo);
+	assert_int_equal(find1(hi - lo + 1), NONE);
+	assert_int_equal(find_top(1), hi - 1);
+	assert_int_equal(find_top(hi - lo), lo);
+	assert_int_equal(find_top(hi - lo + 1), NONE);
+	assert_int_equal(find1(0), NONE);
+	assert_int_equal(find_top(0), NONE);
+	check_heap();
+}
+
+/* Runs of N pages are found first-fit in address order. */
+static void test_first_fit_address_order(void **state)
+{
+	(void)state;
+	clear_board();
+	const uint64_t A = POOL_PFN + 100, B = POOL_PFN + 1000, C = POOL_PFN + 5000,
+	               D = POOL_PFN + 9000;
+	give(D, 100);
+	give(C, 5);
+	give(A, 3);
+	give(B, 10);
+	check_heap();
+	assert_int_equal(find1(1), A);
+	assert_int_equal(find1(3), A);
+	assert_int_equal(find1(4), B);
+	assert_int_equal(find1(5), B);
+	assert_int_equal(find1(10), B);
+	assert_int_equal(find1(11), D);
+	assert_int_equal(find1(100), D);
+	assert_int_equal(find1(101), NONE);
+	assert_int_equal(root_sum().max, 100);
+
+	/* kpage_alloc takes the lowest fitting run, and the next one. */
+	void *p = kpage_alloc(4, PG, 0);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), B);
+	void *q = kpage_alloc(4, PG, 0);
+	assert_non_null(q);
+	assert_int_equal(phys_of_run(q), B + 4);
+	void *s = kpage_alloc(3, PG, 0);
+	assert_non_null(s);
+	assert_int_equal(phys_of_run(s), A);
+	void *t = kpage_alloc(3, PG, 0);
+	assert_non_null(t);
+	assert_int_equal(phys_of_run(t), C); /* B has 2 left, C has 5 */
+	assert_int_equal(find1(2), B + 8);
+	check_heap();
+	kpage_free(p, 4);
+	kpage_free(q, 4);
+	kpage_free(s, 3);
+	kpage_free(t, 3);
+	assert_int_equal(find1(10), B);
+	assert_int_equal(find1(4), B);
+	assert_int_equal(find1(3), A);
+	check_heap();
+}
+
+/* Alignment 1..256 pages is honoured, by pages_find_locked and kpage_alloc. */
+static void test_alignment(void **state)
+{
+	(void)state;
+	clear_board();
+	const uint64_t X = 8192; /* 32 MiB: a multiple of 256 pages */
+	const uint64_t len = 2048;
+	give(X + 1, len);
+	for (uint64_t al = 1; al <= 256; al <<= 1) {
+		uint64_t want = align_up(X + 1, al);
+		uint64_t room = X + 1 + len - want;
+		assert_int_equal(find(5, al, 0, UINT64_MAX), want);
+		assert_int_equal(find(room, al, 0, UINT64_MAX), want);
+		assert_int_equal(find(room + 1, al, 0, UINT64_MAX), NONE);
+		assert_int_equal(find(1, al, X + 2, UINT64_MAX), align_up(X + 2, al));
+		void *p = kpage_alloc(5, al * PG, 0);
+		assert_non_null(p);
+		assert_int_equal(phys_of_run(p), want);
+		assert_int_equal(fx_phys(p) % (al * PG), 0);
+		kpage_free(p, 5);
+	}
+	/* Alignment below a page means a page. */
+	void *p = kpage_alloc(1, 64, 0);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), X + 1);
+	kpage_free(p, 1);
+	/* Align 0 behaves like 1. */
+	assert_int_equal(find(3, 0, 0, UINT64_MAX), X + 1);
+
+	/* A short misaligned run first: found unaligned, skipped aligned. */
+	const uint64_t Y = 4096 + 256;
+	give(Y + 1, 8);
+	assert_int_equal(find(8, 1, 0, UINT64_MAX), Y + 1);
+	assert_int_equal(find(7, 2, 0, UINT64_MAX), Y + 2);
+	assert_int_equal(find(8, 2, 0, UINT64_MAX), X + 2);
+	assert_int_equal(find(4, 8, 0, UINT64_MAX), X + 8);
+	assert_int_equal(find(1, 256, 0, UINT64_MAX), X + 256);
+	check_heap();
+
+	/* Alignment larger than any run start: the first aligned page. */
+	void *big = kpage_alloc(256, 256 * PG, 0);
+	assert_non_null(big);
+	assert_int_equal(phys_of_run(big), X + 256);
+	kpage_free(big, 256);
+	check_heap();
+}
+
+/* The window [lo, hi): a run must start at or above lo and end at or
+ * below hi; kpage_alloc's max_phys ceiling likewise. */
+static void test_window_and_ceiling(void **state)
+{
+	(void)state;
+	clear_board();
+	const uint64_t P = POOL_PFN + 700, L = POOL_PFN + 10;
+	give(P, 100);
+	assert_int_equal(find(50, 1, 0, P + 49), NONE);
+	assert_int_equal(find(50, 1, 0, P + 50), P);
+	assert_int_equal(find(50, 1, P + 30, UINT64_MAX), P + 30);
+	assert_int_equal(find(50, 1, P + 50, UINT64_MAX), P + 50);
+	assert_int_equal(find(50, 1, P + 51, UINT64_MAX), NONE);
+	assert_int_equal(find(10, 1, P + 95, P + 200), NONE);
+	assert_int_equal(find(5, 1, P + 95, P + 200), P + 95);
+	assert_int_equal(find(1, 1, P + 40, P + 40), NONE);
+	assert_int_equal(find(1, 1, P + 41, P + 40), NONE);
+	assert_int_equal(find(1, 1, P + 40, P + 41), P + 40);
+	assert_int_equal(find(8, 16, P + 1, UINT64_MAX), align_up(P + 1, 16));
+	assert_int_equal(find(100, 1, P, P + 100), P);
+	assert_int_equal(find(100, 1, P, P + 99), NONE);
+	assert_int_equal(find(100, 1, P + 1, P + 101), NONE);
+	/* hi far above the physical space is clipped. */
+	assert_int_equal(find(100, 1, 0, UINT64_MAX), P);
+	/* A window entirely outside memory. */
+	assert_int_equal(find(1, 1, 1ull << 40, UINT64_MAX), NONE);
+
+	/* kpage_alloc with max_phys: the run must end at or below it. */
+	give(L, 4);
+	void *p = kpage_alloc(8, PG, (P + 8) * PG);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), P);
+	kpage_free(p, 8);
+	assert_null(kpage_alloc(8, PG, (P + 8) * PG - 1));
+	assert_null(kpage_alloc(8, PG, P * PG));
+	p = kpage_alloc(8, PG, (P + 8) * PG + PG - 1); /* not page aligned */
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), P);
+	kpage_free(p, 8);
+	p = kpage_alloc(2, PG, (L + 2) * PG);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), L);
+	kpage_free(p, 2);
+	assert_null(kpage_alloc(1, PG, L * PG));
+	assert_null(kpage_alloc(1, PG, PG - 1)); /* below one page */
+	assert_null(kpage_alloc(5, PG, (L + 4) * PG)); /* L run too short */
+	p = kpage_alloc(5, PG, (P + 5) * PG);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), P);
+	kpage_free(p, 5);
+	/* Ceiling and alignment together. */
+	p = kpage_alloc(4, 32 * PG, (P + 100) * PG);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), align_up(P, 32));
+	kpage_free(p, 4);
+	const uint64_t a256 = align_up(P, 256);
+	assert_true(a256 + 4 <= P + 100);
+	p = kpage_alloc(4, 256 * PG, (a256 + 4) * PG);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), a256);
+	kpage_free(p, 4);
+	assert_null(kpage_alloc(4, 256 * PG, (a256 + 4) * PG - 1));
+	assert_null(kpage_alloc(4, 512 * PG, 0)); /* no 512-aligned page in either run */
+	check_heap();
+}
+
+/* Freed neighbours coalesce: the bigger run is found again. */
+static void test_coalescing(void **state)
+{
+	(void)state;
+	/* Plain, straddling a word, straddling an arena boundary. */
+	const uint64_t starts[] = {POOL_PFN + 3000, 2 * 4096 + 64 * 9 - 15, ARENA1 - 17};
+	for (unsigned k = 0; k < 3; k++) {
+		clear_board();
+		const uint64_t P = starts[k];
+		give(P, 30);
+		void *a = kpage_alloc(10, PG, 0), *b = kpage_alloc(10, PG, 0),
+		     *c = kpage_alloc(10, PG, 0);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_non_null(c);
+		assert_int_equal(phys_of_run(a), P);
+		assert_int_equal(phys_of_run(b), P + 10);
+		assert_int_equal(phys_of_run(c), P + 20);
+		assert_int_equal(find1(1), NONE);
+		kpage_free(b, 10);
+		assert_int_equal(find1(10), P + 10);
+		assert_int_equal(find1(11), NONE);
+		kpage_free(a, 10);
+		assert_int_equal(find1(20), P);
+		assert_int_equal(find1(21), NONE);
+		kpage_free(c, 10);
+		assert_int_equal(find1(30), P);
+		assert_int_equal(find1(31), NONE);
+		assert_int_equal(root_sum().max, 30);
+			runs_scan(&scratch);
+		assert_int_equal(scratch.n, 1);
+		assert_int_equal(scratch.v[0].start, P);
+		assert_int_equal(scratch.v[0].end, P + 30);
+			check_heap();
+	}
+}
+
+/* A checkerboard of used pages: a 2-page request fails until a neighbour
+ * is freed. */
+static void test_fragmentation(void **state)
+{
+	(void)state;
+	clear_board();
+	const uint64_t Q = ARENA1 - 1024; /* straddles an arena boundary too */
+	for (uint64_t i = 0; i < 2048; i += 2)
+		give(Q + i, 1);
+	check_heap();
+	assert_int_equal(root_sum().max, 1);
+	assert_int_equal(find1(1), Q);
+	assert_int_equal(find1(2), NONE);
+	assert_int_equal(find(1, 2, 0, UINT64_MAX), Q);
+	assert_int_equal(find(1, 1, Q + 1, UINT64_MAX), Q + 2);
+	assert_int_equal(find_top(1), Q + 2046);
+	assert_int_equal(find_top(2), NONE);
+	assert_null(kpage_alloc(2, PG, 0));
+	assert_int_equal(fx_fault_count(), 0);
+
+	give(Q + 1023, 1); /* a neighbour: Q+1022..Q+1024 are now free */
+	assert_int_equal(find1(2), Q + 1022);
+	assert_int_equal(find1(3), Q + 1022);
+	assert_int_equal(find1(4), NONE);
+	assert_int_equal(find(2, 2, 0, UINT64_MAX), Q + 1022);
+	assert_int_equal(find(2, 4, 0, UINT64_MAX), NONE); /* Q+1022 is not 4-aligned */
+	assert_int_equal(find_top(3), Q + 1022);
+	void *p = kpage_alloc(3, PG, 0);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), Q + 1022);
+	/* The run straddles the arena boundary: every page maps to it. */
+	for (unsigned i = 0; i < 3; i++)
+		assert_ptr_equal(span_of_pfn(Q + 1022 + i), span_of_ptr(p));
+	assert_int_equal(find1(2), NONE);
+	kpage_free(p, 3);
+	assert_int_equal(find1(3), Q + 1022);
+	check_heap();
+}
+
+/* Runs crossing 64-page words and 64 MiB arena boundaries. */
+static void test_word_and_arena_crossing(void **state)
+{
+	(void)state;
+	clear_board();
+	const uint64_t W = POOL_PFN + 64 * 37; /* a word boundary */
+	give(W - 10, 20);
+	assert_int_equal(find1(20), W - 10);
+	assert_int_equal(find1(21), NONE);
+	assert_int_equal(find(16, 16, 0, UINT64_MAX), NONE);
+	assert_int_equal(find(8, 8, 0, UINT64_MAX), W - 8);
+	assert_int_equal(find_top(20), W - 10);
+
+	const uint64_t V = POOL_PFN + 64 * 100; /* three words and a bit */
+	give(V - 1, 130);
+	assert_int_equal(find1(21), V - 1);
+	assert_int_equal(find1(130), V - 1);
+	assert_int_equal(find1(131), NONE);
+	assert_int_equal(find(128, 64, 0, UINT64_MAX), V);
+
+	give(ARENA1 - 3, 8);
+	assert_int_equal(find1(131), NONE);
+	assert_int_equal(find(8, 1, V + 129, UINT64_MAX), ARENA1 - 3);
+	assert_int_equal(find(4, 4, ARENA1 - 10, UINT64_MAX), ARENA1);
+	assert_int_equal(find_top(8), ARENA1 - 3);
+
+	give(ARENA2 - 100, 400);
+	assert_int_equal(find1(131), ARENA2 - 100);
+	assert_int_equal(find1(400), ARENA2 - 100);
+	assert_int_equal(find1(401), NONE);
+	assert_int_equal(find_top(1), ARENA2 + 299);
+	assert_int_equal(find_top(400), ARENA2 - 100);
+	check_heap();
+
+	/* A run covering a whole arena and a bit of both neighbours. */
+	take(ARENA1 - 3, 8);
+	take(ARENA2 - 100, 400);
+	give(ARENA1 - 5, ARENA_PAGES + 10);
+	assert_int_equal(find1(ARENA_PAGES + 10), ARENA1 - 5);
+	assert_int_equal(find1(ARENA_PAGES + 11), NONE);
+	assert_int_equal(find(ARENA_PAGES, ARENA_PAGES, 0, UINT64_MAX), ARENA1);
+	assert_int_equal(find_top(ARENA_PAGES + 10), ARENA1 - 5);
+	assert_int_equal(root_sum().max, ARENA_PAGES + 10);
+	void *p = kpage_alloc(ARENA_PAGES + 10, PG, 0);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), ARENA1 - 5);
+	struct mspan *s = span_of_ptr(p);
+	assert_non_null(s);
+	for (uint64_t i = 0; i < ARENA_PAGES + 10; i += 97)
+		assert_ptr_equal(span_of_pfn(ARENA1 - 5 + i), s);
+	assert_ptr_equal(span_of_pfn(ARENA2 + 4), s);
+	assert_null(span_of_pfn(ARENA2 + 5));
+	kpage_free(p, ARENA_PAGES + 10);
+	assert_null(span_of_pfn(ARENA1));
+	assert_int_equal(find1(ARENA_PAGES + 10), ARENA1 - 5);
+	check_heap();
+}
+
+/* pages_find_top_locked returns the highest run. */
+static void test_find_top(void **state)
+{
+	(void)state;
+	clear_board();
+	const uint64_t a = POOL_PFN + 50, b = ARENA1 - 7, c = ARENA2 + 900;
+	give(a, 5);
+	give(b, 20);
+	give(c, 3);
+	assert_int_equal(find_top(1), c + 2);
+	assert_int_equal(find_top(3), c);
+	assert_int_equal(find_top(4), b + 16);
+	assert_int_equal(find_top(20), b);
+	assert_int_equal(find_top(21), NONE);
+	give(c + 3, 1);
+	assert_int_equal(find_top(4), c);
+	give(c - 64, 64);                 /* joins c: a run of 68 from c-64 */
+	assert_int_equal(find_top(68), c - 64);
+	assert_int_equal(find_top(69), NONE);
+	assert_int_equal(find_top(5), c - 1);
+	/* First fit and top fit differ. */
+	assert_int_equal(find1(5), a);
+	runs_scan(&scratch);
+	for (uint64_t n = 1; n <= 70; n++)
+		assert_int_equal(find_top(n), bf_top(&scratch, n));
+	check_heap();
+}
+
+/* ------------------------------------------------------------------------
+ * Randomized differential test
+ */
+
+
+static uint64_t rnd(struct diff *d)
+{
+	d->rng = fx_mix64(d->rng);
+	return d->rng;
+}
+
+static uint64_t rnd_n(struct diff *d)
+{
+	uint64_t x = rnd(d) % 100;
+	if (x < 60)
+		return 1 + rnd(d) % 8;
+	if (x < 90)
+		return 1 + rnd(d) % 100;
+	return 1 + rnd(d) % 1200;
+}
+
+/* A random pfn: uniform over the range, or near a current free run (the
+ * sparse map is mostly holes). */
+static uint64_t rnd_pfn(struct diff *d)
+{
+	if (d->r.n && rnd(d) % 2) {
+		const struct run *r = &d->r.v[rnd(d) % d->r.n];
+		uint64_t p = r->start + rnd(d) % (r->end - r->start + 64);
+		return p >= 32 ? p - 32 : p;
+	}
+	return d->lo + rnd(d) % (d->hi - d->lo);
+}
+
+static void hold(struct diff *d, uint64_t pfn, uint64_t n)
+{
+	if (d->nh == d->caph) {
+		d->caph = d->caph ? 2 * d->caph : 256;
+		d->h = realloc(d->h, d->caph * sizeof(*d->h));
+		assert_non_null(d->h);
+	}
+	d->h[d->nh].pfn = pfn;
+	d->h[d->nh].n = n;
+	d->nh++;
+}
+
+static void diff_query(struct diff *d)
+{
+	uint64_t n = rnd_n(d);
+	uint64_t al = 1ull << (rnd(d) % 9);
+	uint64_t lo = 0, hi = UINT64_MAX;
+	switch (rnd(d) % 4) {
+	case 0:
+		break;
+	case 1:
+		lo = rnd_pfn(d);
+		break;
+	case 2:
+		hi = rnd_pfn(d);
+		break;
+	default:
+		lo = rnd_pfn(d);
+		hi = lo + rnd(d) % (4 * n + 512);
+		break;
+	}
+	uint64_t got = find(n, al, lo, hi);
+	uint64_t want = bf_find(&d->r, n, al, lo, hi);
+	if (got != want)
+		fail_msg("pages_find(n=%llu, align=%llu, lo=%#llx, hi=%#llx) = %#llx, brute force %#llx",
+		         (unsigned long long)n, (unsigned long long)al, (unsigned long long)lo,
+		         (unsigned long long)hi, (unsigned long long)got, (unsigned long long)want);
+	uint64_t tn = rnd_n(d);
+	got = find_top(tn);
+	want = bf_top(&d->r, tn);
+	if (got != want)
+		fail_msg("pages_find_top(%llu) = %#llx, brute force %#llx", (unsigned long long)tn,
+		         (unsigned long long)got, (unsigned long long)want);
+	d->queries += 2;
+}
+
+/* One random state change. */
+static void diff_step(struct diff *d)
+{
+	uint64_t op = rnd(d) % 10;
+	if (op < 4) {
+		/* Allocate what first fit finds (it must match brute force). */
+		uint64_t n = rnd_n(d), al = 1ull << (rnd(d) % 9);
+		uint64_t lo = rnd(d) % 3 ? 0 : rnd_pfn(d);
+		uint64_t got = find(n, al, lo, UINT64_MAX);
+		uint64_t want = bf_find(&d->r, n, al, lo, UINT64_MAX);
+		if (got != want)
+			fail_msg("step find(n=%llu, align=%llu, lo=%#llx) = %#llx, brute force %#llx",
+			         (unsigned long long)n, (unsigned long long)al,
+			         (unsigned long long)lo, (unsigned long long)got,
+			         (unsigned long long)want);
+		if (got != NONE) {
+			take(got, n);
+			hold(d, got, n);
+		}
+	} else if (op < 6) {
+		/* Take an arbitrary free range starting at a random free page. */
+		uint64_t p = rnd_pfn(d);
+		if (!page_is_free(p))
+			return;
+		uint64_t n = 1, want = rnd_n(d);
+		while (n < want && page_is_free(p + n))
+			n++;
+		take(p, n);
+		hold(d, p, n);
+	} else if (op < 7) {
+		/* Top fit, as the metadata grows. */
+		uint64_t n = rnd_n(d);
+		uint64_t got = find_top(n), want = bf_top(&d->r, n);
+		assert_int_equal(got, want);
+		if (got != NONE) {
+			take(got, n);
+			hold(d, got, n);
+		}
+	} else if (d->nh) {
+		/* Give back a random held block, or a piece of it. */
+		size_t i = rnd(d) % d->nh;
+		struct held h = d->h[i];
+		if (h.n > 2 && rnd(d) % 3 == 0) {
+			uint64_t cut = 1 + rnd(d) % (h.n - 1);
+			give(h.pfn, cut);
+			d->h[i].pfn += cut;
+			d->h[i].n -= cut;
+		} else {
+			give(h.pfn, h.n);
+			d->h[i] = d->h[--d->nh];
+		}
+	}
+}
+
+static void diff_run(uint64_t seed, unsigned steps, unsigned check_every)
+{
+	struct diff *d = &cur_diff;
+	memset(d, 0, sizeof(*d));
+	d->rng = seed;
+	runs_scan(&d->r);
+	assert_true(d->r.n > 0);
+	d->lo = d->r.v[0].start;
+	d->hi = d->r.v[d->r.n - 1].end;
+	for (unsigned step = 0; step < steps; step++) {
+		diff_step(d);
+		runs_scan(&d->r);
+		for (int q = 0; q < 4; q++)
+			diff_query(d);
+		struct psum root = root_sum();
+		assert_int_equal(root.max, bf_max(&d->r));
+		if (step % check_every == 0)
+			check_heap();
+	}
+	check_heap();
+	/* Give everything back: the pool is one run per region again. */
+	while (d->nh) {
+		give(d->h[d->nh - 1].pfn, d->h[d->nh - 1].n);
+		d->nh--;
+	}
+	check_heap();
+	print_message("differential: seed %#llx, %u steps, %lu queries, final %zu runs\n",
+	              (unsigned long long)seed, steps, d->queries, d->r.n);
+	free(d->h);
+	d->h = NULL;
+	runs_free(&d->r);
+}
+
+static uint64_t test_seed(void)
+{
+	const char *e = getenv("SEED");
+	return e ? strtoull(e, NULL, 0) : 0x5eed0001ull;
+}
+
+static void test_random_differential(void **state)
+{
+	(void)state;
+	/* Start from a fragmented board so short runs are everywhere. */
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	uint64_t top = mb >> PAGE_SHIFT;
+	for (uint64_t p = POOL_PFN + 333; p + 40 < top; p += 1500 + (fx_mix64(p) % 700))
+		take(p, 1 + fx_mix64(p ^ 7) % 40);
+	diff_run(test_seed(), 3000, 1);
+	runs_scan(&scratch);
+	assert_true(scratch.n >= 1);
+}
+
+/* ------------------------------------------------------------------------
+ * Sparse map: regions at 1 GiB, 300 GiB and 2 TiB in a window of a few
+ * TiB, several L2 chunks, missing arenas between regions, and a reserved
+ * one-page hole.
+ */
+
+#define SP_R1 (FX_GIB - 4 * FX_MIB)     /* 72 MiB across the 1 GiB arena line */
+#define SP_R1_LEN (72 * FX_MIB)
+#define SP_R4 (FX_GIB + 192 * FX_MIB)   /* one missing arena after r1 */
+#define SP_R4_LEN (64 * FX_MIB)
+#define SP_R2 (300 * FX_GIB)            /* with a hole in the middle */
+#define SP_R2_LEN (64 * FX_MIB)
+#define SP_HOLE (SP_R2 + 32 * FX_MIB)
+#define SP_R3 (2 * FX_TIB)              /* holds the metadata */
+#define SP_R3_LEN (128 * FX_MIB)
+
+static int setup_sparse(void **state)
+{
+	(void)state;
+	fx_reserve(SP_R3 + SP_R3_LEN + FX_GIB);
+	const struct kmem_region r[] = {
+		{SP_R2, SP_R2_LEN, KMEM_REGION_USABLE},
+		{SP_R3, SP_R3_LEN, KMEM_REGION_USABLE},
+		{SP_R1, SP_R1_LEN, KMEM_REGION_USABLE},
+		{SP_HOLE, PG, KMEM_REGION_RESERVED},
+		{SP_R4, SP_R4_LEN, KMEM_REGION_USABLE},
+	};
+	assert_int_equal(fx_init(r, sizeof(r) / sizeof(r[0]), 2), 0);
+	return 0;
+}
+
+#define TS(fn) cmocka_unit_test_setup_teardown(fn, setup_sparse, teardown)
+
+static void test_sparse_map(void **state)
+{
+	(void)state;
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	assert_true(mb >= SP_R3 && mb + ms == SP_R3 + SP_R3_LEN);
+	const uint64_t r1 = SP_R1 >> PAGE_SHIFT, r1n = SP_R1_LEN >> PAGE_SHIFT;
+	const uint64_t r4 = SP_R4 >> PAGE_SHIFT, r4n = SP_R4_LEN >> PAGE_SHIFT;
+	const uint64_t r2 = SP_R2 >> PAGE_SHIFT, hole = SP_HOLE >> PAGE_SHIFT;
+	const uint64_t r2end = (SP_R2 + SP_R2_LEN) >> PAGE_SHIFT;
+	const uint64_t r3 = SP_R3 >> PAGE_SHIFT, r3end = mb >> PAGE_SHIFT;
+
+	/* Arenas: 3 for r1, 1 for r4, 1 for r2, 2 for r3; 3 L2 chunks. */
+	struct kmem_stats st;
+	kmem_get_stats(&st);
+	assert_int_equal(st.arenas, 7);
+	unsigned chunks = 0;
+	for (uint64_t i = 0; i < L1_ENTRIES; i++)
+		chunks += atomic_load(&mheap_.l1[i]) != NULL;
+	assert_int_equal(chunks, 3);
+	assert_null(arena_of_pfn((FX_GIB + 128 * FX_MIB) >> PAGE_SHIFT)); /* between r1 and r4 */
+	assert_non_null(arena_of_pfn(hole));
+
+	/* The free runs are exactly the regions; runs never bridge holes. */
+	runs_scan(&scratch);
+	assert_int_equal(scratch.n, 5);
+	const struct run want[5] = {
+		{r1, r1 + r1n}, {r4, r4 + r4n}, {r2, hole}, {hole + 1, r2end}, {r3, r3end}};
+	for (unsigned i = 0; i < 5; i++) {
+		assert_int_equal(scratch.v[i].start, want[i].start);
+		assert_int_equal(scratch.v[i].end, want[i].end);
+	}
+	assert_int_equal(root_sum().max, r3end - r3);
+
+	assert_int_equal(find1(1), r1);
+	assert_int_equal(find1(r4n + 1), r1);
+	assert_int_equal(find1(r1n), r1);
+	assert_int_equal(find1(r1n + 1), r3);             /* not across r1 | r4 */
+	assert_int_equal(find(r4n, 1, r1 + 1, UINT64_MAX), r1 + 1);
+	assert_int_equal(find(r4n, 1, r1 + r1n - r4n + 1, UINT64_MAX), r4);
+	assert_int_equal(find(hole - r2, 1, r4 + 1, UINT64_MAX), r4 + 1);
+	assert_int_equal(find(hole - r2, 1, r4 + r4n, UINT64_MAX), r2);
+	assert_int_equal(find(hole - r2 + 1, 1, r4 + r4n, UINT64_MAX), r3); /* not across the hole */
+	assert_int_equal(find(2, 1, hole - 1, UINT64_MAX), hole + 1);
+	assert_int_equal(find(1, 1, r2, r2 + (FX_GIB >> PAGE_SHIFT)), r2);
+	assert_int_equal(find(1, 1, r1 + r1n, r4), NONE);  /* the missing arena */
+	assert_int_equal(find(1, ARENA_PAGES, 0, UINT64_MAX), FX_GIB >> PAGE_SHIFT);
+	assert_int_equal(find(ARENA_PAGES, ARENA_PAGES, r1 + 1, UINT64_MAX), FX_GIB >> PAGE_SHIFT);
+	assert_int_equal(find(ARENA_PAGES, ARENA_PAGES, (FX_GIB >> PAGE_SHIFT) + 1, UINT64_MAX), r4);
+	assert_int_equal(find_top(1), r3end - 1);
+	assert_int_equal(find_top(r3end - r3), r3);
+	assert_int_equal(find_top(r3end - r3 + 1), NONE);
+	for (uint64_t n = 1; n < r1n + 2; n = n * 3 + 1) {
+		assert_int_equal(find_top(n), bf_top(&scratch, n));
+		assert_int_equal(find1(n), bf_find(&scratch, n, 1, 0, UINT64_MAX));
+	}
+
+	/* kpage_alloc below 2 GiB cannot use r2/r3 and never bridges. */
+	assert_null(kpage_alloc(r1n + 1, PG, 2 * FX_GIB));
+	void *p = kpage_alloc(r1n, PG, 2 * FX_GIB);
+	assert_non_null(p);
+	assert_int_equal(phys_of_run(p), r1);
+	void *q = kpage_alloc(10, PG, 2 * FX_GIB);
+	assert_non_null(q);
+	assert_int_equal(phys_of_run(q), r4);
+	void *s = kpage_alloc(r4n, PG, 0); /* r1 used, r4 short by 10, r2 split */
+	assert_non_null(s);
+	assert_int_equal(phys_of_run(s), r3);
+	check_heap();
+	kpage_free(p, r1n);
+	kpage_free(q, 10);
+	kpage_free(s, r4n);
+	check_heap();
+}
+
+static void test_sparse_differential(void **state)
+{
+	(void)state;
+	diff_run(test_seed() ^ 0xabcdef, 1500, 5);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_initial_pool),
+		T(test_first_fit_address_order),
+		T(test_alignment),
+		T(test_window_and_ceiling),
+		T(test_coalescing),
+		T(test_fragmentation),
+		T(test_word_and_arena_crossing),
+		T(test_find_top),
+		T(test_random_differential),
+		TS(test_sparse_map),
+		TS(test_sparse_differential),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
