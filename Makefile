@@ -31,7 +31,7 @@ endif
 LIB := $(BUILD)/$(ARCH)/libspanalloc.a
 LIB_OBJ = $(patsubst mm/%.c,$(BUILD)/$(ARCH)/mm/%.o,$(MM_SRC))
 
-.PHONY: all lib gen check-gen check-lib deps test test-unit test-tsan clean run
+.PHONY: all lib gen check-gen check-lib check-clang deps test test-unit test-tsan clean run
 
 all: lib
 
@@ -87,6 +87,12 @@ $(BUILD)/tsan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spa
 deps:
 	@bash scripts/install-deps.sh test
 
+# The host-side sources (tests, arch/host) must be warning-free with clang too.
+check-clang:
+	@for f in $(TEST_SRC) $(TEST_SUPP); do \
+	  $(CLANG) $(HOST_CFLAGS) -fsyntax-only $$f || exit 1; done
+	@echo "check-clang: tests and arch/host compile warning-free with clang"
+
 test-unit: $(ASAN_BIN)
 	@bash scripts/run-tests.sh $(ASAN_BIN)
 
@@ -96,6 +102,7 @@ test-tsan: $(TSAN_BIN)
 test: deps
 	@$(MAKE) --no-print-directory check-gen
 	@$(MAKE) --no-print-directory check-lib
+	@$(MAKE) --no-print-directory check-clang
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-tsan
 	@echo "make test: all passed"

@@ -123,7 +123,7 @@ void assert_fail(const char *expr, const char *file, int line)
 
 struct checker {
 	unsigned long problems;
-	uint64_t free, small, large, runs, large_objects, page_runs;
+	uint64_t free, small, large, runs, large_objects, page_runs, small_spans;
 };
 
 static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
@@ -161,6 +161,11 @@ static void check_small_span(struct checker *k, struct mspan *s)
 		bad(k, (void *)s->base, s, "sweep state and list disagree");
 	if (s->on_list == LOC_FULL && loc == LOC_FULL && s->alloc_count < s->nelems)
 		bad(k, (void *)s->base, s, "span on the full list has free objects");
+	/* A listed span with waiting frees must have been queued (mcentral.c,
+	 * the Dekker argument), or it could stay unfindable. */
+	if ((loc == LOC_PARTIAL || loc == LOC_FULL) && span_has_freed(s))
+		bad(k, (void *)s->base, s, "listed span has unqueued frees");
+	k->small_spans++;
 }
 
 static void check_arena(struct checker *k, struct heap_arena *a)
@@ -255,10 +260,17 @@ unsigned long kmem_check(void)
 	        mheap_.pages_metadata != mheap_.pages_managed)
 		bad(&k, NULL, NULL, "page accounting does not add up");
 
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
+	uint64_t central_spans = 0;
+	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
 		check_central(&k, &mheap_.central[cls]);
-	for (struct kmem_cache *kc = mheap_.caches; kc; kc = kc->next)
+		central_spans += mheap_.central[cls].spans;
+	}
+	for (struct kmem_cache *kc = mheap_.caches; kc; kc = kc->next) {
 		check_central(&k, &kc->central);
+		central_spans += kc->central.spans;
+	}
+	if (central_spans != k.small_spans)
+		bad(&k, NULL, NULL, "mcentral span counts differ from the arena map");
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 		for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
 			struct mspan *s = mheap_.mcaches[cpu].alloc[cls];

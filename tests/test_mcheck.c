@@ -1,0 +1,188 @@
+/*
+ * tests/test_mcheck.c - the invariant checker finds each kind of broken
+ * metadata.  Every test breaks one rule by hand, expects kmem_check() to
+ * count it and report it as KMEM_FAULT_CORRUPT, mends it, and expects a
+ * clean check again: the checker can fail, and it fails for the reason.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fixture.h"
+#include "mtypes.h"
+
+static int setup(void **state)
+{
+	(void)state;
+	fx_simple(64, 2);
+	return 0;
+}
+
+/* Broken: kmem_check() > 0 and every report is KMEM_FAULT_CORRUPT. */
+static void expect_broken(void)
+{
+	fx_faults_reset();
+	unsigned long n = kmem_check();
+	assert_true(n > 0);
+	assert_int_equal(fx_fault_count(), n);
+	assert_int_equal(fx_last_fault().kind, KMEM_FAULT_CORRUPT);
+	fx_faults_reset();
+}
+
+static void expect_clean(void)
+{
+	fx_faults_reset();
+	assert_int_equal(kmem_check(), 0);
+	assert_int_equal(fx_fault_count(), 0);
+}
+
+static struct mspan *small_span(void **obj)
+{
+	*obj = kmalloc(64);
+	assert_non_null(*obj);
+	struct mspan *s = span_of_ptr(*obj);
+	assert_non_null(s);
+	return s;
+}
+
+static void test_clean_heap_passes(void **state)
+{
+	(void)state;
+	void *p = kmalloc(100), *q = kmalloc(100000), *r = kpage_alloc(3, 0x1000, 0);
+	expect_clean();
+	kfree(p);
+	kfree(q);
+	kpage_free(r, 3);
+	expect_clean();
+}
+
+static void test_free_count(void **state)
+{
+	(void)state;
+	mheap_.pages_free++;
+	expect_broken();
+	mheap_.pages_free--;
+	expect_clean();
+}
+
+static void test_page_bit_without_summary(void **state)
+{
+	(void)state;
+	void *obj;
+	struct mspan *s = small_span(&obj);
+	struct heap_arena *a = arena_of_pfn(s->pfn);
+	uint64_t i = s->pfn & (ARENA_PAGES - 1);
+	a->pagebits[i >> 6] ^= 1ull << (i & 63); /* a span page marked free */
+	expect_broken();
+	a->pagebits[i >> 6] ^= 1ull << (i & 63);
+	expect_clean();
+	kfree(obj);
+}
+
+static void test_summary_corrupt(void **state)
+{
+	(void)state;
+	mheap_.sum[0].max++;
+	expect_broken();
+	mheap_.sum[0].max--;
+	expect_clean();
+}
+
+static void test_span_counts(void **state)
+{
+	(void)state;
+	void *obj;
+	struct mspan *s = small_span(&obj);
+	s->alloc_count = (uint16_t)(s->nelems + 1);
+	expect_broken();
+	s->alloc_count = 0;
+	expect_clean();
+	s->central->spans++;
+	expect_broken();
+	s->central->spans--;
+	expect_clean();
+	kfree(obj);
+}
+
+static void test_freed_bit_on_free_object(void **state)
+{
+	(void)state;
+	void *obj;
+	struct mspan *s = small_span(&obj);
+	/* Object nelems-1 was never handed out. */
+	uint32_t idx = s->nelems - 1;
+	atomic_fetch_or(&s->freed_bits[idx / 64], 1ull << (idx % 64));
+	expect_broken();
+	atomic_fetch_and(&s->freed_bits[idx / 64], ~(1ull << (idx % 64)));
+	expect_clean();
+	kfree(obj);
+}
+
+static void test_listed_span_with_unqueued_frees(void **state)
+{
+	(void)state;
+	void *obj;
+	struct mspan *s = small_span(&obj);
+	kmem_cpu_offline(0); /* the span goes to partial */
+	uint64_t st = atomic_load(&s->sweepstate);
+	assert_int_equal(SS_LOC(st), LOC_PARTIAL);
+	/* A free whose push was lost: the bit without the queueing. */
+	uint32_t idx = 0;
+	atomic_fetch_or(&s->freed_bits[idx / 64], 1ull << idx);
+	expect_broken();
+	atomic_fetch_and(&s->freed_bits[idx / 64], ~1ull);
+	expect_clean();
+	kmem_cpu_online(0);
+	kfree(obj);
+}
+
+static void test_list_count_and_state(void **state)
+{
+	(void)state;
+	void *obj;
+	struct mspan *s = small_span(&obj);
+	kmem_cpu_offline(0);
+	struct mcentral *c = s->central;
+	c->partial.count++;
+	expect_broken();
+	c->partial.count--;
+	expect_clean();
+	uint64_t st = atomic_load(&s->sweepstate);
+	atomic_store(&s->sweepstate, SS_MAKE(SS_GEN(st), LOC_FULL));
+	expect_broken();
+	atomic_store(&s->sweepstate, st);
+	expect_clean();
+	kmem_cpu_online(0);
+	kfree(obj);
+}
+
+static void test_arena_map_to_dead_span(void **state)
+{
+	(void)state;
+	void *obj = kmalloc(100000);
+	struct mspan *s = span_of_ptr(obj);
+	assert_non_null(s);
+	atomic_store(&s->state, SPAN_DEAD);
+	expect_broken();
+	atomic_store(&s->state, SPAN_LARGE);
+	expect_clean();
+	kfree(obj);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_clean_heap_passes, setup),
+		cmocka_unit_test_setup(test_free_count, setup),
+		cmocka_unit_test_setup(test_page_bit_without_summary, setup),
+		cmocka_unit_test_setup(test_summary_corrupt, setup),
+		cmocka_unit_test_setup(test_span_counts, setup),
+		cmocka_unit_test_setup(test_freed_bit_on_free_object, setup),
+		cmocka_unit_test_setup(test_listed_span_with_unqueued_frees, setup),
+		cmocka_unit_test_setup(test_list_count_and_state, setup),
+		cmocka_unit_test_setup(test_arena_map_to_dead_span, setup),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
