@@ -25,6 +25,11 @@
  * the span is pushed (or swept) -- a free never leaves a full span
  * unfindable.
  *
+ * Limit: a *buggy* client's double free that races with the span being
+ * swept empty and released can set a freed bit in the descriptor's next
+ * life (the generation check guards the queueing, not the bit).  A correct
+ * client cannot get there: its object is live until its own free.
+ *
  * `unswept` is a lock-free stack: kfree pushes with a CAS; the lock holder
  * takes the whole stack with one exchange, so there is no ABA.
  */
