@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fixture.h"
 #include "host.h"
@@ -87,14 +89,24 @@ static void fx_mprotect(uint64_t lo, uint64_t hi, int prot)
 	}
 }
 
-void fx_usable(uint64_t phys, uint64_t len)
+/* Clips [phys, phys+len) to the window: false if nothing is left, else
+ * the end (exclusive) in *end. */
+static bool fx_clip(uint64_t phys, uint64_t len, uint64_t *end)
 {
 	assert_non_null(fx_win);
 	if (len == 0 || phys >= fx_span)
+		return false;
+	*end = phys + len;
+	if (*end < phys || *end > fx_span)
+		*end = fx_span;
+	return true;
+}
+
+void fx_usable(uint64_t phys, uint64_t len)
+{
+	uint64_t end;
+	if (!fx_clip(phys, len, &end))
 		return;
-	uint64_t end = phys + len;
-	if (end < phys || end > fx_span)
-		end = fx_span;
 	uint64_t lo = (phys + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
 	uint64_t hi = end & ~(HOST_PAGE - 1);
 	fx_mprotect(lo, hi, PROT_READ | PROT_WRITE);
@@ -102,12 +114,9 @@ void fx_usable(uint64_t phys, uint64_t len)
 
 void fx_protect(uint64_t phys, uint64_t len)
 {
-	assert_non_null(fx_win);
-	if (len == 0 || phys >= fx_span)
+	uint64_t end;
+	if (!fx_clip(phys, len, &end))
 		return;
-	uint64_t end = phys + len;
-	if (end < phys || end > fx_span)
-		end = fx_span;
 	uint64_t lo = phys & ~(HOST_PAGE - 1);
 	uint64_t hi = (end + HOST_PAGE - 1) & ~(HOST_PAGE - 1);
 	fx_mprotect(lo, hi, PROT_NONE);
@@ -244,9 +253,61 @@ struct fx_fault fx_last_fault(void)
 	return f;
 }
 
+void fx_assert_no_faults(void)
+{
+	if (fx_fault_count() != 0) {
+		struct fx_fault f = fx_last_fault();
+		fail_msg("unexpected fault(s): %lu, last %s at %p (%s)",
+		         fx_fault_count(), kmem_fault_name(f.kind), f.addr,
+		         f.detail ? f.detail : "-");
+	}
+}
+
+static void fx_expect_one(enum kmem_fault_kind kind, bool at, const void *addr)
+{
+	char where[40] = "";
+	if (at)
+		snprintf(where, sizeof where, " at %p", addr);
+	unsigned long n = fx_fault_count();
+	struct fx_fault f = fx_last_fault();
+	if (n != 1)
+		fail_msg("expected exactly one %s fault%s, got %lu (last: %s at %p)",
+		         kmem_fault_name(kind), where, n,
+		         n ? kmem_fault_name(f.kind) : "none", f.addr);
+	if (f.kind != kind)
+		fail_msg("expected fault %s%s, got %s (%s)", kmem_fault_name(kind),
+		         where, kmem_fault_name(f.kind), f.detail ? f.detail : "-");
+	if (at)
+		assert_ptr_equal(f.addr, addr);
+	fx_faults_reset();
+}
+
+void fx_expect_fault(enum kmem_fault_kind kind)
+{
+	fx_expect_one(kind, false, NULL);
+}
+
+void fx_expect_fault_at(enum kmem_fault_kind kind, const void *addr)
+{
+	fx_expect_one(kind, true, addr);
+}
+
 /* ---- whole-heap checks ---- */
 
-void fx_assert_intact(void)
+/* Fails the test with `what` and the page counts of s. */
+static void fx_fail_pages(const char *what, const struct kmem_stats *s)
+{
+	fail_msg("%s (free %llu, small %llu, large %llu, runs %llu, metadata %llu,"
+	         " managed %llu)", what,
+	         (unsigned long long)s->pages_free,
+	         (unsigned long long)s->pages_small,
+	         (unsigned long long)s->pages_large,
+	         (unsigned long long)s->pages_runs,
+	         (unsigned long long)s->pages_metadata,
+	         (unsigned long long)s->pages_managed);
+}
+
+void fx_assert_check(void)
 {
 	unsigned long before = fx_fault_count();
 	unsigned long broken = kmem_check();
@@ -255,20 +316,18 @@ void fx_assert_intact(void)
 		         broken, fx_last_fault().detail ? fx_last_fault().detail : "?");
 	/* kmem_check reports each broken rule as a fault; none may appear. */
 	assert_int_equal(fx_fault_count(), before);
+}
+
+void fx_assert_intact(void)
+{
+	fx_assert_check();
 	struct kmem_stats s;
 	kmem_get_stats(&s);
 	uint64_t sum = s.pages_free + s.pages_small + s.pages_large +
 	               s.pages_runs + s.pages_metadata;
 	if (sum != s.pages_managed)
-		fail_msg("page identity broken: free %llu + small %llu + large %llu"
-		         " + runs %llu + metadata %llu = %llu != managed %llu",
-		         (unsigned long long)s.pages_free,
-		         (unsigned long long)s.pages_small,
-		         (unsigned long long)s.pages_large,
-		         (unsigned long long)s.pages_runs,
-		         (unsigned long long)s.pages_metadata,
-		         (unsigned long long)sum,
-		         (unsigned long long)s.pages_managed);
+		fx_fail_pages("page identity broken: free + small + large + runs"
+		              " + metadata != managed", &s);
 }
 
 void fx_assert_all_back(void)
@@ -277,14 +336,7 @@ void fx_assert_all_back(void)
 	struct kmem_stats s;
 	kmem_get_stats(&s);
 	if (s.pages_free + s.pages_metadata != s.pages_managed)
-		fail_msg("pages not all back: free %llu + metadata %llu != managed %llu"
-		         " (small %llu, large %llu, runs %llu)",
-		         (unsigned long long)s.pages_free,
-		         (unsigned long long)s.pages_metadata,
-		         (unsigned long long)s.pages_managed,
-		         (unsigned long long)s.pages_small,
-		         (unsigned long long)s.pages_large,
-		         (unsigned long long)s.pages_runs);
+		fx_fail_pages("pages not all back: free + metadata != managed", &s);
 	assert_int_equal(s.large_objects, 0);
 	assert_int_equal(s.page_runs, 0);
 	assert_true(s.nclasses > 1);
@@ -297,6 +349,58 @@ void fx_assert_all_back(void)
 		assert_int_equal(cs.nmalloc - cs.nfree, cs.objects_in_use);
 	}
 	fx_assert_intact();
+}
+
+/* ---- cmocka teardowns ---- */
+
+int fx_teardown_all_back(void **state)
+{
+	(void)state;
+	fx_assert_no_faults();
+	fx_assert_all_back();
+	return 0;
+}
+
+int fx_teardown_intact(void **state)
+{
+	(void)state;
+	fx_assert_no_faults();
+	fx_assert_intact();
+	return 0;
+}
+
+/* ---- statistics ---- */
+
+struct kmem_stats fx_stats(void)
+{
+	struct kmem_stats s;
+	memset(&s, 0, sizeof s);
+	kmem_get_stats(&s);
+	return s;
+}
+
+struct kmem_class_stats fx_class_stats(unsigned cls)
+{
+	struct kmem_class_stats cs;
+	memset(&cs, 0, sizeof cs);
+	assert_int_equal(kmem_get_class_stats(cls, &cs), 0);
+	return cs;
+}
+
+/* ---- environment ---- */
+
+uint64_t fx_env_u64(const char *name, uint64_t dflt)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
+		return dflt;
+	return strtoull(s, NULL, 0);
+}
+
+uint64_t fx_seed(void)
+{
+	return fx_env_u64("SPANALLOC_SEED",
+	                  ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid());
 }
 
 /* ---- patterns ---- */

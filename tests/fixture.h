@@ -89,15 +89,47 @@ void fx_install_fault_hook(void);
 /* When set, every fault is also printed on stderr. */
 void fx_faults_verbose(bool on);
 
+/* Fails the test if any fault was recorded since the last reset, naming
+ * the last one. */
+void fx_assert_no_faults(void);
+/* Exactly one fault was recorded since the last reset, of `kind` (for
+ * fx_expect_fault_at also at `addr`); then resets the recorder. */
+void fx_expect_fault(enum kmem_fault_kind kind);
+void fx_expect_fault_at(enum kmem_fault_kind kind, const void *addr);
+
 /* ---- whole-heap checks (cmocka assertions) ---- */
 
-/* kmem_check() == 0 and the page identity of kmem_get_stats(). */
+/* kmem_check() == 0 and it reports no fault. */
+void fx_assert_check(void);
+
+/* fx_assert_check() and the page identity of kmem_get_stats(). */
 void fx_assert_intact(void);
 
 /* kmem_reclaim(); then pages_free + pages_metadata == pages_managed, no
  * large object or page run is live, and every class's objects_in_use is
  * 0.  Also fx_assert_intact(). */
 void fx_assert_all_back(void);
+
+/* ---- cmocka teardowns ---- */
+
+/* fx_assert_no_faults(), then fx_assert_all_back(). */
+int fx_teardown_all_back(void **state);
+/* fx_assert_no_faults(), then fx_assert_intact(). */
+int fx_teardown_intact(void **state);
+
+/* ---- statistics (zeroed, then filled) ---- */
+
+struct kmem_stats fx_stats(void);
+/* Asserts kmem_get_class_stats() succeeds. */
+struct kmem_class_stats fx_class_stats(unsigned cls);
+
+/* ---- environment ---- */
+
+/* The number in environment variable `name` (strtoull, base 0), or dflt
+ * if it is unset or empty. */
+uint64_t fx_env_u64(const char *name, uint64_t dflt);
+/* SPANALLOC_SEED, or a seed from the time and pid. */
+uint64_t fx_seed(void);
 
 /* ---- small helpers ---- */
 

@@ -39,35 +39,8 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	/* Every fault a test provokes it also consumes (fx_faults_reset). */
-	if (fx_fault_count() != 0) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("unexpected fault(s): %lu, last %s at %p (%s)",
-		         fx_fault_count(), kmem_fault_name(f.kind), f.addr,
-		         f.detail ? f.detail : "-");
-	}
-	fx_assert_intact();
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-
-static void get_stats(struct kmem_stats *s)
-{
-	memset(s, 0, sizeof *s);
-	kmem_get_stats(s);
-}
-
-static struct kmem_class_stats class_stats(unsigned cls)
-{
-	struct kmem_class_stats cs;
-	memset(&cs, 0, sizeof cs);
-	assert_int_equal(kmem_get_class_stats(cls, &cs), 0);
-	return cs;
-}
+/* Every fault a test provokes it also consumes (fx_faults_reset). */
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_intact)
 
 /* Alignment the header promises for a kmalloc of `size`. */
 static uint64_t promised_align(size_t size)
@@ -75,7 +48,7 @@ static uint64_t promised_align(size_t size)
 	unsigned cls = kmem_size_class(size);
 	if (cls == 0)
 		return PAGE;
-	struct kmem_class_stats cs = class_stats(cls);
+	struct kmem_class_stats cs = fx_class_stats(cls);
 	uint64_t a = fx_pow2_divisor(cs.object_size);
 	return a < 8 ? 8 : a;
 }
@@ -100,11 +73,11 @@ struct snap {
 static void snap_take(struct snap *sn, struct kmem_cache **caches, unsigned nc)
 {
 	memset(sn, 0, sizeof *sn);
-	get_stats(&sn->s);
+	sn->s = fx_stats();
 	assert_in_range(sn->s.nclasses, 2, MAX_CLASSES);
 	sn->ncls = sn->s.nclasses;
 	for (unsigned c = 1; c < sn->ncls; c++)
-		sn->cls[c] = class_stats(c);
+		sn->cls[c] = fx_class_stats(c);
 	assert_in_range(nc, 0, MAX_SNAP_CACHES);
 	sn->ncaches = nc;
 	for (unsigned i = 0; i < nc; i++)
@@ -170,31 +143,6 @@ static void warm_up_failure(void)
 {
 	assert_null(kmalloc(KMEM_MAX_ALLOC));
 	assert_null(kpage_alloc((size_t)1 << 30, 1, 0));
-}
-
-/* Exactly one fault of `kind` at `addr` since the last reset; consumes it. */
-static void expect_fault(enum kmem_fault_kind kind, const void *addr)
-{
-	unsigned long n = fx_fault_count();
-	struct fx_fault f = fx_last_fault();
-	if (n != 1)
-		fail_msg("expected exactly one %s fault at %p, got %lu (last: %s at %p)",
-		         kmem_fault_name(kind), addr, n,
-		         n ? kmem_fault_name(f.kind) : "none", f.addr);
-	if (f.kind != kind)
-		fail_msg("expected fault %s at %p, got %s (%s)", kmem_fault_name(kind),
-		         addr, kmem_fault_name(f.kind), f.detail ? f.detail : "-");
-	assert_ptr_equal(f.addr, addr);
-	fx_faults_reset();
-}
-
-static void expect_no_fault(void)
-{
-	if (fx_fault_count() != 0) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("unexpected fault %s at %p (%s)", kmem_fault_name(f.kind),
-		         f.addr, f.detail ? f.detail : "-");
-	}
 }
 
 /* Intervals, to prove live objects are disjoint. */
@@ -264,7 +212,7 @@ static void test_kmalloc_zero(void **state)
 	kfree(p);
 	kfree(q);
 	kfree(r);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -278,7 +226,7 @@ static void one_size(size_t s, void **out, struct iv *iv, uint64_t id)
 		fail_msg("ksize(kmalloc(%zu)) = %zu", s, k);
 	unsigned cls = kmem_size_class(s);
 	if (cls) {
-		struct kmem_class_stats cs = class_stats(cls);
+		struct kmem_class_stats cs = fx_class_stats(cls);
 		if (cs.object_size < s || k > cs.object_size)
 			fail_msg("size %zu: class %u of %u B, ksize %zu", s, cls,
 			         cs.object_size, k);
@@ -309,7 +257,7 @@ static void test_kmalloc_every_size_to_4096(void **state)
 	assert_disjoint(iv, N);
 	for (size_t s = 1; s <= N; s++)
 		kfree(ps[s]);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 	free(ps);
 	free(iv);
@@ -329,9 +277,9 @@ static void test_kmalloc_sizes_to_32k_and_large(void **state)
 	}
 	/* every class boundary */
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	for (unsigned c = 1; c < st.nclasses; c++) {
-		struct kmem_class_stats cs = class_stats(c);
+		struct kmem_class_stats cs = fx_class_stats(c);
 		sizes[n++] = cs.object_size;
 		if (cs.object_size > 1)
 			sizes[n++] = cs.object_size - 1;
@@ -352,9 +300,9 @@ static void test_kmalloc_sizes_to_32k_and_large(void **state)
 	uint64_t large_live = 0, large_pages = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct kmem_stats before, after;
-		get_stats(&before);
+		before = fx_stats();
 		one_size(sizes[i], &ps[i], &iv[i], 1000 + i);
-		get_stats(&after);
+		after = fx_stats();
 		if (sizes[i] > KMEM_SMALL_MAX) {
 			assert_int_equal(kmem_size_class(sizes[i]), 0);
 			assert_aligned(ps[i], PAGE);
@@ -368,7 +316,7 @@ static void test_kmalloc_sizes_to_32k_and_large(void **state)
 		}
 	}
 	struct kmem_stats st2;
-	get_stats(&st2);
+	st2 = fx_stats();
 	assert_int_equal(st2.pages_large, large_pages);
 	for (size_t i = 0; i < n; i++)
 		if (fx_check(ps[i], ksize(ps[i]), 1000 + i) != (size_t)-1)
@@ -376,7 +324,7 @@ static void test_kmalloc_sizes_to_32k_and_large(void **state)
 	assert_disjoint(iv, n);
 	for (size_t i = 0; i < n; i++)
 		kfree(ps[i]);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 	free(ps);
 	free(iv);
@@ -402,7 +350,7 @@ static void test_kmalloc_huge_is_null(void **state)
 		assert_null(kcalloc(1, s));
 		assert_null(krealloc(NULL, s));
 	}
-	expect_no_fault();
+	fx_assert_no_faults();
 	snap_assert_same(&sn, NULL);
 	/* krealloc to a huge size leaves the object as it was */
 	void *p = kmalloc(100);
@@ -413,7 +361,7 @@ static void test_kmalloc_huge_is_null(void **state)
 	assert_true(ksize(p) >= 100);
 	assert_int_equal(fx_check(p, 100, 7), (size_t)-1);
 	kfree(p);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 	/* again after the heap has been used */
 	snap_take(&sn, NULL, 0);
@@ -461,7 +409,7 @@ static void test_kzalloc_zero_after_dirty_reuse(void **state)
 	}
 	/* The test only means something if dirty memory came back. */
 	assert_true(reused > 0);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -500,7 +448,7 @@ static void test_kcalloc_edges(void **state)
 	assert_aligned(p, PAGE);
 	assert_int_equal(fx_first_nonzero(p, 100000), (size_t)-1);
 	kfree(p);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -516,21 +464,21 @@ static void test_krealloc_null_and_zero(void **state)
 	assert_true(ksize(p) >= 100);
 	fx_fill(p, 100, 1);
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	assert_true(st.pages_small > 0);
 	assert_null(krealloc(p, 0)); /* frees p */
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 
 	void *big = krealloc(NULL, 200000);
 	assert_non_null(big);
 	assert_aligned(big, PAGE);
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.large_objects, 1);
 	assert_null(krealloc(big, 0));
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.large_objects, 0);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -563,7 +511,7 @@ static void realloc_case(size_t from, size_t to, uint64_t id)
 		assert_aligned(q, promised_align(to));
 	memset(q, 0x77, ksize(q));
 	kfree(q);
-	expect_no_fault();
+	fx_assert_no_faults();
 }
 
 static void test_krealloc_shrink_and_grow(void **state)
@@ -611,11 +559,11 @@ static void test_krealloc_chain_keeps_contents(void **state)
 		p = q;
 		cur = n;
 		struct kmem_stats st;
-		get_stats(&st);
+		st = fx_stats();
 		assert_int_equal(st.large_objects, n > KMEM_SMALL_MAX ? 1 : 0);
 	}
 	kfree(p);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -628,11 +576,11 @@ static void test_krealloc_failure_leaves_object(void **state)
 	size_t k = ksize(p);
 	assert_null(krealloc(p, (HEAP_MIB + 8) * FX_MIB));
 	assert_null(krealloc(p, SIZE_MAX));
-	expect_no_fault();
+	fx_assert_no_faults();
 	assert_int_equal(ksize(p), k);
 	assert_int_equal(fx_check(p, 3000, 9), (size_t)-1);
 	kfree(p);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -671,7 +619,7 @@ static void test_kmalloc_aligned_all_powers(void **state)
 		assert_disjoint(iv, n);
 		for (size_t i = 0; i < n; i++)
 			kfree(ps[i]);
-		expect_no_fault();
+		fx_assert_no_faults();
 	}
 	/* alignments only a few places in the pool satisfy */
 	const size_t big[] = {2 * FX_MIB, 4 * FX_MIB, 16 * FX_MIB, 32 * FX_MIB};
@@ -684,7 +632,7 @@ static void test_kmalloc_aligned_all_powers(void **state)
 		memset(p, 1, 100);
 		kfree(p);
 	}
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -709,7 +657,7 @@ static void test_kmalloc_aligned_rejects(void **state)
 	assert_null(kmalloc_aligned(8, (size_t)FX_TIB));
 	assert_null(kmalloc_aligned(8, (size_t)1 << 63));
 	assert_null(kmalloc_aligned(KMEM_MAX_ALLOC + 1, 64));
-	expect_no_fault();
+	fx_assert_no_faults();
 	snap_assert_same(&sn, NULL);
 }
 
@@ -726,7 +674,7 @@ static void test_align_zero_is_not_a_power_of_two(void **state)
 	if (r)
 		kpage_free(r, 1);
 	assert_null(r);
-	expect_no_fault();
+	fx_assert_no_faults();
 }
 
 /* ------------------------------------------------------------------------
@@ -737,23 +685,23 @@ static void test_kpage_every_size_to_512(void **state)
 {
 	(void)state;
 	struct kmem_stats base;
-	get_stats(&base);
+	base = fx_stats();
 	for (size_t n = 1; n <= 512; n++) {
 		struct kmem_stats before, mid, after;
-		get_stats(&before);
+		before = fx_stats();
 		unsigned char *p = kpage_alloc(n, 1, 0);
 		if (!p)
 			fail_msg("kpage_alloc(%zu) returned NULL", n);
 		assert_aligned(p, PAGE);
 		assert_in_pool(p, n * PAGE);
-		get_stats(&mid);
+		mid = fx_stats();
 		assert_int_equal(mid.page_runs, before.page_runs + 1);
 		assert_int_equal(mid.pages_runs, before.pages_runs + n);
 		memset(p, 0x5A, n * PAGE);
 		assert_int_equal(p[0], 0x5A);
 		assert_int_equal(p[n * PAGE - 1], 0x5A);
 		kpage_free(p, n);
-		get_stats(&after);
+		after = fx_stats();
 		assert_int_equal(after.page_runs, before.page_runs);
 		assert_int_equal(after.pages_runs, before.pages_runs);
 		/* span descriptors may come from the pool and stay cached */
@@ -772,7 +720,7 @@ static void test_kpage_every_size_to_512(void **state)
 		iv[n - 1].hi = (uintptr_t)ps[n] + n * PAGE;
 	}
 	struct kmem_stats live;
-	get_stats(&live);
+	live = fx_stats();
 	assert_int_equal(live.page_runs, M);
 	assert_int_equal(live.pages_runs, M * (M + 1) / 2);
 	for (size_t n = 1; n <= M; n++)
@@ -780,9 +728,9 @@ static void test_kpage_every_size_to_512(void **state)
 	assert_disjoint(iv, M);
 	for (size_t n = M; n >= 1; n--)
 		kpage_free(ps[n], n);
-	expect_no_fault();
+	fx_assert_no_faults();
 	struct kmem_stats end;
-	get_stats(&end);
+	end = fx_stats();
 	assert_int_equal(end.pages_free + end.pages_metadata,
 	                 base.pages_free + base.pages_metadata);
 	fx_assert_all_back();
@@ -815,7 +763,7 @@ static void test_kpage_alignment(void **state)
 	assert_non_null(p);
 	assert_int_equal(kmem_virt_to_phys(p) % (32 * FX_MIB), 0);
 	kpage_free(p, 1);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -874,7 +822,7 @@ static void test_kpage_lowest_and_ceiling(void **state)
 		memset(r, 0xEE, 4 * PAGE);
 		runs[n++] = r;
 	}
-	expect_no_fault();
+	fx_assert_no_faults();
 	/* most of [16 MiB, 32 MiB) was had */
 	assert_true(n * 4 * PAGE >= (ceil - POOL_LO) * 3 / 4);
 	/* memory above the ceiling is still there, and it is above */
@@ -885,7 +833,7 @@ static void test_kpage_lowest_and_ceiling(void **state)
 	for (size_t i = 0; i < n; i++)
 		kpage_free(runs[i], 4);
 	free(runs);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -906,7 +854,7 @@ static void test_kpage_rejects(void **state)
 	assert_null(kpage_alloc(HEAP_MIB * FX_MIB / PAGE + 1, 1, 0));
 	assert_null(kpage_alloc(HEAP_MIB * FX_MIB / PAGE, 1, 0));
 	assert_null(kpage_alloc(1, (size_t)FX_TIB, 0));
-	expect_no_fault();
+	fx_assert_no_faults();
 	snap_assert_same(&sn, NULL);
 }
 
@@ -977,7 +925,7 @@ static void test_cache_create_alloc_stats_shrink(void **state)
 	assert_true(cs.peak_span_bytes >= cs.span_bytes);
 	/* the cache's spans are not a kmalloc class's */
 	unsigned kcls = kmem_size_class(48);
-	struct kmem_class_stats kc = class_stats(kcls);
+	struct kmem_class_stats kc = fx_class_stats(kcls);
 	assert_int_equal(kc.objects_in_use, 0);
 
 	/* free half (some with kfree), then reclaim: exact counts */
@@ -987,7 +935,7 @@ static void test_cache_create_alloc_stats_shrink(void **state)
 		else
 			kfree(objs[i]);
 	}
-	expect_no_fault();
+	fx_assert_no_faults();
 	kmem_reclaim();
 	kmem_cache_get_stats(c, &cs);
 	assert_int_equal(cs.objects_in_use, N / 2);
@@ -997,15 +945,15 @@ static void test_cache_create_alloc_stats_shrink(void **state)
 		assert_int_equal(fx_check(objs[i], 48, i), (size_t)-1);
 	for (int i = 1; i < N; i += 2)
 		kmem_cache_free(c, objs[i]);
-	expect_no_fault();
+	fx_assert_no_faults();
 
 	/* shrink gives every (now empty) span back */
 	struct kmem_class_stats before;
 	kmem_cache_get_stats(c, &before);
 	struct kmem_stats hb, ha;
-	get_stats(&hb);
+	hb = fx_stats();
 	size_t got = kmem_cache_shrink(c);
-	get_stats(&ha);
+	ha = fx_stats();
 	kmem_cache_get_stats(c, &cs);
 	assert_int_equal(cs.objects_in_use, 0);
 	assert_int_equal(cs.nmalloc, N);
@@ -1024,7 +972,7 @@ static void test_cache_create_alloc_stats_shrink(void **state)
 	assert_int_equal(kmem_cache_shrink(c), 0);
 
 	assert_int_equal(kmem_cache_destroy(c), 0);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1074,7 +1022,7 @@ static void test_cache_alignments_and_limits(void **state)
 			fail_msg("kmem_cache_create(%zu, %zu) accepted", bad[i].size,
 			         bad[i].align);
 	}
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1104,10 +1052,10 @@ static void test_cache_destroy_busy_then_empty(void **state)
 	/* one left (freed with kfree last, after a failed destroy) */
 	assert_int_equal(kmem_cache_destroy(c), -KMEM_EBUSY);
 	kfree(o[49]);
-	expect_no_fault();
+	fx_assert_no_faults();
 	/* freed but not swept: destroy must still see the cache empty */
 	assert_int_equal(kmem_cache_destroy(c), 0);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1120,7 +1068,7 @@ static void test_cache_kfree_and_ksize(void **state)
 	assert_non_null(o);
 	assert_true(ksize(o) >= 72);
 	kfree(o);
-	expect_no_fault();
+	fx_assert_no_faults();
 	kmem_reclaim();
 	struct kmem_class_stats cs;
 	kmem_cache_get_stats(c, &cs);
@@ -1146,22 +1094,22 @@ static void test_fault_double_free(void **state)
 	struct snap sn;
 	snap_take(&sn, NULL, 0);
 	kfree(p); /* freed, not swept yet */
-	expect_fault(KMEM_FAULT_DOUBLE_FREE, p);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, p);
 	snap_assert_same(&sn, NULL);
 	kmem_reclaim(); /* now swept; keep holds the span */
 	snap_take(&sn, NULL, 0);
 	kfree(p);
-	expect_fault(KMEM_FAULT_DOUBLE_FREE, p);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, p);
 	snap_assert_same(&sn, NULL);
 	assert_int_equal(ksize(p), 0);
-	expect_fault(KMEM_FAULT_DOUBLE_FREE, p);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, p);
 	assert_null(krealloc(p, 10));
-	expect_fault(KMEM_FAULT_DOUBLE_FREE, p);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, p);
 	snap_assert_same(&sn, NULL);
 	assert_int_equal(fx_check(keep, 64, 1), (size_t)-1);
 	fx_assert_intact();
 	kfree(keep);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1175,11 +1123,11 @@ static void test_fault_interior(void **state)
 	struct snap sn;
 	snap_take(&sn, NULL, 0);
 	kfree(p + 8);
-	expect_fault(KMEM_FAULT_INTERIOR, p + 8);
+	fx_expect_fault_at(KMEM_FAULT_INTERIOR, p + 8);
 	struct fx_fault f = {0};
 	kfree(p + 1);
 	f = fx_last_fault();
-	expect_fault(KMEM_FAULT_INTERIOR, p + 1);
+	fx_expect_fault_at(KMEM_FAULT_INTERIOR, p + 1);
 	assert_int_equal(f.size_class, kmem_size_class(64));
 	/* span_base: the span's start, as a virtual or a physical address */
 	assert_true(f.span_base != 0);
@@ -1187,18 +1135,18 @@ static void test_fault_interior(void **state)
 	             (uintptr_t)p - f.span_base < FX_MIB) ||
 	            (f.span_base <= fx_phys(p) && fx_phys(p) - f.span_base < FX_MIB));
 	kfree(big + PAGE);
-	expect_fault(KMEM_FAULT_INTERIOR, big + PAGE);
+	fx_expect_fault_at(KMEM_FAULT_INTERIOR, big + PAGE);
 	kfree(big + 1);
-	expect_fault(KMEM_FAULT_INTERIOR, big + 1);
+	fx_expect_fault_at(KMEM_FAULT_INTERIOR, big + 1);
 	assert_int_equal(ksize(big + 8), 0);
-	expect_fault(KMEM_FAULT_INTERIOR, big + 8);
+	fx_expect_fault_at(KMEM_FAULT_INTERIOR, big + 8);
 	assert_null(krealloc(p + 16, 100));
-	expect_fault(KMEM_FAULT_INTERIOR, p + 16);
+	fx_expect_fault_at(KMEM_FAULT_INTERIOR, p + 16);
 	snap_assert_same(&sn, NULL);
 	fx_assert_intact();
 	kfree(p);
 	kfree(big);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1221,20 +1169,20 @@ static void test_fault_wild(void **state)
 	snap_take(&sn, NULL, 0);
 	for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++) {
 		kfree(wild[i]);
-		expect_fault(KMEM_FAULT_WILD, wild[i]);
+		fx_expect_fault_at(KMEM_FAULT_WILD, wild[i]);
 		assert_int_equal(ksize(wild[i]), 0);
-		expect_fault(KMEM_FAULT_WILD, wild[i]);
+		fx_expect_fault_at(KMEM_FAULT_WILD, wild[i]);
 	}
 	kpage_free(&local, 1);
-	expect_fault(KMEM_FAULT_WILD, &local);
+	fx_expect_fault_at(KMEM_FAULT_WILD, &local);
 	kpage_free(win + 4 * FX_MIB, 1);
-	expect_fault(KMEM_FAULT_WILD, win + 4 * FX_MIB);
+	fx_expect_fault_at(KMEM_FAULT_WILD, win + 4 * FX_MIB);
 	snap_assert_same(&sn, NULL);
 	fx_assert_intact();
 	kfree(keep);
 	kfree(NULL); /* does nothing */
 	assert_int_equal(ksize(NULL), 0);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1248,10 +1196,10 @@ static void test_fault_metadata_pointer(void **state)
 	struct snap sn;
 	snap_take(&sn, NULL, 0);
 	kfree(m);
-	expect_fault(KMEM_FAULT_METADATA, m);
+	fx_expect_fault_at(KMEM_FAULT_METADATA, m);
 	void *m2 = fx_virt(mb + ms / 2);
 	kfree(m2);
-	expect_fault(KMEM_FAULT_METADATA, m2);
+	fx_expect_fault_at(KMEM_FAULT_METADATA, m2);
 	snap_assert_same(&sn, NULL);
 	fx_assert_intact();
 }
@@ -1262,28 +1210,28 @@ static void test_fault_free_page(void **state)
 	char *big = kmalloc(100000);
 	assert_non_null(big);
 	kfree(big);
-	expect_no_fault();
+	fx_assert_no_faults();
 	struct snap sn;
 	snap_take(&sn, NULL, 0);
 	kfree(big);
-	expect_fault(KMEM_FAULT_FREE_PAGE, big);
+	fx_expect_fault_at(KMEM_FAULT_FREE_PAGE, big);
 	snap_assert_same(&sn, NULL);
 
 	char *run = kpage_alloc(4, 1, 0);
 	assert_non_null(run);
 	kpage_free(run, 4);
-	expect_no_fault();
+	fx_assert_no_faults();
 	snap_take(&sn, NULL, 0);
 	kpage_free(run, 4);
-	expect_fault(KMEM_FAULT_FREE_PAGE, run);
+	fx_expect_fault_at(KMEM_FAULT_FREE_PAGE, run);
 	kfree(run);
-	expect_fault(KMEM_FAULT_FREE_PAGE, run);
+	fx_expect_fault_at(KMEM_FAULT_FREE_PAGE, run);
 	assert_int_equal(ksize(run), 0);
-	expect_fault(KMEM_FAULT_FREE_PAGE, run);
+	fx_expect_fault_at(KMEM_FAULT_FREE_PAGE, run);
 	/* a pool page high up that nothing has used */
 	char *untouched = fx_virt(POOL_LO + 40 * FX_MIB);
 	kfree(untouched);
-	expect_fault(KMEM_FAULT_FREE_PAGE, untouched);
+	fx_expect_fault_at(KMEM_FAULT_FREE_PAGE, untouched);
 	snap_assert_same(&sn, NULL);
 	fx_assert_intact();
 	fx_assert_all_back();
@@ -1302,18 +1250,18 @@ static void test_fault_kpage_bad_size_and_kind(void **state)
 	struct snap sn;
 	snap_take(&sn, NULL, 0);
 	kpage_free(run, 3);
-	expect_fault(KMEM_FAULT_BAD_SIZE, run);
+	fx_expect_fault_at(KMEM_FAULT_BAD_SIZE, run);
 	kpage_free(run, 5);
-	expect_fault(KMEM_FAULT_BAD_SIZE, run);
+	fx_expect_fault_at(KMEM_FAULT_BAD_SIZE, run);
 	kpage_free(run, 0);
-	expect_fault(KMEM_FAULT_BAD_SIZE, run);
+	fx_expect_fault_at(KMEM_FAULT_BAD_SIZE, run);
 	/* a page run freed as an object, and the reverse */
 	kfree(run);
-	expect_fault(KMEM_FAULT_WRONG_KIND, run);
+	fx_expect_fault_at(KMEM_FAULT_WRONG_KIND, run);
 	kpage_free(obj, 1);
-	expect_fault(KMEM_FAULT_WRONG_KIND, obj);
+	fx_expect_fault_at(KMEM_FAULT_WRONG_KIND, obj);
 	kpage_free(big, 13);
-	expect_fault(KMEM_FAULT_WRONG_KIND, big);
+	fx_expect_fault_at(KMEM_FAULT_WRONG_KIND, big);
 	/* inside a run */
 	kpage_free(run + PAGE, 3);
 	assert_int_equal(fx_fault_count(), 1);
@@ -1325,7 +1273,7 @@ static void test_fault_kpage_bad_size_and_kind(void **state)
 	kpage_free(run, 4);
 	kfree(obj);
 	kfree(big);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1346,31 +1294,31 @@ static void test_fault_wrong_cache(void **state)
 	struct snap sn;
 	snap_take(&sn, cs, 2);
 	kmem_cache_free(a, k);
-	expect_fault(KMEM_FAULT_WRONG_CACHE, k);
+	fx_expect_fault_at(KMEM_FAULT_WRONG_CACHE, k);
 	kmem_cache_free(a, ob);
 	struct fx_fault f = fx_last_fault();
-	expect_fault(KMEM_FAULT_WRONG_CACHE, ob);
+	fx_expect_fault_at(KMEM_FAULT_WRONG_CACHE, ob);
 	assert_non_null(f.cache);
 	assert_string_equal(f.cache, nb);
 	kmem_cache_free(b, oa);
 	f = fx_last_fault();
-	expect_fault(KMEM_FAULT_WRONG_CACHE, oa);
+	fx_expect_fault_at(KMEM_FAULT_WRONG_CACHE, oa);
 	assert_string_equal(f.cache, na);
 	snap_assert_same(&sn, cs);
 	/* double free of a cache object names its cache */
 	kmem_cache_free(a, oa);
-	expect_no_fault();
+	fx_assert_no_faults();
 	snap_take(&sn, cs, 2);
 	kmem_cache_free(a, oa);
 	f = fx_last_fault();
-	expect_fault(KMEM_FAULT_DOUBLE_FREE, oa);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, oa);
 	assert_non_null(f.cache);
 	assert_string_equal(f.cache, na);
 	snap_assert_same(&sn, cs);
 	fx_assert_intact();
 	kmem_cache_free(b, ob);
 	kfree(k);
-	expect_no_fault();
+	fx_assert_no_faults();
 	assert_int_equal(kmem_cache_destroy(a), 0);
 	assert_int_equal(kmem_cache_destroy(b), 0);
 	fx_assert_all_back();
@@ -1411,7 +1359,7 @@ static void test_fault_hook_swap(void **state)
 	assert_int_equal(fx_fault_count(), 0);
 	assert_ptr_equal(kmem_set_fault_hook(prev), other_hook);
 	kfree(&local);
-	expect_fault(KMEM_FAULT_WILD, &local);
+	fx_expect_fault_at(KMEM_FAULT_WILD, &local);
 	assert_int_equal(other_hook_calls, 1);
 }
 
@@ -1481,11 +1429,11 @@ static void test_cpu_online_offline_args(void **state)
 {
 	(void)state;
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.cpus_online, 1);
 	assert_int_equal(kmem_cpu_online(1), 0);
 	assert_int_equal(kmem_cpu_online(1), 0); /* idempotent */
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.cpus_online, 2);
 	assert_int_equal(kmem_cpu_online(2), -KMEM_EINVAL); /* max_cpus = 2 */
 	assert_int_equal(kmem_cpu_online(KMEM_MAX_CPUS), -KMEM_EINVAL);
@@ -1493,9 +1441,9 @@ static void test_cpu_online_offline_args(void **state)
 	assert_int_equal(kmem_cpu_offline(2), -KMEM_EINVAL);
 	assert_int_equal(kmem_cpu_offline(~0u), -KMEM_EINVAL);
 	assert_int_equal(kmem_cpu_offline(1), 0);
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.cpus_online, 1);
-	expect_no_fault();
+	fx_assert_no_faults();
 }
 
 /* A stopped CPU's cached span (empty after its own frees) comes back only
@@ -1508,16 +1456,16 @@ static void test_cpu_offline_flushes_stopped_cpu(void **state)
 	pthread_t th;
 	run_cpu_thread(&t, &th);
 	assert_true(t.ok);
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.cpus_online, 2);
 	assert_true(st.pages_small > 0);
 	/* CPU 1 is stopped (waiting): offline it from here */
 	assert_int_equal(kmem_cpu_offline(1), 0);
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.cpus_online, 1);
 	fx_assert_all_back();
 	end_cpu_thread(&t, th); /* its exit offlines CPU 1 again: harmless */
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1532,19 +1480,19 @@ static void test_cpu_offline_live_objects_freed_elsewhere(void **state)
 	run_cpu_thread(&t, &th);
 	assert_true(t.ok);
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.cpus_online, 1);
 	kmem_reclaim();
-	struct kmem_class_stats cs = class_stats(cls);
+	struct kmem_class_stats cs = fx_class_stats(cls);
 	assert_int_equal(cs.objects_in_use, 40);
 	assert_true(cs.spans > 0);
 	for (int i = 0; i < 40; i++) {
 		assert_int_equal(fx_check(t.objs[i], 200, i), (size_t)-1);
 		kfree(t.objs[i]);
 	}
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
-	cs = class_stats(cls);
+	cs = fx_class_stats(cls);
 	assert_int_equal(cs.spans, 0);
 	end_cpu_thread(&t, th);
 	fx_assert_all_back();
@@ -1558,7 +1506,7 @@ static void test_stats_identity_and_counts(void **state)
 {
 	(void)state;
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	assert_true(st.pages_managed > 0);
 	assert_true(st.pages_managed <= HEAP_MIB * FX_MIB / PAGE);
 	assert_true(st.nclasses > 2);
@@ -1588,7 +1536,7 @@ static void test_stats_identity_and_counts(void **state)
 	                 -KMEM_EINVAL);
 	uint32_t prev = 0;
 	for (unsigned c = 1; c < st.nclasses; c++) {
-		struct kmem_class_stats cs = class_stats(c);
+		struct kmem_class_stats cs = fx_class_stats(c);
 		assert_true(cs.object_size > prev);
 		assert_true(cs.span_pages > 0);
 		assert_true(cs.span_pages * PAGE >= cs.object_size);
@@ -1599,7 +1547,7 @@ static void test_stats_identity_and_counts(void **state)
 	/* counts of one class across alloc / free / reclaim */
 	unsigned cls = kmem_size_class(300);
 	kmem_reclaim();
-	struct kmem_class_stats c0 = class_stats(cls);
+	struct kmem_class_stats c0 = fx_class_stats(cls);
 	enum { N = 100 };
 	void *o[N];
 	for (int i = 0; i < N; i++) {
@@ -1612,7 +1560,7 @@ static void test_stats_identity_and_counts(void **state)
 		assert_non_null(big[i]);
 	}
 	assert_non_null(run);
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.large_objects, 3);
 	assert_int_equal(st.page_runs, 1);
 	assert_int_equal(st.pages_runs, 5);
@@ -1623,7 +1571,7 @@ static void test_stats_identity_and_counts(void **state)
 	for (int i = 0; i < 40; i++)
 		kfree(o[i]);
 	kmem_reclaim();
-	struct kmem_class_stats c1 = class_stats(cls);
+	struct kmem_class_stats c1 = fx_class_stats(cls);
 	assert_int_equal(c1.nmalloc - c0.nmalloc, N);
 	assert_int_equal(c1.nfree - c0.nfree, 40);
 	assert_int_equal(c1.objects_in_use, c0.objects_in_use + N - 40);
@@ -1637,12 +1585,12 @@ static void test_stats_identity_and_counts(void **state)
 		kfree(big[i]);
 	kpage_free(run, 5);
 	kmem_reclaim();
-	struct kmem_class_stats c2 = class_stats(cls);
+	struct kmem_class_stats c2 = fx_class_stats(cls);
 	assert_int_equal(c2.nfree - c0.nfree, N);
 	assert_int_equal(c2.objects_in_use, 0);
 	assert_int_equal(c2.spans, 0);
 	assert_true(c2.peak_span_bytes >= c1.span_bytes);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1663,7 +1611,7 @@ static size_t drain_pages(const struct range *ok, size_t nok, uint64_t lo,
                           uint64_t hi, size_t *total)
 {
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	size_t cap = st.pages_managed + 1, n = 0, in = 0;
 	void **pg = calloc(cap, sizeof *pg);
 	assert_non_null(pg);
@@ -1684,7 +1632,7 @@ static size_t drain_pages(const struct range *ok, size_t nok, uint64_t lo,
 			in++;
 		pg[n++] = p;
 	}
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.pages_free, 0);
 	assert_int_equal(st.pages_runs, n);
 	assert_int_equal(st.page_runs, n);
@@ -1703,7 +1651,7 @@ static void test_hot_add_new_arena(void **state)
 {
 	(void)state;
 	struct kmem_stats before, after;
-	get_stats(&before);
+	before = fx_stats();
 	const uint64_t base = 256 * FX_MIB, len = 32 * FX_MIB;
 	fx_usable(base, len);
 	struct kmem_region r = {base, len, KMEM_REGION_USABLE};
@@ -1712,7 +1660,7 @@ static void test_hot_add_new_arena(void **state)
 		fail_msg("kmem_hot_add returned %ld", added);
 	assert_true((uint64_t)added <= len / PAGE);
 	assert_true((uint64_t)added >= len / PAGE / 2);
-	get_stats(&after);
+	after = fx_stats();
 	assert_int_equal(after.pages_managed, before.pages_managed + (uint64_t)added);
 	assert_int_equal(after.pages_free + after.pages_metadata,
 	                 before.pages_free + before.pages_metadata + (uint64_t)added);
@@ -1756,10 +1704,10 @@ static void test_hot_add_new_arena(void **state)
 	struct kmem_region lone = {512 * FX_MIB, PAGE, KMEM_REGION_USABLE};
 	assert_int_equal(kmem_hot_add(&lone), -KMEM_ENOMEM);
 	struct kmem_stats end;
-	get_stats(&end);
+	end = fx_stats();
 	assert_int_equal(end.pages_managed, after.pages_managed);
 	assert_int_equal(end.arenas, after.arenas);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1774,14 +1722,14 @@ static void test_hot_add_reclaimable_in_known_arena(void **state)
 	};
 	assert_int_equal(fx_init(map, 2, 2), 0);
 	struct kmem_stats before, after;
-	get_stats(&before);
+	before = fx_stats();
 	assert_true(before.pages_managed < HEAP_MIB * FX_MIB / PAGE);
 	/* the reclaimable part was left alone (it is PROT_NONE in the fixture) */
 	fx_usable(map[1].base, map[1].length);
 	long added = kmem_hot_add(&map[1]);
 	/* arena 0 and 1 already have metadata: every page is added */
 	assert_int_equal(added, (long)(8 * FX_MIB / PAGE));
-	get_stats(&after);
+	after = fx_stats();
 	assert_int_equal(after.pages_managed, before.pages_managed + 8 * FX_MIB / PAGE);
 	assert_int_equal(after.arenas, before.arenas);
 	assert_int_equal(kmem_hot_add(&map[1]), -KMEM_EINVAL);
@@ -1793,7 +1741,7 @@ static void test_hot_add_reclaimable_in_known_arena(void **state)
 	size_t in = drain_pages(ok, 3, map[1].base, map[1].base + map[1].length, &total);
 	assert_true(in > 0 && in <= 8 * FX_MIB / PAGE);
 	assert_true(total > in);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1867,7 +1815,7 @@ static void test_init_caller_metadata(void **state)
 	assert_int_equal(mb, mbase);
 	assert_int_equal(ms, need);
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	/* nothing carved from the pool: every usable page is managed */
 	assert_int_equal(st.pages_managed, HEAP_MIB * FX_MIB / PAGE);
 	void *p = kmalloc(1000), *q = kpage_alloc(8, 1, 0);
@@ -1882,7 +1830,7 @@ static void test_init_caller_metadata(void **state)
 	cfg.metadata_base = inside;
 	need = kmem_metadata_size(&cfg);
 	assert_int_equal(fx_init_meta(&r, 1, 2, inside, need), 0);
-	get_stats(&st);
+	st = fx_stats();
 	assert_true(st.pages_managed <= (HEAP_MIB * FX_MIB - need) / PAGE);
 	uint64_t mmb = 0, mms = 0;
 	kmem_metadata_region(&mmb, &mms);
@@ -1892,7 +1840,7 @@ static void test_init_caller_metadata(void **state)
 	size_t total = 0;
 	drain_pages(ok, 2, 0, 0, &total);
 	assert_true(total > 0);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 
@@ -1979,7 +1927,7 @@ static void intake_run(const struct kmem_region *m, size_t n, uint64_t *managed_
 	for (size_t p = 0; p < np; p++)
 		want += e[p];
 	struct kmem_stats st;
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.pages_managed, want);
 
 	/* Everything that can be had, as single pages: each in the pool, none
@@ -2014,7 +1962,7 @@ static void intake_run(const struct kmem_region *m, size_t n, uint64_t *managed_
 		assert_true(got < want);
 		pg[got++] = p;
 	}
-	get_stats(&st);
+	st = fx_stats();
 	assert_int_equal(st.pages_free, 0);
 	assert_int_equal(st.pages_runs, got);
 	/* the pool pages not handed out hold small spans or span metadata */
@@ -2023,7 +1971,7 @@ static void intake_run(const struct kmem_region *m, size_t n, uint64_t *managed_
 		kfree(small[i]);
 	for (size_t i = 0; i < got; i++)
 		kpage_free(pg[i], 1);
-	expect_no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 	free(pg);
 	free(seen);

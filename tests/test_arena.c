@@ -31,13 +31,6 @@
  * Helpers
  */
 
-static struct kmem_stats stats(void)
-{
-	struct kmem_stats st;
-	kmem_get_stats(&st);
-	return st;
-}
-
 static void *va(uint64_t phys)
 {
 	return fx_virt(phys);
@@ -76,19 +69,7 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	if (fx_fault_count() != 0) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("unexpected fault(s): %lu, last %s (%s)", fx_fault_count(),
-		         kmem_fault_name(f.kind), f.detail ? f.detail : "-");
-	}
-	fx_assert_all_back();
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
 
 /* ------------------------------------------------------------------------
  * span_of_ptr
@@ -118,7 +99,7 @@ static void test_small_spans(void **state)
 	}
 	kmem_reclaim();
 	/* All released: nothing maps any more. */
-	struct kmem_stats st = stats();
+	struct kmem_stats st = fx_stats();
 	assert_int_equal(st.pages_small, 0);
 	assert_unmapped(FX_SIMPLE_BASE, 64 * PG);
 }
@@ -276,7 +257,7 @@ static void test_arena_of_pfn(void **state)
 	/* Arenas: [0,64M), [1G,1G+64M), [300G,300G+64M).  The 1 GiB region
 	 * reaches 2 KiB into the next arena: no whole page, no arena. */
 	const uint64_t present[] = {0, FX_GIB, 300 * FX_GIB};
-	struct kmem_stats st = stats();
+	struct kmem_stats st = fx_stats();
 	assert_int_equal(st.arenas, 3);
 	uint64_t managed = 0;
 	for (unsigned k = 0; k < 3; k++) {
@@ -529,7 +510,7 @@ static void test_metadata_region_default(void **state)
 	assert_int_equal(base + size, 520 * FX_MIB);
 	assert_true(base >= 512 * FX_MIB);
 	assert_meta_inside(base, size);
-	struct kmem_stats st = stats();
+	struct kmem_stats st = fx_stats();
 	assert_int_equal(st.metadata_bytes, size);
 	assert_int_equal(st.pages_managed, (40 * FX_MIB - size) / PG);
 	assert_null(span_of_ptr(va(base)));
@@ -542,7 +523,7 @@ static void test_metadata_region_default(void **state)
 	assert_no_overlap(e, n, base, base + size, 16 * FX_MIB, 520 * FX_MIB);
 	for (size_t i = 0; i < n; i++)
 		assert_true(e[i].hi <= 48 * FX_MIB || e[i].lo >= 512 * FX_MIB);
-	assert_int_equal(stats().pages_free, 0);
+	assert_int_equal(fx_stats().pages_free, 0);
 	release_all(p, l, n);
 	free(e);
 	free(p);
@@ -572,7 +553,7 @@ static void test_metadata_region_given(void **state)
 	assert_int_equal(base, 4 * FX_MIB);
 	assert_int_equal(size, need);
 	assert_meta_inside(base, size);
-	assert_int_equal(stats().pages_managed, 32 * FX_MIB / PG);
+	assert_int_equal(fx_stats().pages_managed, 32 * FX_MIB / PG);
 	struct extent *e;
 	void **p;
 	size_t *l;
@@ -593,7 +574,7 @@ static void test_metadata_region_given(void **state)
 	assert_int_equal(size, ms);
 	assert_meta_inside(base, size);
 	const uint64_t xlo = align_down(mb, PG), xhi = align_up(mb + ms, PG);
-	assert_int_equal(stats().pages_managed, (32 * FX_MIB - (xhi - xlo)) / PG);
+	assert_int_equal(fx_stats().pages_managed, (32 * FX_MIB - (xhi - xlo)) / PG);
 	n = exhaust(&e, &p, &l);
 	assert_no_overlap(e, n, xlo, xhi, 16 * FX_MIB, 48 * FX_MIB);
 	/* The pool below and above the region is used. */
@@ -617,13 +598,13 @@ int main(void)
 		T(test_small_spans),
 		T(test_large_and_runs),
 		T(test_span_across_arenas),
-		cmocka_unit_test_setup_teardown(test_null_lookups, setup_holes, teardown),
-		cmocka_unit_test_setup_teardown(test_arena_of_pfn, setup_holes, teardown),
-		cmocka_unit_test_setup_teardown(test_pfn_is_managed, setup_holes, teardown),
+		cmocka_unit_test_setup_teardown(test_null_lookups, setup_holes, fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_arena_of_pfn, setup_holes, fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_pfn_is_managed, setup_holes, fx_teardown_all_back),
 		cmocka_unit_test(test_metadata_size_4g),
 		cmocka_unit_test(test_metadata_size_sparse_1t),
-		cmocka_unit_test_teardown(test_metadata_region_default, teardown),
-		cmocka_unit_test_teardown(test_metadata_region_given, teardown),
+		cmocka_unit_test_teardown(test_metadata_region_default, fx_teardown_all_back),
+		cmocka_unit_test_teardown(test_metadata_region_given, fx_teardown_all_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

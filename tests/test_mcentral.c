@@ -70,30 +70,6 @@ static bool on_list(const struct span_list *l, const struct mspan *s)
 	return false;
 }
 
-static struct kmem_stats stats(void)
-{
-	struct kmem_stats st;
-	kmem_get_stats(&st);
-	return st;
-}
-
-static struct kmem_class_stats cstats(unsigned cls)
-{
-	struct kmem_class_stats cs;
-	assert_int_equal(kmem_get_class_stats(cls, &cs), 0);
-	return cs;
-}
-
-static void check_heap(void)
-{
-	unsigned long before = fx_fault_count();
-	unsigned long broken = kmem_check();
-	if (broken)
-		fail_msg("kmem_check() found %lu broken invariants (last: %s)", broken,
-		         fx_last_fault().detail ? fx_last_fault().detail : "?");
-	assert_int_equal(fx_fault_count(), before);
-}
-
 /* Allocates one full span's worth of class CLS and returns its span; the
  * span is CPU 0's cached span afterwards. */
 static struct mspan *fill_span(void **p)
@@ -120,19 +96,7 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	if (fx_fault_count() != 0) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("unexpected fault(s): %lu, last %s (%s)", fx_fault_count(),
-		         kmem_fault_name(f.kind), f.detail ? f.detail : "-");
-	}
-	fx_assert_all_back();
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
 
 /* ------------------------------------------------------------------------
  * Tests
@@ -164,7 +128,7 @@ static void test_exhausted_goes_full(void **state)
 	assert_int_equal(c->spans, 2);
 	assert_int_equal(c->peak_spans, 2);
 	assert_null(atomic_load(&c->unswept));
-	check_heap();
+	fx_assert_check();
 	for (unsigned i = 0; i <= N; i++)
 		kfree(p[i]);
 }
@@ -208,8 +172,8 @@ static void test_first_free_queues_once(void **state)
 	assert_int_equal(c->partial.count, 0);
 	/* Nothing was swept yet: the frees are waiting in the bitmaps. */
 	assert_int_equal(sa->alloc_count, N);
-	assert_int_equal(cstats(CLS).nfree, 0);
-	check_heap();
+	assert_int_equal(fx_class_stats(CLS).nfree, 0);
+	fx_assert_check();
 
 	for (unsigned i = 0; i < N; i++) {
 		if (i != 5 && !(i % 2))
@@ -269,8 +233,8 @@ static void test_cache_span_drains(void **state)
 	for (unsigned k = 0; k < 4; k++)
 		kfree(a[F[k]]);
 	assert_int_equal(loc_of(sa), LOC_QUEUED);
-	struct kmem_stats st0 = stats();
-	uint64_t nfree0 = cstats(CLS).nfree;
+	struct kmem_stats st0 = fx_stats();
+	uint64_t nfree0 = fx_class_stats(CLS).nfree;
 
 	/* sb is exhausted: the refill hands sb to full and caches sa. */
 	void *q = kmalloc(SZ);
@@ -283,8 +247,8 @@ static void test_cache_span_drains(void **state)
 	assert_null(atomic_load(&c->unswept));
 	assert_false(on_list(&c->full, sa));
 	assert_false(on_list(&c->partial, sa));
-	assert_int_equal(cstats(CLS).nfree, nfree0 + 4);
-	assert_int_equal(stats().pages_small, st0.pages_small); /* no new span */
+	assert_int_equal(fx_class_stats(CLS).nfree, nfree0 + 4);
+	assert_int_equal(fx_stats().pages_small, st0.pages_small); /* no new span */
 	for (unsigned k = 1; k < 4; k++) {
 		q = kmalloc(SZ);
 		assert_ptr_equal(q, a[F[k]]);
@@ -328,7 +292,7 @@ static void test_swept_empty_released(void **state)
 		kfree(a[i]);
 	assert_int_equal(loc_of(sa), LOC_QUEUED);
 	assert_int_equal(c->spans, 2);
-	struct kmem_stats st0 = stats();
+	struct kmem_stats st0 = fx_stats();
 
 	/* Through the drain in mcentral_cache_span (direct call). */
 	unsigned long f = arch_irq_save();
@@ -339,14 +303,14 @@ static void test_swept_empty_released(void **state)
 	assert_int_equal(atomic_load(&sa->state) == SPAN_DEAD || s == sa, true);
 	assert_true(gen_of(sa) > ga); /* released: a new generation */
 	assert_int_equal(c->spans, 2);
-	assert_int_equal(stats().pages_small, st0.pages_small);
-	assert_int_equal(cstats(CLS).nfree, N);
+	assert_int_equal(fx_stats().pages_small, st0.pages_small);
+	assert_int_equal(fx_class_stats(CLS).nfree, N);
 	f = arch_irq_save();
 	mcentral_uncache_span(c, s); /* empty: straight back */
 	arch_irq_restore(f);
 	assert_int_equal(c->spans, 1);
-	assert_int_equal(stats().pages_free, st0.pages_free + 1);
-	assert_int_equal(stats().pages_small, st0.pages_small - 1);
+	assert_int_equal(fx_stats().pages_free, st0.pages_free + 1);
+	assert_int_equal(fx_stats().pages_small, st0.pages_small - 1);
 	assert_null(span_of_ptr((void *)base));
 	assert_null(span_of_ptr(a[0]));
 
@@ -361,10 +325,10 @@ static void test_swept_empty_released(void **state)
 		kfree(b[i]);
 	assert_int_equal(loc_of(sb), LOC_QUEUED);
 	uint64_t gb = gen_of(sb);
-	struct kmem_stats st1 = stats();
+	struct kmem_stats st1 = fx_stats();
 	size_t rel = kmem_reclaim();
 	assert_int_equal(rel, 1); /* sb; sd still has live objects */
-	assert_int_equal(stats().pages_free, st1.pages_free + 1);
+	assert_int_equal(fx_stats().pages_free, st1.pages_free + 1);
 	assert_null(span_of_ptr(b[0]));
 	assert_int_equal(atomic_load(&sb->state), SPAN_DEAD);
 	assert_true(gen_of(sb) > gb);
@@ -400,10 +364,10 @@ static void test_reclaim_releases_empty(void **state)
 	unsigned len;
 	on_stack(c, s[0], &len);
 	assert_int_equal(len, 5);
-	struct kmem_stats st0 = stats();
+	struct kmem_stats st0 = fx_stats();
 	size_t rel = kmem_reclaim();
 	assert_int_equal(rel, 3);
-	struct kmem_stats st1 = stats();
+	struct kmem_stats st1 = fx_stats();
 	assert_int_equal(st1.pages_free, st0.pages_free + 3);
 	assert_int_equal(st1.pages_small, st0.pages_small - 3);
 	assert_int_equal(c->spans, 3);
@@ -417,8 +381,8 @@ static void test_reclaim_releases_empty(void **state)
 	assert_int_equal(c->partial.count, 2);
 	assert_int_equal(c->full.count, 1);
 	assert_null(atomic_load(&c->unswept));
-	assert_int_equal(cstats(CLS).objects_in_use, N / 2 + 1 + N);
-	check_heap();
+	assert_int_equal(fx_class_stats(CLS).objects_in_use, N / 2 + 1 + N);
+	fx_assert_check();
 	/* Nothing more to give back. */
 	assert_int_equal(kmem_reclaim(), 0);
 
@@ -427,9 +391,9 @@ static void test_reclaim_releases_empty(void **state)
 		kfree(p[1][i]);
 	assert_int_equal(loc_of(s[1]), LOC_QUEUED);
 	assert_int_equal(s[1]->on_list, LOC_PARTIAL);
-	uint64_t free0 = stats().pages_free;
+	uint64_t free0 = fx_stats().pages_free;
 	assert_int_equal(kmem_reclaim(), 1);
-	assert_int_equal(stats().pages_free, free0 + 1);
+	assert_int_equal(fx_stats().pages_free, free0 + 1);
 	assert_null(span_of_ptr(p[1][0]));
 	assert_int_equal(c->partial.count, 1);
 
@@ -515,14 +479,14 @@ static void test_cpu_offline(void **state)
 	assert_int_equal(loc_of(sb), LOC_CACHED);
 	assert_int_equal(loc_of(sc), LOC_CACHED);
 	assert_int_equal(loc_of(sk), LOC_CACHED);
-	unsigned online0 = stats().cpus_online;
+	unsigned online0 = fx_stats().cpus_online;
 
 	assert_int_equal(kmem_cpu_offline(2), 0);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
 		assert_ptr_equal(m->alloc[cls], &empty_span);
 	assert_ptr_equal(x.kc->cpu_span[2], &empty_span);
 	assert_false(m->online);
-	assert_int_equal(stats().cpus_online, online0 - 1);
+	assert_int_equal(fx_stats().cpus_online, online0 - 1);
 	assert_int_equal(loc_of(sa), LOC_PARTIAL);
 	assert_true(on_list(&central(ca)->partial, sa));
 	assert_int_equal(loc_of(sb), LOC_FULL);
@@ -532,10 +496,10 @@ static void test_cpu_offline(void **state)
 	assert_true(on_list(&central(cc)->partial, sc));
 	assert_int_equal(loc_of(sk), LOC_PARTIAL);
 	assert_true(on_list(&x.kc->central.partial, sk));
-	check_heap();
+	fx_assert_check();
 	/* Idempotent, and range-checked. */
 	assert_int_equal(kmem_cpu_offline(2), 0);
-	assert_int_equal(stats().cpus_online, online0 - 1);
+	assert_int_equal(fx_stats().cpus_online, online0 - 1);
 	assert_int_equal(kmem_cpu_offline(4), -KMEM_EINVAL);
 	assert_int_equal(kmem_cpu_offline(1000), -KMEM_EINVAL);
 
@@ -588,7 +552,7 @@ static size_t fill_with(size_t size, void ***out)
 static void test_memory_flows(void **state)
 {
 	(void)state;
-	struct kmem_stats st = stats();
+	struct kmem_stats st = fx_stats();
 	const uint64_t pool = st.pages_free;
 	const unsigned ca = kmem_size_class(512), cb = kmem_size_class(2048);
 	void **a, **b, **l;
@@ -612,7 +576,7 @@ static void test_memory_flows(void **state)
 		kfree(l[i]);
 	/* And back to small objects after an explicit reclaim. */
 	kmem_reclaim();
-	assert_int_equal(stats().pages_free + stats().pages_metadata, stats().pages_managed);
+	assert_int_equal(fx_stats().pages_free + fx_stats().pages_metadata, fx_stats().pages_managed);
 	free(a);
 	size_t na2 = fill_with(512, &a);
 	assert_true(na2 * 512 >= pool * PG / 100 * 85);
@@ -633,7 +597,7 @@ int main(void)
 		T(test_swept_empty_released),
 		T(test_reclaim_releases_empty),
 		T(test_cpu_offline),
-		cmocka_unit_test_setup_teardown(test_memory_flows, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_memory_flows, setup_small, fx_teardown_all_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,8 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "fixture.h"
 #include "host.h"
@@ -422,20 +420,11 @@ static void check_heap(bool reclaim)
 	}
 }
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-	if (!s || !*s)
-		return dflt;
-	return strtoull(s, NULL, 0);
-}
-
 static void test_model(void **state)
 {
 	(void)state;
-	seed = env_u64("SPANALLOC_SEED",
-	               ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid());
-	unsigned long nops = (unsigned long)env_u64("SPANALLOC_OPS", 2000000);
+	seed = fx_seed();
+	unsigned long nops = (unsigned long)fx_env_u64("SPANALLOC_OPS", 2000000);
 	printf("seed=%llu ops=%lu\n", (unsigned long long)seed, nops);
 	fflush(stdout);
 	rng_state = seed;

@@ -122,27 +122,6 @@ static void assert_sentinels(const struct mspan *s)
 	}
 }
 
-static uint64_t pages_free(void)
-{
-	struct kmem_stats st;
-	kmem_get_stats(&st);
-	return st.pages_free;
-}
-
-static struct kmem_class_stats cstats(unsigned cls)
-{
-	struct kmem_class_stats cs;
-	assert_int_equal(kmem_get_class_stats(cls, &cs), 0);
-	return cs;
-}
-
-static void expect_fault(enum kmem_fault_kind kind)
-{
-	assert_int_equal(fx_fault_count(), 1);
-	assert_int_equal(fx_last_fault().kind, kind);
-	fx_faults_reset();
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -150,19 +129,7 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	if (fx_fault_count() != 0) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("unexpected fault(s): %lu, last %s (%s)", fx_fault_count(),
-		         kmem_fault_name(f.kind), f.detail ? f.detail : "-");
-	}
-	fx_assert_all_back();
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
 
 /* ------------------------------------------------------------------------
  * Tests
@@ -265,7 +232,7 @@ static void check_class_sentinels(unsigned cls)
 	assert_true(span_has_freed(s));
 	/* A freed-but-unswept object cannot be freed again. */
 	kfree(obj(s, 0));
-	expect_fault(KMEM_FAULT_DOUBLE_FREE);
+	fx_expect_fault(KMEM_FAULT_DOUBLE_FREE);
 
 	assert_int_equal(sweep(s), nf);
 	assert_int_equal(s->alloc_count, n - nf);
@@ -281,7 +248,7 @@ static void check_class_sentinels(unsigned cls)
 	assert_int_equal(span_live_objects(s), n - nf);
 	/* After the sweep the bit is clear: still a double free. */
 	kfree(obj(s, 0));
-	expect_fault(KMEM_FAULT_DOUBLE_FREE);
+	fx_expect_fault(KMEM_FAULT_DOUBLE_FREE);
 
 	/* Exactly the freed objects, ascending, then none. */
 	for (uint32_t i = 0; i < n; i++)
@@ -300,11 +267,11 @@ static void check_class_sentinels(unsigned cls)
 	assert_int_equal(sweep(s), n);
 	assert_int_equal(s->alloc_count, 0);
 	assert_sentinels(s);
-	uint64_t before = pages_free();
+	uint64_t before = fx_stats().pages_free;
 	uintptr_t base = s->base;
 	uint64_t np = s->npages;
 	drop_span(s);
-	assert_int_equal(pages_free(), before + np);
+	assert_int_equal(fx_stats().pages_free, before + np);
 	assert_null(span_of_ptr((void *)base));
 }
 
@@ -347,9 +314,9 @@ static void test_sentinel_kmalloc(void **state)
 	assert_sentinels(s);
 	/* The 16-byte tail past object 169 is not an object. */
 	kfree((void *)(s->base + (uintptr_t)n * 24));
-	expect_fault(KMEM_FAULT_INTERIOR);
+	fx_expect_fault(KMEM_FAULT_INTERIOR);
 	kfree((char *)p[5] + 8);
-	expect_fault(KMEM_FAULT_INTERIOR);
+	fx_expect_fault(KMEM_FAULT_INTERIOR);
 	for (unsigned w = 0; w < nwords(s); w++)
 		assert_int_equal(fbits(s, w), 0);
 	for (uint32_t i = 0; i <= n; i++)
@@ -441,7 +408,7 @@ static void check_sweep_cached(unsigned cls, const uint32_t *F, unsigned nf)
 	for (uint32_t i = 0; i < n - 1; i++)
 		assert_ptr_equal(p[i], obj(s, i));
 	assert_int_equal(fi_of(s), n - 1);
-	uint64_t nfree0 = cstats(cls).nfree;
+	uint64_t nfree0 = fx_class_stats(cls).nfree;
 
 	static bool freed[KMEM_MAX_SPAN_OBJECTS];
 	memset(freed, 0, sizeof(freed));
@@ -456,10 +423,10 @@ static void check_sweep_cached(unsigned cls, const uint32_t *F, unsigned nf)
 	for (uint32_t i = 0; i < n - 1; i++)
 		assert_true(span_obj_allocated(s, i));
 	assert_false(span_obj_allocated(s, n - 1));
-	assert_int_equal(cstats(cls).nfree, nfree0);
+	assert_int_equal(fx_class_stats(cls).nfree, nfree0);
 
 	assert_int_equal(sweep(s), nf);
-	assert_int_equal(cstats(cls).nfree, nfree0 + nf);
+	assert_int_equal(fx_class_stats(cls).nfree, nfree0 + nf);
 	assert_int_equal(s->alloc_count, n - 1 - nf);
 	assert_int_equal(fi_of(s), 0);
 	assert_int_equal(s->alloc_cache, ~abits(s, 0));
@@ -516,14 +483,14 @@ static void test_sweep_in_place(void **state)
 		kfree(p[G[k]]);
 	struct kmem_stats st0;
 	kmem_get_stats(&st0);
-	uint64_t spans0 = mheap_.central[cls].spans, nfree0 = cstats(cls).nfree;
+	uint64_t spans0 = mheap_.central[cls].spans, nfree0 = fx_class_stats(cls).nfree;
 	for (unsigned k = 0; k < 4; k++) {
 		p[G[k]] = kmalloc(48);
 		assert_ptr_equal(p[G[k]], obj(s, G[k]));
 	}
 	assert_ptr_equal(mcache_of(0)->alloc[cls], s);
 	assert_int_equal(mheap_.central[cls].spans, spans0);
-	assert_int_equal(cstats(cls).nfree, nfree0 + 4);
+	assert_int_equal(fx_class_stats(cls).nfree, nfree0 + 4);
 	assert_int_equal(s->alloc_count, n - 4);
 	struct kmem_stats st1;
 	kmem_get_stats(&st1);
@@ -594,9 +561,9 @@ static void test_obj_allocated(void **state)
 		assert_int_equal(span_obj_allocated(s, i), i < 70);
 	/* An object past freeindex is not allocated: freeing it is a fault. */
 	kfree(obj(s, 70));
-	expect_fault(KMEM_FAULT_DOUBLE_FREE);
+	fx_expect_fault(KMEM_FAULT_DOUBLE_FREE);
 	kfree(obj(s, 127));
-	expect_fault(KMEM_FAULT_DOUBLE_FREE);
+	fx_expect_fault(KMEM_FAULT_DOUBLE_FREE);
 	assert_false(span_has_freed(s));
 
 	kfree(obj(s, 3));

@@ -38,44 +38,13 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	if (fx_fault_count() != 0) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("fault(s) reported: %lu, last %s at %p (%s)", fx_fault_count(),
-		         kmem_fault_name(f.kind), f.addr, f.detail ? f.detail : "-");
-	}
-	fx_assert_intact();
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-
-static struct kmem_stats stats(void)
-{
-	struct kmem_stats s;
-	memset(&s, 0, sizeof s);
-	kmem_get_stats(&s);
-	return s;
-}
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_intact)
 
 static struct kmem_class_stats class_of(size_t size)
 {
 	unsigned c = kmem_size_class(size);
 	assert_true(c != 0);
-	struct kmem_class_stats cs;
-	assert_int_equal(kmem_get_class_stats(c, &cs), 0);
-	return cs;
-}
-
-static void no_fault(void)
-{
-	if (fx_fault_count()) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("fault %s at %p (%s)", kmem_fault_name(f.kind), f.addr,
-		         f.detail ? f.detail : "-");
-	}
+	return fx_class_stats(c);
 }
 
 /* Pointers kept in host memory. */
@@ -151,7 +120,7 @@ static uint64_t per_span(const struct kmem_class_stats *cs)
 static void assert_class_exhausted(size_t size)
 {
 	struct kmem_class_stats cs = class_of(size);
-	struct kmem_stats s = stats();
+	struct kmem_stats s = fx_stats();
 	if (cs.objects_in_use != cs.spans * per_span(&cs))
 		fail_msg("NULL for %zu B with %llu objects in %llu spans of %llu",
 		         size, (unsigned long long)cs.objects_in_use,
@@ -172,7 +141,7 @@ static size_t fill_kmalloc(struct vec *v, size_t size)
 		assert_true(ksize(p) >= size);
 		vec_push(v, p, size);
 	}
-	no_fault();
+	fx_assert_no_faults();
 	return v->n - n0;
 }
 
@@ -183,7 +152,7 @@ static void test_oom_small_kmalloc(void **state)
 	(void)state;
 	const size_t sizes[] = {8, 64, 1000, 4096, 24576, KMEM_SMALL_MAX};
 	struct vec v = vec_new();
-	struct kmem_stats fresh = stats();
+	struct kmem_stats fresh = fx_stats();
 	for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
 		size_t s = sizes[si];
 		size_t n = fill_kmalloc(&v, s);
@@ -198,16 +167,16 @@ static void test_oom_small_kmalloc(void **state)
 		/* NULL again; then one free makes room for exactly that */
 		assert_null(kmalloc(s));
 		assert_null(kzalloc(s));
-		no_fault();
+		fx_assert_no_faults();
 		void *last = v.p[--v.n];
 		kfree(last);
 		void *again = kmalloc(s);
 		assert_non_null(again);
 		vec_push(&v, again, s);
 		assert_null(kmalloc(s));
-		no_fault();
+		fx_assert_no_faults();
 		vec_free_all(&v, fr_kfree);
-		no_fault();
+		fx_assert_no_faults();
 		fx_assert_all_back();
 	}
 	vec_del(&v);
@@ -218,12 +187,12 @@ static void test_oom_large_kmalloc(void **state)
 	(void)state;
 	const size_t sizes[] = {KMEM_SMALL_MAX + 1, 40000, 300000, FX_MIB + 5};
 	struct vec v = vec_new();
-	struct kmem_stats fresh = stats();
+	struct kmem_stats fresh = fx_stats();
 	for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
 		size_t s = sizes[si];
 		size_t pages = (s + PAGE - 1) / PAGE;
 		size_t n = fill_kmalloc(&v, s);
-		struct kmem_stats st = stats();
+		struct kmem_stats st = fx_stats();
 		printf("%7zu B: %zu large objects, %llu pages free left\n", s, n,
 		       (unsigned long long)st.pages_free);
 		assert_true(n > 0);
@@ -238,7 +207,7 @@ static void test_oom_large_kmalloc(void **state)
 		void *again = kmalloc(s);
 		assert_non_null(again);
 		vec_push(&v, again, s);
-		no_fault();
+		fx_assert_no_faults();
 		vec_free_all(&v, fr_kfree);
 		fx_assert_all_back();
 	}
@@ -266,12 +235,12 @@ static void test_oom_mixed_sizes_genuine(void **state)
 			continue;
 		}
 		nulls++;
-		no_fault();
+		fx_assert_no_faults();
 		/* nothing was freed, so the counts are exact: the NULL was real */
 		if (s <= KMEM_SMALL_MAX) {
 			assert_class_exhausted(s);
 		} else {
-			struct kmem_stats st = stats();
+			struct kmem_stats st = fx_stats();
 			assert_true(st.pages_free < (s + PAGE - 1) / PAGE + 1);
 		}
 	}
@@ -300,7 +269,7 @@ static void test_oom_aligned(void **state)
 			vec_push(&v, p, cases[c].size);
 			n++;
 		}
-		no_fault();
+		fx_assert_no_faults();
 		printf("kmalloc_aligned(%zu, %zu): %zu objects\n", cases[c].size,
 		       cases[c].align, n);
 		assert_true(n > 0);
@@ -308,7 +277,7 @@ static void test_oom_aligned(void **state)
 		if (cases[c].align >= PAGE)
 			assert_true(n <= HEAP_MIB * FX_MIB / cases[c].align);
 		assert_null(kmalloc_aligned(cases[c].size, cases[c].align));
-		no_fault();
+		fx_assert_no_faults();
 		vec_free_all(&v, fr_kfree);
 		fx_assert_all_back();
 	}
@@ -319,20 +288,20 @@ static void test_oom_kpage(void **state)
 {
 	(void)state;
 	struct vec v = vec_new();
-	struct kmem_stats fresh = stats();
+	struct kmem_stats fresh = fx_stats();
 	/* single pages: the pool runs dry exactly */
 	size_t n = 0;
 	for (void *p; (p = kpage_alloc(1, 1, 0)) != NULL; n++)
 		vec_push(&v, p, PAGE);
-	no_fault();
-	struct kmem_stats st = stats();
+	fx_assert_no_faults();
+	struct kmem_stats st = fx_stats();
 	assert_int_equal(st.pages_free, 0);
 	assert_int_equal(st.pages_runs, n);
 	assert_true(n + st.pages_metadata + st.pages_small >= fresh.pages_free);
 	assert_null(kpage_alloc(1, 1, 0));
 	assert_null(kmalloc(8)); /* no page for a span either */
 	assert_null(kmalloc(100000));
-	no_fault();
+	fx_assert_no_faults();
 	vec_free_all(&v, fr_pages);
 	fx_assert_all_back();
 
@@ -342,7 +311,7 @@ static void test_oom_kpage(void **state)
 		assert_int_equal(kmem_virt_to_phys(p) % (16 * FX_KIB), 0);
 		vec_push(&v, p, 3 * PAGE);
 	}
-	no_fault();
+	fx_assert_no_faults();
 	assert_true(n >= HEAP_MIB * FX_MIB / (16 * FX_KIB) * 3 / 4);
 	vec_free_all(&v, fr_pages);
 	fx_assert_all_back();
@@ -354,7 +323,7 @@ static void test_oom_kpage(void **state)
 		assert_true(kmem_virt_to_phys(p) + PAGE <= ceil);
 		vec_push(&v, p, PAGE);
 	}
-	no_fault();
+	fx_assert_no_faults();
 	assert_true(n > 0 && n <= 4 * FX_MIB / PAGE);
 	assert_true(n >= 4 * FX_MIB / PAGE * 3 / 4);
 	void *above = kpage_alloc(1, 1, 0);
@@ -374,7 +343,7 @@ static void test_oom_cache(void **state)
 	(void)state;
 	const size_t sizes[] = {256, 24, 3000};
 	struct vec v = vec_new();
-	struct kmem_stats fresh = stats();
+	struct kmem_stats fresh = fx_stats();
 	for (size_t si = 0; si < 3; si++) {
 		struct kmem_cache *c = kmem_cache_create("oom", sizes[si], 0, NULL);
 		assert_non_null(c);
@@ -382,10 +351,10 @@ static void test_oom_cache(void **state)
 		size_t n = 0;
 		for (void *p; (p = kmem_cache_alloc(c)) != NULL; n++)
 			vec_push(&v, p, sizes[si]);
-		no_fault();
+		fx_assert_no_faults();
 		struct kmem_class_stats cs;
 		kmem_cache_get_stats(c, &cs);
-		struct kmem_stats st = stats();
+		struct kmem_stats st = fx_stats();
 		printf("cache %zu B: %zu objects, %llu spans, %llu pages free\n", sizes[si], n,
 		       (unsigned long long)cs.spans, (unsigned long long)st.pages_free);
 		assert_int_equal(cs.objects_in_use, n);
@@ -393,11 +362,11 @@ static void test_oom_cache(void **state)
 		assert_true(st.pages_free <= cs.span_pages);
 		assert_true((uint64_t)n * cs.object_size >= fresh.pages_managed * PAGE * 3 / 4);
 		assert_null(kmem_cache_alloc(c));
-		no_fault();
+		fx_assert_no_faults();
 		assert_int_equal(kmem_cache_destroy(c), -KMEM_EBUSY);
 		vec_free_all(&v, fr_cache);
 		assert_int_equal(kmem_cache_destroy(c), 0);
-		no_fault();
+		fx_assert_no_faults();
 		fx_assert_all_back();
 	}
 	vec_del(&v);
@@ -412,8 +381,8 @@ static void test_oom_kzalloc_kcalloc_krealloc(void **state)
 	fill_kmalloc(&v, 2048);
 	for (void *p; (p = kpage_alloc(1, 1, 0)) != NULL;)
 		vec_push(&pg, p, PAGE);
-	no_fault();
-	assert_int_equal(stats().pages_free, 0);
+	fx_assert_no_faults();
+	assert_int_equal(fx_stats().pages_free, 0);
 	assert_true(v.n > 0);
 	void *p = v.p[0];
 	assert_null(kzalloc(100000));
@@ -423,7 +392,7 @@ static void test_oom_kzalloc_kcalloc_krealloc(void **state)
 	assert_null(krealloc(p, 100000));
 	assert_null(krealloc(p, 3000));
 	assert_null(kmalloc_aligned(64, 4096));
-	no_fault();
+	fx_assert_no_faults();
 	/* p untouched */
 	assert_int_equal(fx_check(p, 2048, (uint64_t)(uintptr_t)p), (size_t)-1);
 	assert_true(ksize(p) >= 2048);
@@ -433,7 +402,7 @@ static void test_oom_kzalloc_kcalloc_krealloc(void **state)
 	v.len[0] = 1500;
 	vec_free_all(&v, fr_kfree);
 	vec_free_all(&pg, fr_pages);
-	no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 	vec_del(&v);
 	vec_del(&pg);
@@ -446,7 +415,7 @@ static void test_oom_memory_flows_between_classes(void **state)
 {
 	(void)state;
 	struct vec v = vec_new();
-	struct kmem_stats fresh = stats();
+	struct kmem_stats fresh = fx_stats();
 	const uint64_t pool = fresh.pages_managed * PAGE;
 	const size_t seq[] = {64, 3000, 8, KMEM_SMALL_MAX, 1000, 512};
 	size_t prev = 0;
@@ -463,7 +432,7 @@ static void test_oom_memory_flows_between_classes(void **state)
 			assert_true(ps.spans <= 1);
 		}
 		vec_free_all(&v, fr_kfree);
-		no_fault();
+		fx_assert_no_faults();
 		prev = s;
 	}
 	/* then page runs */
@@ -490,7 +459,7 @@ static void test_oom_memory_flows_between_classes(void **state)
 	assert_true((uint64_t)n * 256 >= pool * 3 / 4);
 	vec_free_all(&v, fr_kfree);
 	assert_int_equal(kmem_cache_destroy(c), 0);
-	no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 	vec_del(&v);
 }
@@ -501,7 +470,7 @@ static void test_oom_sweep_and_retry_contiguous(void **state)
 {
 	(void)state;
 	struct vec v = vec_new();
-	struct kmem_stats fresh = stats();
+	struct kmem_stats fresh = fx_stats();
 	fill_kmalloc(&v, 64);
 	vec_free_all(&v, fr_kfree);
 	size_t half = (size_t)(fresh.pages_free / 2);
@@ -516,7 +485,7 @@ static void test_oom_sweep_and_retry_contiguous(void **state)
 	void *big = kmalloc(half * PAGE);
 	assert_non_null(big);
 	kfree(big);
-	no_fault();
+	fx_assert_no_faults();
 	fx_assert_all_back();
 	vec_del(&v);
 }

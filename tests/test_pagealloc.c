@@ -125,16 +125,6 @@ static void give(uint64_t pfn, uint64_t n)
 		         (unsigned long long)pfn, (unsigned long long)n);
 }
 
-static void check_heap(void)
-{
-	unsigned long before = fx_fault_count();
-	unsigned long broken = kmem_check();
-	if (broken)
-		fail_msg("kmem_check() found %lu broken invariants (last: %s)", broken,
-		         fx_last_fault().detail ? fx_last_fault().detail : "?");
-	assert_int_equal(fx_fault_count(), before);
-}
-
 /* ------------------------------------------------------------------------
  * Brute force: the maximal free runs, read straight from the arena
  * bitmaps in address order (arenas found through the index, so holes and
@@ -289,18 +279,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	(void)state;
 	runs_free(&scratch);
 	free(cur_diff.h);
 	runs_free(&cur_diff.r);
 	memset(&cur_diff, 0, sizeof(cur_diff));
-	if (fx_fault_count() != 0) {
-		struct fx_fault f = fx_last_fault();
-		fail_msg("unexpected fault(s): %lu, last %s (%s)", fx_fault_count(),
-		         kmem_fault_name(f.kind), f.detail ? f.detail : "-");
-	}
-	fx_assert_intact();
-	return 0;
+	return fx_teardown_intact(state);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -334,7 +317,7 @@ static void test_initial_pool(void **state)
 	assert_int_equal(find_top(hi - lo + 1), NONE);
 	assert_int_equal(find1(0), NONE);
 	assert_int_equal(find_top(0), NONE);
-	check_heap();
+	fx_assert_check();
 }
 
 /* Runs of N pages are found first-fit in address order. */
@@ -348,7 +331,7 @@ static void test_first_fit_address_order(void **state)
 	give(C, 5);
 	give(A, 3);
 	give(B, 10);
-	check_heap();
+	fx_assert_check();
 	assert_int_equal(find1(1), A);
 	assert_int_equal(find1(3), A);
 	assert_int_equal(find1(4), B);
@@ -373,7 +356,7 @@ static void test_first_fit_address_order(void **state)
 	assert_non_null(t);
 	assert_int_equal(phys_of_run(t), C); /* B has 2 left, C has 5 */
 	assert_int_equal(find1(2), B + 8);
-	check_heap();
+	fx_assert_check();
 	kpage_free(p, 4);
 	kpage_free(q, 4);
 	kpage_free(s, 3);
@@ -381,7 +364,7 @@ static void test_first_fit_address_order(void **state)
 	assert_int_equal(find1(10), B);
 	assert_int_equal(find1(4), B);
 	assert_int_equal(find1(3), A);
-	check_heap();
+	fx_assert_check();
 }
 
 /* Alignment 1..256 pages is honoured, by pages_find_locked and kpage_alloc. */
@@ -421,14 +404,14 @@ static void test_alignment(void **state)
 	assert_int_equal(find(8, 2, 0, UINT64_MAX), X + 2);
 	assert_int_equal(find(4, 8, 0, UINT64_MAX), X + 8);
 	assert_int_equal(find(1, 256, 0, UINT64_MAX), X + 256);
-	check_heap();
+	fx_assert_check();
 
 	/* Alignment larger than any run start: the first aligned page. */
 	void *big = kpage_alloc(256, 256 * PG, 0);
 	assert_non_null(big);
 	assert_int_equal(phys_of_run(big), X + 256);
 	kpage_free(big, 256);
-	check_heap();
+	fx_assert_check();
 }
 
 /* The window [lo, hi): a run must start at or above lo and end at or
@@ -494,7 +477,7 @@ static void test_window_and_ceiling(void **state)
 	kpage_free(p, 4);
 	assert_null(kpage_alloc(4, 256 * PG, (a256 + 4) * PG - 1));
 	assert_null(kpage_alloc(4, 512 * PG, 0)); /* no 512-aligned page in either run */
-	check_heap();
+	fx_assert_check();
 }
 
 /* Freed neighbours coalesce: the bigger run is found again. */
@@ -530,7 +513,7 @@ static void test_coalescing(void **state)
 		assert_int_equal(scratch.n, 1);
 		assert_int_equal(scratch.v[0].start, P);
 		assert_int_equal(scratch.v[0].end, P + 30);
-			check_heap();
+			fx_assert_check();
 	}
 }
 
@@ -543,7 +526,7 @@ static void test_fragmentation(void **state)
 	const uint64_t Q = ARENA1 - 1024; /* straddles an arena boundary too */
 	for (uint64_t i = 0; i < 2048; i += 2)
 		give(Q + i, 1);
-	check_heap();
+	fx_assert_check();
 	assert_int_equal(root_sum().max, 1);
 	assert_int_equal(find1(1), Q);
 	assert_int_equal(find1(2), NONE);
@@ -570,7 +553,7 @@ static void test_fragmentation(void **state)
 	assert_int_equal(find1(2), NONE);
 	kpage_free(p, 3);
 	assert_int_equal(find1(3), Q + 1022);
-	check_heap();
+	fx_assert_check();
 }
 
 /* Runs crossing 64-page words and 64 MiB arena boundaries. */
@@ -605,7 +588,7 @@ static void test_word_and_arena_crossing(void **state)
 	assert_int_equal(find1(401), NONE);
 	assert_int_equal(find_top(1), ARENA2 + 299);
 	assert_int_equal(find_top(400), ARENA2 - 100);
-	check_heap();
+	fx_assert_check();
 
 	/* A run covering a whole arena and a bit of both neighbours. */
 	take(ARENA1 - 3, 8);
@@ -628,7 +611,7 @@ static void test_word_and_arena_crossing(void **state)
 	kpage_free(p, ARENA_PAGES + 10);
 	assert_null(span_of_pfn(ARENA1));
 	assert_int_equal(find1(ARENA_PAGES + 10), ARENA1 - 5);
-	check_heap();
+	fx_assert_check();
 }
 
 /* pages_find_top_locked returns the highest run. */
@@ -656,7 +639,7 @@ static void test_find_top(void **state)
 	runs_scan(&scratch);
 	for (uint64_t n = 1; n <= 70; n++)
 		assert_int_equal(find_top(n), bf_top(&scratch, n));
-	check_heap();
+	fx_assert_check();
 }
 
 /* ------------------------------------------------------------------------
@@ -809,15 +792,15 @@ static void diff_run(uint64_t seed, unsigned steps, unsigned check_every)
 		struct psum root = root_sum();
 		assert_int_equal(root.max, bf_max(&d->r));
 		if (step % check_every == 0)
-			check_heap();
+			fx_assert_check();
 	}
-	check_heap();
+	fx_assert_check();
 	/* Give everything back: the pool is one run per region again. */
 	while (d->nh) {
 		give(d->h[d->nh - 1].pfn, d->h[d->nh - 1].n);
 		d->nh--;
 	}
-	check_heap();
+	fx_assert_check();
 	print_message("differential: seed %#llx, %u steps, %lu queries, final %zu runs\n",
 	              (unsigned long long)seed, steps, d->queries, d->r.n);
 	free(d->h);
@@ -946,11 +929,11 @@ static void test_sparse_map(void **state)
 	void *s = kpage_alloc(r4n, PG, 0); /* r1 used, r4 short by 10, r2 split */
 	assert_non_null(s);
 	assert_int_equal(phys_of_run(s), r3);
-	check_heap();
+	fx_assert_check();
 	kpage_free(p, r1n);
 	kpage_free(q, 10);
 	kpage_free(s, r4n);
-	check_heap();
+	fx_assert_check();
 }
 
 static void test_sparse_differential(void **state)

@@ -306,13 +306,6 @@ static uint64_t check_findable(struct mcentral *c)
 	return slots;
 }
 
-static struct kmem_stats stats(void)
-{
-	struct kmem_stats st;
-	kmem_get_stats(&st);
-	return st;
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -638,7 +631,7 @@ static void test_race_first_free_full_span(void **state)
 			assert_true(live_add(x.obj[i]));
 		for (size_t i = 0; i < dgot; i++)
 			assert_true(live_add(x.d_obj[i]));
-		struct kmem_stats st0 = stats();
+		struct kmem_stats st0 = fx_stats();
 		uint64_t spans0 = c->spans;
 		void **re = calloc(slots, sizeof(void *));
 		assert_non_null(re);
@@ -648,7 +641,7 @@ static void test_race_first_free_full_span(void **state)
 			assert_true(live_add(re[i]));
 		}
 		assert_no_thread_errors();
-		struct kmem_stats st1 = stats();
+		struct kmem_stats st1 = fx_stats();
 		if (st1.pages_small != st0.pages_small)
 			fail_msg("round %u (%zu B): pages_small %llu -> %llu reusing %llu free slots",
 			         rounds, size, (unsigned long long)st0.pages_small,
@@ -791,14 +784,14 @@ static void test_race_free_while_span_goes_full(void **state)
 		assert_int_equal(slots, (uint64_t)c->spans * kmem_class[cls].nelems - x.nkeep);
 		check_heap();
 		/* Reuse every free slot without growing. */
-		struct kmem_stats st0 = stats();
+		struct kmem_stats st0 = fx_stats();
 		void **re = malloc((slots + 1) * sizeof(void *));
 		assert_non_null(re);
 		for (uint64_t i = 0; i < slots; i++) {
 			re[i] = kmalloc(size);
 			assert_non_null(re[i]);
 		}
-		struct kmem_stats st1 = stats();
+		struct kmem_stats st1 = fx_stats();
 		if (st1.pages_small != st0.pages_small)
 			fail_msg("round %u (%zu B): pages_small %llu -> %llu reusing %llu free slots",
 			         rounds, size, (unsigned long long)st0.pages_small,

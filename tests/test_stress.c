@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "fixture.h"
 #include "host.h"
@@ -383,20 +382,12 @@ static void *worker_fn(void *arg)
 	return NULL;
 }
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-	if (!s || !*s)
-		return dflt;
-	return strtoull(s, NULL, 0);
-}
-
 static void test_stress(void **state)
 {
 	(void)state;
-	seed = env_u64("SPANALLOC_SEED", ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid());
-	unsigned secs = (unsigned)env_u64("SPANALLOC_STRESS_SECS", 3);
-	bool sig = env_u64("SPANALLOC_STRESS_SIGNALS", 1) != 0;
+	seed = fx_seed();
+	unsigned secs = (unsigned)fx_env_u64("SPANALLOC_STRESS_SECS", 3);
+	bool sig = fx_env_u64("SPANALLOC_STRESS_SIGNALS", 1) != 0;
 	printf("seed=%llu secs=%u signals=%d\n", (unsigned long long)seed, secs, sig);
 	fflush(stdout);
 
