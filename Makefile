@@ -3,7 +3,9 @@
 #   make test            install what is missing, then every host test
 #   make lib ARCH=...    freestanding static library of mm/ (host, x86_64)
 #   make gen             regenerate mm/sizeclasses.[ch]
-#   make run             boot the demo kernel in QEMU (arrives with the demo)
+#   make run             boot the x86_64 demo kernel in QEMU (SMP=4 MEM=512M)
+#   make kernel          build build/x86_64-efi/BOOTX64.EFI
+#   make test-boot       boot it and pass only on its RESULT: PASS line
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
 
@@ -31,7 +33,7 @@ endif
 LIB := $(BUILD)/$(ARCH)/libspanalloc.a
 LIB_OBJ = $(patsubst mm/%.c,$(BUILD)/$(ARCH)/mm/%.o,$(MM_SRC))
 
-.PHONY: all lib gen check-gen check-lib check-clang deps test test-unit test-tsan clean run
+.PHONY: all lib gen check-gen check-lib check-clang deps test test-unit test-tsan clean
 
 all: lib
 
@@ -105,11 +107,11 @@ test: deps
 	@$(MAKE) --no-print-directory check-clang
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-tsan
+	@$(MAKE) --no-print-directory test-boot
 	@echo "make test: all passed"
-
-run:
-	@echo "make run: the demo kernel (boot/, arch/x86_64/) is not built yet; see the README." >&2
-	@exit 2
 
 clean:
 	rm -rf $(BUILD)
+
+# The x86_64 demo kernel (GNU-EFI + OVMF): kernel, run, test-boot.
+include boot/kernel.mk

@@ -6,6 +6,7 @@ set -euo pipefail
 what=${1:-test}
 case "$what" in
 test) pkgs=(gcc clang make binutils python3 libcmocka-dev pkg-config) ;;
+kernel) pkgs=(qemu-system-x86 ovmf gnu-efi mtools dosfstools binutils gcc make) ;;
 *) echo "install-deps: unknown set '$what'" >&2; exit 2 ;;
 esac
 missing=()

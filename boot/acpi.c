@@ -1,0 +1,108 @@
+/*
+ * boot/acpi.c - the two ACPI tables the kernel needs, read in place
+ * (firmware ACPI memory is never given to the heap):
+ *   MADT ("APIC")  enabled local APICs -> CPU list (BSP first), LAPIC base
+ *   FADT ("FACP")  the PM timer's I/O port, to calibrate the LAPIC timer
+ * Runs before ExitBootServices; reads memory only.
+ */
+#include "kernel.h"
+
+struct sdt_header {
+	char sig[4];
+	uint32_t length;
+	uint8_t revision, checksum;
+	char oem_id[6];
+	char oem_table_id[8];
+	uint32_t oem_revision, creator_id, creator_revision;
+} __attribute__((packed));
+
+static uint8_t rd8(const uint8_t *p) { return *p; }
+static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static bool sum_ok(const uint8_t *p, size_t n)
+{
+	uint8_t s = 0;
+	for (size_t i = 0; i < n; i++)
+		s = (uint8_t)(s + p[i]);
+	return s == 0;
+}
+
+static void parse_madt(const uint8_t *t, uint32_t len, struct acpi_info *out)
+{
+	out->lapic_phys = rd32(t + 36);
+	for (uint32_t off = 44; off + 2 <= len;) {
+		uint8_t type = rd8(t + off), elen = rd8(t + off + 1);
+		if (elen < 2 || off + elen > len)
+			break;
+		const uint8_t *e = t + off;
+		uint32_t id = ~0u, flags = 0;
+		if (type == 0 && elen >= 8) { /* processor local APIC */
+			id = rd8(e + 3);
+			flags = rd32(e + 4);
+		} else if (type == 9 && elen >= 16) { /* processor local x2APIC */
+			id = rd32(e + 4);
+			flags = rd32(e + 8);
+		} else if (type == 5 && elen >= 12) { /* LAPIC address override */
+			out->lapic_phys = rd64(e + 4);
+		}
+		if (id != ~0u && (flags & 1)) {
+			bool dup = false;
+			for (unsigned i = 0; i < out->ncpus; i++)
+				dup |= out->apic_ids[i] == id;
+			if (!dup) {
+				out->ncpus_seen++;
+				if (out->ncpus < BOOT_MAX_CPUS)
+					out->apic_ids[out->ncpus++] = id;
+			}
+		}
+		off += elen;
+	}
+}
+
+static void parse_fadt(const uint8_t *t, uint32_t len, struct acpi_info *out)
+{
+	if (len >= 116) {
+		out->pm_timer_port = (uint16_t)rd32(t + 76);
+		out->pm_timer_32bit = (rd32(t + 112) >> 8) & 1;
+	}
+	if (!out->pm_timer_port && len >= 220 && rd8(t + 208) == 1 /* system I/O */)
+		out->pm_timer_port = (uint16_t)rd64(t + 212);
+}
+
+static void parse_table(uint64_t phys, struct acpi_info *out)
+{
+	const uint8_t *t = (const uint8_t *)(uintptr_t)phys;
+	if (!t)
+		return;
+	uint32_t len = rd32(t + 4);
+	if (len < sizeof(struct sdt_header) || !sum_ok(t, len))
+		return;
+	if (!memcmp(t, "APIC", 4))
+		parse_madt(t, len, out);
+	else if (!memcmp(t, "FACP", 4))
+		parse_fadt(t, len, out);
+}
+
+int acpi_parse(uint64_t rsdp_phys, struct acpi_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	const uint8_t *rsdp = (const uint8_t *)(uintptr_t)rsdp_phys;
+	if (!rsdp || memcmp(rsdp, "RSD PTR ", 8) || !sum_ok(rsdp, 20))
+		return -1;
+	memcpy(out->oem_id, rsdp + 9, 6);
+	out->oem_id[6] = 0;
+	uint8_t rev = rsdp[15];
+	uint64_t xsdt = rev >= 2 && sum_ok(rsdp, rd32(rsdp + 20)) ? rd64(rsdp + 24) : 0;
+	uint64_t root = xsdt ? xsdt : rd32(rsdp + 16);
+	unsigned esize = xsdt ? 8 : 4;
+	const uint8_t *r = (const uint8_t *)(uintptr_t)root;
+	if (!r)
+		return -1;
+	uint32_t len = rd32(r + 4);
+	if (len < sizeof(struct sdt_header) || !sum_ok(r, len))
+		return -1;
+	for (uint32_t off = sizeof(struct sdt_header); off + esize <= len; off += esize)
+		parse_table(esize == 8 ? rd64(r + off) : rd32(r + off), out);
+	return out->ncpus ? 0 : -1;
+}

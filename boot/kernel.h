@@ -1,0 +1,172 @@
+/*
+ * boot/kernel.h - the demo kernel's internal interfaces (boot/ only).
+ *
+ * Boot order (boot/efi_main.c, then boot/kmain.c):
+ *   efi_main     banner, RSDP and ACPI (MADT, FADT), two pages below 1 MiB
+ *                for the AP trampoline, memory map, ExitBootServices
+ *   kmain_bsp    on the kernel's own stack: page tables, GDT/TSS/IDT,
+ *                8259 masked, local APIC, timer calibration, memory map ->
+ *                regions, kmem_init, boot report, workload set-up,
+ *                self tests, APs started, workload, teardown, RESULT.
+ */
+#ifndef BOOT_KERNEL_H
+#define BOOT_KERNEL_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spanalloc.h"
+#include "spanalloc/arch.h"
+#include "percpu.h"
+#include "x86.h"
+
+/* --- what efi_main hands to the kernel (static, filled before exit) ------ */
+
+#define BOOT_MAX_CPUS KMEM_MAX_CPUS
+
+struct acpi_info {
+	unsigned ncpus;                    /* enabled CPUs taken (<= BOOT_MAX_CPUS) */
+	unsigned ncpus_seen;               /* enabled CPUs in the MADT */
+	uint32_t apic_ids[BOOT_MAX_CPUS];  /* MADT order */
+	uint64_t lapic_phys;               /* from the MADT (and its override) */
+	uint16_t pm_timer_port;            /* FADT PM_TMR_BLK, 0 if none */
+	bool pm_timer_32bit;
+	char oem_id[7];
+};
+
+struct boot_info {
+	const uint8_t *mmap;               /* final UEFI memory map (static buffer) */
+	size_t mmap_size, desc_size;
+	uint32_t desc_version;
+	unsigned exit_attempts;            /* ExitBootServices calls made */
+	uint64_t rsdp;
+	uint64_t low_pages;                /* 2 pages below 1 MiB: trampoline, PML4 copy */
+	uint64_t fw_cr3;                   /* OVMF's CR3 (for the report) */
+	uint64_t image_base, image_size;   /* this EFI image */
+	uint8_t *bsp_stack;                /* the BSP's static stack after exit */
+	size_t bsp_stack_size;
+	struct acpi_info acpi;
+};
+
+extern struct boot_info boot_info;
+
+/* boot/acpi.c: parses the RSDP's XSDT/RSDT (MADT, FADT).  Reads only. */
+int acpi_parse(uint64_t rsdp, struct acpi_info *out);
+
+/* boot/memmap.c: the final UEFI map -> spanalloc regions (static array). */
+struct memmap_summary {
+	unsigned descriptors;
+	unsigned nregions;
+	uint64_t usable_bytes;      /* USABLE regions, after clipping */
+	uint64_t clipped_bytes;     /* usable RAM above the mapped top, left out */
+	uint64_t max_addr;          /* highest end of any descriptor */
+};
+const struct kmem_region *memmap_to_regions(const struct boot_info *bi, uint64_t mapped_top,
+                                            struct memmap_summary *sum);
+uint64_t memmap_max_addr(const struct boot_info *bi);
+const char *memmap_efi_type_name(uint32_t type);
+uint32_t memmap_type_at(const struct boot_info *bi, uint64_t addr); /* ~0u: none */
+
+/* --- boot/console.c ------------------------------------------------------- */
+
+int kvsnprintf(char *buf, size_t cap, const char *fmt, va_list ap);
+int ksnprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Formats a reason and fails the run (RESULT: FAIL <reason>). */
+void kfail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* --- boot/cpu.c: page tables, GDT, TSS, IDT, exceptions ----------------- */
+
+#define GDT_KCODE 0x08
+#define GDT_KDATA 0x10
+#define GDT_TSS0 0x18 /* + 16 * cpu */
+
+#define TIMER_HZ 1000 /* LAPIC timer on every CPU */
+
+#define VEC_TIMER 0x40
+#define VEC_APIC_ERROR 0xfe
+#define VEC_SPURIOUS 0xff
+#define VEC_PIC_BASE 0x20 /* 8259 remapped here, all masked */
+
+/* Builds the kernel's identity map (2 MiB pages below 4 GiB, 1 GiB pages
+ * above when the CPU has them) and loads it.  Returns the mapped top. */
+uint64_t paging_init(uint64_t max_addr);
+uint64_t paging_root(void);  /* physical address of the PML4 */
+/* Builds the IDT (once) and the GDT; loads GDT, segments, GS base, TR and
+ * IDT on the calling CPU. */
+void cpu_tables_init(void);
+void cpu_load_tables(struct percpu *pc);
+/* GDT slot of CPU pc->cpu's TSS (IST1 = pc->ist_stack top). */
+void cpu_setup_tss(struct percpu *pc);
+extern struct percpu bsp_percpu;
+
+/* Called by the timer interrupt (interrupts off). */
+extern void (*timer_hook)(struct percpu *pc);
+extern _Atomic unsigned long stray_interrupts;
+
+/* --- boot/apic.c ------------------------------------------------------- */
+
+void pic_disable(void);
+void lapic_init_cpu(void);
+uint32_t lapic_id(void);
+bool lapic_is_x2apic(void);
+void lapic_eoi(void);
+uint32_t lapic_read_esr(void);
+/* Calibrates the LAPIC timer and the TSC against the ACPI PM timer. */
+void timer_calibrate(const struct acpi_info *acpi);
+void lapic_timer_start(unsigned hz);
+void lapic_timer_stop(void);
+uint64_t tsc_hz(void);
+uint64_t lapic_timer_hz(void);
+bool timer_calibrated(void);
+void udelay(uint64_t us);
+uint64_t uptime_us(void); /* since timer_calibrate */
+void lapic_send_init(uint32_t apic_id);
+void lapic_send_sipi(uint32_t apic_id, uint8_t page);
+
+/* --- boot/smp.c ---------------------------------------------------------- */
+
+/* Starts every AP in boot_info.acpi (CPU index i = MADT entry i, BSP 0);
+ * each runs ap_entry_hook(pc) on its own stack with its LAPIC timer on and
+ * its mcache online.  Returns the number of CPUs running (BSP included). */
+unsigned smp_start_aps(struct percpu **cpus, void (*ap_entry_hook)(struct percpu *pc));
+/* Frees an AP's stacks and per-CPU area (it must be halted). */
+void smp_free_ap(struct percpu *pc);
+
+/* --- boot/workload.c, boot/selftest.c ------------------------------------ */
+
+void workload_init(unsigned ncpus);
+struct percpu **workload_cpus(void);        /* [ncpus], BSP's filled in */
+void workload_cpu(struct percpu *pc);       /* every CPU; returns offline-ready */
+void workload_finish(void);                 /* BSP, after every AP halted */
+void selftest_run(void);                    /* BSP, before the APs start */
+
+/* Shared by self tests and the workload: a pattern that is a function of
+ * (seed, byte offset), full for objects up to PATTERN_FULL_MAX bytes and
+ * sparse (head, tail, one word in 64) above. */
+#define PATTERN_FULL_MAX 32768u
+void pattern_fill(void *p, size_t n, uint64_t seed);
+bool pattern_check(const void *p, size_t n, uint64_t seed, size_t *bad_off);
+
+static inline uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The kernel's own string functions (boot/string.c); mm/ uses them too. */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+
+#endif /* BOOT_KERNEL_H */

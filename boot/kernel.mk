@@ -1,0 +1,107 @@
+# boot/kernel.mk - the x86_64 demo kernel: a GNU-EFI application booted by
+# OVMF in QEMU (boot/, arch/x86_64/, and mm/ compiled for it).
+# Included by the top-level Makefile; also usable alone:
+#     make -f Makefile -f boot/kernel.mk run
+#
+#   make kernel                   build/x86_64-efi/BOOTX64.EFI
+#   make run [SMP=4] [MEM=512M]   boot it headless, serial on the terminal
+#   make test-boot [SMP=] [MEM=]  boot it; pass iff "RESULT: PASS" and QEMU
+#                                 exits with the pass status (33)
+#
+# Variables: SMP (4), MEM (512M), BOOT_TIMEOUT (seconds, 120),
+# STRESS_OPS (steps per CPU, default in boot/workload.c), KERNEL_INJECT
+# (1-4: a deliberate failure, to check the runner; see boot/workload.c),
+# KMEM_DEBUG (mm/ assertion level, mm/mtypes.h; default 1).
+# A change of flags rebuilds everything (build/x86_64-efi/.cflags).
+
+# Alone (make -f boot/kernel.mk), the default goal is the kernel; included,
+# the including Makefile's first target stays the default.
+ifeq ($(.DEFAULT_GOAL),)
+.DEFAULT_GOAL := kernel
+endif
+
+SMP          ?= 4
+MEM          ?= 512M
+BOOT_TIMEOUT ?= 120
+
+K_CC    ?= gcc
+K_LD    ?= ld
+K_OBJCOPY ?= objcopy
+K_OUT   := $(or $(BUILD),build)/x86_64-efi
+K_EFI   := $(K_OUT)/BOOTX64.EFI
+K_SO    := $(K_OUT)/kernel.so
+
+EFI_INC := /usr/include/efi
+EFI_LIB := /usr/lib
+EFI_LDS := $(EFI_LIB)/elf_x86_64_efi.lds
+EFI_CRT := $(EFI_LIB)/crt0-efi-x86_64.o
+
+# Everything runs in interrupt context too: no red zone, and no SSE/x87
+# (-mgeneral-regs-only), so interrupt entry saves only general registers.
+K_ARCH_FLAGS := -ffreestanding -fpic -fno-stack-protector -fno-stack-check \
+	-fshort-wchar -mno-red-zone -maccumulate-outgoing-args -mgeneral-regs-only \
+	-nostdinc -isystem $(shell $(K_CC) -print-file-name=include)
+K_WARN  := -Wall -Wextra -Werror
+K_MM_CFLAGS := -std=c11 -O2 -g $(K_WARN) $(K_ARCH_FLAGS) -Iinclude -Imm \
+	$(if $(KMEM_DEBUG),-DKMEM_DEBUG=$(KMEM_DEBUG))
+K_CFLAGS := -std=gnu11 -O2 -g $(K_WARN) $(K_ARCH_FLAGS) \
+	-I$(EFI_INC) -I$(EFI_INC)/x86_64 -I$(EFI_INC)/protocol -DGNU_EFI_USE_MS_ABI \
+	-Iinclude -Iarch/x86_64 -Iboot $(if $(STRESS_OPS),-DSTRESS_OPS=$(STRESS_OPS)) \
+	$(if $(KERNEL_INJECT),-DKERNEL_INJECT=$(KERNEL_INJECT))
+
+K_MM_SRC   := $(sort $(wildcard mm/*.c))
+K_BOOT_SRC := $(sort $(wildcard boot/*.c arch/x86_64/*.c))
+K_ASM_SRC  := $(sort $(wildcard boot/*.S))
+K_MM_OBJ   := $(patsubst mm/%.c,$(K_OUT)/mm/%.o,$(K_MM_SRC))
+K_BOOT_OBJ := $(patsubst %.c,$(K_OUT)/%.o,$(K_BOOT_SRC)) $(patsubst %.S,$(K_OUT)/%.o,$(K_ASM_SRC))
+K_HDRS     := $(wildcard include/*.h include/spanalloc/*.h)
+
+K_STAMP    := $(K_OUT)/.cflags
+
+.PHONY: kernel run test-boot kernel-deps k-force
+
+# Rewritten only when the flags differ from the last build's.
+$(K_STAMP): k-force
+	@mkdir -p $(dir $@)
+	@echo '$(K_CC) $(K_CFLAGS) | $(K_MM_CFLAGS)' | cmp -s - $@ || \
+		echo '$(K_CC) $(K_CFLAGS) | $(K_MM_CFLAGS)' >$@
+
+kernel: $(K_EFI)
+
+$(K_OUT)/mm/%.o: mm/%.c mm/*.h $(K_HDRS) $(K_STAMP)
+	@mkdir -p $(dir $@)
+	$(K_CC) $(K_MM_CFLAGS) -c $< -o $@
+
+# string.c must not have its loops turned into calls to itself.
+$(K_OUT)/boot/string.o: K_EXTRA := -fno-tree-loop-distribute-patterns -fno-builtin
+
+$(K_OUT)/%.o: %.c boot/*.h arch/x86_64/*.h $(K_HDRS) $(K_STAMP)
+	@mkdir -p $(dir $@)
+	$(K_CC) $(K_CFLAGS) $(K_EXTRA) -c $< -o $@
+
+$(K_OUT)/%.o: %.S $(K_STAMP)
+	@mkdir -p $(dir $@)
+	$(K_CC) $(K_CFLAGS) -c $< -o $@
+
+$(K_SO): $(K_BOOT_OBJ) $(K_MM_OBJ)
+	$(K_LD) -shared -Bsymbolic -nostdlib -znocombreloc --no-undefined -T $(EFI_LDS) \
+		$(EFI_CRT) $^ -L$(EFI_LIB) -lefi -lgnuefi -o $@
+
+$(K_EFI): $(K_SO)
+	$(K_OBJCOPY) -j .text -j .sdata -j .data -j .dynamic -j .dynsym -j .rel -j .rela \
+		-j .rel.* -j .rela.* -j .reloc --target efi-app-x86_64 --subsystem=10 $< $@
+
+kernel-deps:
+	@bash scripts/install-deps.sh kernel
+
+# Dependencies first, then the build (a sub-make of this file alone, so
+# that nothing is compiled before gnu-efi is there).
+K_SUBMAKE = $(MAKE) --no-print-directory -f boot/kernel.mk kernel BUILD=$(or $(BUILD),build)
+
+run: kernel-deps
+	@$(K_SUBMAKE)
+	@bash scripts/qemu-run.sh --run $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)
+
+test-boot: kernel-deps
+	@$(K_SUBMAKE)
+	@bash scripts/qemu-run.sh --test $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)

@@ -1,0 +1,131 @@
+/*
+ * boot/kmain.c - the BSP after ExitBootServices, on the kernel's own stack:
+ * take over the CPU (page tables, GDT/TSS/IDT, 8259 masked, local APIC),
+ * turn the memory map into the heap, print the boot report, then run the
+ * self tests and the workload on every CPU (boot/workload.c), which ends
+ * the run with the RESULT line and QEMU's exit status.
+ */
+#include "kernel.h"
+
+static void order_cpus_bsp_first(struct acpi_info *a, uint32_t bsp_id)
+{
+	for (unsigned i = 0; i < a->ncpus; i++)
+		if (a->apic_ids[i] == bsp_id) {
+			uint32_t t = a->apic_ids[0];
+			a->apic_ids[0] = bsp_id;
+			a->apic_ids[i] = t;
+			return;
+		}
+	kfail("the BSP (APIC id %u) is not in the MADT", bsp_id);
+}
+
+static const char *region_name(uint32_t t)
+{
+	return t == KMEM_REGION_USABLE ? "usable" : t == KMEM_REGION_RECLAIMABLE ? "reclaimable" : "reserved";
+}
+
+static void print_size(const char *prefix, uint64_t bytes)
+{
+	if (bytes >= (16ull << 20))
+		kprintf("%s%6lu MiB", prefix, (unsigned long)(bytes >> 20));
+	else
+		kprintf("%s%6lu KiB", prefix, (unsigned long)(bytes >> 10));
+}
+
+void kmain_bsp(void *unused) __attribute__((noreturn));
+
+void kmain_bsp(void *unused)
+{
+	(void)unused;
+	struct acpi_info *acpi = &boot_info.acpi;
+
+	/* The CPU: our page tables, descriptor tables, interrupt controllers. */
+	serial_init();
+	uint64_t max_addr = memmap_max_addr(&boot_info);
+	uint64_t mapped_top = paging_init(max_addr);
+	cpu_tables_init();
+	cpu_load_tables(&bsp_percpu);
+	pic_disable();
+	lapic_init_cpu();
+	bsp_percpu.apic_id = lapic_id();
+	order_cpus_bsp_first(acpi, bsp_percpu.apic_id);
+	timer_calibrate(acpi);
+
+	uint32_t fw_type = memmap_type_at(&boot_info, boot_info.fw_cr3 & ~0xfffull);
+	kprintf("boot: ExitBootServices done (%u attempt%s); now on the kernel's stack, GDT, IDT\n",
+	        boot_info.exit_attempts, boot_info.exit_attempts == 1 ? "" : "s");
+	kprintf("boot: page tables: firmware's CR3 0x%lx (in %s memory) -> kernel's 0x%lx, "
+	        "identity map 0..0x%lx\n",
+	        (unsigned long)boot_info.fw_cr3, memmap_efi_type_name(fw_type),
+	        (unsigned long)paging_root(), (unsigned long)mapped_top);
+	kprintf("boot: CPUs: %u enabled in the MADT%s, BSP APIC id %u, %s, APIC ids:",
+	        acpi->ncpus_seen, acpi->ncpus_seen > acpi->ncpus ? " (capped)" : "",
+	        bsp_percpu.apic_id, lapic_is_x2apic() ? "x2APIC" : "xAPIC at 0xfee00000");
+	for (unsigned i = 0; i < acpi->ncpus; i++)
+		kprintf(" %u", acpi->apic_ids[i]);
+	kprintf("\n");
+	if (timer_calibrated())
+		kprintf("boot: timers: ACPI PM timer port 0x%x (%s-bit) -> TSC %lu MHz, LAPIC timer %lu kHz "
+		        "(bus/16), tick %u Hz\n",
+		        acpi->pm_timer_port, acpi->pm_timer_32bit ? "32" : "24",
+		        (unsigned long)(tsc_hz() / 1000000), (unsigned long)(lapic_timer_hz() / 1000),
+		        TIMER_HZ);
+	else
+		kprintf("boot: timers: no usable ACPI PM timer; assuming TSC 1 GHz, LAPIC bus 1 GHz\n");
+
+	/* The memory map -> the heap. */
+	struct memmap_summary ms;
+	const struct kmem_region *regions = memmap_to_regions(&boot_info, mapped_top, &ms);
+	kprintf("boot: UEFI memory map: %u descriptors (%zu bytes each, version %u) -> %u regions:\n",
+	        ms.descriptors, boot_info.desc_size, boot_info.desc_version, ms.nregions);
+	for (unsigned i = 0; i < ms.nregions; i++) {
+		const struct kmem_region *r = &regions[i];
+		kprintf("  %2u  0x%012lx-0x%012lx ", i, (unsigned long)r->base,
+		        (unsigned long)(r->base + r->length - 1));
+		print_size("", r->length);
+		kprintf("  %s\n", region_name(r->type));
+	}
+	if (ms.clipped_bytes)
+		kprintf("boot: %lu MiB of usable RAM above 0x%lx left out (no 1 GiB pages to map it)\n",
+		        (unsigned long)(ms.clipped_bytes >> 20), (unsigned long)mapped_top);
+
+	struct kmem_config cfg = {
+		.regions = regions,
+		.nregions = ms.nregions,
+		.direct_map_offset = 0, /* identity map */
+		.max_cpus = acpi->ncpus,
+	};
+	size_t need = kmem_metadata_size(&cfg);
+	int rc = kmem_init(&cfg);
+	if (rc != 0)
+		kfail("kmem_init returned %d (metadata needed: %zu bytes)", rc, need);
+	struct kmem_stats st;
+	kmem_get_stats(&st);
+	uint64_t meta_base, meta_size;
+	kmem_metadata_region(&meta_base, &meta_size);
+	uint64_t managed = st.pages_managed * KMEM_PAGE_SIZE;
+	uint64_t pct100 = managed ? meta_size * 10000 / managed : 0;
+	kprintf("boot: usable %lu MiB (%lu KiB) in the map; heap manages %lu pages (%lu MiB) in %lu "
+	        "arena%s of 64 MiB\n",
+	        (unsigned long)(ms.usable_bytes >> 20), (unsigned long)(ms.usable_bytes >> 10),
+	        (unsigned long)st.pages_managed, (unsigned long)(managed >> 20),
+	        (unsigned long)st.arenas, st.arenas == 1 ? "" : "s");
+	kprintf("boot: metadata region 0x%lx-0x%lx, %lu KiB (%lu used) = %lu.%02lu%% of managed memory\n",
+	        (unsigned long)meta_base, (unsigned long)(meta_base + meta_size - 1),
+	        (unsigned long)(meta_size >> 10), (unsigned long)(st.metadata_used >> 10),
+	        (unsigned long)(pct100 / 100), (unsigned long)(pct100 % 100));
+
+	/* Interrupts on: from here the timer allocates on the BSP. */
+	unsigned ncpus = acpi->ncpus;
+	workload_init(ncpus);
+	lapic_timer_start(TIMER_HZ);
+	sti();
+	selftest_run();
+
+	unsigned running = smp_start_aps(workload_cpus(), workload_cpu);
+	if (running != ncpus)
+		kfail("%u of %u CPUs running", running, ncpus);
+	workload_cpu(&bsp_percpu);
+	workload_finish();
+	cpu_halt_forever();
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Boots the x86_64 demo kernel in QEMU (q35, TCG, OVMF) and judges the run.
+#
+#   scripts/qemu-run.sh --run|--test EFI [SMP] [MEM] [TIMEOUT]
+#
+# The EFI application is copied into a fresh ESP directory
+# (EFI/BOOT/BOOTX64.EFI, so OVMF boots it with no shell and no countdown),
+# served read-only as a FAT disk (QEMU's vvfat).  COM1 goes to the terminal
+# and to build/x86_64-efi/boot-<smp>cpu-<mem>.log.  QEMU runs under
+# `timeout`, so a hang (or a firmware exception dump, which hangs) fails.
+#
+# Exit status 0 iff the log has a "RESULT: PASS" line and QEMU exited with
+# the kernel's pass status: the kernel writes 0x10 to isa-debug-exit (port
+# 0xf4) and QEMU exits with (0x10 << 1) | 1 = 33; the fail status is 35.
+# Any other status fails: 124 is the timeout, 0 a triple fault or reset
+# (-no-reboot), anything else QEMU itself.
+# --run and --test differ only in the closing message.
+# QEMU_EXTRA (environment) is appended to QEMU's arguments, e.g.
+# QEMU_EXTRA="-cpu max" (1 GiB pages: RAM above 4 GiB gets mapped too).
+set -uo pipefail
+
+mode=${1:?usage: qemu-run.sh --run|--test EFI [SMP] [MEM] [TIMEOUT]}
+efi=${2:?EFI application}
+smp=${3:-4}
+mem=${4:-512M}
+tmo=${5:-120}
+PASS_STATUS=33
+
+ovmf=
+for f in /usr/share/ovmf/OVMF.fd /usr/share/OVMF/OVMF.fd /usr/share/qemu/OVMF.fd; do
+	[ -r "$f" ] && { ovmf=$f; break; }
+done
+if [ -z "$ovmf" ]; then
+	echo "qemu-run: no OVMF.fd; run: sudo apt-get install ovmf" >&2
+	exit 2
+fi
+if ! command -v qemu-system-x86_64 >/dev/null; then
+	echo "qemu-run: no qemu-system-x86_64; run: sudo apt-get install qemu-system-x86" >&2
+	exit 2
+fi
+[ -r "$efi" ] || { echo "qemu-run: $efi not built (make kernel)" >&2; exit 2; }
+
+outdir=$(dirname "$efi")
+log="$outdir/boot-${smp}cpu-${mem}.log"
+esp=$(mktemp -d "${TMPDIR:-/tmp}/spanalloc-esp.XXXXXX")
+trap 'rm -rf "$esp"' EXIT
+mkdir -p "$esp/EFI/BOOT"
+cp "$efi" "$esp/EFI/BOOT/BOOTX64.EFI"
+
+echo "qemu-run: q35, TCG, -smp $smp, -m $mem, OVMF $ovmf, timeout ${tmo}s; serial log $log"
+start=$(date +%s%N)
+# shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
+timeout --foreground -k 5 "$tmo" \
+	qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$mem" \
+	-nodefaults -display none -no-reboot -net none \
+	-bios "$ovmf" \
+	-drive if=none,id=esp,format=raw,readonly=on,file=fat:"$esp" \
+	-device virtio-blk-pci,drive=esp \
+	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+	-serial stdio ${QEMU_EXTRA:-} </dev/null | tee "$log"
+status=${PIPESTATUS[0]}
+end=$(date +%s%N)
+secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+
+result=$(tr -d '\r' <"$log" | grep -a '^RESULT: ' | tail -n 1)
+case $status in
+124) why="timed out after ${tmo}s (hang)" ;;
+"$PASS_STATUS") why="pass status" ;;
+35) why="fail status" ;;
+0) why="QEMU exited 0: triple fault or reset" ;;
+*) why="QEMU exited with status $status" ;;
+esac
+
+label=$([ "$mode" = --test ] && echo test-boot || echo run)
+if [ "$status" = "$PASS_STATUS" ] && [[ "$result" == "RESULT: PASS "* ]]; then
+	echo "$label: PASS (-smp $smp -m $mem, ${secs}s wall from QEMU start to exit)"
+	exit 0
+fi
+echo "$label: FAIL (-smp $smp -m $mem, ${secs}s): ${result:-no RESULT line}; $why" >&2
+exit 1
