@@ -86,6 +86,9 @@ $(BUILD)/tsan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spa
 	@mkdir -p $(dir $@)
 	$(CC) $(HOST_CFLAGS) $(TSAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
 
+# The debug heap is a build mode: its test is built with it.
+$(BUILD)/asan/test_debug: HOST_CFLAGS += -DKMEM_DEBUG_HEAP=1
+
 deps:
 	@bash scripts/install-deps.sh test
 

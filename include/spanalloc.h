@@ -329,6 +329,8 @@ enum kmem_fault_kind {
 	KMEM_FAULT_BAD_SIZE,        /* kpage_free with the wrong page count */
 	KMEM_FAULT_METADATA,        /* pointer into allocator metadata */
 	KMEM_FAULT_CORRUPT,         /* the invariant checker found a broken rule */
+	KMEM_FAULT_USE_AFTER_FREE,  /* debug: a freed object was written to */
+	KMEM_FAULT_OVERFLOW,        /* debug: an object's red zone was written */
 };
 
 struct kmem_fault {
@@ -338,6 +340,7 @@ struct kmem_fault {
 	unsigned size_class;   /* its size class, or 0 */
 	const char *cache;     /* its object cache's name, or NULL */
 	const char *detail;    /* a short static description */
+	uintptr_t caller;      /* debug heap: who allocated the object, or 0 */
 };
 
 typedef void (*kmem_fault_hook_t)(const struct kmem_fault *fault);
@@ -359,6 +362,69 @@ const char *kmem_fault_name(enum kmem_fault_kind kind);
  * the fault hook as KMEM_FAULT_CORRUPT.  Cost: O(managed pages).
  * Context: QUIESCE. */
 unsigned long kmem_check(void);
+
+/* ---------------------------------------------------------------------------
+ * Out of memory
+ */
+
+/* Called when an allocation fails even after every span was swept and
+ * empty spans were released: with no allocator lock held, interrupts in
+ * the caller's state, on the allocating CPU.  `bytes` is what was asked
+ * for.  The hook may add memory (kmem_hot_add) and return true to have the
+ * allocation retried (at most 8 times per call), or return false to let
+ * it return NULL.  Returns the previous hook.  Context: ANY; the hook
+ * runs in the context of the failing allocation. */
+typedef bool (*kmem_oom_hook_t)(size_t bytes);
+kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook);
+
+/* ---------------------------------------------------------------------------
+ * Debug heap
+ *
+ * Built with -DKMEM_DEBUG_HEAP=1, every kmalloc size class gets all three
+ * checks below; object caches can have them at run time, per cache, with
+ * kmem_cache_create_debug().  Large objects and page runs record only the
+ * caller.
+ *   POISON   freed objects are filled with 0x6b; the fill is checked when
+ *            the object is handed out again (a write after free is
+ *            reported as KMEM_FAULT_USE_AFTER_FREE).
+ *   REDZONE  at least KMEM_REDZONE bytes after every object are filled
+ *            with 0xcc and checked at kfree and by kmem_check()
+ *            (KMEM_FAULT_OVERFLOW).  ksize() returns the size asked for.
+ *   CALLER   the allocating return address is kept per object; fault
+ *            reports and the leak report carry it.
+ * Debug data lives in the metadata region like all other metadata; only
+ * the poison and red-zone bytes are written into client slots, by design.
+ */
+#define KMEM_DEBUG_POISON 1u
+#define KMEM_DEBUG_REDZONE 2u
+#define KMEM_DEBUG_CALLER 4u
+#define KMEM_DEBUG_ALL 7u
+#define KMEM_REDZONE 16u
+
+/* kmem_cache_create with debug flags (KMEM_DEBUG_*). */
+struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t align,
+                                           void (*ctor)(void *obj), unsigned flags);
+
+/* Lists live objects, one line per (class or cache, allocating caller):
+ *   leak <class> <object size> <cache|-> caller=<hex> objects=<n>
+ * (caller=0 where the span does not record callers; large objects and page
+ * runs as class "large"/"run").  Returns the number of live objects.
+ * `emit` must not call the allocator.  Cost: O(managed pages).
+ * Context: QUIESCE. */
+unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg);
+
+/* ---------------------------------------------------------------------------
+ * Heap map
+ */
+
+/* Describes the heap's layout as text lines, in address order: the
+ * metadata region, every arena, free page runs, spans (class, object size,
+ * live objects, objects per span, cache), large objects, page runs and
+ * pool pages taken for metadata.  The format is in mm/heapmap.c;
+ * scripts/heapmap.py draws it.  `emit` is called once per line (no
+ * newline) with the mheap lock held: it must not call the allocator.
+ * Cost: O(managed pages).  Context: QUIESCE. */
+void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg);
 
 #ifdef __cplusplus
 }

@@ -284,6 +284,7 @@ int kmem_init(const struct kmem_config *cfg)
 
 	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan));
 	fixalloc_init(&mheap_.bitsalloc, 2 * SPAN_MAX_WORDS * sizeof(uint64_t));
+	fixalloc_init(&mheap_.dbgalloc, KMEM_MAX_SPAN_OBJECTS * sizeof(struct obj_debug));
 	fixalloc_init(&mheap_.cachealloc,
 	              sizeof(struct kmem_cache) + cpus * (sizeof(struct mspan *) + sizeof(uint64_t)));
 
@@ -291,6 +292,7 @@ int kmem_init(const struct kmem_config *cfg)
 		const struct size_class *sc = &kmem_class[cls];
 		mcentral_init(&mheap_.central[cls], cls, sc->size, sc->npages, sc->nelems,
 		              sc->align_pages, sc->divmul, NULL);
+		mheap_.central[cls].debug = KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0;
 	}
 	for (unsigned cpu = 0; cpu < cpus; cpu++)
 		for (unsigned cls = 0; cls < KMEM_NUM_CLASSES; cls++)
@@ -298,6 +300,7 @@ int kmem_init(const struct kmem_config *cfg)
 	mheap_.mcaches[0].online = true;
 	mheap_.cpus_online = 1;
 	atomic_store_explicit(&mheap_.fault_hook, NULL, memory_order_relaxed);
+	atomic_store_explicit(&mheap_.oom_hook, NULL, memory_order_relaxed);
 	mheap_.initialised = true;
 	return 0;
 }

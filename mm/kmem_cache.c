@@ -45,11 +45,21 @@ static bool div_exact(uint32_t elemsize, uint32_t nelems, uint64_t divmul)
 struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align,
                                      void (*ctor)(void *obj))
 {
-	if (size == 0 || size > KMEM_SMALL_MAX)
+	return kmem_cache_create_debug(name, size, align, ctor,
+	                               KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0);
+}
+
+struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t align,
+                                           void (*ctor)(void *obj), unsigned flags)
+{
+	if (size == 0 || size > KMEM_SMALL_MAX || (flags & ~KMEM_DEBUG_ALL))
 		return NULL;
 	if (align && (!is_pow2(align) || align > PAGE_SIZE))
 		return NULL;
-	uint32_t elemsize = (uint32_t)align_up(size, align > 8 ? align : 8);
+	size_t slot = size + (flags & KMEM_DEBUG_REDZONE ? KMEM_REDZONE : 0);
+	if (slot > KMEM_SMALL_MAX)
+		return NULL;
+	uint32_t elemsize = (uint32_t)align_up(slot, align > 8 ? align : 8);
 	uint32_t np = cache_span_pages(elemsize);
 	if (!np)
 		return NULL;
@@ -64,6 +74,7 @@ struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align
 	if (!k)
 		return NULL;
 	mcentral_init(&k->central, 0, elemsize, np, nelems, 1, divmul, k);
+	k->central.debug = flags;
 	k->name = name;
 	k->size = size;
 	k->align = align;
@@ -89,7 +100,10 @@ void *kmem_cache_alloc(struct kmem_cache *k)
 		report_fault(KMEM_FAULT_WRONG_CACHE, k, NULL, "not a live object cache");
 		return NULL;
 	}
-	void *p = cache_alloc_on_cpu(k);
+	uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+	void *p = WITH_OOM_RETRY(k->size, cache_alloc_on_cpu(k));
+	if (p && k->central.debug)
+		debug_on_alloc(p, k->size, caller);
 	if (p && k->ctor)
 		k->ctor(p);
 	return p;

@@ -91,8 +91,27 @@ static inline void *span_alloc_fast(struct mspan *s)
 	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 }
 
-/* An object of class cls from this CPU's mcache. */
-static void *small_alloc(unsigned cls)
+#define RET_ADDR ((uintptr_t)__builtin_return_address(0))
+/* Debug heap: room for a red zone after every kmalloc object. */
+#define REDZONE_SLACK (KMEM_DEBUG_HEAP ? KMEM_REDZONE : 0)
+#define OOM_RETRIES 8
+
+/* After a failed attempt: may the OOM hook add memory for a retry?  Runs
+ * with no lock held and interrupts as the caller had them. */
+bool oom_retry(size_t bytes, unsigned *tries)
+{
+	kmem_oom_hook_t h = atomic_load_explicit(&mheap_.oom_hook, memory_order_acquire);
+	return h && (*tries)++ < OOM_RETRIES && h(bytes);
+}
+
+kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
+{
+	return atomic_exchange(&mheap_.oom_hook, hook);
+}
+
+/* An object of class cls from this CPU's mcache; `size` and `caller` are
+ * for the debug heap. */
+static void *small_alloc(unsigned cls, size_t size, uintptr_t caller)
 {
 	unsigned long f = arch_irq_save();
 	struct mcache *c = mcache_of(arch_cpu_id());
@@ -102,6 +121,13 @@ static void *small_alloc(unsigned cls)
 	if (p)
 		c->nmalloc[cls]++;
 	arch_irq_restore(f);
+#if KMEM_DEBUG_HEAP
+	if (p)
+		debug_on_alloc(p, size, caller);
+#else
+	(void)size;
+	(void)caller;
+#endif
 	return p;
 }
 
@@ -121,7 +147,7 @@ void *cache_alloc_on_cpu(struct kmem_cache *k)
 }
 
 static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
-                         enum span_state state)
+                         enum span_state state, uintptr_t caller)
 {
 	uint64_t npages = ((uint64_t)size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
@@ -133,21 +159,32 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
 		if (!s)
 			return NULL;
 	}
+	s->caller = caller;
 	return (void *)s->base;
+}
+
+static void *kmalloc_once(size_t size, uintptr_t caller)
+{
+	if (size + REDZONE_SLACK <= KMEM_SMALL_MAX)
+		return small_alloc(kmem_size_to_class(size + REDZONE_SLACK), size, caller);
+	return large_alloc(size, 1, 0, SPAN_LARGE, caller);
+}
+
+static void *kmalloc_caller(size_t size, uintptr_t caller)
+{
+	if (size > KMEM_MAX_ALLOC)
+		return NULL;
+	return WITH_OOM_RETRY(size, kmalloc_once(size, caller));
 }
 
 void *kmalloc(size_t size)
 {
-	if (size <= KMEM_SMALL_MAX)
-		return small_alloc(kmem_size_to_class(size));
-	if (size > KMEM_MAX_ALLOC)
-		return NULL;
-	return large_alloc(size, 1, 0, SPAN_LARGE);
+	return kmalloc_caller(size, RET_ADDR);
 }
 
 void *kzalloc(size_t size)
 {
-	void *p = kmalloc(size);
+	void *p = kmalloc_caller(size, RET_ADDR);
 	if (p)
 		memset(p, 0, size);
 	return p;
@@ -158,32 +195,40 @@ void *kcalloc(size_t n, size_t size)
 	size_t total;
 	if (__builtin_mul_overflow(n, size, &total))
 		return NULL;
-	return kzalloc(total);
+	void *p = kmalloc_caller(total, RET_ADDR);
+	if (p)
+		memset(p, 0, total);
+	return p;
+}
+
+static void *aligned_once(size_t size, size_t align, uintptr_t caller)
+{
+	if (align <= 8)
+		return kmalloc_once(size, caller);
+	size_t need = (size ? size : 1) + REDZONE_SLACK;
+	if (align <= PAGE_SIZE) {
+		/* Objects of a class whose size is a multiple of align start
+		 * at multiples of align from a page-aligned base. */
+		if (align_up(need, align) <= KMEM_SMALL_MAX) {
+			unsigned cls = kmem_size_to_class(align_up(need, align));
+			while (kmem_class[cls].size % align)
+				cls++;
+			return small_alloc(cls, size, caller);
+		}
+		return large_alloc(need, 1, 0, SPAN_LARGE, caller);
+	}
+	/* A power-of-two class is naturally aligned (its spans are). */
+	if (need <= align && align <= KMEM_SMALL_MAX)
+		return small_alloc(kmem_size_to_class(align), size, caller);
+	return large_alloc(need, align >> PAGE_SHIFT, 0, SPAN_LARGE, caller);
 }
 
 void *kmalloc_aligned(size_t size, size_t align)
 {
 	if (!is_pow2(align) || size > KMEM_MAX_ALLOC)
 		return NULL;
-	if (align <= 8)
-		return kmalloc(size);
-	if (size == 0)
-		size = 1;
-	if (align <= PAGE_SIZE) {
-		/* Objects of a class whose size is a multiple of align start
-		 * at multiples of align from a page-aligned base. */
-		if (align_up(size, align) <= KMEM_SMALL_MAX) {
-			unsigned cls = kmem_size_to_class(align_up(size, align));
-			while (kmem_class[cls].size % align)
-				cls++;
-			return small_alloc(cls);
-		}
-		return large_alloc(size, 1, 0, SPAN_LARGE);
-	}
-	/* A power-of-two class is naturally aligned (its spans are). */
-	if (size <= align && align <= KMEM_SMALL_MAX)
-		return small_alloc(kmem_size_to_class(align));
-	return large_alloc(size, align >> PAGE_SHIFT, 0, SPAN_LARGE);
+	uintptr_t caller = RET_ADDR;
+	return WITH_OOM_RETRY(size, aligned_once(size, align, caller));
 }
 
 unsigned kmem_size_class(size_t size)
@@ -253,6 +298,8 @@ void small_free(struct mspan *s, const void *p)
 	long idx = small_index(s, p);
 	if (idx < 0)
 		return;
+	if (s->dbg)
+		debug_on_free(s, (uint32_t)idx, p);
 	/* Read before the bit goes in: our object keeps the span alive. */
 	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
 	struct mcentral *c = s->central;
@@ -324,8 +371,12 @@ size_t ksize(const void *p)
 	if (!s)
 		return 0;
 	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
-	case SPAN_SMALL:
-		return small_index(s, p) < 0 ? 0 : s->elemsize;
+	case SPAN_SMALL: {
+		long idx = small_index(s, p);
+		if (idx < 0)
+			return 0;
+		return s->dbg ? s->dbg[idx].size : s->elemsize;
+	}
 	case SPAN_LARGE:
 		if ((uintptr_t)p == s->base)
 			return s->npages << PAGE_SHIFT;
@@ -351,9 +402,10 @@ void *krealloc(void *p, size_t n)
 	size_t have = ksize(p);
 	if (have == 0)
 		return NULL; /* reported */
-	if (n <= have && n >= have / 2)
+	/* Debug objects always move: their red zone starts at the old size. */
+	if (n <= have && n >= have / 2 && !span_of_ptr(p)->dbg)
 		return p;
-	void *q = kmalloc(n);
+	void *q = kmalloc_caller(n, RET_ADDR);
 	if (!q)
 		return NULL;
 	memcpy(q, p, n < have ? n : have);
@@ -376,7 +428,9 @@ void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 		if (max_pfn == 0)
 			return NULL;
 	}
-	return large_alloc(npages << PAGE_SHIFT, align_pages, max_pfn, SPAN_RUN);
+	uintptr_t caller = RET_ADDR;
+	return WITH_OOM_RETRY(npages << PAGE_SHIFT,
+	                      large_alloc(npages << PAGE_SHIFT, align_pages, max_pfn, SPAN_RUN, caller));
 }
 
 void kpage_free(void *p, size_t npages)

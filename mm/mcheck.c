@@ -14,6 +14,8 @@ static const char *const fault_names[] = {
 	[KMEM_FAULT_BAD_SIZE] = "bad size",
 	[KMEM_FAULT_METADATA] = "pointer into metadata",
 	[KMEM_FAULT_CORRUPT] = "heap corrupt",
+	[KMEM_FAULT_USE_AFTER_FREE] = "use after free",
+	[KMEM_FAULT_OVERFLOW] = "overflow",
 };
 
 const char *kmem_fault_name(enum kmem_fault_kind kind)
@@ -80,6 +82,11 @@ static void default_hook(const struct kmem_fault *f)
 	}
 	put_str(msg, sizeof msg, &n, ": ");
 	put_str(msg, sizeof msg, &n, f->detail);
+	if (f->caller) {
+		put_str(msg, sizeof msg, &n, " (allocated by ");
+		put_hex(msg, sizeof msg, &n, f->caller);
+		put_str(msg, sizeof msg, &n, ")");
+	}
 	arch_panic(msg);
 }
 
@@ -91,6 +98,20 @@ kmem_fault_hook_t kmem_set_fault_hook(kmem_fault_hook_t hook)
 void report_fault(enum kmem_fault_kind kind, const void *addr, const struct mspan *s,
                   const char *detail)
 {
+	uintptr_t caller = 0;
+	if (s && s->dbg && s->elemsize) {
+		uint32_t idx = span_obj_index(s, (uintptr_t)addr - s->base);
+		if ((uintptr_t)addr >= s->base && idx < s->nelems)
+			caller = s->dbg[idx].caller;
+	} else if (s) {
+		caller = s->caller;
+	}
+	report_fault_caller(kind, addr, s, detail, caller);
+}
+
+void report_fault_caller(enum kmem_fault_kind kind, const void *addr, const struct mspan *s,
+                         const char *detail, uintptr_t caller)
+{
 	struct kmem_fault f = {
 		.kind = kind,
 		.addr = addr,
@@ -98,6 +119,7 @@ void report_fault(enum kmem_fault_kind kind, const void *addr, const struct mspa
 		.size_class = s ? s->sizeclass : 0,
 		.cache = s && s->cache ? s->cache->name : NULL,
 		.detail = detail,
+		.caller = caller,
 	};
 	kmem_fault_hook_t h = atomic_load(&mheap_.fault_hook);
 	(h ? h : default_hook)(&f);
@@ -165,6 +187,7 @@ static void check_small_span(struct checker *k, struct mspan *s)
 	 * the Dekker argument), or it could stay unfindable. */
 	if ((loc == LOC_PARTIAL || loc == LOC_FULL) && span_has_freed(s))
 		bad(k, (void *)s->base, s, "listed span has unqueued frees");
+	k->problems += debug_check_span(s);
 	k->small_spans++;
 }
 

@@ -22,17 +22,25 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	unsigned long f = lock_irqsave(&mheap_.lock);
 	struct mspan *s = fixalloc_alloc_locked(&mheap_.spanalloc);
 	_Atomic uint64_t *bits = NULL;
+	struct obj_debug *dbg = NULL;
 	if (s && central) {
 		bits = fixalloc_alloc_locked(&mheap_.bitsalloc);
-		if (!bits) {
+		if (bits && central->debug)
+			dbg = fixalloc_alloc_locked(&mheap_.dbgalloc);
+		if (!bits || (central->debug && !dbg)) {
+			if (bits)
+				fixalloc_free_locked(&mheap_.bitsalloc, (void *)bits);
 			fixalloc_free_locked(&mheap_.spanalloc, s);
 			s = NULL;
+			bits = NULL;
 		}
 	}
 	uint64_t pfn = PAGE_NONE;
 	if (s)
 		pfn = pages_find_locked(npages, align_pages, 1, max_pfn ? max_pfn : UINT64_MAX);
 	if (pfn == PAGE_NONE) {
+		if (dbg)
+			fixalloc_free_locked(&mheap_.dbgalloc, dbg);
 		if (bits)
 			fixalloc_free_locked(&mheap_.bitsalloc, (void *)bits);
 		if (s)
@@ -54,6 +62,11 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 		s->alloc_bits = bits;
 		s->freed_bits = bits + SPAN_MAX_WORDS;
 		span_init_small(s, central);
+		if (dbg) {
+			memset(dbg, 0, mheap_.dbgalloc.size);
+			s->dbg = dbg;
+			debug_poison_span(s);
+		}
 		mheap_.pages_small += npages;
 	} else {
 		s->elemsize = npages << PAGE_SHIFT;
@@ -78,6 +91,8 @@ void mheap_free_span_locked(struct mspan *s)
 	if (s->alloc_bits) {
 		mheap_.pages_small -= s->npages;
 		fixalloc_free_locked(&mheap_.bitsalloc, (void *)s->alloc_bits);
+		if (s->dbg)
+			fixalloc_free_locked(&mheap_.dbgalloc, s->dbg);
 	}
 	pages_set_locked(s->pfn, s->npages, true);
 	mheap_.pages_free += s->npages;

@@ -59,6 +59,14 @@ int memcmp(const void *a, const void *b, size_t n);
 #define KMEM_DEBUG 1
 #endif
 
+/* Debug heap (see spanalloc.h): poison, red zones and callers for every
+ * kmalloc class.  Object caches choose per cache at run time. */
+#ifndef KMEM_DEBUG_HEAP
+#define KMEM_DEBUG_HEAP 0
+#endif
+#define POISON_FREE 0x6b
+#define POISON_REDZONE 0xcc
+
 #define PAGE_SHIFT KMEM_PAGE_SHIFT
 #define PAGE_SIZE KMEM_PAGE_SIZE
 
@@ -143,6 +151,13 @@ enum span_loc {
 struct mcentral;
 struct kmem_cache;
 
+/* Per-object debug record (debug spans only), in the metadata region. */
+struct obj_debug {
+	uint32_t size;    /* bytes asked for */
+	uint32_t live;    /* 1 while allocated */
+	uintptr_t caller; /* allocating return address */
+};
+
 /*
  * struct mspan.  Object n lives at base + n * elemsize.
  *
@@ -179,6 +194,9 @@ struct mspan {
 	struct kmem_cache *cache;      /* [const] owning object cache or NULL */
 	struct mspan *next, *prev;     /* [central] list links; [heap] when dead */
 	struct mspan *unswept_next;    /* written by the pusher before publish */
+	struct obj_debug *dbg;         /* [const] debug spans: nelems records,
+	                                  each written by its object's owner */
+	uintptr_t caller;              /* large objects/runs: allocating caller */
 };
 
 /* ---------------------------------------------------------------------------
@@ -202,6 +220,7 @@ struct mcentral {
 	uint32_t align_pages;
 	uint64_t divmul;
 	uint16_t sizeclass;             /* 0 for object caches */
+	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */
 	struct kmem_cache *cache;       /* owning cache or NULL */
 	/* Statistics. */
 	_Atomic uint64_t nfree;         /* [atomic] objects swept free */
@@ -288,6 +307,7 @@ struct mheap {
 	struct fixalloc spanalloc;          /* [heap] struct mspan */
 	struct fixalloc bitsalloc;          /* [heap] 2 * SPAN_MAX_WORDS words */
 	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
+	struct fixalloc dbgalloc;           /* [heap] obj_debug[KMEM_MAX_SPAN_OBJECTS] */
 
 	struct mcentral *central;           /* [const] KMEM_NUM_CLASSES entries */
 	struct mcache *mcaches;             /* [const] max_cpus entries */
@@ -302,6 +322,7 @@ struct mheap {
 	unsigned cpus_online;               /* [caches] */
 
 	kmem_fault_hook_t _Atomic fault_hook;
+	kmem_oom_hook_t _Atomic oom_hook;
 	bool initialised;
 };
 
@@ -400,9 +421,27 @@ void report_fault(enum kmem_fault_kind kind, const void *addr,
                   const struct mspan *s, const char *detail);
 
 /* malloc.c */
+bool oom_retry(size_t bytes, unsigned *tries);
+/* Evaluates an allocation, retrying while the OOM hook adds memory. */
+#define WITH_OOM_RETRY(bytes, expr)                                   \
+	({                                                            \
+		unsigned tries_ = 0;                                  \
+		void *p_;                                             \
+		while (!(p_ = (expr)) && oom_retry((bytes), &tries_)) \
+			;                                             \
+		p_;                                                   \
+	})
 void small_free(struct mspan *s, const void *p);
 void *cache_alloc_on_cpu(struct kmem_cache *k);
 extern struct mspan empty_span;
+
+/* debug.c */
+void debug_on_alloc(void *p, size_t size, uintptr_t caller);
+void debug_on_free(struct mspan *s, uint32_t idx, const void *p);
+void debug_poison_span(struct mspan *s);
+unsigned long debug_check_span(struct mspan *s);
+void report_fault_caller(enum kmem_fault_kind kind, const void *addr,
+                         const struct mspan *s, const char *detail, uintptr_t caller);
 
 /* kmem_cache.c */
 void kmem_caches_cpu_flush(unsigned cpu);

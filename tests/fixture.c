@@ -212,6 +212,7 @@ static void fx_fault_hook(const struct kmem_fault *f)
 		fx_last.size_class = f->size_class;
 		fx_last.cache = f->cache;
 		fx_last.detail = f->detail;
+		fx_last.caller = f->caller;
 		pthread_mutex_unlock(&fx_fault_lock);
 	}
 	atomic_fetch_add(&fx_nfaults, 1);

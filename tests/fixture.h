@@ -78,6 +78,7 @@ struct fx_fault {
 	unsigned size_class;
 	const char *cache;
 	const char *detail;
+	uintptr_t caller;
 };
 
 void fx_faults_reset(void);
@@ -154,5 +155,86 @@ static inline uint64_t fx_pow2_divisor(uint64_t x)
 {
 	return x & (~x + 1);
 }
+
+/* ---- model helpers (shared by the shadow-model tests and the fuzzer) ---- */
+
+/* The alignment kmalloc(size) promises: the largest power of two dividing
+ * its size class (at least 8), or a page for a large object. */
+uint64_t fx_kmalloc_align(size_t size);
+
+/* A half-open address range [lo, hi) with a tag (e.g. an object id). */
+struct fx_range {
+	uintptr_t lo, hi;
+	uint64_t tag;
+};
+
+/* Sorts v by lo and returns the index i of the first range that overlaps
+ * its predecessor (v[i-1].hi > v[i].lo), or (size_t)-1 if none do. */
+size_t fx_find_overlap(struct fx_range *v, size_t n);
+
+/* ---- heap map: kmem_heapmap()'s dump, parsed (format in mm/heapmap.c) ---- */
+
+enum fx_hm_kind {
+	FX_HM_FREE = 1,
+	FX_HM_SMALL,
+	FX_HM_LARGE,
+	FX_HM_RUN,
+	FX_HM_METAPAGES,
+};
+
+/* A page record: free/small/large/run/metapages. */
+struct fx_hm_rec {
+	enum fx_hm_kind kind;
+	uint64_t phys;     /* first byte */
+	uint64_t pages;
+	unsigned cls;      /* small: size class (0 for an object cache) */
+	uint32_t size;     /* small: object size */
+	uint32_t live;     /* small: live objects */
+	uint32_t objects;  /* small: objects per span */
+	char cache[32];    /* small: cache name, "-" for kmalloc */
+};
+
+struct fx_hm_arena {
+	uint64_t phys;
+	uint64_t managed; /* pages */
+};
+
+struct fx_heapmap {
+	uint64_t page, offset;
+	uint64_t meta_phys, meta_bytes;
+	struct fx_hm_rec *rec;    /* in dump (= address) order */
+	size_t n, cap;
+	struct fx_hm_arena *arena;
+	size_t narenas, arena_cap;
+	bool header, meta, ended;
+	unsigned long lines;
+	unsigned long errors;  /* malformed or misplaced lines */
+	char error[160];       /* the first of them */
+};
+
+/* An empty map; fx_heapmap_free releases what a map holds (host malloc). */
+void fx_heapmap_init(struct fx_heapmap *m);
+void fx_heapmap_free(struct fx_heapmap *m);
+
+/* Parses one line of the dump (without newline).  Leading text before
+ * the first record keyword on the line (a serial-log prefix such as
+ * "heapmap: ") is skipped.  Returns false (and counts an error) for a
+ * malformed line. */
+bool fx_heapmap_line(struct fx_heapmap *m, const char *line);
+
+/* fx_heapmap_init, then parses kmem_heapmap()'s output into m.  QUIESCE. */
+void fx_heapmap_take(struct fx_heapmap *m);
+
+/* The page record whose pages hold physical address phys, or NULL. */
+const struct fx_hm_rec *fx_heapmap_find(const struct fx_heapmap *m, uint64_t phys);
+
+/* Checks the map on its own and against st (if not NULL): a header, one
+ * meta line and an end; records in address order, not overlapping, each
+ * inside an arena; each arena's records adding up to its managed pages;
+ * small spans with live <= objects and objects * size <= span bytes; and
+ * the page sums per kind, the arena count, the managed pages and the
+ * metadata region equal to st.  Returns NULL if all hold, else a
+ * description of the first broken rule (in a static buffer). */
+const char *fx_heapmap_verify(const struct fx_heapmap *m, const struct kmem_stats *st);
 
 #endif

@@ -1,0 +1,205 @@
+/*
+ * mm/debug.c - the debug heap: poison, red zones, callers, leak report.
+ * See malloc.c for an overview and spanalloc.h for the contract.
+ *
+ * A debug span (its mcentral has KMEM_DEBUG_* flags) carries an obj_debug
+ * record per object in the metadata region.  Its memory is poisoned when
+ * the span is created, so "every byte of a free slot is POISON_FREE" holds
+ * from the start:
+ *   alloc:  check the poison (a mismatch is a write after free), fill
+ *           [size, elemsize) with POISON_REDZONE, record size and caller;
+ *   free:   check the red zone (a mismatch is an overflow), poison the
+ *           whole slot, then the freed bit goes in (malloc.c).
+ * The records of an object are touched only by whoever owns the object at
+ * that moment, so they need no lock.
+ */
+#include "mtypes.h"
+
+static uint32_t obj_index(const struct mspan *s, const void *p)
+{
+	return span_obj_index(s, (uintptr_t)p - s->base);
+}
+
+/* First byte of [p, p+n) that is not `val`, or NULL. */
+static const unsigned char *first_not(const void *p, size_t n, unsigned char val)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != val)
+			return b + i;
+	return NULL;
+}
+
+void debug_poison_span(struct mspan *s)
+{
+	if (s->central->debug & KMEM_DEBUG_POISON)
+		memset((void *)s->base, POISON_FREE, (size_t)s->nelems * s->elemsize);
+}
+
+void debug_on_alloc(void *p, size_t size, uintptr_t caller)
+{
+	struct mspan *s = span_of_ptr(p);
+	unsigned flags = s->central->debug;
+	struct obj_debug *d = &s->dbg[obj_index(s, p)];
+	if (flags & KMEM_DEBUG_POISON) {
+		const unsigned char *bad = first_not(p, s->elemsize, POISON_FREE);
+		if (bad)
+			report_fault_caller(KMEM_FAULT_USE_AFTER_FREE, bad, s,
+			                    "freed object was written to (poison changed)", d->caller);
+	}
+	if (flags & KMEM_DEBUG_REDZONE)
+		memset((unsigned char *)p + size, POISON_REDZONE, s->elemsize - size);
+	d->size = (uint32_t)size;
+	d->live = 1;
+	d->caller = flags & KMEM_DEBUG_CALLER ? caller : 0;
+}
+
+static bool redzone_ok(const struct mspan *s, const void *p, const struct obj_debug *d)
+{
+	const unsigned char *bad =
+		first_not((const unsigned char *)p + d->size, s->elemsize - d->size, POISON_REDZONE);
+	if (!bad)
+		return true;
+	report_fault_caller(KMEM_FAULT_OVERFLOW, p, s, "red zone after the object was written",
+	                    d->caller);
+	return false;
+}
+
+void debug_on_free(struct mspan *s, uint32_t idx, const void *p)
+{
+	struct obj_debug *d = &s->dbg[idx];
+	if (s->central->debug & KMEM_DEBUG_REDZONE)
+		redzone_ok(s, p, d);
+	if (s->central->debug & KMEM_DEBUG_POISON)
+		memset((void *)p, POISON_FREE, s->elemsize);
+	d->live = 0;
+}
+
+/* Red zones of every live object (QUIESCE); returns overflows found. */
+unsigned long debug_check_span(struct mspan *s)
+{
+	unsigned long n = 0;
+	if (!s->dbg || !(s->central->debug & KMEM_DEBUG_REDZONE))
+		return 0;
+	for (uint32_t i = 0; i < s->nelems; i++)
+		if (s->dbg[i].live && !redzone_ok(s, (void *)(s->base + i * s->elemsize), &s->dbg[i]))
+			n++;
+	return n;
+}
+
+/* ---------------------------------------------------------------------------
+ * Leak report: live objects grouped by (class or cache, caller) in a fixed
+ * table (no allocation); groups past the table go to one "other" line.
+ */
+#define LEAK_GROUPS 64
+
+struct leak_group {
+	const struct mcentral *c; /* NULL for large objects and runs */
+	uint32_t kind;            /* SPAN_SMALL, SPAN_LARGE, SPAN_RUN */
+	uintptr_t caller;
+	uint64_t objects;
+};
+
+struct leak_table {
+	struct leak_group g[LEAK_GROUPS];
+	unsigned n;
+	uint64_t other, total;
+};
+
+static void leak_add(struct leak_table *t, const struct mcentral *c, uint32_t kind,
+                     uintptr_t caller)
+{
+	t->total++;
+	for (unsigned i = 0; i < t->n; i++)
+		if (t->g[i].c == c && t->g[i].kind == kind && t->g[i].caller == caller) {
+			t->g[i].objects++;
+			return;
+		}
+	if (t->n == LEAK_GROUPS) {
+		t->other++;
+		return;
+	}
+	t->g[t->n++] = (struct leak_group){c, kind, caller, 1};
+}
+
+static void leak_span(struct leak_table *t, struct mspan *s)
+{
+	uint32_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
+	if (state != SPAN_SMALL) {
+		leak_add(t, NULL, state, s->caller);
+		return;
+	}
+	for (uint32_t i = 0; i < s->nelems; i++) {
+		uint64_t fw = atomic_load_explicit(&s->freed_bits[i / 64], memory_order_relaxed);
+		if (span_obj_allocated(s, i) && !((fw >> (i % 64)) & 1))
+			leak_add(t, s->central, SPAN_SMALL, s->dbg ? s->dbg[i].caller : 0);
+	}
+}
+
+static char *fmt_u(char *o, char *end, uint64_t v, unsigned base)
+{
+	char tmp[24];
+	int n = 0;
+	do {
+		unsigned d = (unsigned)(v % base);
+		tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
+		v /= base;
+	} while (v);
+	while (n && o < end)
+		*o++ = tmp[--n];
+	return o;
+}
+
+static char *fmt_s(char *o, char *end, const char *s)
+{
+	while (*s && o < end)
+		*o++ = *s++;
+	return o;
+}
+
+unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg)
+{
+	struct leak_table t;
+	memset(&t, 0, sizeof t);
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	for (uint64_t i1 = 0; i1 < L1_ENTRIES; i1++) {
+		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[i1], memory_order_relaxed);
+		for (uint64_t i2 = 0; c && i2 < L2_ENTRIES; i2++) {
+			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_relaxed);
+			for (uint64_t p = 0; a && p < ARENA_PAGES; p++) {
+				struct mspan *s = atomic_load_explicit(&a->spans[p], memory_order_relaxed);
+				if (s && s->pfn == a->pfn_base + p)
+					leak_span(&t, s);
+			}
+		}
+	}
+	unlock_irqrestore(&mheap_.lock, f);
+	for (unsigned i = 0; i < t.n; i++) {
+		const struct leak_group *g = &t.g[i];
+		char line[160], *o = line, *end = line + sizeof line - 1;
+		o = fmt_s(o, end, "leak ");
+		if (g->kind == SPAN_SMALL) {
+			o = fmt_u(o, end, g->c->sizeclass, 10);
+			o = fmt_s(o, end, " ");
+			o = fmt_u(o, end, g->c->elemsize, 10);
+			o = fmt_s(o, end, " ");
+			o = fmt_s(o, end, g->c->cache && g->c->cache->name ? g->c->cache->name : "-");
+		} else {
+			o = fmt_s(o, end, g->kind == SPAN_LARGE ? "large 0 -" : "run 0 -");
+		}
+		o = fmt_s(o, end, " caller=0x");
+		o = fmt_u(o, end, g->caller, 16);
+		o = fmt_s(o, end, " objects=");
+		o = fmt_u(o, end, g->objects, 10);
+		*o = 0;
+		emit(line, arg);
+	}
+	if (t.other) {
+		char line[64], *o = line, *end = line + sizeof line - 1;
+		o = fmt_s(o, end, "leak other objects=");
+		o = fmt_u(o, end, t.other, 10);
+		*o = 0;
+		emit(line, arg);
+	}
+	return (unsigned long)t.total;
+}

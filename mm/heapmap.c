@@ -1,0 +1,156 @@
+/*
+ * mm/heapmap.c - a text dump of the heap's layout, for pictures (see
+ * scripts/heapmap.py) and for reading over a serial line.  See malloc.c
+ * for an overview.
+ *
+ * Format, one record per line, addresses in hex, counts in decimal:
+ *   heapmap 1 page=4096 offset=<direct map offset>
+ *   meta <phys> <bytes>                     the metadata region
+ *   arena <phys> <managed pages>            every arena with metadata
+ *   free <phys> <pages>                     a maximal free run
+ *   small <phys> <pages> <class> <size> <live> <objects> <cache|->
+ *   large <phys> <pages>
+ *   run <phys> <pages>                      a kpage_alloc run
+ *   metapages <phys> <pages>                pool pages taken for metadata
+ *   end
+ * Context: QUIESCE (reads span bitmaps without their owners).
+ */
+#include "mtypes.h"
+
+struct emitter {
+	void (*emit)(const char *line, void *arg);
+	void *arg;
+	char buf[160];
+	size_t len;
+};
+
+static void put_c(struct emitter *e, char c)
+{
+	if (e->len + 1 < sizeof e->buf)
+		e->buf[e->len++] = c;
+	e->buf[e->len] = 0;
+}
+
+static void put_s(struct emitter *e, const char *s)
+{
+	while (*s)
+		put_c(e, *s++);
+}
+
+static void put_u(struct emitter *e, uint64_t v, unsigned base)
+{
+	char tmp[24];
+	int n = 0;
+	if (base == 16)
+		put_s(e, "0x");
+	do {
+		unsigned d = (unsigned)(v % base);
+		tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
+		v /= base;
+	} while (v);
+	while (n)
+		put_c(e, tmp[--n]);
+}
+
+static void line_begin(struct emitter *e, const char *tag)
+{
+	e->len = 0;
+	e->buf[0] = 0;
+	put_s(e, tag);
+}
+
+static void field(struct emitter *e, uint64_t v, unsigned base)
+{
+	put_c(e, ' ');
+	put_u(e, v, base);
+}
+
+static void line_end(struct emitter *e)
+{
+	e->emit(e->buf, e->arg);
+}
+
+enum page_kind { PK_NONE, PK_FREE, PK_META, PK_SPAN };
+
+static enum page_kind kind_of(struct heap_arena *a, uint64_t i, struct mspan **sp)
+{
+	*sp = atomic_load_explicit(&a->spans[i], memory_order_relaxed);
+	if (*sp)
+		return PK_SPAN;
+	if ((a->pagebits[i >> 6] >> (i & 63)) & 1)
+		return PK_FREE;
+	if ((a->managedbits[i >> 6] >> (i & 63)) & 1)
+		return PK_META;
+	return PK_NONE;
+}
+
+static void emit_span(struct emitter *e, struct mspan *s)
+{
+	uint32_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
+	line_begin(e, state == SPAN_SMALL ? "small" : state == SPAN_LARGE ? "large" : "run");
+	field(e, s->pfn << PAGE_SHIFT, 16);
+	field(e, s->npages, 10);
+	if (state == SPAN_SMALL) {
+		field(e, s->sizeclass, 10);
+		field(e, s->elemsize, 10);
+		field(e, span_live_objects(s), 10);
+		field(e, s->nelems, 10);
+		put_c(e, ' ');
+		put_s(e, s->cache && s->cache->name ? s->cache->name : "-");
+	}
+	line_end(e);
+}
+
+static void emit_arena(struct emitter *e, struct heap_arena *a)
+{
+	line_begin(e, "arena");
+	field(e, a->pfn_base << PAGE_SHIFT, 16);
+	field(e, a->managed, 10);
+	line_end(e);
+	uint64_t i = 0;
+	while (i < ARENA_PAGES) {
+		struct mspan *s;
+		enum page_kind k = kind_of(a, i, &s);
+		if (k == PK_SPAN) {
+			if (a->pfn_base + i == s->pfn)
+				emit_span(e, s);
+			i++;
+			continue;
+		}
+		uint64_t j = i + 1;
+		struct mspan *t;
+		while (j < ARENA_PAGES && kind_of(a, j, &t) == k)
+			j++;
+		if (k != PK_NONE) {
+			line_begin(e, k == PK_FREE ? "free" : "metapages");
+			field(e, (a->pfn_base + i) << PAGE_SHIFT, 16);
+			field(e, j - i, 10);
+			line_end(e);
+		}
+		i = j;
+	}
+}
+
+void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg)
+{
+	struct emitter e = {.emit = emit, .arg = arg};
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	line_begin(&e, "heapmap 1 page=4096 offset=");
+	put_u(&e, mheap_.offset, 16);
+	line_end(&e);
+	line_begin(&e, "meta");
+	field(&e, mheap_.meta_base, 16);
+	field(&e, mheap_.meta_size, 10);
+	line_end(&e);
+	for (uint64_t i1 = 0; i1 < L1_ENTRIES; i1++) {
+		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[i1], memory_order_relaxed);
+		for (uint64_t i2 = 0; c && i2 < L2_ENTRIES; i2++) {
+			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_relaxed);
+			if (a)
+				emit_arena(&e, a);
+		}
+	}
+	line_begin(&e, "end");
+	line_end(&e);
+	unlock_irqrestore(&mheap_.lock, f);
+}
