@@ -86,8 +86,9 @@ $(BUILD)/tsan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spa
 	@mkdir -p $(dir $@)
 	$(CC) $(HOST_CFLAGS) $(TSAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
 
-# The debug heap is a build mode: its test is built with it.
-$(BUILD)/asan/test_debug: HOST_CFLAGS += -DKMEM_DEBUG_HEAP=1
+# The debug heap is a build mode: its tests are built with it.
+DEBUG_HEAP_TESTS := tests/test_debug.c
+$(patsubst tests/%.c,$(BUILD)/asan/%,$(DEBUG_HEAP_TESTS)): HOST_CFLAGS += -DKMEM_DEBUG_HEAP=1
 
 deps:
 	@bash scripts/install-deps.sh test
@@ -95,7 +96,8 @@ deps:
 # The host-side sources (tests, arch/host) must be warning-free with clang too.
 check-clang:
 	@for f in $(TEST_SRC) $(TEST_SUPP); do \
-	  $(CLANG) $(HOST_CFLAGS) -fsyntax-only $$f || exit 1; done
+	  $(CLANG) $(HOST_CFLAGS) $(if $(DEBUG_HEAP_TESTS),$$(case " $(DEBUG_HEAP_TESTS) " in *" $$f "*) echo -DKMEM_DEBUG_HEAP=1;; esac)) \
+	    -fsyntax-only $$f || exit 1; done
 	@echo "check-clang: tests and arch/host compile warning-free with clang"
 
 test-unit: $(ASAN_BIN)
