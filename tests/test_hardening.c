@@ -8,7 +8,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "fixture.h"
@@ -74,6 +78,112 @@ static void test_cache_debug_at_run_time(void **state)
 	assert_int_equal(kmem_cache_destroy(plain), 0);
 	assert_int_equal(kmem_cache_destroy(dbg), 0);
 	fx_assert_all_back();
+}
+
+/* Every misuse, one after the other: each is reported once with its kind,
+ * address, span and class, and leaves the heap exactly as it was. */
+static void expect_misuse(enum kmem_fault_kind kind, const void *addr, bool has_span)
+{
+	struct fx_fault f = fx_last_fault();
+	fx_expect_fault_at(kind, addr);
+	if (has_span) {
+		assert_true(f.span_base != 0);
+		assert_true((uintptr_t)addr >= f.span_base);
+	} else {
+		assert_int_equal(f.span_base, 0);
+	}
+}
+
+static void test_misuse_catalogue(void **state)
+{
+	(void)state;
+	struct kmem_cache *ca = kmem_cache_create("cache-a", 72, 0, NULL);
+	struct kmem_cache *cb = kmem_cache_create("cache-b", 72, 0, NULL);
+	struct kmem_cache *gone = kmem_cache_create("gone", 72, 0, NULL);
+	unsigned char *obj = kmalloc(100), *freed = kmalloc(100), *big = kmalloc(100000);
+	void *run = kpage_alloc(4, 0x1000, 0), *ao = kmem_cache_alloc(ca);
+	void *gone_obj = kmem_cache_alloc(gone);
+	kfree(freed);
+	kmem_cache_free(gone, gone_obj);
+	assert_int_equal(kmem_cache_destroy(gone), 0);
+	kmem_reclaim();
+	struct kmem_stats before = fx_stats();
+	int local;
+
+	kfree(freed);
+	expect_misuse(KMEM_FAULT_DOUBLE_FREE, freed, true);
+	assert_null(krealloc(freed, 300)); /* realloc of a freed pointer */
+	expect_misuse(KMEM_FAULT_DOUBLE_FREE, freed, true);
+	kfree(obj + 8);
+	expect_misuse(KMEM_FAULT_INTERIOR, obj + 8, true);
+	kfree(big + 4096);
+	expect_misuse(KMEM_FAULT_INTERIOR, big + 4096, true);
+	kfree(&local);
+	expect_misuse(KMEM_FAULT_WILD, &local, false);
+	kfree(run);
+	expect_misuse(KMEM_FAULT_WRONG_KIND, run, true);
+	kpage_free(big, 25);
+	expect_misuse(KMEM_FAULT_WRONG_KIND, big, true);
+	kpage_free(run, 3);
+	expect_misuse(KMEM_FAULT_BAD_SIZE, run, true);
+	kmem_cache_free(cb, ao);
+	struct fx_fault f = fx_last_fault();
+	assert_string_equal(f.cache, "cache-a"); /* the object's own cache */
+	assert_int_equal(f.kind, KMEM_FAULT_WRONG_CACHE);
+	fx_faults_reset();
+	kmem_cache_free(ca, obj);
+	expect_misuse(KMEM_FAULT_WRONG_CACHE, obj, true);
+	kmem_cache_free(gone, gone_obj); /* after its cache was destroyed */
+	fx_expect_fault(KMEM_FAULT_WRONG_CACHE);
+	kfree(gone_obj);                 /* its span went back to the mheap */
+	fx_expect_fault_at(KMEM_FAULT_FREE_PAGE, gone_obj);
+
+	/* Nothing changed. */
+	struct kmem_stats after = fx_stats();
+	assert_memory_equal(&before, &after, sizeof before);
+	fx_assert_check();
+	kfree(obj);
+	kfree(big);
+	kpage_free(run, 4);
+	kmem_cache_free(ca, ao);
+	assert_int_equal(kmem_cache_destroy(ca), 0);
+	assert_int_equal(kmem_cache_destroy(cb), 0);
+	fx_assert_no_faults();
+	fx_assert_all_back();
+}
+
+/* The default hook: one clear line, then the system stops (arch_panic). */
+static void test_default_hook_panics_with_one_line(void **state)
+{
+	(void)state;
+	void *p = kmalloc(48);
+	kfree(p);
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		kmem_set_fault_hook(NULL);
+		kfree(p);
+		_exit(0); /* not reached: the default hook does not return */
+	}
+	close(fds[1]);
+	char buf[512] = {0};
+	ssize_t n, got = 0;
+	while ((n = read(fds[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0)
+		got += n;
+	close(fds[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	char want[64];
+	snprintf(want, sizeof want, "double free at %p", p);
+	assert_non_null(strstr(buf, want));
+	assert_non_null(strstr(buf, "class "));
+	assert_int_equal(strchr(buf, '\n') - buf, (long)strlen(buf) - 1); /* one line */
 }
 
 /* ---- OOM hook ---- */
@@ -142,6 +252,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_overflow_across_whole_spans, setup),
 		cmocka_unit_test_setup(test_cache_debug_at_run_time, setup),
+		cmocka_unit_test_setup(test_misuse_catalogue, setup),
+		cmocka_unit_test_setup(test_default_hook_panics_with_one_line, setup),
 		cmocka_unit_test(test_oom_hook_adds_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
