@@ -15,31 +15,6 @@
  */
 #include "mtypes.h"
 
-struct heap_arena *arena_of_pfn(uint64_t pfn)
-{
-	if (pfn >> SUM_TOP)
-		return NULL;
-	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-	                                          memory_order_acquire);
-	if (!c)
-		return NULL;
-	return atomic_load_explicit(&c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)],
-	                            memory_order_acquire);
-}
-
-struct mspan *span_of_pfn(uint64_t pfn)
-{
-	struct heap_arena *a = arena_of_pfn(pfn);
-	if (!a)
-		return NULL;
-	return atomic_load_explicit(&a->spans[pfn & (ARENA_PAGES - 1)], memory_order_acquire);
-}
-
-struct mspan *span_of_ptr(const void *p)
-{
-	return span_of_pfn(virt_to_pfn((uintptr_t)p));
-}
-
 static void map_range(struct mspan *s, struct mspan *val)
 {
 	uint64_t pfn = s->pfn, end = s->pfn + s->npages;

@@ -170,7 +170,7 @@ static void *kmalloc_once(size_t size, uintptr_t caller)
 	return large_alloc(size, 1, 0, SPAN_LARGE, caller);
 }
 
-static void *kmalloc_caller(size_t size, uintptr_t caller)
+static __attribute__((noinline)) void *kmalloc_caller(size_t size, uintptr_t caller)
 {
 	if (size > KMEM_MAX_ALLOC)
 		return NULL;
@@ -179,6 +179,22 @@ static void *kmalloc_caller(size_t size, uintptr_t caller)
 
 void *kmalloc(size_t size)
 {
+#if !KMEM_DEBUG_HEAP
+	/* Fast path (steps 1-3 of the overview), inline; the rest is
+	 * kmalloc_caller. */
+	if (__builtin_expect(size <= KMEM_SMALL_MAX, 1)) {
+		unsigned cls = kmem_size_to_class(size);
+		unsigned long f = arch_irq_save();
+		struct mcache *c = mcache_of(arch_cpu_id());
+		void *p = span_alloc_fast(c->alloc[cls]);
+		if (__builtin_expect(p != NULL, 1)) {
+			c->nmalloc[cls]++;
+			arch_irq_restore(f);
+			return p;
+		}
+		arch_irq_restore(f);
+	}
+#endif
 	return kmalloc_caller(size, RET_ADDR);
 }
 
@@ -293,6 +309,39 @@ static long small_index(const struct mspan *s, const void *p)
 	return (long)idx;
 }
 
+/* A free landed in a span no CPU holds: the first such free queues it
+ * (mcentral.c has the argument).  `st` was read before the freed bit went
+ * in, `now` after. */
+static __attribute__((noinline)) void queue_after_free(struct mcentral *c, struct mspan *s,
+                                                       uint64_t st, uint64_t now)
+{
+	if (SS_GEN(now) != SS_GEN(st))
+		return; /* swept empty and released meanwhile */
+	if (atomic_compare_exchange_strong(&s->sweepstate, &now, SS_MAKE(SS_GEN(now), LOC_QUEUED)))
+		mcentral_push_unswept(c, s);
+}
+
+/* Sets the freed bit of validated object idx: the lock-free free. */
+static inline void small_free_idx(struct mspan *s, const void *p, uint32_t idx)
+{
+	/* Read before the bit goes in (our live object keeps the span alive);
+	 * the seq_cst RMW below keeps this load before it. */
+	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
+	struct mcentral *c = s->central;
+	uint64_t bit = 1ull << (idx % 64);
+	uint64_t old = atomic_fetch_or_explicit(&s->freed_bits[idx / 64], bit, memory_order_seq_cst);
+	if (__builtin_expect(old & bit, 0)) {
+		/* Already free (or freed at the same moment by another CPU):
+		 * the bit was set, so nothing changed. */
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object is already free");
+		return;
+	}
+	uint64_t now = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
+	if (__builtin_expect(SS_LOC(now) == LOC_PARTIAL || SS_LOC(now) == LOC_FULL, 0))
+		queue_after_free(c, s, st, now);
+}
+
+/* Validates and frees a small object (object caches, the slow path). */
 void small_free(struct mspan *s, const void *p)
 {
 	long idx = small_index(s, p);
@@ -300,25 +349,7 @@ void small_free(struct mspan *s, const void *p)
 		return;
 	if (s->dbg)
 		debug_on_free(s, (uint32_t)idx, p);
-	/* Read before the bit goes in: our object keeps the span alive. */
-	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
-	struct mcentral *c = s->central;
-	uint64_t bit = 1ull << (idx % 64);
-	uint64_t old = atomic_fetch_or_explicit(&s->freed_bits[idx / 64], bit, memory_order_seq_cst);
-	if (old & bit) {
-		/* Lost a race with another free of the same object. */
-		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object freed twice at once");
-		return;
-	}
-	uint64_t now = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
-	if (SS_GEN(now) != SS_GEN(st))
-		return; /* swept empty and released meanwhile */
-	unsigned loc = SS_LOC(now);
-	if (loc == LOC_PARTIAL || loc == LOC_FULL) {
-		if (atomic_compare_exchange_strong(&s->sweepstate, &now,
-		                                   SS_MAKE(SS_GEN(now), LOC_QUEUED)))
-			mcentral_push_unswept(c, s);
-	}
+	small_free_idx(s, p, (uint32_t)idx);
 }
 
 /* Frees a large object or page run after validation. */
@@ -341,7 +372,9 @@ static struct mspan *span_or_report(const void *p)
 	return s;
 }
 
-void kfree(const void *p)
+/* Everything kfree's fast path does not handle: NULL, bad pointers (with
+ * their reports), debug spans, large objects, page runs. */
+static __attribute__((noinline)) void kfree_slow(const void *p)
 {
 	struct mspan *s = p ? span_or_report(p) : NULL;
 	if (!s)
@@ -363,6 +396,25 @@ void kfree(const void *p)
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "span is being freed");
 		return;
 	}
+}
+
+void kfree(const void *p)
+{
+	/* Fast path: a live object of a plain small span.  NULL and every
+	 * bad pointer fail one of these tests and go to kfree_slow. */
+	struct mspan *s = span_of_ptr(p);
+	if (__builtin_expect(s != NULL, 1) &&
+	    atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL && !s->dbg) {
+		uintptr_t off = (uintptr_t)p - s->base;
+		uint32_t idx = span_obj_index(s, off);
+		if (__builtin_expect((uintptr_t)idx * s->elemsize == off && idx < s->nelems &&
+		                         span_obj_allocated(s, idx),
+		                     1)) {
+			small_free_idx(s, p, idx);
+			return;
+		}
+	}
+	kfree_slow(p);
 }
 
 size_t ksize(const void *p)

@@ -126,15 +126,6 @@ unsigned span_sweep(struct mspan *s)
 	return freed;
 }
 
-/* Object idx is handed out (and maybe freed since, see freed_bits). */
-bool span_obj_allocated(const struct mspan *s, uint32_t idx)
-{
-	uint32_t fi = atomic_load_explicit(&((struct mspan *)s)->freeindex, memory_order_acquire);
-	if (idx < fi)
-		return true;
-	return (bits_load(&s->alloc_bits[idx / 64]) >> (idx % 64)) & 1;
-}
-
 /* Free objects the owner can still hand out before the next sweep. */
 uint32_t span_free_slots(const struct mspan *s)
 {

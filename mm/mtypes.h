@@ -348,9 +348,30 @@ static inline uintptr_t pfn_to_virt(uint64_t pfn)
 {
 	return (uintptr_t)(pfn << PAGE_SHIFT) + mheap_.offset;
 }
-struct heap_arena *arena_of_pfn(uint64_t pfn);   /* NULL if not present */
-struct mspan *span_of_pfn(uint64_t pfn);         /* acquire; NULL if none */
-struct mspan *span_of_ptr(const void *p);        /* NULL if none */
+/* The span of a page, O(1): two index levels and the arena's map, each
+ * loaded with acquire (pairs with the release that published it). */
+static inline struct heap_arena *arena_of_pfn(uint64_t pfn)
+{
+	if (pfn >> SUM_TOP)
+		return NULL;
+	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+	                                          memory_order_acquire);
+	if (!c)
+		return NULL;
+	return atomic_load_explicit(&c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)],
+	                            memory_order_acquire);
+}
+static inline struct mspan *span_of_pfn(uint64_t pfn)
+{
+	struct heap_arena *a = arena_of_pfn(pfn);
+	if (!a)
+		return NULL;
+	return atomic_load_explicit(&a->spans[pfn & (ARENA_PAGES - 1)], memory_order_acquire);
+}
+static inline struct mspan *span_of_ptr(const void *p)
+{
+	return span_of_pfn(virt_to_pfn((uintptr_t)p));
+}
 void arena_map_span_locked(struct mspan *s);     /* publish all pages */
 void arena_unmap_span_locked(struct mspan *s);
 int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
@@ -384,7 +405,14 @@ static inline uint32_t span_obj_index(const struct mspan *s, uintptr_t off)
 {
 	return (uint32_t)((off * s->divmul) >> KMEM_DIV_SHIFT);
 }
-bool span_obj_allocated(const struct mspan *s, uint32_t idx);
+/* Object idx is handed out (and maybe freed since, see freed_bits). */
+static inline bool span_obj_allocated(const struct mspan *s, uint32_t idx)
+{
+	uint32_t fi = atomic_load_explicit(&((struct mspan *)s)->freeindex, memory_order_acquire);
+	if (idx < fi)
+		return true;
+	return (atomic_load_explicit(&s->alloc_bits[idx / 64], memory_order_relaxed) >> (idx % 64)) & 1;
+}
 
 /* mcentral.c */
 void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
