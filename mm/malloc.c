@@ -186,11 +186,16 @@ void *kmalloc(size_t size)
 		unsigned cls = kmem_size_to_class(size);
 		unsigned long f = arch_irq_save();
 		struct mcache *c = mcache_of(arch_cpu_id());
-		void *p = span_alloc_fast(c->alloc[cls]);
-		if (__builtin_expect(p != NULL, 1)) {
+		struct mspan *s = c->alloc[cls];
+		uint64_t cache = s->alloc_cache;
+		if (__builtin_expect(cache != 0, 1)) {
+			unsigned t = (unsigned)__builtin_ctzll(cache);
+			uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
+			s->alloc_cache = (cache >> t) >> 1;
+			atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
 			c->nmalloc[cls]++;
 			arch_irq_restore(f);
-			return p;
+			return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 		}
 		arch_irq_restore(f);
 	}

@@ -14,6 +14,8 @@
  * them back on -- exactly the guarantee real hardware gives the allocator.
  */
 #define _GNU_SOURCE
+/* This file defines the out-of-line hooks: never the inline macros. */
+#undef KMEM_ARCH_INLINE
 #include "host.h"
 
 #include <pthread.h>
@@ -29,12 +31,12 @@
 static _Atomic int slot_used[KMEM_MAX_CPUS];
 static _Atomic unsigned host_ncpus = KMEM_MAX_CPUS;
 
-static _Thread_local int my_cpu = -1;
-static _Thread_local volatile sig_atomic_t irq_off;      /* >0: disabled */
+_Thread_local int host_my_cpu = -1;
+_Thread_local volatile sig_atomic_t host_irq_off;        /* >0: disabled */
 /* Pending count: incremented by signal handlers that find interrupts off,
  * so it is changed only with atomic read-modify-writes (a plain ++ loses
  * an increment that lands between its load and store). */
-static _Thread_local _Atomic int irq_pending;
+_Thread_local _Atomic int host_irq_pending;
 static _Thread_local host_irq_fn irq_fn;
 static _Thread_local void *irq_arg;
 
@@ -60,17 +62,17 @@ void host_set_ncpus(unsigned n)
 int host_cpu_claim(int want)
 {
 	pthread_once(&cpu_key_once, make_key);
-	if (my_cpu >= 0)
-		return my_cpu;
+	if (host_my_cpu >= 0)
+		return host_my_cpu;
 	unsigned n = atomic_load(&host_ncpus);
 	for (unsigned i = 0; i < n; i++) {
 		unsigned c = want >= 0 ? (unsigned)want : i;
 		int expect = 0;
 		if (c < n && atomic_compare_exchange_strong(&slot_used[c], &expect, 1)) {
-			my_cpu = (int)c;
+			host_my_cpu = (int)c;
 			pthread_setspecific(cpu_key, (void *)1);
 			kmem_cpu_online(c);
-			return my_cpu;
+			return host_my_cpu;
 		}
 		if (want >= 0)
 			break;
@@ -81,43 +83,49 @@ int host_cpu_claim(int want)
 
 void host_cpu_release(void)
 {
-	if (my_cpu < 0)
+	if (host_my_cpu < 0)
 		return;
-	kmem_cpu_offline((unsigned)my_cpu);
-	atomic_store(&slot_used[my_cpu], 0);
-	my_cpu = -1;
+	kmem_cpu_offline((unsigned)host_my_cpu);
+	atomic_store(&slot_used[host_my_cpu], 0);
+	host_my_cpu = -1;
 }
 
 void host_cpu_reset_all(void)
 {
 	for (unsigned i = 0; i < KMEM_MAX_CPUS; i++)
 		atomic_store(&slot_used[i], 0);
-	my_cpu = -1;
+	host_my_cpu = -1;
 }
 
 unsigned arch_cpu_id(void)
 {
-	if (__builtin_expect(my_cpu < 0, 0))
+	if (__builtin_expect(host_my_cpu < 0, 0))
 		host_cpu_claim(-1);
-	return (unsigned)my_cpu;
+	return (unsigned)host_my_cpu;
 }
 
 unsigned long arch_irq_save(void)
 {
-	unsigned long old = (unsigned long)irq_off;
-	irq_off = irq_off + 1;
+	unsigned long old = (unsigned long)host_irq_off;
+	host_irq_off = host_irq_off + 1;
 	atomic_signal_fence(memory_order_seq_cst);
 	return old;
+}
+
+void host_irq_run_pending(void)
+{
+	while (host_irq_off == 0 && atomic_load(&host_irq_pending) > 0) {
+		atomic_fetch_sub(&host_irq_pending, 1);
+		host_irq_raise();
+	}
 }
 
 void arch_irq_restore(unsigned long flags)
 {
 	atomic_signal_fence(memory_order_seq_cst);
-	irq_off = (sig_atomic_t)flags;
-	while (flags == 0 && atomic_load(&irq_pending) > 0) {
-		atomic_fetch_sub(&irq_pending, 1);
-		host_irq_raise();
-	}
+	host_irq_off = (sig_atomic_t)flags;
+	if (flags == 0)
+		host_irq_run_pending();
 }
 
 void host_irq_set_handler(host_irq_fn fn, void *arg)
@@ -128,23 +136,23 @@ void host_irq_set_handler(host_irq_fn fn, void *arg)
 
 bool host_irq_disabled(void)
 {
-	return irq_off != 0;
+	return host_irq_off != 0;
 }
 
 void host_irq_raise(void)
 {
 	if (!irq_fn)
 		return;
-	if (irq_off) {
-		atomic_fetch_add(&irq_pending, 1);
+	if (host_irq_off) {
+		atomic_fetch_add(&host_irq_pending, 1);
 		return;
 	}
 	/* Enter the handler with interrupts off, as hardware does. */
-	irq_off = 1;
+	host_irq_off = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 	irq_fn(irq_arg);
 	atomic_signal_fence(memory_order_seq_cst);
-	irq_off = 0;
+	host_irq_off = 0;
 }
 
 void arch_cpu_relax(void)

@@ -40,4 +40,15 @@ void arch_panic(const char *msg) __attribute__((noreturn));
 }
 #endif
 
+/* Inline hooks (optional, for speed): build mm/ with
+ *     -DKMEM_ARCH_INLINE='"arch_inline.h"'
+ * and that header (found on the include path, e.g. arch/<arch>/) may
+ * define any of arch_irq_save(), arch_irq_restore(f) and arch_cpu_id() as
+ * function-like macros over static inline code.  The allocator's fast
+ * paths then inline them; the out-of-line symbols must still exist for
+ * code built without it.  arch/host/arch_inline.h is an example. */
+#ifdef KMEM_ARCH_INLINE
+#include KMEM_ARCH_INLINE
+#endif
+
 #endif /* SPANALLOC_ARCH_H */
