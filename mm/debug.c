@@ -136,27 +136,6 @@ static void leak_span(struct leak_table *t, struct mspan *s)
 	}
 }
 
-static char *fmt_u(char *o, char *end, uint64_t v, unsigned base)
-{
-	char tmp[24];
-	int n = 0;
-	do {
-		unsigned d = (unsigned)(v % base);
-		tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
-		v /= base;
-	} while (v);
-	while (n && o < end)
-		*o++ = tmp[--n];
-	return o;
-}
-
-static char *fmt_s(char *o, char *end, const char *s)
-{
-	while (*s && o < end)
-		*o++ = *s++;
-	return o;
-}
-
 unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg)
 {
 	struct leak_table t;
@@ -174,32 +153,31 @@ unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *
 		}
 	}
 	unlock_irqrestore(&mheap_.lock, f);
+	struct fmtbuf m;
 	for (unsigned i = 0; i < t.n; i++) {
 		const struct leak_group *g = &t.g[i];
-		char line[160], *o = line, *end = line + sizeof line - 1;
-		o = fmt_s(o, end, "leak ");
+		fmt_reset(&m);
+		fmt_str(&m, "leak ");
 		if (g->kind == SPAN_SMALL) {
-			o = fmt_u(o, end, g->c->sizeclass, 10);
-			o = fmt_s(o, end, " ");
-			o = fmt_u(o, end, g->c->elemsize, 10);
-			o = fmt_s(o, end, " ");
-			o = fmt_s(o, end, g->c->cache && g->c->cache->name ? g->c->cache->name : "-");
+			fmt_num(&m, g->c->sizeclass, 10);
+			fmt_str(&m, " ");
+			fmt_num(&m, g->c->elemsize, 10);
+			fmt_str(&m, " ");
+			fmt_str(&m, g->c->cache && g->c->cache->name ? g->c->cache->name : "-");
 		} else {
-			o = fmt_s(o, end, g->kind == SPAN_LARGE ? "large 0 -" : "run 0 -");
+			fmt_str(&m, g->kind == SPAN_LARGE ? "large 0 -" : "run 0 -");
 		}
-		o = fmt_s(o, end, " caller=0x");
-		o = fmt_u(o, end, g->caller, 16);
-		o = fmt_s(o, end, " objects=");
-		o = fmt_u(o, end, g->objects, 10);
-		*o = 0;
-		emit(line, arg);
+		fmt_str(&m, " caller=");
+		fmt_num(&m, g->caller, 16);
+		fmt_str(&m, " objects=");
+		fmt_num(&m, g->objects, 10);
+		emit(m.buf, arg);
 	}
 	if (t.other) {
-		char line[64], *o = line, *end = line + sizeof line - 1;
-		o = fmt_s(o, end, "leak other objects=");
-		o = fmt_u(o, end, t.other, 10);
-		*o = 0;
-		emit(line, arg);
+		fmt_reset(&m);
+		fmt_str(&m, "leak other objects=");
+		fmt_num(&m, t.other, 10);
+		emit(m.buf, arg);
 	}
 	return (unsigned long)t.total;
 }

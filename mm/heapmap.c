@@ -20,54 +20,24 @@
 struct emitter {
 	void (*emit)(const char *line, void *arg);
 	void *arg;
-	char buf[160];
-	size_t len;
+	struct fmtbuf line;
 };
-
-static void put_c(struct emitter *e, char c)
-{
-	if (e->len + 1 < sizeof e->buf)
-		e->buf[e->len++] = c;
-	e->buf[e->len] = 0;
-}
-
-static void put_s(struct emitter *e, const char *s)
-{
-	while (*s)
-		put_c(e, *s++);
-}
-
-static void put_u(struct emitter *e, uint64_t v, unsigned base)
-{
-	char tmp[24];
-	int n = 0;
-	if (base == 16)
-		put_s(e, "0x");
-	do {
-		unsigned d = (unsigned)(v % base);
-		tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
-		v /= base;
-	} while (v);
-	while (n)
-		put_c(e, tmp[--n]);
-}
 
 static void line_begin(struct emitter *e, const char *tag)
 {
-	e->len = 0;
-	e->buf[0] = 0;
-	put_s(e, tag);
+	fmt_reset(&e->line);
+	fmt_str(&e->line, tag);
 }
 
 static void field(struct emitter *e, uint64_t v, unsigned base)
 {
-	put_c(e, ' ');
-	put_u(e, v, base);
+	fmt_str(&e->line, " ");
+	fmt_num(&e->line, v, base);
 }
 
 static void line_end(struct emitter *e)
 {
-	e->emit(e->buf, e->arg);
+	e->emit(e->line.buf, e->arg);
 }
 
 enum page_kind { PK_NONE, PK_FREE, PK_META, PK_SPAN };
@@ -95,8 +65,8 @@ static void emit_span(struct emitter *e, struct mspan *s)
 		field(e, s->elemsize, 10);
 		field(e, span_live_objects(s), 10);
 		field(e, s->nelems, 10);
-		put_c(e, ' ');
-		put_s(e, s->cache && s->cache->name ? s->cache->name : "-");
+		fmt_str(&e->line, " ");
+		fmt_str(&e->line, s->cache && s->cache->name ? s->cache->name : "-");
 	}
 	line_end(e);
 }
@@ -136,7 +106,7 @@ void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg)
 	struct emitter e = {.emit = emit, .arg = arg};
 	unsigned long f = lock_irqsave(&mheap_.lock);
 	line_begin(&e, "heapmap 1 page=4096 offset=");
-	put_u(&e, mheap_.offset, 16);
+	fmt_num(&e.line, mheap_.offset, 16);
 	line_end(&e);
 	line_begin(&e, "meta");
 	field(&e, mheap_.meta_base, 16);

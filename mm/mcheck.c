@@ -25,69 +25,35 @@ const char *kmem_fault_name(enum kmem_fault_kind kind)
 	return "unknown fault";
 }
 
-/* A tiny formatter: appends to buf[*len < cap]. */
-static void put_str(char *buf, size_t cap, size_t *len, const char *s)
-{
-	while (s && *s && *len + 1 < cap)
-		buf[(*len)++] = *s++;
-	buf[*len] = 0;
-}
-
-static void put_hex(char *buf, size_t cap, size_t *len, uint64_t v)
-{
-	char tmp[19] = "0x";
-	int n = 2;
-	for (int sh = 60; sh >= 0; sh -= 4) {
-		unsigned d = (v >> sh) & 15;
-		if (d || n > 2 || sh == 0)
-			tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
-	}
-	tmp[n] = 0;
-	put_str(buf, cap, len, tmp);
-}
-
-static void put_dec(char *buf, size_t cap, size_t *len, uint64_t v)
-{
-	char tmp[21];
-	int n = 20;
-	tmp[n] = 0;
-	do {
-		tmp[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put_str(buf, cap, len, tmp + n);
-}
-
 static void default_hook(const struct kmem_fault *f)
 {
-	char msg[200];
-	size_t n = 0;
-	msg[0] = 0;
-	put_str(msg, sizeof msg, &n, "spanalloc: ");
-	put_str(msg, sizeof msg, &n, kmem_fault_name(f->kind));
-	put_str(msg, sizeof msg, &n, " at ");
-	put_hex(msg, sizeof msg, &n, (uintptr_t)f->addr);
+	struct fmtbuf m;
+	fmt_reset(&m);
+	fmt_str(&m, "spanalloc: ");
+	fmt_str(&m, kmem_fault_name(f->kind));
+	fmt_str(&m, " at ");
+	fmt_num(&m, (uintptr_t)f->addr, 16);
 	if (f->span_base) {
-		put_str(msg, sizeof msg, &n, " (span ");
-		put_hex(msg, sizeof msg, &n, f->span_base);
+		fmt_str(&m, " (span ");
+		fmt_num(&m, f->span_base, 16);
 		if (f->size_class) {
-			put_str(msg, sizeof msg, &n, ", class ");
-			put_dec(msg, sizeof msg, &n, f->size_class);
+			fmt_str(&m, ", class ");
+			fmt_num(&m, f->size_class, 10);
 		}
 		if (f->cache) {
-			put_str(msg, sizeof msg, &n, ", cache ");
-			put_str(msg, sizeof msg, &n, f->cache);
+			fmt_str(&m, ", cache ");
+			fmt_str(&m, f->cache);
 		}
-		put_str(msg, sizeof msg, &n, ")");
+		fmt_str(&m, ")");
 	}
-	put_str(msg, sizeof msg, &n, ": ");
-	put_str(msg, sizeof msg, &n, f->detail);
+	fmt_str(&m, ": ");
+	fmt_str(&m, f->detail);
 	if (f->caller) {
-		put_str(msg, sizeof msg, &n, " (allocated by ");
-		put_hex(msg, sizeof msg, &n, f->caller);
-		put_str(msg, sizeof msg, &n, ")");
+		fmt_str(&m, " (allocated by ");
+		fmt_num(&m, f->caller, 16);
+		fmt_str(&m, ")");
 	}
-	arch_panic(msg);
+	arch_panic(m.buf);
 }
 
 kmem_fault_hook_t kmem_set_fault_hook(kmem_fault_hook_t hook)
@@ -127,16 +93,15 @@ void report_fault_caller(enum kmem_fault_kind kind, const void *addr, const stru
 
 void assert_fail(const char *expr, const char *file, int line)
 {
-	char msg[200];
-	size_t n = 0;
-	msg[0] = 0;
-	put_str(msg, sizeof msg, &n, "spanalloc: assertion failed: ");
-	put_str(msg, sizeof msg, &n, expr);
-	put_str(msg, sizeof msg, &n, " at ");
-	put_str(msg, sizeof msg, &n, file);
-	put_str(msg, sizeof msg, &n, ":");
-	put_dec(msg, sizeof msg, &n, (uint64_t)line);
-	arch_panic(msg);
+	struct fmtbuf m;
+	fmt_reset(&m);
+	fmt_str(&m, "spanalloc: assertion failed: ");
+	fmt_str(&m, expr);
+	fmt_str(&m, " at ");
+	fmt_str(&m, file);
+	fmt_str(&m, ":");
+	fmt_num(&m, (uint64_t)line, 10);
+	arch_panic(m.buf);
 }
 
 /* ---------------------------------------------------------------------------

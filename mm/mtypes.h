@@ -441,6 +441,15 @@ void mheap_free_span_locked(struct mspan *s);
 void mheap_free_large(struct mspan *s, enum span_state was);
 size_t mheap_reclaim(void);
 
+/* fmt.c: one line of text, truncated at 199 characters. */
+struct fmtbuf {
+	char buf[200];
+	size_t len;
+};
+void fmt_reset(struct fmtbuf *b);
+void fmt_str(struct fmtbuf *b, const char *s);
+void fmt_num(struct fmtbuf *b, uint64_t v, unsigned base);
+
 /* mstats.c */
 void central_stats(const struct mcentral *c, uint64_t nmalloc, struct kmem_class_stats *out);
 
