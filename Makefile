@@ -6,6 +6,8 @@
 #   make run             boot the x86_64 demo kernel in QEMU (SMP=4 MEM=512M)
 #   make kernel          build build/x86_64-efi/BOOTX64.EFI
 #   make test-boot       boot it and pass only on its RESULT: PASS line
+#   make fuzz            libFuzzer over operation sequences (FUZZ_SECONDS=60)
+#   make heapmap         draw build/heapmap.png of a sample heap
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
 
@@ -112,6 +114,7 @@ test: deps
 	@$(MAKE) --no-print-directory check-clang
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-tsan
+	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-boot
 	@echo "make test: all passed"
 
@@ -120,3 +123,5 @@ clean:
 
 # The x86_64 demo kernel (GNU-EFI + OVMF): kernel, run, test-boot.
 include boot/kernel.mk
+# Fuzzing and the heap-map picture: fuzz, test-fuzz, heapmap.
+include scripts/hardening.mk

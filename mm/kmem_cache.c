@@ -118,16 +118,28 @@ void kmem_cache_free(struct kmem_cache *k, void *obj)
 		return;
 	}
 	struct mspan *s = span_of_ptr(obj);
-	if (s && atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL &&
-	    s->cache == k) {
-		small_free(s, obj);
+	if (!s) {
+		kfree(obj); /* reports why there is no span */
 		return;
 	}
-	if (s && atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL)
-		report_fault(KMEM_FAULT_WRONG_CACHE, obj, s,
-		             s->cache ? "object of another cache" : "object of kmalloc");
-	else
-		kfree(obj); /* reports what it is */
+	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
+	case SPAN_SMALL:
+		if (s->cache == k)
+			small_free(s, obj);
+		else
+			report_fault(KMEM_FAULT_WRONG_CACHE, obj, s,
+			             s->cache ? "object of another cache" : "object of kmalloc");
+		return;
+	case SPAN_LARGE:
+		report_fault(KMEM_FAULT_WRONG_CACHE, obj, s, "large object of kmalloc");
+		return;
+	case SPAN_RUN:
+		report_fault(KMEM_FAULT_WRONG_KIND, obj, s, "page run freed to an object cache");
+		return;
+	default:
+		report_fault(KMEM_FAULT_DOUBLE_FREE, obj, s, "span is being freed");
+		return;
+	}
 }
 
 /* Gives back CPU cpu's span of cache k (caller holds caches_lock or owns

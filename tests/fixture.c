@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -464,4 +465,322 @@ size_t fx_first_nonzero(const void *p, size_t len)
 		if (b[i] != 0)
 			return i;
 	return (size_t)-1;
+}
+
+/* ---- model helpers ---- */
+
+uint64_t fx_kmalloc_align(size_t size)
+{
+	unsigned c = kmem_size_class(size);
+	if (!c)
+		return KMEM_PAGE_SIZE;
+	struct kmem_class_stats cs;
+	memset(&cs, 0, sizeof cs);
+	if (kmem_get_class_stats(c, &cs) != 0 || cs.object_size == 0)
+		fail_msg("fx_kmalloc_align: no stats for class %u", c);
+	uint64_t a = fx_pow2_divisor(cs.object_size);
+	return a < 8 ? 8 : a;
+}
+
+/* ---- heap map ---- */
+
+void fx_heapmap_init(struct fx_heapmap *m)
+{
+	memset(m, 0, sizeof *m);
+}
+
+void fx_heapmap_free(struct fx_heapmap *m)
+{
+	free(m->rec);
+	free(m->arena);
+	memset(m, 0, sizeof *m);
+}
+
+static bool fx_hm_error(struct fx_heapmap *m, const char *what, const char *line)
+{
+	if (m->errors++ == 0)
+		snprintf(m->error, sizeof m->error, "line %lu: %s: \"%.80s\"", m->lines,
+		         what, line);
+	return false;
+}
+
+/* Next whitespace-separated number (base 0) from *s; false if none. */
+static bool fx_hm_num(const char **s, uint64_t *out)
+{
+	const char *p = *s;
+	while (*p == ' ')
+		p++;
+	if (*p < '0' || *p > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(p, &end, 0);
+	if (errno || (*end && *end != ' '))
+		return false;
+	*out = v;
+	*s = end;
+	return true;
+}
+
+static const char *const fx_hm_words[] = {
+	"heapmap", "meta", "arena", "free", "small", "large", "run", "metapages", "end",
+};
+
+/* The keyword at p (a whole token), or -1. */
+static int fx_hm_word(const char *p)
+{
+	for (unsigned i = 0; i < sizeof fx_hm_words / sizeof *fx_hm_words; i++) {
+		size_t l = strlen(fx_hm_words[i]);
+		if (strncmp(p, fx_hm_words[i], l) == 0 && (p[l] == ' ' || p[l] == 0))
+			return (int)i;
+	}
+	return -1;
+}
+
+bool fx_heapmap_line(struct fx_heapmap *m, const char *line)
+{
+	m->lines++;
+	/* Skip a prefix: the first token that is a keyword starts the record. */
+	const char *p = line;
+	int w = -1;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			return fx_hm_error(m, "no record", line);
+		if ((w = fx_hm_word(p)) >= 0)
+			break;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+	}
+	const char *word = fx_hm_words[w];
+	const char *s = p + strlen(word);
+	if (m->ended)
+		return fx_hm_error(m, "record after end", line);
+	if (w != 0 && !m->header)
+		return fx_hm_error(m, "record before the header", line);
+	uint64_t a = 0, b = 0;
+	switch (w) {
+	case 0: { /* heapmap 1 page=4096 offset=0x... */
+		uint64_t ver;
+		unsigned long long pg, off;
+		if (m->header)
+			return fx_hm_error(m, "second header", line);
+		if (!fx_hm_num(&s, &ver) || ver != 1 ||
+		    sscanf(s, " page=%llu offset=%llx", &pg, &off) != 2)
+			return fx_hm_error(m, "bad header", line);
+		m->header = true;
+		m->page = pg;
+		m->offset = off;
+		return true;
+	}
+	case 8: /* end */
+		m->ended = true;
+		return *s == 0 ? true : fx_hm_error(m, "junk after end", line);
+	default:
+		break;
+	}
+	if (!fx_hm_num(&s, &a) || !fx_hm_num(&s, &b))
+		return fx_hm_error(m, "missing address or count", line);
+	if (w == 1) { /* meta <phys> <bytes> */
+		if (m->meta)
+			return fx_hm_error(m, "second meta line", line);
+		m->meta = true;
+		m->meta_phys = a;
+		m->meta_bytes = b;
+		return *s == 0 ? true : fx_hm_error(m, "junk after meta", line);
+	}
+	if (w == 2) { /* arena <phys> <managed pages> */
+		if (*s)
+			return fx_hm_error(m, "junk after arena", line);
+		if (m->narenas == m->arena_cap) {
+			m->arena_cap = m->arena_cap ? 2 * m->arena_cap : 8;
+			m->arena = realloc(m->arena, m->arena_cap * sizeof *m->arena);
+			if (!m->arena)
+				abort();
+		}
+		m->arena[m->narenas++] = (struct fx_hm_arena){.phys = a, .managed = b};
+		return true;
+	}
+	struct fx_hm_rec r;
+	memset(&r, 0, sizeof r);
+	r.phys = a;
+	r.pages = b;
+	switch (w) {
+	case 3: r.kind = FX_HM_FREE; break;
+	case 4: r.kind = FX_HM_SMALL; break;
+	case 5: r.kind = FX_HM_LARGE; break;
+	case 6: r.kind = FX_HM_RUN; break;
+	default: r.kind = FX_HM_METAPAGES; break;
+	}
+	if (r.kind == FX_HM_SMALL) {
+		uint64_t cls, size, live, objs;
+		if (!fx_hm_num(&s, &cls) || !fx_hm_num(&s, &size) || !fx_hm_num(&s, &live) ||
+		    !fx_hm_num(&s, &objs) || cls > 255 || size > UINT32_MAX ||
+		    live > UINT32_MAX || objs > UINT32_MAX)
+			return fx_hm_error(m, "bad small span fields", line);
+		while (*s == ' ')
+			s++;
+		if (!*s || strlen(s) >= sizeof r.cache || strchr(s, ' '))
+			return fx_hm_error(m, "bad cache name", line);
+		r.cls = (unsigned)cls;
+		r.size = (uint32_t)size;
+		r.live = (uint32_t)live;
+		r.objects = (uint32_t)objs;
+		strcpy(r.cache, s);
+	} else if (*s) {
+		return fx_hm_error(m, "junk after record", line);
+	}
+	if (m->narenas == 0)
+		return fx_hm_error(m, "record outside any arena", line);
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 256;
+		m->rec = realloc(m->rec, m->cap * sizeof *m->rec);
+		if (!m->rec)
+			abort();
+	}
+	m->rec[m->n++] = r;
+	return true;
+}
+
+static void fx_heapmap_emit(const char *line, void *arg)
+{
+	fx_heapmap_line(arg, line);
+}
+
+void fx_heapmap_take(struct fx_heapmap *m)
+{
+	fx_heapmap_init(m);
+	kmem_heapmap(fx_heapmap_emit, m);
+}
+
+const struct fx_hm_rec *fx_heapmap_find(const struct fx_heapmap *m, uint64_t phys)
+{
+	uint64_t pg = m->page ? m->page : KMEM_PAGE_SIZE;
+	size_t lo = 0, hi = m->n;
+	while (lo < hi) { /* first record with phys > the address */
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->rec[mid].phys <= phys)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	const struct fx_hm_rec *r = &m->rec[lo - 1];
+	return phys - r->phys < r->pages * pg ? r : NULL;
+}
+
+const char *fx_heapmap_verify(const struct fx_heapmap *m, const struct kmem_stats *st)
+{
+	static char msg[240];
+#define FX_HM_FAIL(...)                                                        \
+	do {                                                                   \
+		snprintf(msg, sizeof msg, __VA_ARGS__);                        \
+		return msg;                                                    \
+	} while (0)
+	if (m->errors)
+		FX_HM_FAIL("%lu malformed line(s); first: %s", m->errors, m->error);
+	if (!m->header || !m->meta || !m->ended)
+		FX_HM_FAIL("dump incomplete (header %d, meta %d, end %d)", m->header, m->meta,
+		           m->ended);
+	if (m->page != KMEM_PAGE_SIZE)
+		FX_HM_FAIL("page size %llu", (unsigned long long)m->page);
+	const uint64_t pg = m->page, apages = (uint64_t)1 << (26 - KMEM_PAGE_SHIFT);
+	uint64_t sum[FX_HM_METAPAGES + 1] = {0}, managed = 0;
+	for (size_t i = 1; i < m->narenas; i++)
+		if (m->arena[i].phys <= m->arena[i - 1].phys)
+			FX_HM_FAIL("arenas out of order at %#llx", (unsigned long long)m->arena[i].phys);
+	/* Each record's pages, split over the arenas they fall in (a span may
+	 * run on into the next arena), must add up to each arena's managed
+	 * pages. */
+	uint64_t *per = calloc(m->narenas + 1, sizeof *per);
+	if (!per)
+		abort();
+	const char *bad = NULL;
+	size_t ai = 0;
+	for (size_t i = 0; i < m->n && !bad; i++) {
+		const struct fx_hm_rec *r = &m->rec[i];
+		if (r->pages == 0)
+			bad = "a record has no pages";
+		else if (r->phys % pg)
+			bad = "a record is not page aligned";
+		else if (i && m->rec[i - 1].phys + m->rec[i - 1].pages * pg > r->phys)
+			bad = "records overlap or are out of order";
+		else if (r->phys < m->meta_phys + m->meta_bytes &&
+		         m->meta_phys < r->phys + r->pages * pg)
+			bad = "a record overlaps the metadata region";
+		else if (r->kind == FX_HM_SMALL && r->live > r->objects)
+			bad = "a small span has more live objects than objects";
+		else if (r->kind == FX_HM_SMALL &&
+		         (r->size == 0 || r->objects == 0 ||
+		          (uint64_t)r->objects * r->size > r->pages * pg))
+			bad = "a small span's objects do not fit its pages";
+		if (bad) {
+			snprintf(msg, sizeof msg, "%s (record %zu at %#llx, %llu pages)", bad, i,
+			         (unsigned long long)r->phys, (unsigned long long)r->pages);
+			break;
+		}
+		while (ai < m->narenas && r->phys >= m->arena[ai].phys + apages * pg)
+			ai++;
+		uint64_t at = r->phys, end = r->phys + r->pages * pg;
+		for (size_t k = ai; at < end; k++) {
+			if (k == m->narenas || at < m->arena[k].phys) {
+				bad = msg;
+				snprintf(msg, sizeof msg,
+				         "record %zu at %#llx (%llu pages): page %#llx lies in no arena",
+				         i, (unsigned long long)r->phys, (unsigned long long)r->pages,
+				         (unsigned long long)at);
+				break;
+			}
+			uint64_t a_end = m->arena[k].phys + apages * pg;
+			uint64_t e = end < a_end ? end : a_end;
+			per[k] += (e - at) / pg;
+			at = e;
+		}
+		sum[r->kind] += r->pages;
+	}
+	for (size_t k = 0; k < m->narenas && !bad; k++) {
+		managed += m->arena[k].managed;
+		if (per[k] != m->arena[k].managed) {
+			bad = msg;
+			snprintf(msg, sizeof msg, "arena %#llx: records hold %llu pages, managed %llu",
+			         (unsigned long long)m->arena[k].phys, (unsigned long long)per[k],
+			         (unsigned long long)m->arena[k].managed);
+		}
+	}
+	free(per);
+	if (bad)
+		return msg;
+	if (!st)
+		return NULL;
+	static const char *const names[] = {"", "free", "small", "large", "run", "metapages"};
+	const uint64_t want[] = {0, st->pages_free, st->pages_small, st->pages_large,
+	                         st->pages_runs, st->pages_metadata};
+	for (int k = FX_HM_FREE; k <= FX_HM_METAPAGES; k++)
+		if (sum[k] != want[k])
+			FX_HM_FAIL("%s pages: dump %llu, stats %llu", names[k],
+			           (unsigned long long)sum[k], (unsigned long long)want[k]);
+	if (managed != st->pages_managed)
+		FX_HM_FAIL("managed pages: dump %llu, stats %llu", (unsigned long long)managed,
+		           (unsigned long long)st->pages_managed);
+	if (m->narenas != st->arenas)
+		FX_HM_FAIL("arenas: dump %zu, stats %llu", m->narenas,
+		           (unsigned long long)st->arenas);
+	if (m->meta_bytes != st->metadata_bytes)
+		FX_HM_FAIL("metadata region: dump %llu bytes, stats %llu",
+		           (unsigned long long)m->meta_bytes,
+		           (unsigned long long)st->metadata_bytes);
+	uint64_t large = 0, runs = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		large += m->rec[i].kind == FX_HM_LARGE;
+		runs += m->rec[i].kind == FX_HM_RUN;
+	}
+	if (large != st->large_objects || runs != st->page_runs)
+		FX_HM_FAIL("large objects %llu / page runs %llu in the dump, stats %llu / %llu",
+		           (unsigned long long)large, (unsigned long long)runs,
+		           (unsigned long long)st->large_objects,
+		           (unsigned long long)st->page_runs);
+	return NULL;
+#undef FX_HM_FAIL
 }

@@ -162,16 +162,6 @@ static inline uint64_t fx_pow2_divisor(uint64_t x)
  * its size class (at least 8), or a page for a large object. */
 uint64_t fx_kmalloc_align(size_t size);
 
-/* A half-open address range [lo, hi) with a tag (e.g. an object id). */
-struct fx_range {
-	uintptr_t lo, hi;
-	uint64_t tag;
-};
-
-/* Sorts v by lo and returns the index i of the first range that overlaps
- * its predecessor (v[i-1].hi > v[i].lo), or (size_t)-1 if none do. */
-size_t fx_find_overlap(struct fx_range *v, size_t n);
-
 /* ---- heap map: kmem_heapmap()'s dump, parsed (format in mm/heapmap.c) ---- */
 
 enum fx_hm_kind {

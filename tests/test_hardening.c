@@ -133,6 +133,10 @@ static void test_misuse_catalogue(void **state)
 	fx_faults_reset();
 	kmem_cache_free(ca, obj);
 	expect_misuse(KMEM_FAULT_WRONG_CACHE, obj, true);
+	kmem_cache_free(ca, big); /* a large kmalloc object (found by the fuzzer) */
+	expect_misuse(KMEM_FAULT_WRONG_CACHE, big, true);
+	kmem_cache_free(ca, run);
+	expect_misuse(KMEM_FAULT_WRONG_KIND, run, true);
 	kmem_cache_free(gone, gone_obj); /* after its cache was destroyed */
 	fx_expect_fault(KMEM_FAULT_WRONG_CACHE);
 	kfree(gone_obj);                 /* its span went back to the mheap */
