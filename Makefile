@@ -3,7 +3,8 @@
 #   make test            install what is missing, then every host test
 #   make lib ARCH=...    freestanding static library of mm/ (host, x86_64)
 #   make gen             regenerate mm/sizeclasses.[ch]
-#   make run             boot the x86_64 demo kernel in QEMU (SMP=4 MEM=512M)
+#   make run             boot the x86_64 demo kernel in QEMU (SMP=4 MEM=512M);
+#                        ARCH=aarch64 or ARCH=riscv64 boots those on QEMU virt
 #   make kernel          build build/x86_64-efi/BOOTX64.EFI
 #   make test-boot       boot it and pass only on its RESULT: PASS line
 #   make fuzz            libFuzzer over operation sequences (FUZZ_SECONDS=60)
@@ -88,6 +89,9 @@ $(BUILD)/tsan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spa
 	@mkdir -p $(dir $@)
 	$(CC) $(HOST_CFLAGS) $(TSAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
 
+# test_fdt includes the device-tree reader itself.
+$(BUILD)/asan/test_fdt: boot/fdt.c boot/fdt.h
+
 # The debug heap is a build mode: its tests are built with it.
 DEBUG_HEAP_TESTS := tests/test_debug.c
 $(patsubst tests/%.c,$(BUILD)/asan/%,$(DEBUG_HEAP_TESTS)): HOST_CFLAGS += -DKMEM_DEBUG_HEAP=1
@@ -111,11 +115,13 @@ test-tsan: $(TSAN_BIN)
 test: deps
 	@$(MAKE) --no-print-directory check-gen
 	@$(MAKE) --no-print-directory check-lib
+	@$(MAKE) --no-print-directory check-lib-virt
 	@$(MAKE) --no-print-directory check-clang
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-boot
+	@$(MAKE) --no-print-directory test-boot-virt
 	@echo "make test: all passed"
 
 clean:
@@ -123,5 +129,8 @@ clean:
 
 # The x86_64 demo kernel (GNU-EFI + OVMF): kernel, run, test-boot.
 include boot/kernel.mk
+# The aarch64 and riscv64 demo kernels (QEMU virt, picolibc): kernel-<arch>,
+# run ARCH=<arch>, test-boot-<arch>, test-boot-virt, check-lib-virt.
+include boot/arch.mk
 # Fuzzing and the heap-map picture: fuzz, test-fuzz, heapmap.
 include scripts/hardening.mk

@@ -12,20 +12,10 @@
 #ifndef BOOT_KERNEL_H
 #define BOOT_KERNEL_H
 
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include "spanalloc.h"
-#include "spanalloc/arch.h"
-#include "percpu.h"
+#include "demo.h" /* the workload's interface, and what this kernel provides for it */
 #include "x86.h"
 
 /* --- what efi_main hands to the kernel (static, filled before exit) ------ */
-
-#define BOOT_MAX_CPUS KMEM_MAX_CPUS
 
 struct acpi_info {
 	unsigned ncpus;                    /* enabled CPUs taken (<= BOOT_MAX_CPUS) */
@@ -72,11 +62,8 @@ uint32_t memmap_type_at(const struct boot_info *bi, uint64_t addr); /* ~0u: none
 
 /* --- boot/console.c ------------------------------------------------------- */
 
+/* ksnprintf, kprintf, kfail: boot/demo.h */
 int kvsnprintf(char *buf, size_t cap, const char *fmt, va_list ap);
-int ksnprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Formats a reason and fails the run (RESULT: FAIL <reason>). */
-void kfail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* --- boot/cpu.c: page tables, GDT, TSS, IDT, exceptions ----------------- */
 
@@ -84,7 +71,7 @@ void kfail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
 #define GDT_KDATA 0x10
 #define GDT_TSS0 0x18 /* + 16 * cpu */
 
-#define TIMER_HZ 1000 /* LAPIC timer on every CPU */
+/* TIMER_HZ (boot/demo.h): the LAPIC timer on every CPU */
 
 #define VEC_TIMER 0x40
 #define VEC_APIC_ERROR 0xfe
@@ -101,11 +88,7 @@ void cpu_tables_init(void);
 void cpu_load_tables(struct percpu *pc);
 /* GDT slot of CPU pc->cpu's TSS (IST1 = pc->ist_stack top). */
 void cpu_setup_tss(struct percpu *pc);
-extern struct percpu bsp_percpu;
-
-/* Called by the timer interrupt (interrupts off). */
-extern void (*timer_hook)(struct percpu *pc);
-extern _Atomic unsigned long stray_interrupts;
+/* bsp_percpu, timer_hook, stray_interrupts: boot/demo.h */
 
 /* --- boot/apic.c ------------------------------------------------------- */
 
@@ -123,7 +106,7 @@ uint64_t tsc_hz(void);
 uint64_t lapic_timer_hz(void);
 bool timer_calibrated(void);
 void udelay(uint64_t us);
-uint64_t uptime_us(void); /* since timer_calibrate */
+/* uptime_us (boot/demo.h): since timer_calibrate */
 void lapic_send_init(uint32_t apic_id);
 void lapic_send_sipi(uint32_t apic_id, uint8_t page);
 
@@ -133,40 +116,9 @@ void lapic_send_sipi(uint32_t apic_id, uint8_t page);
  * each runs ap_entry_hook(pc) on its own stack with its LAPIC timer on and
  * its mcache online.  Returns the number of CPUs running (BSP included). */
 unsigned smp_start_aps(struct percpu **cpus, void (*ap_entry_hook)(struct percpu *pc));
-/* Frees an AP's stacks and per-CPU area (it must be halted). */
-void smp_free_ap(struct percpu *pc);
-
-/* --- boot/workload.c, boot/selftest.c ------------------------------------ */
-
-void workload_init(unsigned ncpus);
-struct percpu **workload_cpus(void);        /* [ncpus], BSP's filled in */
-void workload_cpu(struct percpu *pc);       /* every CPU; returns offline-ready */
-void workload_finish(void);                 /* BSP, after every AP halted */
-void selftest_run(void);                    /* BSP, before the APs start */
-
-/* Shared by self tests and the workload: a pattern that is a function of
- * (seed, byte offset), full for objects up to PATTERN_FULL_MAX bytes and
- * sparse (head, tail, one word in 64) above. */
-#define PATTERN_FULL_MAX 32768u
-void pattern_fill(void *p, size_t n, uint64_t seed);
-bool pattern_check(const void *p, size_t n, uint64_t seed, size_t *bad_off);
-
-static inline uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-/* The kernel's own string functions (boot/string.c); mm/ uses them too. */
-void *memcpy(void *dst, const void *src, size_t n);
-void *memmove(void *dst, const void *src, size_t n);
-void *memset(void *dst, int c, size_t n);
-int memcmp(const void *a, const void *b, size_t n);
+/* smp_free_ap: boot/demo.h.  The workload (boot/workload.c,
+ * boot/selftest.c), the pattern helpers and the string functions (this
+ * kernel's own, boot/string.c) are declared there too; boot/demo_x86.c
+ * has the rest of this kernel's side of it. */
 
 #endif /* BOOT_KERNEL_H */

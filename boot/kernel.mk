@@ -5,6 +5,7 @@
 #
 #   make kernel                   build/x86_64-efi/BOOTX64.EFI
 #   make run [SMP=4] [MEM=512M]   boot it headless, serial on the terminal
+#                                 (ARCH=aarch64|riscv64: boot/arch.mk's kernel)
 #   make test-boot [SMP=] [MEM=]  boot it; pass iff "RESULT: PASS" and QEMU
 #                                 exits with the pass status (33)
 #
@@ -98,9 +99,14 @@ kernel-deps:
 # that nothing is compiled before gnu-efi is there).
 K_SUBMAKE = $(MAKE) --no-print-directory -f boot/kernel.mk kernel BUILD=$(or $(BUILD),build)
 
+# ARCH=aarch64 or riscv64: that arch's QEMU virt kernel (boot/arch.mk).
+ifneq ($(filter aarch64 riscv64,$(ARCH)),)
+run: run-$(ARCH)
+else
 run: kernel-deps
 	@$(K_SUBMAKE)
 	@bash scripts/qemu-run.sh --run $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)
+endif
 
 test-boot: kernel-deps
 	@$(K_SUBMAKE)

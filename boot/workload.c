@@ -30,7 +30,7 @@
  * itself, runs kmem_reclaim and kmem_check, and requires every page back:
  * pages_free + pages_metadata == pages_managed.
  */
-#include "kernel.h"
+#include "demo.h"
 
 #ifndef STRESS_OPS
 #define STRESS_OPS 30000 /* steps per CPU */
@@ -97,6 +97,7 @@ static struct {
 	_Atomic unsigned bar_count, bar_gen;
 	_Atomic uint64_t ctor_calls;
 	uint64_t t_stress_start;
+	uint64_t ceiling; /* some page runs must end below it: lowest RAM + 64 MiB */
 } W;
 
 #define CTOR_MAGIC 0xc7012345feedf00dull
@@ -277,7 +278,7 @@ static void obj_alloc(struct cpu_work *w, struct obj *o)
 	} else if (pick < 91) {
 		size_t npages = 1 + (size_t)(r2 % 8);
 		size_t align = KMEM_PAGE_SIZE << ((r2 >> 8) % 4 == 0 ? (r2 >> 12) % 5 : 0);
-		uint64_t ceiling = (r2 >> 20) % 8 == 0 ? 64ull << 20 : 0;
+		uint64_t ceiling = (r2 >> 20) % 8 == 0 ? W.ceiling : 0;
 		size = npages * KMEM_PAGE_SIZE;
 		p = kpage_alloc(npages, align, ceiling);
 		if (!p) {
@@ -434,7 +435,7 @@ static void barrier(const char *name)
 		if (uptime_us() > deadline)
 			kfail("cpu %u: barrier '%s': %u of %u CPUs arrived in %llu s", my_cpu(), name,
 			      atomic_load(&W.bar_count), W.ncpus, BARRIER_TIMEOUT_US / 1000000);
-		cpu_pause();
+		arch_cpu_relax();
 	}
 }
 
@@ -448,6 +449,12 @@ static void *must(void *p, const char *what)
 void workload_init(unsigned ncpus)
 {
 	W.ncpus = ncpus;
+	/* RAM starts at 0 on a PC, 1 GiB on aarch64's virt, 2 GiB on
+	 * riscv64's: the ceiling is relative to the lowest free page (the
+	 * lowest run is the one kpage_alloc takes). */
+	void *low = must(kpage_alloc(1, KMEM_PAGE_SIZE, 0), "a page");
+	W.ceiling = kmem_virt_to_phys(low) + (64ull << 20);
+	kpage_free(low, 1);
 	struct kmem_stats st;
 	kmem_get_stats(&st);
 	W.nclasses = st.nclasses;
@@ -497,10 +504,11 @@ struct percpu **workload_cpus(void)
 /* Only for checking that the runner catches every way a run can fail
  * (build with KERNEL_INJECT=n, e.g. `make test-boot KERNEL_INJECT=1`; a
  * normal build has none).  The last CPU, halfway through the stress:
- *   1  page fault (exception report, RESULT: FAIL, fail status)
+ *   1  bad memory access (exception report, RESULT: FAIL, fail status)
  *   2  hangs with interrupts off (the runner's timeout)
  *   3  double free (the default fault hook panics: RESULT: FAIL)
- *   4  triple fault (QEMU exits 0 under -no-reboot) */
+ *   4  dies with no report (x86_64: a triple fault, QEMU exits 0 under
+ *      -no-reboot; see kernel_inject() of each arch) */
 #ifndef KERNEL_INJECT
 #define KERNEL_INJECT 0
 #endif
@@ -511,25 +519,19 @@ static void maybe_inject(struct cpu_work *w)
 		return;
 	kprintf("inject: fault %d on cpu %u\n", KERNEL_INJECT, w->cpu);
 	switch (KERNEL_INJECT) {
-	case 1:
-		*(volatile uint64_t *)(uintptr_t)0x7fde00000000ull = 1; /* not mapped */
-		break;
 	case 2:
-		cli();
+		arch_irq_save();
 		for (;;)
-			cpu_pause();
+			arch_cpu_relax();
 	case 3: {
 		void *p = kmalloc(40);
 		kfree(p);
 		kfree(p);
 		break;
 	}
-	case 4: {
-		struct desc_ptr none = {0, 0};
-		lidt(&none);
-		__asm__ volatile("ud2");
+	default:
+		kernel_inject(KERNEL_INJECT);
 		break;
-	}
 	}
 }
 
@@ -538,8 +540,9 @@ static void maybe_inject(struct cpu_work *w)
 /* Bytes of the CPU's kernel stack ever used (it was painted with 0x5a). */
 static uint64_t stack_used(struct percpu *pc, size_t *size)
 {
-	const uint8_t *s = pc->stack ? pc->stack : boot_info.bsp_stack;
-	size_t n = pc->stack ? pc->stack_pages * KMEM_PAGE_SIZE : boot_info.bsp_stack_size, i = 0;
+	const uint8_t *s;
+	size_t n, i = 0;
+	cpu_stack_area(pc, &s, &n);
 	*size = n;
 	while (i < n && s[i] == 0x5a)
 		i++;
@@ -606,7 +609,7 @@ void workload_cpu(struct percpu *pc)
 			kfail("cpu %u: the timer interrupt allocated %lu times in 5 s after the stress", cpu,
 			      (unsigned long)atomic_load(&w->irq_allocs));
 		drain_inbox(w);
-		cpu_pause();
+		arch_cpu_relax();
 	}
 	w->stress_us = uptime_us() - t0;
 
@@ -621,7 +624,7 @@ void workload_cpu(struct percpu *pc)
 	barrier("mailboxes drained"); /* every mailbox is empty */
 
 	unsigned long f = arch_irq_save();
-	lapic_timer_stop();
+	timer_stop();
 	atomic_store(&w->irq_on, 0);
 	for (unsigned i = 0; i < IRQ_SLOTS; i++)
 		if (w->irq_objs[i].p) {
@@ -642,7 +645,7 @@ void workload_cpu(struct percpu *pc)
 /* --- teardown and the result, on the BSP ----------------------------------- */
 
 struct cpu_summary {
-	uint32_t apic_id;
+	uint32_t hw_id;
 	uint64_t ops, allocs, sent, remote_frees, ring_full, reallocs, irq_allocs, irq_frees;
 	uint64_t ticks, stress_us, stack_used, ceiling_nulls, shrinks, reclaims;
 	uint64_t by_kind[K_NKINDS];
@@ -666,7 +669,7 @@ void workload_finish(void)
 			if (uptime_us() > deadline)
 				kfail("CPU %u did not halt after the workload", c);
 			else
-				cpu_pause();
+				arch_cpu_relax();
 	uint64_t stress_us = uptime_us() - W.t_stress_start;
 
 	uint64_t tot_ops = 0, tot_remote = 0, tot_irq = 0, tot_sent = 0;
@@ -674,7 +677,7 @@ void workload_finish(void)
 		struct cpu_work *w = W.work[c];
 		struct percpu *pc = W.cpus[c];
 		sum[c] = (struct cpu_summary){
-			.apic_id = pc->apic_id, .ops = w->ops, .allocs = w->allocs, .sent = w->sent,
+			.hw_id = cpu_hw_id(pc), .ops = w->ops, .allocs = w->allocs, .sent = w->sent,
 			.remote_frees = w->remote_frees, .ring_full = w->ring_full,
 			.reallocs = w->reallocs, .irq_allocs = atomic_load(&w->irq_allocs),
 			.irq_frees = atomic_load(&w->irq_frees), .ticks = atomic_load(&pc->ticks),
@@ -731,10 +734,11 @@ void workload_finish(void)
 
 	kprintf("\nper-CPU summary (stress and teardown %lu ms on the BSP's clock):\n",
 	        (unsigned long)(stress_us / 1000));
-	kprintf("  cpu apic      ops   allocs  sent  remote_frees ring_full reallocs irq_allocs  ticks stress_ms stack\n");
+	kprintf("  cpu %4s      ops   allocs  sent  remote_frees ring_full reallocs irq_allocs  ticks stress_ms stack\n",
+	        cpu_hw_id_name);
 	for (unsigned c = 0; c < n; c++)
 		kprintf("  %3u %4u %8lu %8lu %5lu %13lu %9lu %8lu %10lu %6lu %9lu %5lu\n", c,
-		        sum[c].apic_id, (unsigned long)sum[c].ops, (unsigned long)sum[c].allocs,
+		        sum[c].hw_id, (unsigned long)sum[c].ops, (unsigned long)sum[c].allocs,
 		        (unsigned long)sum[c].sent, (unsigned long)sum[c].remote_frees,
 		        (unsigned long)sum[c].ring_full, (unsigned long)sum[c].reallocs,
 		        (unsigned long)sum[c].irq_allocs, (unsigned long)sum[c].ticks,
@@ -751,7 +755,7 @@ void workload_finish(void)
 	}
 	kprintf("  thread allocations: kmalloc %lu, kzalloc/kcalloc %lu, kmalloc_aligned %lu, "
 	        "cache %lu, large %lu, page runs %lu; krealloc %lu;\n"
-	        "  page runs under the 64 MiB ceiling refused %lu; cache shrinks %lu, reclaims %lu\n",
+	        "  page runs under the ceiling (lowest RAM + 64 MiB) refused %lu; cache shrinks %lu, reclaims %lu\n",
 	        (unsigned long)kinds[K_KMALLOC], (unsigned long)kinds[K_ZALLOC],
 	        (unsigned long)kinds[K_ALIGNED], (unsigned long)kinds[K_CACHE],
 	        (unsigned long)kinds[K_LARGE], (unsigned long)kinds[K_PAGES], (unsigned long)reallocs,
@@ -789,7 +793,7 @@ void workload_finish(void)
 	        (unsigned long)st.pages_managed, (unsigned long)st.pages_free,
 	        (unsigned long)st.pages_metadata, (unsigned long)st.pages_small,
 	        (unsigned long)st.pages_large, (unsigned long)st.pages_runs, reclaimed, problems);
-	kprintf("boot to result: %lu ms on the kernel's clock (from timer calibration)\n",
+	kprintf("boot to result: %lu ms on the kernel's clock (uptime_us)\n",
 	        (unsigned long)(uptime_us() / 1000));
 
 	if (problems)
@@ -811,5 +815,5 @@ void workload_finish(void)
 	kprintf("RESULT: PASS cpus=%u ops=%lu remote_frees=%lu irq_allocs=%lu leaked_pages=%lu\n", n,
 	        (unsigned long)tot_ops, (unsigned long)tot_remote, (unsigned long)tot_irq,
 	        (unsigned long)leaked);
-	qemu_exit(QEMU_EXIT_PASS);
+	kernel_pass();
 }

@@ -84,7 +84,7 @@ static inline void *span_alloc_fast(struct mspan *s)
 	uint64_t cache = s->alloc_cache;
 	if (__builtin_expect(cache == 0, 0))
 		return NULL;
-	unsigned t = (unsigned)__builtin_ctzll(cache);
+	unsigned t = ctz64(cache);
 	uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
 	s->alloc_cache = (cache >> t) >> 1;
 	atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
@@ -189,7 +189,7 @@ void *kmalloc(size_t size)
 		struct mspan *s = c->alloc[cls];
 		uint64_t cache = s->alloc_cache;
 		if (__builtin_expect(cache != 0, 1)) {
-			unsigned t = (unsigned)__builtin_ctzll(cache);
+			unsigned t = ctz64(cache);
 			uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
 			s->alloc_cache = (cache >> t) >> 1;
 			atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);

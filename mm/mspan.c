@@ -77,7 +77,7 @@ uint32_t span_next_free_index(struct mspan *s)
 		}
 		cache = ~bits_load(&s->alloc_bits[fi / 64]);
 	}
-	unsigned t = (unsigned)__builtin_ctzll(cache);
+	unsigned t = ctz64(cache);
 	uint32_t idx = fi + t;
 	KASSERT(idx < n); /* bits >= nelems are always set */
 	s->alloc_cache = (cache >> t) >> 1;

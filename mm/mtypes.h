@@ -497,6 +497,38 @@ static inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~
 static inline uint64_t align_down(uint64_t x, uint64_t a) { return x & ~(a - 1); }
 static inline bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 
+/* Count trailing / leading zeros of a nonzero word without libgcc: on
+ * riscv64 without Zbb the builtins call __ctzdi2/__clzdi2. */
+static inline unsigned ctz64(uint64_t x)
+{
+#if defined(__riscv) && !defined(__riscv_zbb)
+	static const unsigned char debruijn[64] = {
+		0,  1,  2,  53, 3,  7,  54, 27, 4,  38, 41, 8,  34, 55, 48, 28,
+		62, 5,  39, 46, 44, 42, 22, 9,  24, 35, 59, 56, 49, 18, 29, 11,
+		63, 52, 6,  26, 37, 40, 33, 47, 61, 45, 43, 21, 23, 58, 17, 10,
+		51, 25, 36, 32, 60, 20, 57, 16, 50, 31, 19, 15, 30, 14, 13, 12};
+	return debruijn[((x & -x) * 0x022fdd63cc95386dull) >> 58];
+#else
+	return (unsigned)__builtin_ctzll(x);
+#endif
+}
+
+static inline unsigned clz64(uint64_t x)
+{
+#if defined(__riscv) && !defined(__riscv_zbb)
+	unsigned n = 0;
+	if (!(x >> 32)) { n += 32; x <<= 32; }
+	if (!(x >> 48)) { n += 16; x <<= 16; }
+	if (!(x >> 56)) { n += 8; x <<= 8; }
+	if (!(x >> 60)) { n += 4; x <<= 4; }
+	if (!(x >> 62)) { n += 2; x <<= 2; }
+	if (!(x >> 63)) n += 1;
+	return n;
+#else
+	return (unsigned)__builtin_clzll(x);
+#endif
+}
+
 /* Population count without libgcc (__builtin_popcountll may call
  * __popcountdi2 on CPUs without a popcnt instruction). */
 static inline unsigned popcount64(uint64_t x)

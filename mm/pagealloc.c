@@ -23,8 +23,6 @@
  */
 #include "mtypes.h"
 
-static inline unsigned ctz64(uint64_t x) { return (unsigned)__builtin_ctzll(x); }
-static inline unsigned clz64(uint64_t x) { return (unsigned)__builtin_clzll(x); }
 
 struct psum sum_of_word(uint64_t w)
 {

@@ -17,7 +17,74 @@
 # --run and --test differ only in the closing message.
 # QEMU_EXTRA (environment) is appended to QEMU's arguments, e.g.
 # QEMU_EXTRA="-cpu max" (1 GiB pages: RAM above 4 GiB gets mapped too).
+#
+# --arch aarch64|riscv64 (before the mode) boots a QEMU virt demo kernel
+# instead (boot/arch.mk; IMAGE is its ELF, loaded with -kernel):
+#   scripts/qemu-run.sh --arch aarch64|riscv64 --run|--test ELF [SMP] [MEM] [TIMEOUT]
+# TCG, -machine virt (aarch64: cortex-a53 with a GICv2; riscv64: -bios
+# none, every hart in M-mode), output and exit status through semihosting
+# (-semihosting-config target=native on a stdio chardev), -no-reboot.  The
+# log goes to <ELF's directory>/boot-<smp>cpu-<mem>.log.  Exit status 0 iff
+# the log has a "RESULT: PASS" line and QEMU exited with the kernel's
+# semihosting status 0 (RESULT: FAIL exits 1; 124 is the timeout; 0 with
+# no RESULT line a reset).  x86_64 (no --arch, or --arch x86_64) is as
+# above.
 set -uo pipefail
+
+arch=x86_64
+if [ "${1:-}" = --arch ]; then
+	arch=${2:?--arch needs aarch64, riscv64 or x86_64}
+	shift 2
+fi
+if [ "$arch" = aarch64 ] || [ "$arch" = riscv64 ]; then
+	mode=${1:?usage: qemu-run.sh --arch $arch --run|--test ELF [SMP] [MEM] [TIMEOUT]}
+	elf=${2:?ELF image}
+	smp=${3:-4}
+	mem=${4:-512M}
+	tmo=${5:-120}
+	case $arch in
+	aarch64) qemu=qemu-system-aarch64 pkg=qemu-system-arm
+		machine=(-machine virt,gic-version=2 -cpu cortex-a53) ;;
+	riscv64) qemu=qemu-system-riscv64 pkg=qemu-system-misc
+		machine=(-machine virt -bios none) ;;
+	esac
+	if ! command -v "$qemu" >/dev/null; then
+		echo "qemu-run: no $qemu; run: sudo apt-get install $pkg" >&2
+		exit 2
+	fi
+	[ -r "$elf" ] || { echo "qemu-run: $elf not built (make kernel-$arch)" >&2; exit 2; }
+	log="$(dirname "$elf")/boot-${smp}cpu-${mem}.log"
+	echo "qemu-run: $arch virt, TCG, -smp $smp, -m $mem, semihosting, timeout ${tmo}s; log $log"
+	start=$(date +%s%N)
+	# shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
+	timeout --foreground -k 5 "$tmo" \
+		"$qemu" "${machine[@]}" -accel tcg -smp "$smp" -m "$mem" \
+		-nodefaults -display none -no-reboot \
+		-chardev stdio,id=con,mux=off,signal=off \
+		-semihosting-config enable=on,target=native,chardev=con \
+		-kernel "$elf" ${QEMU_EXTRA:-} </dev/null | tee "$log"
+	status=${PIPESTATUS[0]}
+	end=$(date +%s%N)
+	secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+	result=$(tr -d '\r' <"$log" | grep -a '^RESULT: ' | tail -n 1)
+	case $status in
+	124) why="timed out after ${tmo}s (hang)" ;;
+	0) why=$([ -n "$result" ] && echo "pass status" || echo "QEMU exited 0 with no RESULT line: reset or power-off") ;;
+	1) why="fail status" ;;
+	*) why="QEMU exited with status $status" ;;
+	esac
+	label=$([ "$mode" = --test ] && echo "test-boot-$arch" || echo "run-$arch")
+	if [ "$status" = 0 ] && [[ "$result" == "RESULT: PASS "* ]]; then
+		echo "$label: PASS (-smp $smp -m $mem, ${secs}s wall from QEMU start to exit)"
+		exit 0
+	fi
+	echo "$label: FAIL (-smp $smp -m $mem, ${secs}s): ${result:-no RESULT line}; $why" >&2
+	exit 1
+fi
+if [ "$arch" != x86_64 ]; then
+	echo "qemu-run: unknown arch '$arch' (aarch64, riscv64, x86_64)" >&2
+	exit 2
+fi
 
 mode=${1:?usage: qemu-run.sh --run|--test EFI [SMP] [MEM] [TIMEOUT]}
 efi=${2:?EFI application}

@@ -38,12 +38,10 @@ struct percpu {
 	void *ist_stack;         /* IST1: #DF, NMI, #MC */
 	size_t ist_pages;
 	struct cpu_work *work;   /* set by boot/ before the CPU joins */
-	_Atomic int state;       /* enum cpu_state */
+	_Atomic int state;       /* enum cpu_state (boot/demo.h) */
 	_Atomic uint64_t ticks;  /* LAPIC timer interrupts taken */
 	int in_fault;            /* nested exception guard */
 };
-
-enum cpu_state { CPU_ABSENT = 0, CPU_STARTING, CPU_RUNNING, CPU_HALTED };
 
 _Static_assert(offsetof(struct percpu, self) == 0, "%gs:0 is self");
 _Static_assert(offsetof(struct percpu, cpu) == 8, "%gs:8 is the CPU index");

@@ -1,0 +1,131 @@
+# boot/arch.mk - the aarch64 and riscv64 demo kernels: QEMU virt, picolibc
+# for libc and semihosting, boot/virt/ + boot/<arch>/ + arch/<arch>/, the
+# shared workload (boot/workload.c, boot/selftest.c), boot/fdt.c, and mm/
+# compiled freestanding for the arch; linked with linker.ld.
+# Included by the top-level Makefile; also usable alone:
+#     make -f Makefile -f boot/arch.mk test-boot-aarch64
+#
+#   make kernel-aarch64 | kernel-riscv64       build/<arch>-virt/kernel.elf
+#   make run-aarch64 | run-riscv64             boot it, output on the terminal
+#   make run ARCH=aarch64|riscv64              the same (boot/kernel.mk's run)
+#   make test-boot-aarch64 | test-boot-riscv64 boot it; pass iff "RESULT: PASS"
+#                                              and semihosting exit status 0
+#   make test-boot-virt                        both
+#   make check-lib-virt                        mm/ alone, freestanding, for both
+#                                              arches: -Wall -Wextra -Werror and
+#                                              the undefined symbols it needs
+#
+# Variables as for the x86_64 kernel (boot/kernel.mk): SMP (4), MEM (512M),
+# BOOT_TIMEOUT (120), STRESS_OPS, KERNEL_INJECT, KMEM_DEBUG.  A change of
+# flags rebuilds everything (build/<arch>-virt/.cflags).
+
+ifeq ($(.DEFAULT_GOAL),)
+.DEFAULT_GOAL := kernel-aarch64
+endif
+
+SMP          ?= 4
+MEM          ?= 512M
+BOOT_TIMEOUT ?= 120
+
+V_ARCHES := aarch64 riscv64
+
+V_CC_aarch64 ?= aarch64-linux-gnu-gcc
+V_CC_riscv64 ?= riscv64-unknown-elf-gcc
+# Where QEMU loads the image (linker.ld): above the device tree QEMU puts
+# at the start of RAM (aarch64), or at the start of RAM where the harts
+# start (riscv64).
+V_BASE_aarch64 := 0x40200000
+V_BASE_riscv64 := 0x80000000
+# Everything: the target; mm/ also: interrupts allocate, so no FP/SIMD in
+# the allocator (aarch64), and no outline atomics (they need Linux's
+# getauxval).  riscv64: rv64imac (A for atomics), medany (the image is at
+# 0x80000000), ISA spec 2.2 so that Zicsr/Zifencei come with I.
+V_ARCH_aarch64 := -mcpu=cortex-a53 -mno-outline-atomics -fno-pie
+V_MMARCH_aarch64 := -mgeneral-regs-only
+V_ARCH_riscv64 := -march=rv64imac -mabi=lp64 -mcmodel=medany -misa-spec=2.2
+V_MMARCH_riscv64 := -ftls-model=local-exec
+
+V_WARN := -Wall -Wextra -Werror
+V_MM_SRC := $(sort $(wildcard mm/*.c))
+V_HDRS := $(wildcard include/*.h include/spanalloc/*.h boot/*.h boot/virt/*.h)
+V_PICOLIBC := -specs=picolibc.specs --oslib=semihost --crt0=semihost
+
+.PHONY: $(foreach a,$(V_ARCHES),kernel-$(a) run-$(a) test-boot-$(a) kernel-deps-$(a)) \
+	test-boot-virt check-lib-virt v-force
+
+# $(call v_arch,ARCH): the rules for one arch.
+define v_arch
+V_OUT_$(1)  := $$(or $$(BUILD),build)/$(1)-virt
+V_ELF_$(1)  := $$(V_OUT_$(1))/kernel.elf
+V_MMCF_$(1) = -std=c11 -O2 -g $$(V_WARN) -ffreestanding -nostdinc \
+	-isystem $$(shell $$(V_CC_$(1)) -print-file-name=include) -fno-stack-protector \
+	$$(V_ARCH_$(1)) $$(V_MMARCH_$(1)) -Iinclude -Imm -Iarch/$(1) \
+	-DKMEM_ARCH_INLINE='"arch_inline.h"' $$(if $$(KMEM_DEBUG),-DKMEM_DEBUG=$$(KMEM_DEBUG))
+V_CF_$(1)   = -std=gnu11 -O2 -g $$(V_WARN) $$(V_PICOLIBC) -fno-stack-protector $$(V_ARCH_$(1)) \
+	-Iinclude -Iarch/$(1) -Iboot/virt -Iboot/$(1) -Iboot \
+	$$(if $$(STRESS_OPS),-DSTRESS_OPS=$$(STRESS_OPS)) $$(if $$(KERNEL_INJECT),-DKERNEL_INJECT=$$(KERNEL_INJECT))
+V_SRC_$(1)  := $$(sort $$(wildcard boot/virt/*.c boot/$(1)/*.c arch/$(1)/*.c)) \
+	boot/fdt.c boot/workload.c boot/selftest.c
+V_OBJ_$(1)  := $$(patsubst %.c,$$(V_OUT_$(1))/%.o,$$(V_SRC_$(1))) \
+	$$(patsubst %.S,$$(V_OUT_$(1))/%.o,$$(wildcard boot/$(1)/*.S)) \
+	$$(patsubst mm/%.c,$$(V_OUT_$(1))/mm/%.o,$$(V_MM_SRC))
+
+$$(V_OUT_$(1))/.cflags: v-force
+	@mkdir -p $$(dir $$@)
+	@echo '$$(V_CC_$(1)) $$(V_CF_$(1)) | $$(V_MMCF_$(1))' | cmp -s - $$@ || \
+		echo '$$(V_CC_$(1)) $$(V_CF_$(1)) | $$(V_MMCF_$(1))' >$$@
+
+$$(V_OUT_$(1))/mm/%.o: mm/%.c mm/*.h $$(V_HDRS) $$(wildcard arch/$(1)/*.h) $$(V_OUT_$(1))/.cflags
+	@mkdir -p $$(dir $$@)
+	$$(V_CC_$(1)) $$(V_MMCF_$(1)) -c $$< -o $$@
+
+$$(V_OUT_$(1))/%.o: %.c $$(V_HDRS) $$(wildcard arch/$(1)/*.h) $$(V_OUT_$(1))/.cflags
+	@mkdir -p $$(dir $$@)
+	$$(V_CC_$(1)) $$(V_CF_$(1)) -c $$< -o $$@
+
+$$(V_OUT_$(1))/%.o: %.S $$(V_OUT_$(1))/.cflags
+	@mkdir -p $$(dir $$@)
+	$$(V_CC_$(1)) $$(V_CF_$(1)) -c $$< -o $$@
+
+$$(V_ELF_$(1)): $$(V_OBJ_$(1)) linker.ld
+	$$(V_CC_$(1)) $$(V_CF_$(1)) -static -no-pie -T linker.ld -Wl,--defsym=__kernel_base=$$(V_BASE_$(1)) \
+		-Wl,-Map=$$(V_OUT_$(1))/kernel.map -Wl,--no-warn-rwx-segments $$(V_OBJ_$(1)) -o $$@
+
+kernel-$(1): $$(V_ELF_$(1))
+
+kernel-deps-$(1):
+	@bash scripts/install-deps.sh $(1)
+
+run-$(1): kernel-deps-$(1)
+	@$$(MAKE) --no-print-directory -f boot/arch.mk kernel-$(1) BUILD=$$(or $$(BUILD),build)
+	@bash scripts/qemu-run.sh --arch $(1) --run $$(V_ELF_$(1)) $$(SMP) $$(MEM) $$(BOOT_TIMEOUT)
+
+test-boot-$(1): kernel-deps-$(1)
+	@$$(MAKE) --no-print-directory -f boot/arch.mk kernel-$(1) BUILD=$$(or $$(BUILD),build)
+	@bash scripts/qemu-run.sh --arch $(1) --test $$(V_ELF_$(1)) $$(SMP) $$(MEM) $$(BOOT_TIMEOUT)
+endef
+
+$(foreach a,$(V_ARCHES),$(eval $(call v_arch,$(a))))
+
+test-boot-virt: test-boot-aarch64 test-boot-riscv64
+
+# mm/ alone for each arch, out of line hooks (no KMEM_ARCH_INLINE): it
+# must build warning-free and need nothing but the string functions and
+# the arch_* hooks (no libgcc: mm/mtypes.h has its own ctz/clz/popcount
+# where the ISA lacks them).
+check-lib-virt: $(foreach a,$(V_ARCHES),kernel-deps-$(a))
+	@for a in $(V_ARCHES); do \
+	  case $$a in aarch64) cc=$(V_CC_aarch64); fl="$(V_ARCH_aarch64) $(V_MMARCH_aarch64)";; \
+	              riscv64) cc=$(V_CC_riscv64); fl="$(V_ARCH_riscv64) $(V_MMARCH_riscv64)";; esac; \
+	  out=$(or $(BUILD),build)/lib-virt/$$a; rm -rf $$out; mkdir -p $$out; \
+	  for f in $(V_MM_SRC); do \
+	    $$cc -std=c11 -O2 $(V_WARN) -ffreestanding -nostdinc -isystem $$($$cc -print-file-name=include) \
+	      -fno-stack-protector $$fl -Iinclude -Imm -c $$f -o $$out/$$(basename $$f .c).o || exit 1; \
+	  done; \
+	  undef=$$($${cc%gcc}ld -r -o $$out/all.o $$out/*.o && $${cc%gcc}nm -u $$out/all.o | awk '{print $$2}' | sort -u); \
+	  bad=$$(echo "$$undef" | grep -Ev '^(memcpy|memmove|memset|memcmp|arch_[a-z_]+)$$' || true); \
+	  if [ -n "$$bad" ]; then echo "check-lib-virt: $$a: unexpected undefined symbols: $$(echo $$bad)"; exit 1; fi; \
+	  echo "check-lib-virt: $$a ($$cc) ok, undefined: $$(echo $$undef)"; \
+	done
+
+v-force:
