@@ -9,6 +9,8 @@
 #   make test-boot       boot it and pass only on its RESULT: PASS line
 #   make fuzz            libFuzzer over operation sequences (FUZZ_SECONDS=60)
 #   make heapmap         draw build/heapmap.png of a sample heap
+#   make shim            build/host/libspanalloc-malloc.so (LD_PRELOAD malloc)
+#   make bench           spanalloc vs glibc/jemalloc/mimalloc/tcmalloc (not in test)
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
 
@@ -120,6 +122,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-fuzz
+	@$(MAKE) --no-print-directory test-shim
 	@$(MAKE) --no-print-directory test-boot
 	@$(MAKE) --no-print-directory test-boot-virt
 	@echo "make test: all passed"
@@ -134,3 +137,5 @@ include boot/kernel.mk
 include boot/arch.mk
 # Fuzzing and the heap-map picture: fuzz, test-fuzz, heapmap.
 include scripts/hardening.mk
+# The LD_PRELOAD malloc shim and the benchmarks: shim, test-shim, bench.
+include scripts/bench.mk

@@ -1,0 +1,48 @@
+/*
+ * arch/host/shim_arch_inline.h - the shim arch's fast hooks as inline code
+ * (KMEM_ARCH_INLINE, see spanalloc/arch.h): mm/ built with
+ *     -DKMEM_ARCH_INLINE='"shim_arch_inline.h"' -Iarch/host
+ * inlines them into kmalloc's fast path.  Semantics in shim_arch.c: a
+ * thread-local "interrupts off" nesting count; a thread's private CPU slot
+ * (or -1: claim one, or use a shared slot under its lock, out of line).
+ */
+#ifndef SPANALLOC_SHIM_ARCH_INLINE_H
+#define SPANALLOC_SHIM_ARCH_INLINE_H
+
+#include <stdatomic.h>
+
+extern __thread unsigned long shim_t_irq;
+extern __thread int shim_t_cpu;
+extern __thread unsigned char shim_t_locked;
+unsigned shim_cpu_slow(void);
+void shim_shared_leave(void);
+
+static inline unsigned long shim_irq_save_inline(void)
+{
+	unsigned long old = shim_t_irq;
+	shim_t_irq = old + 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	return old;
+}
+
+static inline void shim_irq_restore_inline(unsigned long flags)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	shim_t_irq = flags;
+	if (__builtin_expect(shim_t_locked != 0, 0) && flags == 0)
+		shim_shared_leave();
+}
+
+static inline unsigned shim_cpu_id_inline(void)
+{
+	int c = shim_t_cpu;
+	if (__builtin_expect(c >= 0, 1))
+		return (unsigned)c;
+	return shim_cpu_slow();
+}
+
+#define arch_irq_save() shim_irq_save_inline()
+#define arch_irq_restore(f) shim_irq_restore_inline(f)
+#define arch_cpu_id() shim_cpu_id_inline()
+
+#endif
