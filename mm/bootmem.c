@@ -206,9 +206,11 @@ static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t
 			stop = pfn + n;
 		struct heap_arena *a = arena_of_pfn(p);
 		a->managed += stop - p;
-		for (; p < stop; p++) {
-			uint64_t i = p & (ARENA_PAGES - 1);
-			a->managedbits[i >> 6] |= 1ull << (i & 63);
+		while (p < stop) { /* a word at a time */
+			uint64_t i = p & (ARENA_PAGES - 1), b = i & 63;
+			uint64_t cnt = 64 - b < stop - p ? 64 - b : stop - p;
+			a->managedbits[i >> 6] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
+			p += cnt;
 		}
 	}
 	pages_set_locked(pfn, n, true);
