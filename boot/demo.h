@@ -73,6 +73,10 @@ void kernel_inject(int kind);
 
 /* --- boot/workload.c, boot/selftest.c ------------------------------------ */
 
+/* kmem_init over the boot map (identity map), then the boot report:
+ * usable and managed memory, arenas, the metadata region and its share. */
+void demo_heap_init(const struct kmem_region *regions, size_t n, unsigned ncpus,
+                    uint64_t usable_bytes);
 void workload_init(unsigned ncpus);
 struct percpu **workload_cpus(void);        /* [ncpus], CPU 0's filled in */
 void workload_cpu(struct percpu *pc);       /* every CPU; returns offline-ready */

@@ -89,31 +89,7 @@ void kmain_bsp(void *unused)
 		kprintf("boot: %lu MiB of usable RAM above 0x%lx left out (no 1 GiB pages to map it)\n",
 		        (unsigned long)(ms.clipped_bytes >> 20), (unsigned long)mapped_top);
 
-	struct kmem_config cfg = {
-		.regions = regions,
-		.nregions = ms.nregions,
-		.direct_map_offset = 0, /* identity map */
-		.max_cpus = acpi->ncpus,
-	};
-	size_t need = kmem_metadata_size(&cfg);
-	int rc = kmem_init(&cfg);
-	if (rc != 0)
-		kfail("kmem_init returned %d (metadata needed: %zu bytes)", rc, need);
-	struct kmem_stats st;
-	kmem_get_stats(&st);
-	uint64_t meta_base, meta_size;
-	kmem_metadata_region(&meta_base, &meta_size);
-	uint64_t managed = st.pages_managed * KMEM_PAGE_SIZE;
-	uint64_t pct100 = managed ? meta_size * 10000 / managed : 0;
-	kprintf("boot: usable %lu MiB (%lu KiB) in the map; heap manages %lu pages (%lu MiB) in %lu "
-	        "arena%s of 64 MiB\n",
-	        (unsigned long)(ms.usable_bytes >> 20), (unsigned long)(ms.usable_bytes >> 10),
-	        (unsigned long)st.pages_managed, (unsigned long)(managed >> 20),
-	        (unsigned long)st.arenas, st.arenas == 1 ? "" : "s");
-	kprintf("boot: metadata region 0x%lx-0x%lx, %lu KiB (%lu used) = %lu.%02lu%% of managed memory\n",
-	        (unsigned long)meta_base, (unsigned long)(meta_base + meta_size - 1),
-	        (unsigned long)(meta_size >> 10), (unsigned long)(st.metadata_used >> 10),
-	        (unsigned long)(pct100 / 100), (unsigned long)(pct100 % 100));
+	demo_heap_init(regions, ms.nregions, acpi->ncpus, ms.usable_bytes);
 
 	/* Interrupts on: from here the timer allocates on the BSP. */
 	unsigned ncpus = acpi->ncpus;

@@ -165,29 +165,7 @@ int main(void)
 		        region_name(r->type), what);
 	}
 
-	struct kmem_config cfg = {
-		.regions = regions,
-		.nregions = (size_t)nreg,
-		.direct_map_offset = 0, /* identity: MMU off or identity-mapped */
-		.max_cpus = ncpus,
-	};
-	size_t need = kmem_metadata_size(&cfg);
-	int rc = kmem_init(&cfg);
-	if (rc != 0)
-		kfail("kmem_init returned %d (metadata needed: %zu bytes)", rc, need);
-	struct kmem_stats st;
-	kmem_get_stats(&st);
-	uint64_t meta_base, meta_size;
-	kmem_metadata_region(&meta_base, &meta_size);
-	uint64_t managed = st.pages_managed * KMEM_PAGE_SIZE;
-	uint64_t pct100 = managed ? meta_size * 10000 / managed : 0;
-	kprintf("boot: usable %lu MiB in the map; heap manages %lu pages (%lu MiB) in %lu arena%s of 64 MiB\n",
-	        (unsigned long)(mi.usable_bytes >> 20), (unsigned long)st.pages_managed,
-	        (unsigned long)(managed >> 20), (unsigned long)st.arenas, st.arenas == 1 ? "" : "s");
-	kprintf("boot: metadata region 0x%lx-0x%lx, %lu KiB (%lu used) = %lu.%02lu%% of managed memory\n",
-	        (unsigned long)meta_base, (unsigned long)(meta_base + meta_size - 1),
-	        (unsigned long)(meta_size >> 10), (unsigned long)(st.metadata_used >> 10),
-	        (unsigned long)(pct100 / 100), (unsigned long)(pct100 % 100));
+	demo_heap_init(regions, (size_t)nreg, ncpus, mi.usable_bytes);
 
 	/* Interrupts on: from here the timer allocates on the boot CPU. */
 	workload_init(ncpus);
