@@ -142,35 +142,12 @@ int kvsnprintf(char *buf, size_t cap, const char *fmt, va_list ap)
 	return (int)o.len;
 }
 
-int ksnprintf(char *buf, size_t cap, const char *fmt, ...)
+void console_puts(const char *s)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	int n = kvsnprintf(buf, cap, fmt, ap);
-	va_end(ap);
-	return n;
-}
-
-void kprintf(const char *fmt, ...)
-{
-	char buf[320];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = kvsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n >= (int)sizeof buf)
-		n = sizeof buf - 1;
+	size_t n = 0;
+	while (s[n])
+		n++;
 	unsigned long f = console_lock();
-	serial_write(buf, (size_t)n);
+	serial_write(s, n);
 	console_unlock(f);
-}
-
-void kfail(const char *fmt, ...)
-{
-	char buf[240];
-	va_list ap;
-	va_start(ap, fmt);
-	kvsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	kernel_fail(buf);
 }

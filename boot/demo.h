@@ -38,6 +38,12 @@ enum cpu_state { CPU_ABSENT = 0, CPU_STARTING, CPU_RUNNING, CPU_HALTED };
 /* --- what every demo kernel provides ------------------------------------- */
 
 /* Formatted output, one whole line at a time under the console lock. */
+/* boot/kprintf.c, over what each kernel's console provides:
+ * kvsnprintf, console_puts (one string, under the console lock) and
+ * kernel_fail (RESULT: FAIL and the fail exit). */
+int kvsnprintf(char *buf, size_t cap, const char *fmt, va_list ap);
+void console_puts(const char *s);
+void kernel_fail(const char *reason) __attribute__((noreturn));
 int ksnprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Formats a reason and fails the run (RESULT: FAIL <reason>). */

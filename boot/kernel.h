@@ -63,7 +63,6 @@ uint32_t memmap_type_at(const struct boot_info *bi, uint64_t addr); /* ~0u: none
 /* --- boot/console.c ------------------------------------------------------- */
 
 /* ksnprintf, kprintf, kfail: boot/demo.h */
-int kvsnprintf(char *buf, size_t cap, const char *fmt, va_list ap);
 
 /* --- boot/cpu.c: page tables, GDT, TSS, IDT, exceptions ----------------- */
 

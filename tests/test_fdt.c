@@ -162,6 +162,14 @@ static struct dtw *w_new(void)
 	return w;
 }
 
+/* Opens the root node with its #address-cells and #size-cells. */
+static void w_root(struct dtw *w, uint32_t acells, uint32_t scells)
+{
+	w_begin(w, "");
+	w_cells(w, "#address-cells", 1, acells);
+	w_cells(w, "#size-cells", 1, scells);
+}
+
 #define GIB (1ull << 30)
 #define MIB (1ull << 20)
 #define KIB (1ull << 10)
@@ -171,9 +179,7 @@ static struct dtw *w_new(void)
 static uint8_t *qemu_arm_virt(uint32_t *total)
 {
 	struct dtw *w = w_new();
-	w_begin(w, "");
-	w_cells(w, "#address-cells", 1, 2);
-	w_cells(w, "#size-cells", 1, 2);
+	w_root(w, 2, 2);
 	w_str(w, "compatible", "linux,dummy-virt");
 	w_begin(w, "psci");
 	w_str(w, "compatible", "arm,psci-1.0\0arm,psci-0.2\0arm,psci");
@@ -256,9 +262,7 @@ static void test_cells_and_nodes(void **state)
 {
 	(void)state;
 	struct dtw *w = w_new();
-	w_begin(w, "");
-	w_cells(w, "#address-cells", 1, 1);
-	w_cells(w, "#size-cells", 1, 1);
+	w_root(w, 1, 1);
 	w_begin(w, "memory@0");
 	w_cells(w, "reg", 6, 0x0, 0x100000, 0x200000, 0, 0x400000, 0x80000);
 	w_end(w);
@@ -327,9 +331,7 @@ static void test_reserved(void **state)
 {
 	(void)state;
 	struct dtw *w = w_new();
-	w_begin(w, "");
-	w_cells(w, "#address-cells", 1, 2);
-	w_cells(w, "#size-cells", 1, 2);
+	w_root(w, 2, 2);
 	w_begin(w, "memory@80000000");
 	w_str(w, "device_type", "memory");
 	w_cells(w, "reg", 4, 0, 0x80000000, 0, 0x40000000);
@@ -381,9 +383,7 @@ static void test_edges_of_ranges(void **state)
 {
 	(void)state;
 	struct dtw *w = w_new();
-	w_begin(w, "");
-	w_cells(w, "#address-cells", 1, 2);
-	w_cells(w, "#size-cells", 1, 2);
+	w_root(w, 2, 2);
 	w_begin(w, "memory@ffffffff00000000");
 	w_cells(w, "reg", 4, 0xffffffff, 0, 0x1, 0);
 	w_end(w);
@@ -706,9 +706,7 @@ static void test_heap_from_dtb(void **state)
 	 * block. */
 	const uint64_t ram = GIB, ram_size = 128 * MIB;
 	struct dtw *w = w_new();
-	w_begin(w, "");
-	w_cells(w, "#address-cells", 1, 2);
-	w_cells(w, "#size-cells", 1, 2);
+	w_root(w, 2, 2);
 	w_begin(w, "memory@40000000");
 	w_str(w, "device_type", "memory");
 	w_cells(w, "reg", 4, 0, (uint32_t)ram, 0, (uint32_t)ram_size);

@@ -67,29 +67,14 @@ void console_puts(const char *s)
 	con_unlock(f);
 }
 
-int ksnprintf(char *buf, size_t cap, const char *fmt, ...)
+int kvsnprintf(char *buf, size_t cap, const char *fmt, va_list ap)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, cap, fmt, ap);
-	va_end(ap);
-	return n;
-}
-
-void kprintf(const char *fmt, ...)
-{
-	char buf[320];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	console_puts(buf);
+	return vsnprintf(buf, cap, fmt, ap);
 }
 
 /* Prints RESULT: FAIL and exits with status 1.  The first CPU to fail
  * reports; any other stops here. */
-static void kernel_fail(const char *reason) __attribute__((noreturn));
-static void kernel_fail(const char *reason)
+void kernel_fail(const char *reason)
 {
 	arch_irq_save();
 	atomic_store(&con_failing, 1);
@@ -100,16 +85,6 @@ static void kernel_fail(const char *reason)
 	snprintf(line, sizeof line, "RESULT: FAIL %s\n", reason);
 	console_puts(line);
 	_exit(1);
-}
-
-void kfail(const char *fmt, ...)
-{
-	char buf[240];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	kernel_fail(buf);
 }
 
 void kernel_pass(void)

@@ -79,7 +79,6 @@ void virt_fault(const char *what, uint64_t pc_addr, uint64_t addr, uint64_t caus
 bool virt_dt_node(const void *dtb, unsigned depth, const char *name, struct fdt_node *out);
 
 /* Writes the line under the console lock (no formatting). */
-void console_puts(const char *s);
 
 /* Starts every CPU after the first (hw_ids[0] is the boot CPU's); each
  * runs hook(pc) with its timer on and its mcache online.  Returns the
