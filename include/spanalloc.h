@@ -20,6 +20,10 @@
  * corrupt the allocator's own data.  (A client overflow can of course still
  * corrupt a neighbouring client object.)
  *
+ * It also brings in spanalloc/arch.h (the hooks a kernel provides) and
+ * spanalloc/memmap.h (boot memory map adapters), so one include suffices.
+ * The README's "Porting spanalloc to a kernel" walks through a port.
+ *
  * Freestanding: uses only <stddef.h>, <stdint.h> and <stdbool.h>.
  */
 #ifndef SPANALLOC_H
@@ -429,5 +433,10 @@ void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg);
 #ifdef __cplusplus
 }
 #endif
+
+/* After the types above: memmap.h uses them (and includes this header,
+ * which its guard then skips). */
+#include "spanalloc/arch.h"
+#include "spanalloc/memmap.h"
 
 #endif /* SPANALLOC_H */

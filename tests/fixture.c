@@ -151,7 +151,8 @@ static int fx_init_cfg(struct kmem_config *cfg, unsigned cpus)
 	if (rc == 0) {
 		fx_install_fault_hook();
 		fx_faults_reset();
-		host_cpu_claim(0);
+		if (!host_early_boot())
+			host_cpu_claim(0);
 	}
 	return rc;
 }

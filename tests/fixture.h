@@ -53,7 +53,8 @@ void fx_protect(uint64_t phys, uint64_t len);
  * the host CPU slots, sets `cpus` slots and builds the heap with
  * direct_map_offset = window and max_cpus = cpus.  Returns kmem_init()'s
  * result.  On success it installs the fault recorder (and resets it) and
- * claims CPU 0 for the calling thread. */
+ * claims CPU 0 for the calling thread (not in host_set_early_boot() mode:
+ * the thread is then CPU 0 without a slot). */
 int fx_init(const struct kmem_region *r, size_t n, unsigned cpus);
 
 /* As fx_init, with a caller-given metadata region (made RW here). */

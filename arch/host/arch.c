@@ -30,6 +30,7 @@
 
 static _Atomic int slot_used[KMEM_MAX_CPUS];
 static _Atomic unsigned host_ncpus = KMEM_MAX_CPUS;
+static _Atomic bool early_boot;
 
 _Thread_local int host_my_cpu = -1;
 _Thread_local volatile sig_atomic_t host_irq_off;        /* >0: disabled */
@@ -64,6 +65,8 @@ int host_cpu_claim(int want)
 	pthread_once(&cpu_key_once, make_key);
 	if (host_my_cpu >= 0)
 		return host_my_cpu;
+	if (want < 0 && atomic_load(&early_boot))
+		return 0; /* the boot CPU before its per-CPU area: 0, unclaimed */
 	unsigned n = atomic_load(&host_ncpus);
 	for (unsigned i = 0; i < n; i++) {
 		unsigned c = want >= 0 ? (unsigned)want : i;
@@ -79,6 +82,16 @@ int host_cpu_claim(int want)
 	}
 	fprintf(stderr, "arch/host: no free CPU slot (want %d, %u slots)\n", want, n);
 	abort();
+}
+
+void host_set_early_boot(bool on)
+{
+	atomic_store(&early_boot, on);
+}
+
+bool host_early_boot(void)
+{
+	return atomic_load(&early_boot);
 }
 
 void host_cpu_release(void)
@@ -100,7 +113,7 @@ void host_cpu_reset_all(void)
 unsigned arch_cpu_id(void)
 {
 	if (__builtin_expect(host_my_cpu < 0, 0))
-		host_cpu_claim(-1);
+		return (unsigned)host_cpu_claim(-1);
 	return (unsigned)host_my_cpu;
 }
 

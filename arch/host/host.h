@@ -16,6 +16,14 @@ int host_cpu_claim(int want);
  * automatically when the thread exits). */
 void host_cpu_release(void);
 
+/* Early boot, as on a kernel's boot CPU before its per-CPU areas exist:
+ * while on, a thread that has no slot is CPU 0 without claiming one
+ * (arch_cpu_id() returns 0 and brings nothing online), and fx_init()
+ * claims no slot.  Off by default; turning it off lets the thread claim
+ * its slot (host_cpu_claim(0)) as a kernel installs its per-CPU area. */
+void host_set_early_boot(bool on);
+bool host_early_boot(void);
+
 /* Forgets every slot (after kmem_init() builds a new heap in a test). */
 void host_cpu_reset_all(void);
 

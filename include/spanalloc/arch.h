@@ -1,9 +1,15 @@
 /*
  * spanalloc/arch.h - the arch contract: everything mm/ needs from the CPU
  * and the environment.  arch/<arch>/ implements it; a kernel that links
- * spanalloc into itself provides these symbols (the porting guide lists
- * them).  Nothing else is called by mm/ except memcpy, memmove, memset and
- * memcmp.
+ * spanalloc into itself provides these six symbols (the README's "Porting
+ * spanalloc to a kernel" has a complete example, tests/outoftree/example.c).
+ * Nothing else is called by mm/ except memcpy, memmove, memset and memcmp.
+ * (Out-of-memory handling is optional and not a hook: see
+ * kmem_set_oom_hook() in spanalloc.h.)
+ *
+ * Every hook may be called from any context the allocator is called from,
+ * interrupt handlers included, with interrupts on or off; none may call
+ * the allocator.  spanalloc.h includes this header.
  */
 #ifndef SPANALLOC_ARCH_H
 #define SPANALLOC_ARCH_H
@@ -23,17 +29,29 @@ unsigned long arch_irq_save(void);
 void arch_irq_restore(unsigned long flags);
 
 /* The calling CPU's index, 0 <= id < kmem_config.max_cpus.  Stable while
- * interrupts are disabled. */
+ * interrupts are disabled.
+ *
+ * Early boot: before the kernel has per-CPU areas (e.g. before it loads
+ * GS base or TPIDR_EL1), arch_cpu_id() must return 0 on the boot CPU.
+ * kmem_init() brings CPU 0 online, so the boot CPU can allocate from then
+ * on -- its own and the other CPUs' per-CPU areas included -- through CPU
+ * 0's cache; when its per-CPU area is installed it must still say 0.  Only
+ * the boot CPU may run while arch_cpu_id() answers this way.  Every other
+ * CPU needs kmem_cpu_online(id) before its first allocation. */
 unsigned arch_cpu_id(void);
 
 /* Called in spin-wait loops (x86 `pause`, arm `yield`, host: yield the
  * thread after a while). */
 void arch_cpu_relax(void);
 
-/* Writes one line of diagnostic text (no trailing newline in `line`). */
+/* Writes one line of diagnostic text (no trailing newline in `line`).
+ * Reserved for diagnostics: mm/ does not call it today (`make check-lib`
+ * prints the library's undefined symbols), but a port should define it. */
 void arch_log(const char *line);
 
-/* Stops the system after a fatal error; `msg` is one line. */
+/* Stops the system after a fatal error; `msg` is one line.  Called by the
+ * default fault hook (a bad free while no hook is installed) and by failed
+ * internal assertions (built with -DKMEM_DEBUG >= 1). */
 void arch_panic(const char *msg) __attribute__((noreturn));
 
 #ifdef __cplusplus
