@@ -11,6 +11,9 @@
 #   make heapmap         draw build/heapmap.png of a sample heap
 #   make shim            build/host/libspanalloc-malloc.so (LD_PRELOAD malloc)
 #   make bench           spanalloc vs glibc/jemalloc/mimalloc/tcmalloc (not in test)
+#   make install PREFIX=<dir> ARCH=<arch>   headers, libspanalloc.a, spanalloc.pc
+#   make amalgamation    build/amalgamation/spanalloc.[ch] (one .c, one .h)
+#   make test-package    the out-of-tree example from both (in test)
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
 
@@ -119,6 +122,7 @@ test: deps
 	@$(MAKE) --no-print-directory check-lib
 	@$(MAKE) --no-print-directory check-lib-virt
 	@$(MAKE) --no-print-directory check-clang
+	@$(MAKE) --no-print-directory test-package
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-fuzz
@@ -139,3 +143,5 @@ include boot/arch.mk
 include scripts/hardening.mk
 # The LD_PRELOAD malloc shim and the benchmarks: shim, test-shim, bench.
 include scripts/bench.mk
+# Packaging: install, amalgamation, test-package.
+include scripts/package.mk

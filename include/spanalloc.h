@@ -13,7 +13,10 @@
  *
  * All functions except kmem_metadata_size() and kmem_init() require a
  * successful kmem_init() first.  The calling CPU must be online (CPU 0 is
- * online after kmem_init(); others call kmem_cpu_online() first).
+ * online after kmem_init(); others call kmem_cpu_online() first).  Before
+ * the kernel has per-CPU areas, the boot CPU is CPU 0: arch_cpu_id()
+ * returns 0 then (spanalloc/arch.h), and everything works from kmem_init()
+ * on.
  *
  * Memory handed to a client is payload only: the allocator never writes a
  * header, free-list link or tag inside it, so a client overflow cannot

@@ -11,7 +11,7 @@
 set -euo pipefail
 what=${1:-test}
 case "$what" in
-test) pkgs=(gcc clang make binutils python3 libcmocka-dev pkg-config) ;;
+test) pkgs=(gcc clang make binutils python3 libcmocka-dev pkg-config universal-ctags) ;;
 kernel) pkgs=(qemu-system-x86 ovmf gnu-efi mtools dosfstools binutils gcc make) ;;
 aarch64) pkgs=(gcc-aarch64-linux-gnu picolibc-aarch64-linux-gnu qemu-system-arm make) ;;
 riscv64) pkgs=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc make) ;;

@@ -1,0 +1,73 @@
+# scripts/package.mk - spanalloc for other people's kernels.  Included by
+# the top-level Makefile.
+#
+#   make install PREFIX=<dir> [ARCH=host|x86_64] [DESTDIR=]
+#       <dir>/include/spanalloc.h, <dir>/include/spanalloc/*.h,
+#       <dir>/lib/libspanalloc.a (the freestanding library for ARCH) and
+#       <dir>/lib/pkgconfig/spanalloc.pc
+#   make amalgamation
+#       build/amalgamation/spanalloc.[ch]: the library as one .c and one .h
+#       (scripts/amalgamate.py; it fails on names that would clash)
+#   make test-package     (part of make test)
+#       installs into build/package/prefix; builds tests/outoftree/example.c
+#       out of tree with gcc and clang from the installed files (pkg-config)
+#       and from the amalgamation (compiled freestanding alone first), runs
+#       all four
+
+PREFIX      ?= /usr/local
+SPANALLOC_VERSION := 0.1.0
+PKG_OUT     := $(BUILD)/package
+AMALG_DIR   := $(BUILD)/amalgamation
+AMALG       := $(AMALG_DIR)/spanalloc.c $(AMALG_DIR)/spanalloc.h
+PKG_PREFIX  := $(abspath $(PKG_OUT)/prefix)
+PKG_CCS     := gcc $(CLANG)
+# How a client builds the example: hosted, strict warnings.
+EXAMPLE_CFLAGS := -std=c11 $(WARN) -O2
+EXAMPLE_SRC := tests/outoftree/example.c
+
+.PHONY: install amalgamation test-package
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include/spanalloc $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/spanalloc.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/spanalloc/*.h $(DESTDIR)$(PREFIX)/include/spanalloc/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	printf '%s\n' 'prefix=$(abspath $(PREFIX))' 'includedir=$${prefix}/include' \
+	  'libdir=$${prefix}/lib' '' 'Name: spanalloc' \
+	  'Description: Go-style span allocator for bare-metal kernels (freestanding, ARCH=$(ARCH))' \
+	  'Version: $(SPANALLOC_VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lspanalloc' \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spanalloc.pc
+
+amalgamation: $(AMALG)
+
+$(AMALG): scripts/amalgamate.py $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h
+	$(PYTHON) scripts/amalgamate.py $(AMALG_DIR)
+
+# $(call pkg_run,binary): runs it; its last line must be "example: PASS".
+pkg_run = $(1) > $(1).out || { cat $(1).out; echo "test-package: $(1) failed"; exit 1; }; \
+	tail -n 3 $(1).out; [ "$$(tail -n 1 $(1).out)" = "example: PASS" ] || \
+	{ echo "test-package: $(1) did not end with 'example: PASS'"; exit 1; }
+
+test-package: $(AMALG)
+	@bash scripts/install-deps.sh test
+	@rm -rf $(PKG_OUT) && mkdir -p $(PKG_OUT)/src
+	@$(MAKE) -s --no-print-directory install ARCH=host PREFIX=$(PKG_PREFIX)
+	@cp $(EXAMPLE_SRC) $(PKG_OUT)/src/example.c
+	@export PKG_CONFIG_PATH=$(PKG_PREFIX)/lib/pkgconfig; cd $(PKG_OUT)/src && \
+	for cc in $(PKG_CCS); do \
+	  echo "test-package: $$cc example.c \$$(pkg-config --cflags --libs spanalloc)"; \
+	  $$cc $(EXAMPLE_CFLAGS) example.c $$(pkg-config --cflags --libs spanalloc) \
+	    -o example-installed-$$cc || exit 1; \
+	  $(call pkg_run,./example-installed-$$cc); \
+	done
+	@for cc in $(PKG_CCS); do \
+	  echo "test-package: $$cc amalgamation (freestanding) + example.c"; \
+	  $$cc -std=c11 $(WARN) -O2 -ffreestanding -nostdinc -isystem $$($$cc -print-file-name=include) \
+	    -fno-builtin -fno-stack-protector -c $(AMALG_DIR)/spanalloc.c \
+	    -o $(PKG_OUT)/amalgamation-$$cc.o || exit 1; \
+	  bash scripts/check-undefined.sh $(PKG_OUT)/amalgamation-$$cc.o "amalgamation ($$cc)" || exit 1; \
+	  $$cc $(EXAMPLE_CFLAGS) -I$(AMALG_DIR) $(PKG_OUT)/src/example.c $(PKG_OUT)/amalgamation-$$cc.o \
+	    -o $(PKG_OUT)/example-amalgamation-$$cc || exit 1; \
+	  $(call pkg_run,$(PKG_OUT)/example-amalgamation-$$cc); \
+	done
+	@echo "test-package: installed files and amalgamation, gcc and clang: all passed"
