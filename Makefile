@@ -14,6 +14,7 @@
 #   make install PREFIX=<dir> ARCH=<arch>   headers, libspanalloc.a, spanalloc.pc
 #   make amalgamation    build/amalgamation/spanalloc.[ch] (one .c, one .h)
 #   make test-package    the out-of-tree example from both (in test)
+#   make metadata-cost   metadata bytes per managed GiB (the porting guide's figure)
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
 
@@ -143,5 +144,6 @@ include boot/arch.mk
 include scripts/hardening.mk
 # The LD_PRELOAD malloc shim and the benchmarks: shim, test-shim, bench.
 include scripts/bench.mk
-# Packaging: install, amalgamation, test-package.
+# Packaging: install, amalgamation, test-package, check-readme-example,
+# metadata-cost.
 include scripts/package.mk

@@ -12,7 +12,13 @@
 #       installs into build/package/prefix; builds tests/outoftree/example.c
 #       out of tree with gcc and clang from the installed files (pkg-config)
 #       and from the amalgamation (compiled freestanding alone first), runs
-#       all four
+#       all four; then check-readme-example and metadata-cost
+#   make check-readme-example
+#       the README's minimal example is tests/outoftree/example.c's marked
+#       region, byte for byte
+#   make metadata-cost
+#       tests/metacost.c: metadata bytes per managed GiB for 1 GiB .. 1 TiB
+#       maps (the porting guide quotes it)
 
 PREFIX      ?= /usr/local
 SPANALLOC_VERSION := 0.1.0
@@ -24,8 +30,9 @@ PKG_CCS     := gcc $(CLANG)
 # How a client builds the example: hosted, strict warnings.
 EXAMPLE_CFLAGS := -std=c11 $(WARN) -O2
 EXAMPLE_SRC := tests/outoftree/example.c
+README_MARK := <!-- tests/outoftree/example.c: make check-readme-example keeps this identical -->
 
-.PHONY: install amalgamation test-package
+.PHONY: install amalgamation test-package check-readme-example metadata-cost
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/spanalloc $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -70,4 +77,30 @@ test-package: $(AMALG)
 	    -o $(PKG_OUT)/example-amalgamation-$$cc || exit 1; \
 	  $(call pkg_run,$(PKG_OUT)/example-amalgamation-$$cc); \
 	done
+	@$(MAKE) -s --no-print-directory check-readme-example
+	@$(MAKE) -s --no-print-directory metadata-cost
 	@echo "test-package: installed files and amalgamation, gcc and clang: all passed"
+
+check-readme-example:
+	@mkdir -p $(BUILD)
+	@sed -n '/README example begins/,/README example ends/p' $(EXAMPLE_SRC) | sed '1d;$$d' \
+	  > $(BUILD)/example-region.c
+	@awk -v mark='$(README_MARK)' '$$0 == mark {on = 1; next} \
+	  on && /^```c$$/ {copy = 1; next} copy && /^```$$/ {exit} copy' README.md \
+	  > $(BUILD)/example-readme.c
+	@[ -s $(BUILD)/example-region.c ] || { echo "check-readme-example: no marked region in $(EXAMPLE_SRC)"; exit 1; }
+	@diff -u $(BUILD)/example-readme.c $(BUILD)/example-region.c \
+	  && echo "check-readme-example: the README's example is $(EXAMPLE_SRC)" \
+	  || { echo "check-readme-example: the README's example differs from $(EXAMPLE_SRC)'s marked region (diff above: - README, + example.c)"; exit 1; }
+
+# Built like the library (-O2, no sanitizers, no debug checks), on the host
+# fixture's simulated physical memory.
+METACOST := $(BUILD)/metacost
+$(METACOST): tests/metacost.c tests/fixture.c arch/host/arch.c $(MM_SRC) mm/*.h include/*.h \
+		include/spanalloc/*.h tests/fixture.h arch/host/*.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O2 -Iinclude -Imm -Iarch/host tests/metacost.c tests/fixture.c \
+	  arch/host/arch.c $(MM_SRC) -lcmocka -lpthread -o $@
+
+metadata-cost: $(METACOST)
+	@$(METACOST)
