@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scripts/amalgamate.py - spanalloc as one .h and one .c.
 
-    python3 scripts/amalgamate.py OUTDIR
+    python3 scripts/amalgamate.py [--root DIR] OUTDIR
 
 writes OUTDIR/spanalloc.h (include/spanalloc.h with every header under
 include/ it includes, then any include/spanalloc/*.h it does not) and
@@ -17,7 +17,8 @@ is defined in two files: static or global functions and variables,
 typedefs, enumerators and macros (one namespace), struct/union/enum tags
 (another).  It also #undefs each file's own macros at its end, so a macro
 cannot reach a later file at all.  Rename the clashing definition (or move
-it to a shared header) to fix a failure.
+it to a shared header) to fix a failure.  --root takes include/ and mm/
+from another tree (make test-package uses it to check that a clash fails).
 """
 import glob
 import os
@@ -25,9 +26,15 @@ import re
 import subprocess
 import sys
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-INC = os.path.join(ROOT, "include")
-MM = os.path.join(ROOT, "mm")
+ROOT = INC = MM = None
+
+
+def set_root(root):
+    global ROOT, INC, MM
+    ROOT = os.path.abspath(root)
+    INC = os.path.join(ROOT, "include")
+    MM = os.path.join(ROOT, "mm")
+
 QUOTED = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 # ctags kinds (C): d macro, e enumerator, f function, g enum, s struct,
@@ -128,9 +135,14 @@ def check_clashes(sources):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: amalgamate.py OUTDIR")
-    outdir = sys.argv[1]
+    args = sys.argv[1:]
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    if len(args) == 3 and args[0] == "--root":
+        root, args = args[1], args[2:]
+    if len(args) != 1:
+        sys.exit("usage: amalgamate.py [--root DIR] OUTDIR")
+    set_root(root)
+    outdir = args[0]
     sources = sorted(glob.glob(os.path.join(MM, "*.c")))
     if not sources:
         sys.exit("amalgamate: no mm/*.c")

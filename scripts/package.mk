@@ -12,7 +12,8 @@
 #       installs into build/package/prefix; builds tests/outoftree/example.c
 #       out of tree with gcc and clang from the installed files (pkg-config)
 #       and from the amalgamation (compiled freestanding alone first), runs
-#       all four; then check-readme-example and metadata-cost
+#       all four; then check-amalgamate-clash (amalgamate.py must refuse
+#       clashing names), check-readme-example and metadata-cost
 #   make check-readme-example
 #       the README's minimal example is tests/outoftree/example.c's marked
 #       region, byte for byte
@@ -32,7 +33,7 @@ EXAMPLE_CFLAGS := -std=c11 $(WARN) -O2
 EXAMPLE_SRC := tests/outoftree/example.c
 README_MARK := <!-- tests/outoftree/example.c: make check-readme-example keeps this identical -->
 
-.PHONY: install amalgamation test-package check-readme-example metadata-cost
+.PHONY: install amalgamation test-package check-amalgamate-clash check-readme-example metadata-cost
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/spanalloc $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -77,9 +78,25 @@ test-package: $(AMALG)
 	    -o $(PKG_OUT)/example-amalgamation-$$cc || exit 1; \
 	  $(call pkg_run,$(PKG_OUT)/example-amalgamation-$$cc); \
 	done
+	@$(MAKE) -s --no-print-directory check-amalgamate-clash
 	@$(MAKE) -s --no-print-directory check-readme-example
 	@$(MAKE) -s --no-print-directory metadata-cost
 	@echo "test-package: installed files and amalgamation, gcc and clang: all passed"
+
+# amalgamate.py must refuse a tree whose mm/*.c define the same name twice:
+# a static variable named like a global function, a macro, a struct tag.
+CLASH := $(PKG_OUT)/clash
+check-amalgamate-clash:
+	@rm -rf $(CLASH) && mkdir -p $(CLASH) && cp -r include mm $(CLASH)/
+	@printf '#include "mtypes.h"\n#define ZZ_SAME 1\nstatic int kmalloc;\nstruct zz_tag { int a; };\n' \
+	  > $(CLASH)/mm/zz_a.c
+	@printf '#include "mtypes.h"\n#define ZZ_SAME 1\nstruct zz_tag { int b; };\n' > $(CLASH)/mm/zz_b.c
+	@if $(PYTHON) scripts/amalgamate.py --root $(CLASH) $(CLASH)/out > $(CLASH)/log 2>&1; then \
+	  echo "check-amalgamate-clash: amalgamate.py accepted clashing names"; exit 1; fi
+	@for n in kmalloc ZZ_SAME zz_tag; do grep -q "^  $$n: " $(CLASH)/log || \
+	  { cat $(CLASH)/log; echo "check-amalgamate-clash: $$n not reported"; exit 1; }; done
+	@[ ! -e $(CLASH)/out ] || { echo "check-amalgamate-clash: output written despite the clash"; exit 1; }
+	@echo "check-amalgamate-clash: amalgamate.py refuses clashing names (static/global, macro, tag)"
 
 check-readme-example:
 	@mkdir -p $(BUILD)
