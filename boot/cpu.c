@@ -204,8 +204,8 @@ static void exception_report(struct intr_frame *f)
 	        (unsigned long)f->rbx, (unsigned long)f->rcx, (unsigned long)f->rdx);
 	kprintf("    RSI %016lx RDI %016lx RBP %016lx R8  %016lx\n", (unsigned long)f->rsi,
 	        (unsigned long)f->rdi, (unsigned long)f->rbp, (unsigned long)f->r8);
-	kprintf("    image base 0x%lx: addr2line -f -e build/x86_64-efi/kernel.so 0x%lx\n",
-	        (unsigned long)boot_info.image_base, (unsigned long)(f->rip - boot_info.image_base));
+	kprintf("    image base 0x%lx: addr2line -f -e %s 0x%lx\n", (unsigned long)boot_info.image_base,
+	        boot_info.image_file, (unsigned long)(f->rip - boot_info.image_bias));
 	kfail("exception vector=%lu (%s) error=0x%lx rip=0x%lx cpu=%u", (unsigned long)f->vector,
 	      exc_names[f->vector & 31], (unsigned long)f->error, (unsigned long)f->rip, cpu);
 }
