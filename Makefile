@@ -7,6 +7,8 @@
 #                        ARCH=aarch64 or ARCH=riscv64 boots those on QEMU virt
 #   make kernel          build build/x86_64-efi/BOOTX64.EFI
 #   make test-boot       boot it and pass only on its RESULT: PASS line
+#   make run BOOT=multiboot, make test-boot-multiboot: the same kernel as a
+#                        Multiboot (v1) image, QEMU -kernel under SeaBIOS
 #   make fuzz            libFuzzer over operation sequences (FUZZ_SECONDS=60)
 #   make heapmap         draw build/heapmap.png of a sample heap
 #   make shim            build/host/libspanalloc-malloc.so (LD_PRELOAD malloc)
@@ -129,13 +131,16 @@ test: deps
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-shim
 	@$(MAKE) --no-print-directory test-boot
+	@$(MAKE) --no-print-directory test-boot-multiboot
 	@$(MAKE) --no-print-directory test-boot-virt
 	@echo "make test: all passed"
 
 clean:
 	rm -rf $(BUILD)
 
-# The x86_64 demo kernel (GNU-EFI + OVMF): kernel, run, test-boot.
+# The x86_64 demo kernel (GNU-EFI + OVMF): kernel, run, test-boot; and as a
+# Multiboot image (boot/multiboot.mk): kernel-multiboot, run BOOT=multiboot,
+# test-boot-multiboot.
 include boot/kernel.mk
 # The aarch64 and riscv64 demo kernels (QEMU virt, picolibc): kernel-<arch>,
 # run ARCH=<arch>, test-boot-<arch>, test-boot-virt, check-lib-virt.

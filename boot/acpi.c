@@ -3,7 +3,11 @@
  * (firmware ACPI memory is never given to the heap):
  *   MADT ("APIC")  enabled local APICs -> CPU list (BSP first), LAPIC base
  *   FADT ("FACP")  the PM timer's I/O port, to calibrate the LAPIC timer
- * Runs before ExitBootServices; reads memory only.
+ * UEFI hands over the RSDP (a configuration table); a PC BIOS (the
+ * Multiboot path, SeaBIOS) leaves it on a 16-byte boundary in the first
+ * KiB of the EBDA or in 0xe0000-0xfffff (ACPI 6.5, 5.2.5.1), where
+ * acpi_find_rsdp_bios looks.  Runs before the heap exists; reads memory
+ * only.
  */
 #include "kernel.h"
 
@@ -82,6 +86,28 @@ static void parse_table(uint64_t phys, struct acpi_info *out)
 		parse_madt(t, len, out);
 	else if (!memcmp(t, "FACP", 4))
 		parse_fadt(t, len, out);
+}
+
+static uint64_t rsdp_scan(uint64_t base, uint64_t len)
+{
+	for (uint64_t a = base; a + 20 <= base + len; a += 16) {
+		const uint8_t *p = (const uint8_t *)(uintptr_t)a;
+		if (!memcmp(p, "RSD PTR ", 8) && sum_ok(p, 20))
+			return a;
+	}
+	return 0;
+}
+
+uint64_t acpi_find_rsdp_bios(void)
+{
+	/* The BIOS data area's word at 0x40e: the EBDA's real-mode segment.
+	 * (The empty asm hides the constant address from GCC, which takes
+	 * any pointer below 4 KiB for a null pointer's member.) */
+	uintptr_t bda = 0x40e;
+	__asm__("" : "+r"(bda));
+	uint64_t ebda = (uint64_t)*(const uint16_t *)bda << 4;
+	uint64_t a = ebda >= 0x80000 && ebda < 0xa0000 ? rsdp_scan(ebda, 1024) : 0;
+	return a ? a : rsdp_scan(0xe0000, 0x20000);
 }
 
 int acpi_parse(uint64_t rsdp_phys, struct acpi_info *out)

@@ -4,12 +4,14 @@
  *
  * Page tables.  OVMF's page tables identity-map memory, but they live in
  * EfiBootServicesData (handed to the heap after exit) and OVMF's memory
- * protection marks some of that memory read-only or no-execute.  So the
- * kernel loads its own identity map before kmem_init: static tables in
- * .bss, 2 MiB pages for 0..4 GiB (the two 2 MiB pages holding the I/O APIC
- * and the local APIC uncached), and 1 GiB pages above 4 GiB up to the
- * highest address in the memory map when the CPU has them (else memory
- * above 4 GiB is left out of the heap; boot/memmap.c).  Everything is
+ * protection marks some of that memory read-only or no-execute; the
+ * Multiboot path's boot tables (boot/multiboot/entry.S) map 4 GiB, all
+ * cached.  So either way the kernel loads its own identity map before
+ * kmem_init: static tables in .bss, 2 MiB pages for 0..4 GiB (the two
+ * 2 MiB pages holding the I/O APIC and the local APIC uncached), and 1 GiB
+ * pages above 4 GiB up to the highest address in the memory map when the
+ * CPU has them (else memory above 4 GiB is left out of the heap: the boot
+ * path's bootpath_regions).  Everything is
  * writable and executable: the demo has no protection to enforce, and the
  * AP trampoline runs from a low page.  direct_map_offset stays 0.
  *
@@ -204,8 +206,8 @@ static void exception_report(struct intr_frame *f)
 	        (unsigned long)f->rbx, (unsigned long)f->rcx, (unsigned long)f->rdx);
 	kprintf("    RSI %016lx RDI %016lx RBP %016lx R8  %016lx\n", (unsigned long)f->rsi,
 	        (unsigned long)f->rdi, (unsigned long)f->rbp, (unsigned long)f->r8);
-	kprintf("    image base 0x%lx: addr2line -f -e build/x86_64-efi/kernel.so 0x%lx\n",
-	        (unsigned long)boot_info.image_base, (unsigned long)(f->rip - boot_info.image_base));
+	kprintf("    image base 0x%lx: addr2line -f -e %s 0x%lx\n", (unsigned long)boot_info.image_base,
+	        boot_info.image_file, (unsigned long)(f->rip - boot_info.image_bias));
 	kfail("exception vector=%lu (%s) error=0x%lx rip=0x%lx cpu=%u", (unsigned long)f->vector,
 	      exc_names[f->vector & 31], (unsigned long)f->error, (unsigned long)f->rip, cpu);
 }

@@ -14,8 +14,11 @@
  * since: a stale key) it takes the map again and retries.  Nothing may
  * allocate in between, so nothing is printed there.
  *
- * After exit it switches to the kernel's static stack (the firmware's
- * stack is EfiBootServicesData, which becomes heap) and runs kmain_bsp.
+ * After exit it calls kmain_start, which switches to the kernel's static
+ * stack (the firmware's stack is EfiBootServicesData, which becomes heap)
+ * and runs the kernel (boot/kmain.c).  The bootpath_* functions at the end
+ * are this path's side of it (boot/kernel.h): the UEFI map (boot/memmap.c)
+ * and the report on the hand-over.
  *
  * GNU-EFI with GNU_EFI_USE_MS_ABI: efi_main is called by crt0 with the
  * SysV convention, so it is *not* EFIAPI; firmware services are called
@@ -25,13 +28,7 @@
 
 #include "kernel.h"
 
-struct boot_info boot_info;
-
 static uint8_t mmap_buf[64 * 1024] __attribute__((aligned(16)));
-static uint8_t bsp_stack[64 * 1024] __attribute__((aligned(16)));
-
-void switch_stack(void *top, void (*fn)(void *), void *arg) __attribute__((noreturn));
-void kmain_bsp(void *unused) __attribute__((noreturn));
 
 static void early_fail(const char *what, EFI_STATUS st)
 {
@@ -60,7 +57,9 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	if (bs->HandleProtocol(image, &lip_guid, (void **)&li) == EFI_SUCCESS && li) {
 		boot_info.image_base = (uint64_t)(uintptr_t)li->ImageBase;
 		boot_info.image_size = li->ImageSize;
+		boot_info.image_bias = boot_info.image_base; /* kernel.so is linked at 0 */
 	}
+	boot_info.image_file = "build/x86_64-efi/kernel.so";
 
 	/* ACPI: prefer the 2.0 RSDP (XSDT). */
 	EFI_GUID acpi20 = ACPI_20_TABLE_GUID, acpi10 = ACPI_TABLE_GUID;
@@ -113,9 +112,29 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	}
 
 	/* The machine is ours. */
-	cli();
-	boot_info.bsp_stack = bsp_stack;
-	boot_info.bsp_stack_size = sizeof(bsp_stack);
-	memset(bsp_stack, 0x5a, sizeof(bsp_stack)); /* for the high-water mark */
-	switch_stack(bsp_stack + sizeof(bsp_stack), kmain_bsp, NULL);
+	kmain_start();
+}
+
+uint64_t bootpath_max_addr(void)
+{
+	return memmap_max_addr(&boot_info);
+}
+
+void bootpath_report(uint64_t mapped_top)
+{
+	uint32_t fw_type = memmap_type_at(&boot_info, boot_info.fw_cr3 & ~0xfffull);
+	kprintf("boot: ExitBootServices done (%u attempt%s); now on the kernel's stack, GDT, IDT\n",
+	        boot_info.exit_attempts, boot_info.exit_attempts == 1 ? "" : "s");
+	kprintf("boot: page tables: firmware's CR3 0x%lx (in %s memory) -> kernel's 0x%lx, "
+	        "identity map 0..0x%lx\n",
+	        (unsigned long)boot_info.fw_cr3, memmap_efi_type_name(fw_type),
+	        (unsigned long)paging_root(), (unsigned long)mapped_top);
+}
+
+const struct kmem_region *bootpath_regions(uint64_t mapped_top, struct memmap_summary *ms)
+{
+	const struct kmem_region *regions = memmap_to_regions(&boot_info, mapped_top, ms);
+	kprintf("boot: UEFI memory map: %u descriptors (%zu bytes each, version %u) -> %u regions:\n",
+	        ms->descriptors, boot_info.desc_size, boot_info.desc_version, ms->nregions);
+	return regions;
 }

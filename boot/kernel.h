@@ -1,13 +1,22 @@
 /*
  * boot/kernel.h - the demo kernel's internal interfaces (boot/ only).
  *
- * Boot order (boot/efi_main.c, then boot/kmain.c):
- *   efi_main     banner, RSDP and ACPI (MADT, FADT), two pages below 1 MiB
- *                for the AP trampoline, memory map, ExitBootServices
- *   kmain_bsp    on the kernel's own stack: page tables, GDT/TSS/IDT,
- *                8259 masked, local APIC, timer calibration, memory map ->
- *                regions, kmem_init, boot report, workload set-up,
- *                self tests, APs started, workload, teardown, RESULT.
+ * Two boot paths start the same kernel; each gathers what the kernel needs
+ * from the firmware into boot_info, then calls kmain_start:
+ *   boot/efi_main.c           UEFI (OVMF): RSDP and ACPI (MADT, FADT), two
+ *                             pages below 1 MiB for the AP trampoline,
+ *                             memory map, ExitBootServices
+ *   boot/multiboot/mb_main.c  Multiboot (v1) (QEMU -kernel, SeaBIOS), after
+ *                             boot/multiboot/entry.S took the CPU from 32-bit
+ *                             protected mode to long mode: the MBI's E820
+ *                             map, the RSDP found in the BIOS areas, ACPI,
+ *                             two free pages below 1 MiB
+ * and each provides the bootpath_* functions below.  Then, common to both:
+ *   kmain_start  the kernel's own static stack, then kmain_bsp
+ *   kmain_bsp    page tables, GDT/TSS/IDT, 8259 masked, local APIC, timer
+ *                calibration, memory map -> regions, kmem_init, boot
+ *                report, workload set-up, self tests, APs started,
+ *                workload, teardown, RESULT.
  */
 #ifndef BOOT_KERNEL_H
 #define BOOT_KERNEL_H
@@ -15,7 +24,7 @@
 #include "demo.h" /* the workload's interface, and what this kernel provides for it */
 #include "x86.h"
 
-/* --- what efi_main hands to the kernel (static, filled before exit) ------ */
+/* --- what the boot path hands to the kernel (boot_info, boot/kmain.c) ---- */
 
 struct acpi_info {
 	unsigned ncpus;                    /* enabled CPUs taken (<= BOOT_MAX_CPUS) */
@@ -28,15 +37,17 @@ struct acpi_info {
 };
 
 struct boot_info {
-	const uint8_t *mmap;               /* final UEFI memory map (static buffer) */
+	const uint8_t *mmap;               /* UEFI only: final memory map (static buffer) */
 	size_t mmap_size, desc_size;
 	uint32_t desc_version;
-	unsigned exit_attempts;            /* ExitBootServices calls made */
+	unsigned exit_attempts;            /* UEFI only: ExitBootServices calls made */
 	uint64_t rsdp;
 	uint64_t low_pages;                /* 2 pages below 1 MiB: trampoline, PML4 copy */
-	uint64_t fw_cr3;                   /* OVMF's CR3 (for the report) */
-	uint64_t image_base, image_size;   /* this EFI image */
-	uint8_t *bsp_stack;                /* the BSP's static stack after exit */
+	uint64_t fw_cr3;                   /* the CR3 the kernel came with (for the report) */
+	uint64_t image_base, image_size;   /* this image, as loaded */
+	uint64_t image_bias;               /* load address - link address of image_file */
+	const char *image_file;            /* its symbols, for addr2line in fault reports */
+	uint8_t *bsp_stack;                /* the BSP's static stack (kmain_start) */
 	size_t bsp_stack_size;
 	struct acpi_info acpi;
 };
@@ -45,6 +56,9 @@ extern struct boot_info boot_info;
 
 /* boot/acpi.c: parses the RSDP's XSDT/RSDT (MADT, FADT).  Reads only. */
 int acpi_parse(uint64_t rsdp, struct acpi_info *out);
+/* The RSDP where a PC BIOS puts it (the EBDA's first KiB, 0xe0000-0xfffff),
+ * 0 if none. */
+uint64_t acpi_find_rsdp_bios(void);
 
 /* boot/memmap.c: the final UEFI map -> spanalloc regions (static array). */
 struct memmap_summary {
@@ -59,6 +73,24 @@ const struct kmem_region *memmap_to_regions(const struct boot_info *bi, uint64_t
 uint64_t memmap_max_addr(const struct boot_info *bi);
 const char *memmap_efi_type_name(uint32_t type);
 uint32_t memmap_type_at(const struct boot_info *bi, uint64_t addr); /* ~0u: none */
+
+/* boot/kmain.c: with boot_info filled in and interrupts off, moves to the
+ * kernel's static stack and runs the kernel.  The boot path's stack and
+ * anything it allocated may be reused from then on. */
+void kmain_start(void) __attribute__((noreturn));
+
+/* --- the boot path (boot/efi_main.c or boot/multiboot/mb_main.c) ------- */
+
+/* Highest physical address in the firmware's memory map (for the map). */
+uint64_t bootpath_max_addr(void);
+/* The boot report's lines on the hand-over: how the kernel got the
+ * machine, and the page tables it came with (the kernel's now map
+ * 0..mapped_top). */
+void bootpath_report(uint64_t mapped_top);
+/* The memory map as spanalloc regions (a static array), with everything
+ * the kernel still uses reserved and usable RAM at or above mapped_top
+ * left out; prints the map's heading line.  sum as for memmap_to_regions. */
+const struct kmem_region *bootpath_regions(uint64_t mapped_top, struct memmap_summary *sum);
 
 /* --- boot/console.c ------------------------------------------------------- */
 

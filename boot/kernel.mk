@@ -1,11 +1,14 @@
 # boot/kernel.mk - the x86_64 demo kernel: a GNU-EFI application booted by
-# OVMF in QEMU (boot/, arch/x86_64/, and mm/ compiled for it).
+# OVMF in QEMU (boot/, arch/x86_64/, and mm/ compiled for it), and the
+# same kernel as a Multiboot (v1) image booted by QEMU -kernel under
+# SeaBIOS (boot/multiboot.mk, included at the end).
 # Included by the top-level Makefile; also usable alone:
 #     make -f Makefile -f boot/kernel.mk run
 #
 #   make kernel                   build/x86_64-efi/BOOTX64.EFI
 #   make run [SMP=4] [MEM=512M]   boot it headless, serial on the terminal
-#                                 (ARCH=aarch64|riscv64: boot/arch.mk's kernel)
+#                                 (ARCH=aarch64|riscv64: boot/arch.mk's kernel;
+#                                 BOOT=multiboot: the Multiboot kernel)
 #   make test-boot [SMP=] [MEM=]  boot it; pass iff "RESULT: PASS" and QEMU
 #                                 exits with the pass status (33)
 #
@@ -13,7 +16,7 @@
 # STRESS_OPS (steps per CPU, default in boot/workload.c), KERNEL_INJECT
 # (1-4: a deliberate failure, to check the runner; see boot/workload.c),
 # KMEM_DEBUG (mm/ assertion level, mm/mtypes.h; default 1).
-# A change of flags rebuilds everything (build/x86_64-efi/.cflags).
+# A change of flags rebuilds everything (<kernel's directory>/.cflags).
 
 # Alone (make -f boot/kernel.mk), the default goal is the kernel; included,
 # the including Makefile's first target stays the default.
@@ -39,7 +42,8 @@ EFI_CRT := $(EFI_LIB)/crt0-efi-x86_64.o
 
 # Everything runs in interrupt context too: no red zone, and no SSE/x87
 # (-mgeneral-regs-only), so interrupt entry saves only general registers.
-K_ARCH_FLAGS := -ffreestanding -fpic -fno-stack-protector -fno-stack-check \
+# Position-independent or not is each kernel's (k_rules).
+K_ARCH_FLAGS := -ffreestanding -fno-stack-protector -fno-stack-check \
 	-fshort-wchar -mno-red-zone -maccumulate-outgoing-args -mgeneral-regs-only \
 	-nostdinc -isystem $(shell $(K_CC) -print-file-name=include)
 K_WARN  := -Wall -Wextra -Werror
@@ -50,41 +54,47 @@ K_CFLAGS := -std=gnu11 -O2 -g $(K_WARN) $(K_ARCH_FLAGS) \
 	-Iinclude -Iarch/x86_64 -Iboot $(if $(STRESS_OPS),-DSTRESS_OPS=$(STRESS_OPS)) \
 	$(if $(KERNEL_INJECT),-DKERNEL_INJECT=$(KERNEL_INJECT))
 
-K_MM_SRC   := $(sort $(wildcard mm/*.c))
-K_BOOT_SRC := $(sort $(wildcard boot/*.c arch/x86_64/*.c))
-K_ASM_SRC  := $(sort $(wildcard boot/*.S))
-K_MM_OBJ   := $(patsubst mm/%.c,$(K_OUT)/mm/%.o,$(K_MM_SRC))
-K_BOOT_OBJ := $(patsubst %.c,$(K_OUT)/%.o,$(K_BOOT_SRC)) $(patsubst %.S,$(K_OUT)/%.o,$(K_ASM_SRC))
+# Both kernels are built from one object list: boot/ (but for the UEFI
+# entry and the UEFI map), arch/x86_64/ and mm/, plus each kernel's entry.
 K_HDRS     := $(wildcard include/*.h include/spanalloc/*.h)
-
-K_STAMP    := $(K_OUT)/.cflags
+K_UEFI_SRC := boot/efi_main.c $(wildcard boot/memmap.c)
+K_SRC      := $(filter-out $(K_UEFI_SRC),$(sort $(wildcard boot/*.c boot/*.S arch/x86_64/*.c))) \
+	$(sort $(wildcard mm/*.c))
+# $(call k_objects,DIR,ENTRY-SOURCES): a kernel's objects in DIR.
+k_objects = $(addprefix $(1)/,$(addsuffix .o,$(basename $(K_SRC) $(2))))
 
 .PHONY: kernel run test-boot kernel-deps k-force
 
-# Rewritten only when the flags differ from the last build's.
-$(K_STAMP): k-force
-	@mkdir -p $(dir $@)
-	@echo '$(K_CC) $(K_CFLAGS) | $(K_MM_CFLAGS)' | cmp -s - $@ || \
-		echo '$(K_CC) $(K_CFLAGS) | $(K_MM_CFLAGS)' >$@
+# $(call k_rules,DIR,FLAGS): compiling into DIR with K_CFLAGS (mm/:
+# K_MM_CFLAGS) + FLAGS; DIR/.cflags is rewritten only when the flags
+# differ from the last build's.
+define k_rules
+$(1)/.cflags: k-force
+	@mkdir -p $$(dir $$@)
+	@echo '$$(K_CC) $$(K_CFLAGS) $(2) | $$(K_MM_CFLAGS) $(2)' | cmp -s - $$@ || \
+		echo '$$(K_CC) $$(K_CFLAGS) $(2) | $$(K_MM_CFLAGS) $(2)' >$$@
+
+$(1)/mm/%.o: mm/%.c mm/*.h $$(K_HDRS) $(1)/.cflags
+	@mkdir -p $$(dir $$@)
+	$$(K_CC) $$(K_MM_CFLAGS) $(2) -c $$< -o $$@
+
+# string.c must not have its loops turned into calls to itself.
+$(1)/boot/string.o: K_EXTRA := -fno-tree-loop-distribute-patterns -fno-builtin
+
+$(1)/%.o: %.c boot/*.h arch/x86_64/*.h $$(K_HDRS) $(1)/.cflags
+	@mkdir -p $$(dir $$@)
+	$$(K_CC) $$(K_CFLAGS) $(2) $$(K_EXTRA) -c $$< -o $$@
+
+$(1)/%.o: %.S $(1)/.cflags
+	@mkdir -p $$(dir $$@)
+	$$(K_CC) $$(K_CFLAGS) $(2) -c $$< -o $$@
+endef
+
+$(eval $(call k_rules,$(K_OUT),-fpic))
 
 kernel: $(K_EFI)
 
-$(K_OUT)/mm/%.o: mm/%.c mm/*.h $(K_HDRS) $(K_STAMP)
-	@mkdir -p $(dir $@)
-	$(K_CC) $(K_MM_CFLAGS) -c $< -o $@
-
-# string.c must not have its loops turned into calls to itself.
-$(K_OUT)/boot/string.o: K_EXTRA := -fno-tree-loop-distribute-patterns -fno-builtin
-
-$(K_OUT)/%.o: %.c boot/*.h arch/x86_64/*.h $(K_HDRS) $(K_STAMP)
-	@mkdir -p $(dir $@)
-	$(K_CC) $(K_CFLAGS) $(K_EXTRA) -c $< -o $@
-
-$(K_OUT)/%.o: %.S $(K_STAMP)
-	@mkdir -p $(dir $@)
-	$(K_CC) $(K_CFLAGS) -c $< -o $@
-
-$(K_SO): $(K_BOOT_OBJ) $(K_MM_OBJ)
+$(K_SO): $(call k_objects,$(K_OUT),$(K_UEFI_SRC))
 	$(K_LD) -shared -Bsymbolic -nostdlib -znocombreloc --no-undefined -T $(EFI_LDS) \
 		$(EFI_CRT) $^ -L$(EFI_LIB) -lefi -lgnuefi -o $@
 
@@ -99,9 +109,12 @@ kernel-deps:
 # that nothing is compiled before gnu-efi is there).
 K_SUBMAKE = $(MAKE) --no-print-directory -f boot/kernel.mk kernel BUILD=$(or $(BUILD),build)
 
-# ARCH=aarch64 or riscv64: that arch's QEMU virt kernel (boot/arch.mk).
+# ARCH=aarch64 or riscv64: that arch's QEMU virt kernel (boot/arch.mk);
+# BOOT=multiboot: the Multiboot kernel (boot/multiboot.mk).
 ifneq ($(filter aarch64 riscv64,$(ARCH)),)
 run: run-$(ARCH)
+else ifeq ($(BOOT),multiboot)
+run: run-multiboot
 else
 run: kernel-deps
 	@$(K_SUBMAKE)
@@ -111,3 +124,7 @@ endif
 test-boot: kernel-deps
 	@$(K_SUBMAKE)
 	@bash scripts/qemu-run.sh --test $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)
+
+# The same kernel booted by Multiboot (v1): kernel-multiboot, run-multiboot,
+# test-boot-multiboot.
+include boot/multiboot.mk

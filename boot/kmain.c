@@ -1,11 +1,28 @@
 /*
- * boot/kmain.c - the BSP after ExitBootServices, on the kernel's own stack:
- * take over the CPU (page tables, GDT/TSS/IDT, 8259 masked, local APIC),
- * turn the memory map into the heap, print the boot report, then run the
- * self tests and the workload on every CPU (boot/workload.c), which ends
- * the run with the RESULT line and QEMU's exit status.
+ * boot/kmain.c - the BSP once the boot path (boot/efi_main.c, UEFI, or
+ * boot/multiboot/mb_main.c, Multiboot) hands over: on the kernel's own
+ * stack, take over the CPU (page tables, GDT/TSS/IDT, 8259 masked, local
+ * APIC), turn the memory map into the heap, print the boot report, then
+ * run the self tests and the workload on every CPU (boot/workload.c),
+ * which ends the run with the RESULT line and QEMU's exit status.
  */
 #include "kernel.h"
+
+struct boot_info boot_info;
+
+static uint8_t bsp_stack[64 * 1024] __attribute__((aligned(16)));
+
+void switch_stack(void *top, void (*fn)(void *), void *arg) __attribute__((noreturn));
+static void kmain_bsp(void *unused) __attribute__((noreturn));
+
+void kmain_start(void)
+{
+	cli();
+	boot_info.bsp_stack = bsp_stack;
+	boot_info.bsp_stack_size = sizeof(bsp_stack);
+	memset(bsp_stack, 0x5a, sizeof(bsp_stack)); /* for the high-water mark */
+	switch_stack(bsp_stack + sizeof(bsp_stack), kmain_bsp, NULL);
+}
 
 static void order_cpus_bsp_first(struct acpi_info *a, uint32_t bsp_id)
 {
@@ -32,17 +49,14 @@ static void print_size(const char *prefix, uint64_t bytes)
 		kprintf("%s%6lu KiB", prefix, (unsigned long)(bytes >> 10));
 }
 
-void kmain_bsp(void *unused) __attribute__((noreturn));
-
-void kmain_bsp(void *unused)
+static void kmain_bsp(void *unused)
 {
 	(void)unused;
 	struct acpi_info *acpi = &boot_info.acpi;
 
 	/* The CPU: our page tables, descriptor tables, interrupt controllers. */
 	serial_init();
-	uint64_t max_addr = memmap_max_addr(&boot_info);
-	uint64_t mapped_top = paging_init(max_addr);
+	uint64_t mapped_top = paging_init(bootpath_max_addr());
 	cpu_tables_init();
 	cpu_load_tables(&bsp_percpu);
 	pic_disable();
@@ -51,13 +65,7 @@ void kmain_bsp(void *unused)
 	order_cpus_bsp_first(acpi, bsp_percpu.apic_id);
 	timer_calibrate(acpi);
 
-	uint32_t fw_type = memmap_type_at(&boot_info, boot_info.fw_cr3 & ~0xfffull);
-	kprintf("boot: ExitBootServices done (%u attempt%s); now on the kernel's stack, GDT, IDT\n",
-	        boot_info.exit_attempts, boot_info.exit_attempts == 1 ? "" : "s");
-	kprintf("boot: page tables: firmware's CR3 0x%lx (in %s memory) -> kernel's 0x%lx, "
-	        "identity map 0..0x%lx\n",
-	        (unsigned long)boot_info.fw_cr3, memmap_efi_type_name(fw_type),
-	        (unsigned long)paging_root(), (unsigned long)mapped_top);
+	bootpath_report(mapped_top);
 	kprintf("boot: CPUs: %u enabled in the MADT%s, BSP APIC id %u, %s, APIC ids:",
 	        acpi->ncpus_seen, acpi->ncpus_seen > acpi->ncpus ? " (capped)" : "",
 	        bsp_percpu.apic_id, lapic_is_x2apic() ? "x2APIC" : "xAPIC at 0xfee00000");
@@ -75,9 +83,7 @@ void kmain_bsp(void *unused)
 
 	/* The memory map -> the heap. */
 	struct memmap_summary ms;
-	const struct kmem_region *regions = memmap_to_regions(&boot_info, mapped_top, &ms);
-	kprintf("boot: UEFI memory map: %u descriptors (%zu bytes each, version %u) -> %u regions:\n",
-	        ms.descriptors, boot_info.desc_size, boot_info.desc_version, ms.nregions);
+	const struct kmem_region *regions = bootpath_regions(mapped_top, &ms);
 	for (unsigned i = 0; i < ms.nregions; i++) {
 		const struct kmem_region *r = &regions[i];
 		kprintf("  %2u  0x%012lx-0x%012lx ", i, (unsigned long)r->base,

@@ -1,8 +1,9 @@
 /*
- * boot/smp.c - starting the APs after ExitBootServices.
+ * boot/smp.c - starting the APs once the kernel owns the machine.
  *
- * efi_main reserved two pages below 1 MiB (EfiLoaderCode, so never in the
- * heap): page 0 takes the trampoline (boot/trampoline.S), page 1 a copy of
+ * The boot path set aside two pages below 1 MiB, never in the heap (UEFI:
+ * allocated as EfiLoaderCode; Multiboot: free RAM in the E820 map, and the
+ * whole first MiB is kept out of the heap): page 0 takes the trampoline (boot/trampoline.S), page 1 a copy of
  * the kernel's PML4, because a 32-bit mov to CR3 needs a root below 4 GiB
  * wherever the image was loaded (the PML4's entries are 64-bit, so the
  * rest of the tables can be anywhere).

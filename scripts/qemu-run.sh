@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Boots the x86_64 demo kernel in QEMU (q35, TCG, OVMF) and judges the run.
+# Boots the x86_64 demo kernel in QEMU (q35, TCG; OVMF, or SeaBIOS for the
+# Multiboot image) and judges the run.
 #
 #   scripts/qemu-run.sh --run|--test EFI [SMP] [MEM] [TIMEOUT]
 #
@@ -18,6 +19,13 @@
 # QEMU_EXTRA (environment) is appended to QEMU's arguments, e.g.
 # QEMU_EXTRA="-cpu max" (1 GiB pages: RAM above 4 GiB gets mapped too).
 #
+# --multiboot (before the mode) boots the same kernel as a Multiboot (v1)
+# image instead (boot/multiboot.mk): IMAGE is its ELF, loaded by QEMU's
+# -kernel under SeaBIOS (no OVMF, no ESP); the log goes to <ELF's
+# directory>/boot-<smp>cpu-<mem>.log; judged as above; labels
+# run-multiboot / test-boot-multiboot.
+#   scripts/qemu-run.sh --multiboot --run|--test ELF [SMP] [MEM] [TIMEOUT]
+#
 # --arch aarch64|riscv64 (before the mode) boots a QEMU virt demo kernel
 # instead (boot/arch.mk; IMAGE is its ELF, loaded with -kernel):
 #   scripts/qemu-run.sh --arch aarch64|riscv64 --run|--test ELF [SMP] [MEM] [TIMEOUT]
@@ -32,6 +40,11 @@
 set -uo pipefail
 
 arch=x86_64
+multiboot=
+if [ "${1:-}" = --multiboot ]; then
+	multiboot=1
+	shift
+fi
 if [ "${1:-}" = --arch ]; then
 	arch=${2:?--arch needs aarch64, riscv64 or x86_64}
 	shift 2
@@ -86,43 +99,52 @@ if [ "$arch" != x86_64 ]; then
 	exit 2
 fi
 
-mode=${1:?usage: qemu-run.sh --run|--test EFI [SMP] [MEM] [TIMEOUT]}
-efi=${2:?EFI application}
+mode=${1:?usage: qemu-run.sh [--multiboot] --run|--test EFI|ELF [SMP] [MEM] [TIMEOUT]}
+image=${2:?EFI application (or, with --multiboot, the Multiboot ELF)}
 smp=${3:-4}
 mem=${4:-512M}
 tmo=${5:-120}
 PASS_STATUS=33
 
-ovmf=
-for f in /usr/share/ovmf/OVMF.fd /usr/share/OVMF/OVMF.fd /usr/share/qemu/OVMF.fd; do
-	[ -r "$f" ] && { ovmf=$f; break; }
-done
-if [ -z "$ovmf" ]; then
-	echo "qemu-run: no OVMF.fd; run: sudo apt-get install ovmf" >&2
-	exit 2
-fi
 if ! command -v qemu-system-x86_64 >/dev/null; then
 	echo "qemu-run: no qemu-system-x86_64; run: sudo apt-get install qemu-system-x86" >&2
 	exit 2
 fi
-[ -r "$efi" ] || { echo "qemu-run: $efi not built (make kernel)" >&2; exit 2; }
+[ -r "$image" ] || { echo "qemu-run: $image not built (make kernel${multiboot:+-multiboot})" >&2; exit 2; }
+log="$(dirname "$image")/boot-${smp}cpu-${mem}.log"
 
-outdir=$(dirname "$efi")
-log="$outdir/boot-${smp}cpu-${mem}.log"
-esp=$(mktemp -d "${TMPDIR:-/tmp}/spanalloc-esp.XXXXXX")
-trap 'rm -rf "$esp"' EXIT
-mkdir -p "$esp/EFI/BOOT"
-cp "$efi" "$esp/EFI/BOOT/BOOTX64.EFI"
+if [ -n "$multiboot" ]; then
+	# SeaBIOS is QEMU's default firmware (package seabios, a dependency).
+	[ -r /usr/share/seabios/bios-256k.bin ] || [ -r /usr/share/qemu/bios-256k.bin ] || {
+		echo "qemu-run: no SeaBIOS; run: sudo apt-get install seabios" >&2; exit 2; }
+	boot=(-kernel "$image")
+	label=multiboot
+	echo "qemu-run: q35, TCG, -smp $smp, -m $mem, SeaBIOS, Multiboot -kernel, timeout ${tmo}s; serial log $log"
+else
+	ovmf=
+	for f in /usr/share/ovmf/OVMF.fd /usr/share/OVMF/OVMF.fd /usr/share/qemu/OVMF.fd; do
+		[ -r "$f" ] && { ovmf=$f; break; }
+	done
+	if [ -z "$ovmf" ]; then
+		echo "qemu-run: no OVMF.fd; run: sudo apt-get install ovmf" >&2
+		exit 2
+	fi
+	esp=$(mktemp -d "${TMPDIR:-/tmp}/spanalloc-esp.XXXXXX")
+	trap 'rm -rf "$esp"' EXIT
+	mkdir -p "$esp/EFI/BOOT"
+	cp "$image" "$esp/EFI/BOOT/BOOTX64.EFI"
+	boot=(-bios "$ovmf" -drive if=none,id=esp,format=raw,readonly=on,file=fat:"$esp"
+		-device virtio-blk-pci,drive=esp)
+	label=
+	echo "qemu-run: q35, TCG, -smp $smp, -m $mem, OVMF $ovmf, timeout ${tmo}s; serial log $log"
+fi
 
-echo "qemu-run: q35, TCG, -smp $smp, -m $mem, OVMF $ovmf, timeout ${tmo}s; serial log $log"
 start=$(date +%s%N)
 # shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
 timeout --foreground -k 5 "$tmo" \
 	qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-reboot -net none \
-	-bios "$ovmf" \
-	-drive if=none,id=esp,format=raw,readonly=on,file=fat:"$esp" \
-	-device virtio-blk-pci,drive=esp \
+	"${boot[@]}" \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-serial stdio ${QEMU_EXTRA:-} </dev/null | tee "$log"
 status=${PIPESTATUS[0]}
@@ -138,7 +160,7 @@ case $status in
 *) why="QEMU exited with status $status" ;;
 esac
 
-label=$([ "$mode" = --test ] && echo test-boot || echo run)
+label=$([ "$mode" = --test ] && echo test-boot || echo run)${label:+-$label}
 if [ "$status" = "$PASS_STATUS" ] && [[ "$result" == "RESULT: PASS "* ]]; then
 	echo "$label: PASS (-smp $smp -m $mem, ${secs}s wall from QEMU start to exit)"
 	exit 0
