@@ -679,6 +679,59 @@ static void test_multiboot2_malformed(void **state)
 	free(good);
 }
 
+/* Random corruption of a good structure (bytes flipped inside its
+ * length, tag sizes, entry sizes and types included; not total_size,
+ * which is the length the adapter is given): every call gives a normal
+ * map or an error, and ASan sees no read outside the buffer. */
+static void test_multiboot2_corruption(void **state)
+{
+	(void)state;
+	struct mbi m;
+	mbi_common(&m);
+	mbi_mmap(&m, mb2_pc, 6);
+	uint32_t t = mbi_tag(&m, 17, 16 + 2 * 48);
+	put(m.b, t + 8, 48, 4);
+	efi_desc(m.b + t + 16, 7, 0x100000, 0x100, 0);
+	efi_desc(m.b + t + 64, 9, 0x300000, 0x4, 0);
+	uint8_t *good = mbi_end(&m);
+	uint32_t total = m.n;
+	uint64_t seed = fx_seed();
+	long ok = 0, bad = 0;
+	struct kmem_region r[64];
+	for (int iter = 0; iter < 20000; iter++) {
+		uint8_t *p = exact(good, total);
+		unsigned flips = 1 + iter % 4;
+		for (unsigned f = 0; f < flips; f++) {
+			uint64_t x = fx_mix64(seed + (uint64_t)iter * 31 + f);
+			/* Mostly the size/type words of the headers. */
+			uint32_t at = (x & 1) ? (uint32_t)((x >> 8) % (total / 8)) * 8 + (uint32_t)((x >> 40) & 4)
+			                      : (uint32_t)((x >> 8) % total);
+			if (at >= 4)
+				p[at] ^= (uint8_t)(1u << ((x >> 48) & 7));
+		}
+		long n = kmem_memmap_multiboot2(p, 0x10000, r, 64);
+		if (n >= 0) {
+			assert_normal(r, n);
+			ok++;
+		} else {
+			assert_true(n == -KMEM_EINVAL || n == -KMEM_ENOMEM);
+			bad++;
+		}
+		/* The same bytes as a UEFI map and as E820 entries. */
+		n = kmem_memmap_uefi(p, total - total % 48, 48, r, 64);
+		assert_true(n >= 0 || n == -KMEM_ENOMEM);
+		if (n >= 0)
+			assert_normal(r, n);
+		n = kmem_memmap_e820(p, total / 24, 24, r, 64);
+		assert_true(n >= 0 || n == -KMEM_ENOMEM);
+		if (n >= 0)
+			assert_normal(r, n);
+		free(p);
+	}
+	assert_true(ok > 0 && bad > 0);
+	free(good);
+}
+
 /* ------------------------------------------------------------------------
  * Limine
  */
@@ -843,6 +896,7 @@ int main(void)
 		cmocka_unit_test(test_multiboot1),
 		cmocka_unit_test(test_multiboot2),
 		cmocka_unit_test(test_multiboot2_malformed),
+		cmocka_unit_test(test_multiboot2_corruption),
 		cmocka_unit_test(test_limine),
 		cmocka_unit_test(test_uefi),
 		cmocka_unit_test(test_reclaimable_hot_add),
