@@ -97,9 +97,6 @@ $(BUILD)/tsan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spa
 	@mkdir -p $(dir $@)
 	$(CC) $(HOST_CFLAGS) $(TSAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
 
-# test_fdt includes the device-tree reader itself.
-$(BUILD)/asan/test_fdt: boot/fdt.c boot/fdt.h
-
 # The debug heap is a build mode: its tests are built with it.
 DEBUG_HEAP_TESTS := tests/test_debug.c
 $(patsubst tests/%.c,$(BUILD)/asan/%,$(DEBUG_HEAP_TESTS)): HOST_CFLAGS += -DKMEM_DEBUG_HEAP=1

@@ -1,7 +1,7 @@
 # boot/arch.mk - the aarch64 and riscv64 demo kernels: QEMU virt, picolibc
 # for libc and semihosting, boot/virt/ + boot/<arch>/ + arch/<arch>/, the
-# shared workload (boot/workload.c, boot/selftest.c), boot/fdt.c, and mm/
-# compiled freestanding for the arch; linked with linker.ld.
+# shared workload (boot/workload.c, boot/selftest.c), and mm/ (the device-tree
+# reader, mm/fdt.c, included) compiled freestanding for the arch; linked with linker.ld.
 # Included by the top-level Makefile; also usable alone:
 #     make -f Makefile -f boot/arch.mk test-boot-aarch64
 #
@@ -65,7 +65,7 @@ V_CF_$(1)   = -std=gnu11 -O2 -g $$(V_WARN) $$(V_PICOLIBC) -fno-stack-protector $
 	-Iinclude -Iarch/$(1) -Iboot/virt -Iboot/$(1) -Iboot \
 	$$(if $$(STRESS_OPS),-DSTRESS_OPS=$$(STRESS_OPS)) $$(if $$(KERNEL_INJECT),-DKERNEL_INJECT=$$(KERNEL_INJECT))
 V_SRC_$(1)  := $$(sort $$(wildcard boot/virt/*.c boot/$(1)/*.c arch/$(1)/*.c)) \
-	boot/fdt.c boot/workload.c boot/selftest.c boot/kprintf.c
+	boot/workload.c boot/selftest.c boot/kprintf.c
 V_OBJ_$(1)  := $$(patsubst %.c,$$(V_OUT_$(1))/%.o,$$(V_SRC_$(1))) \
 	$$(patsubst %.S,$$(V_OUT_$(1))/%.o,$$(wildcard boot/$(1)/*.S)) \
 	$$(patsubst mm/%.c,$$(V_OUT_$(1))/mm/%.o,$$(V_MM_SRC))

@@ -2,47 +2,35 @@
  * boot/memmap.c - the final UEFI memory map (taken by ExitBootServices)
  * as spanalloc regions.
  *
- * Which UEFI memory types the heap may use after ExitBootServices, and
- * why (UEFI 2.10, table 7-6 "Memory Type Usage after ExitBootServices()"):
+ * The conversion is the library's kmem_memmap_uefi() (spanalloc/memmap.h
+ * has its table: after ExitBootServices ConventionalMemory and
+ * BootServicesCode/Data are USABLE, ACPIReclaimMemory RECLAIMABLE,
+ * everything else RESERVED); the result is page-aligned, sorted and
+ * disjoint.  Why that table is right for this kernel (UEFI 2.10, table
+ * 7-6 "Memory Type Usage after ExitBootServices()"):
  *
- *   type                       region       why
- *   EfiConventionalMemory      USABLE       free RAM
- *   EfiBootServicesCode/Data   USABLE       firmware's, dead after exit.  The
- *                                           kernel leaves everything of the
- *                                           firmware's it was still using
- *                                           there (stack, GDT, IDT, page
- *                                           tables) before kmem_init: it
- *                                           runs on its own stack with its
- *                                           own tables (boot/cpu.c).
- *   EfiLoaderCode/Data         RESERVED     this image (code, data, .bss:
- *                                           static stack, page tables,
- *                                           this region array, the map
- *                                           buffer) and the two pages below
- *                                           1 MiB for the AP trampoline and
- *                                           its PML4, allocated as
- *                                           EfiLoaderCode.  All in use for
- *                                           the kernel's lifetime.
- *   EfiRuntimeServicesCode/Data RESERVED    firmware runtime services must
- *                                           stay callable.
- *   EfiACPIReclaimMemory       RECLAIMABLE  ACPI tables: reclaimable once
- *                                           the OS has no use for them
- *                                           (kmem_hot_add); reserved at
- *                                           init.  The demo never reclaims.
- *   EfiACPIMemoryNVS           RESERVED     firmware's across sleep states
- *   EfiMemoryMappedIO(PortSpace), EfiPalCode, EfiUnusableMemory,
- *   EfiReservedMemoryType      RESERVED     not RAM, or broken RAM
- *   EfiPersistentMemory        RESERVED     NVDIMM: persistent storage, not
- *                                           a volatile heap
- *   EfiUnacceptedMemoryType    RESERVED     must be accepted first (TDX/SNP)
- *   anything else              RESERVED
+ *   EfiBootServicesCode/Data   the firmware's, dead after exit.  The kernel
+ *                              leaves everything of the firmware's it was
+ *                              still using there (stack, GDT, IDT, page
+ *                              tables) before kmem_init: it runs on its own
+ *                              stack with its own tables (boot/cpu.c).
+ *   EfiLoaderCode/Data         this image (code, data, .bss: static stack,
+ *                              page tables, this region array, the map
+ *                              buffer) and the two pages below 1 MiB for
+ *                              the AP trampoline and its PML4, allocated as
+ *                              EfiLoaderCode.  All in use for the kernel's
+ *                              lifetime: RESERVED.
+ *   EfiACPIReclaimMemory       ACPI tables: RECLAIMABLE (kmem_hot_add once
+ *                              the OS has no use for them); the demo never
+ *                              reclaims.
  *
  * USABLE memory above the kernel's identity map (boot/cpu.c maps 4 GiB
  * with 2 MiB pages, and up to 512 GiB with 1 GiB pages when the CPU has
- * them) is left out and reported.  Adjacent descriptors of the same region
- * type are merged.  The region array is static (.bss of this image), so it
- * is in EfiLoaderData memory and never in the heap.
+ * them) is left out and reported.  The region array is static (.bss of
+ * this image), so it is in EfiLoaderData memory and never in the heap.
  */
 #include "kernel.h"
+#include "spanalloc/memmap.h"
 
 /* EFI_MEMORY_DESCRIPTOR (gnu-efi's efidef.h; spelled out here so that only
  * efi_main.c depends on the EFI headers). */
@@ -72,20 +60,6 @@ static const char *const efi_type_names[EFI_NTYPES] = {
 const char *memmap_efi_type_name(uint32_t type)
 {
 	return type < EFI_NTYPES ? efi_type_names[type] : "OEM/unknown";
-}
-
-static uint32_t region_type(uint32_t efi_type)
-{
-	switch (efi_type) {
-	case EFI_CONVENTIONAL:
-	case EFI_BS_CODE:
-	case EFI_BS_DATA:
-		return KMEM_REGION_USABLE;
-	case EFI_ACPI_RECLAIM:
-		return KMEM_REGION_RECLAIMABLE;
-	default:
-		return KMEM_REGION_RESERVED;
-	}
 }
 
 static const struct efi_desc *desc_at(const struct boot_info *bi, size_t i)
@@ -123,43 +97,31 @@ uint32_t memmap_type_at(const struct boot_info *bi, uint64_t addr)
 #define MAX_REGIONS 512
 static struct kmem_region regions[MAX_REGIONS];
 
-static unsigned add_region(unsigned n, uint64_t base, uint64_t len, uint32_t type)
-{
-	if (!len)
-		return n;
-	if (n && regions[n - 1].type == type && regions[n - 1].base + regions[n - 1].length == base) {
-		regions[n - 1].length += len;
-		return n;
-	}
-	if (n == MAX_REGIONS)
-		kfail("memory map: more than %u regions", MAX_REGIONS);
-	regions[n].base = base;
-	regions[n].length = len;
-	regions[n].type = type;
-	return n + 1;
-}
-
 const struct kmem_region *memmap_to_regions(const struct boot_info *bi, uint64_t mapped_top,
                                             struct memmap_summary *sum)
 {
-	unsigned n = 0;
 	memset(sum, 0, sizeof(*sum));
 	sum->descriptors = (unsigned)ndesc(bi);
 	sum->max_addr = memmap_max_addr(bi);
-	for (size_t i = 0; i < ndesc(bi); i++) {
-		const struct efi_desc *d = desc_at(bi, i);
-		uint64_t base = d->phys, len = d->npages << 12;
-		uint32_t t = region_type(d->type);
-		if (t == KMEM_REGION_USABLE && base + len > mapped_top) {
-			uint64_t keep = base >= mapped_top ? 0 : mapped_top - base;
-			sum->clipped_bytes += len - keep;
-			n = add_region(n, base + keep, len - keep, KMEM_REGION_RESERVED);
-			len = keep;
+	long n = kmem_memmap_uefi(bi->mmap, bi->mmap_size, bi->desc_size, regions, MAX_REGIONS);
+	if (n < 0)
+		kfail("memory map: kmem_memmap_uefi: error %ld (%u descriptors of %zu bytes)", n,
+		      sum->descriptors, bi->desc_size);
+	for (long i = 0; i < n; i++) {
+		struct kmem_region *r = &regions[i];
+		if (r->type != KMEM_REGION_USABLE)
+			continue;
+		if (r->base >= mapped_top) { /* not mapped: out of the heap */
+			sum->clipped_bytes += r->length;
+			r->type = KMEM_REGION_RESERVED;
+			continue;
 		}
-		if (t == KMEM_REGION_USABLE)
-			sum->usable_bytes += len;
-		n = add_region(n, base, len, t);
+		if (r->length > mapped_top - r->base) {
+			sum->clipped_bytes += r->length - (mapped_top - r->base);
+			r->length = mapped_top - r->base;
+		}
+		sum->usable_bytes += r->length;
 	}
-	sum->nregions = n;
+	sum->nregions = (unsigned)n;
 	return regions;
 }

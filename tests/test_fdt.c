@@ -1,10 +1,10 @@
 /*
- * tests/test_fdt.c - the device-tree reader (boot/fdt.c) on the host.
+ * tests/test_fdt.c - the device-tree reader (mm/fdt.c) on the host.
  *
  * Blobs are built here by a small writer (header, reservation block,
  * struct and strings blocks, as dtc lays them out), shaped like the trees
  * QEMU's virt machines pass: each test states the tree it builds.  The
- * reader is compiled into this test (#include of boot/fdt.c), with the
+ * reader (linked with the rest of mm/) is built with the
  * sanitizers: every malformed blob must give an error without a single
  * out-of-bounds read, and the last test feeds a parsed map to kmem_init
  * over the fixture's simulated memory, where a page handed out inside a
@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../boot/fdt.c"
+#include "spanalloc/fdt.h"
+#include "spanalloc/memmap.h"
 #include "fixture.h"
 
 /* ------------------------------------------------------------------------
@@ -507,7 +508,7 @@ static void set32(uint8_t *b, uint32_t off, uint32_t v)
 
 static uint32_t get32(const uint8_t *b, uint32_t off)
 {
-	return rd32(b + off);
+	return (uint32_t)b[off] << 24 | (uint32_t)b[off + 1] << 16 | (uint32_t)b[off + 2] << 8 | b[off + 3];
 }
 
 static void expect_bad(const uint8_t *b)
@@ -692,6 +693,46 @@ static void test_corruption_fuzz(void **state)
 	free(good);
 }
 
+/* kmem_memmap_fdt (spanalloc/memmap.h): the same walk, normalised --
+ * unaligned /memory rounded in, /reserved-memory, the reservation block
+ * and the blob rounded out and cut out of it, sorted and disjoint. */
+static void test_memmap_adapter(void **state)
+{
+	(void)state;
+	struct dtw *w = w_new();
+	w_root(w, 2, 2);
+	w_begin(w, "memory@50000100");
+	w_cells(w, "reg", 4, 0, 0x50000100, 0, 0x2000);
+	w_end(w);
+	w_begin(w, "memory@40000000");
+	w_cells(w, "reg", 4, 0, 0x40000000, 0, 0x8000000);
+	w_end(w);
+	w_begin(w, "reserved-memory");
+	w_cells(w, "#address-cells", 1, 2);
+	w_cells(w, "#size-cells", 1, 2);
+	w_begin(w, "fw@40100800");
+	w_cells(w, "reg", 4, 0, 0x40100800, 0, 0x800);
+	w_end(w);
+	w_end(w);
+	w_end(w);
+	w_rsv(w, 0x44000000, 0x1000);
+	uint32_t total;
+	uint8_t *b = w_finish(w, &total);
+	assert_true(total < 0x1000);
+	struct kmem_region r[16];
+	long n = kmem_memmap_fdt(b, 0x40000000, r, 16);
+	assert_int_equal(n, 7);
+	assert_region(&r[0], 0x40000000, 0x1000, KMEM_REGION_RESERVED); /* the blob */
+	assert_region(&r[1], 0x40001000, 0xff000, KMEM_REGION_USABLE);
+	assert_region(&r[2], 0x40100000, 0x1000, KMEM_REGION_RESERVED);
+	assert_region(&r[3], 0x40101000, 0x3eff000, KMEM_REGION_USABLE);
+	assert_region(&r[4], 0x44000000, 0x1000, KMEM_REGION_RESERVED);
+	assert_region(&r[5], 0x44001000, 0x3fff000, KMEM_REGION_USABLE);
+	assert_region(&r[6], 0x50001000, 0x1000, KMEM_REGION_USABLE);
+	free(b);
+	free(w);
+}
+
 /* ------------------------------------------------------------------------
  * End to end: the parsed map builds a heap that never hands out a
  * reserved byte.
@@ -784,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_bad_headers),
 		cmocka_unit_test(test_bad_structure),
 		cmocka_unit_test(test_corruption_fuzz),
+		cmocka_unit_test(test_memmap_adapter),
 		cmocka_unit_test(test_heap_from_dtb),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

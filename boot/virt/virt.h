@@ -7,7 +7,7 @@
  * boot CPU with the image's .data, .bss and TLS set up):
  *   plat_early       vectors, per-CPU pointer, MMU (aarch64), clocks
  *   device tree      plat_dtb() -> its devices (plat_dt_init), the CPUs
- *                    (/cpus), the memory map (boot/fdt.c: /memory,
+ *                    (/cpus), the memory map (mm/fdt.c: /memory,
  *                    /reserved-memory, reservation block; the blob and
  *                    this image kept out)
  *   kmem_init        boot report, workload set-up, timer on, interrupts
@@ -22,7 +22,7 @@
 #define BOOT_VIRT_H
 
 #include "demo.h"
-#include "fdt.h"
+#include "spanalloc/fdt.h"
 
 /* What a starting CPU gets (boot/<arch>/entry.S reads it at these
  * offsets): its stack, the C function to call with the block, its per-CPU

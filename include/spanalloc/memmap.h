@@ -5,28 +5,40 @@
  * Every adapter:
  *   - reads the bootloader's structure in its real, documented format and
  *     never writes to it; every read is checked against the sizes the
- *     structure gives, so a malformed map is an error, not a fault;
- *   - maps the protocol's types onto USABLE / RESERVED / RECLAIMABLE
- *     (the table is in the adapter's comment; unknown types are RESERVED);
+ *     structure declares (a tag's size, a map's length, an entry count),
+ *     so a malformed structure is an error, not a read past its end;
+ *   - maps the protocol's types onto USABLE / RESERVED / RECLAIMABLE (the
+ *     table is at each adapter; unknown types are RESERVED);
  *   - also reserves what the bootloader placed in memory the map may call
  *     usable and the kernel still needs (the boot information itself,
- *     modules), where the protocol says where they are;
- *   - writes regions to out[0 .. cap) and returns how many, or
- *     -KMEM_EINVAL (malformed input) or -KMEM_ENOMEM (more than cap
- *     regions needed; out[] then holds the first cap);
- *   - leaves entries overlapping, unaligned and unsorted as they came:
- *     kmem_init() handles that (a page is managed iff it lies wholly in a
- *     USABLE region and touches no other region);
- *   - drops empty entries and cuts entries that run past 2^64.
+ *     modules, strings, framebuffers), where the protocol says where;
+ *   - returns the map normalised (kmem_memmap_normalize): page-aligned,
+ *     USABLE rounded inward and the others outward, sorted by address,
+ *     disjoint, where overlapping entries were the higher of
+ *     RESERVED > RECLAIMABLE > USABLE wins, adjacent entries of one type
+ *     merged;
+ *   - returns the number of regions in out[0 .. cap), or -KMEM_EINVAL
+ *     (malformed input: bad sizes or counts, truncated or unterminated
+ *     structures, more than KMEM_MEMMAP_MAX_ENTRIES entries) or
+ *     -KMEM_ENOMEM (out[] too small: it must hold the raw entries, and
+ *     2n - 1 slots for n raw entries always suffice); out[] holds no
+ *     meaningful map after an error.
+ *
+ * Reclaimable memory: the bootloader's own (page tables, the structures
+ * read here when the protocol says so) and ACPI tables.  It is kept out at
+ * kmem_init() (the kernel still reads it); each RECLAIMABLE region is
+ * whole pages that touch no USABLE or RESERVED one, so once the kernel is
+ * done with it, kmem_hot_add(&region) adds exactly it.
+ *
  * The caller appends what else must stay out (its own image, boot stacks)
- * as RESERVED regions after the adapter's, then calls kmem_init().
- * Bootloader-reclaimable memory comes back as RECLAIMABLE: hand it over
- * with kmem_hot_add() once the kernel no longer reads it.
+ * as RESERVED regions after the adapter's, and either passes all of it to
+ * kmem_init() (which lets reserved holes win anyway) or normalises again.
  *
  * Physical vs virtual: structures the bootloader passes by physical
  * address are read at phys + phys_offset (0 when identity mapped).
  *
- * Cost: O(entries).  Context: any; no kmem_init() needed.
+ * Cost: O(e + n log n) for e entries read and n regions produced.
+ * Context: any; no kmem_init() needed; reentrant (no state but out[]).
  * Freestanding: <stddef.h>, <stdint.h>, spanalloc.h.
  */
 #ifndef SPANALLOC_MEMMAP_H
@@ -38,60 +50,95 @@
 extern "C" {
 #endif
 
+/* More raw entries than this in one map is a corrupt count. */
+#define KMEM_MEMMAP_MAX_ENTRIES (1u << 20)
+
 /* The building block every adapter uses: appends one region to out[],
- * merged into the previous entry when contiguous and of the same type.
- * *n is the number of entries in use.  Empty ranges are dropped; a range
- * past 2^64 is cut there.  Returns 0, or -KMEM_ENOMEM if out[] is full. */
+ * merged into out[*n - 1] when that one is of the same type and ends
+ * exactly at base (never across 2^64: a region ending at 2^64 is not
+ * followed by one at 0).  *n is the number of entries in use.  Empty
+ * ranges are dropped; a range past 2^64 is cut there.  Returns 0, or
+ * -KMEM_ENOMEM iff a new entry is needed and *n == cap.  O(1). */
 int kmem_memmap_add(struct kmem_region *out, size_t cap, size_t *n, uint64_t base,
                     uint64_t length, uint32_t type);
+
+/* Normalises out[0 .. n) in place (out[n .. cap) is working room), as
+ * every adapter's result is: USABLE rounded inward to pages, RESERVED,
+ * RECLAIMABLE and unknown types (-> RESERVED) outward; sorted by base;
+ * where regions overlap, RESERVED beats RECLAIMABLE beats USABLE; adjacent
+ * regions of one type merged; empty ones dropped.  kmem_init() manages
+ * the same pages before and after.  Returns the new count, -KMEM_EINVAL
+ * iff n > cap (or out is NULL with n > 0), or -KMEM_ENOMEM if the output
+ * does not fit beside the unread input; never when cap >= 2n - 1.
+ * O(n log n), no memory but out[]. */
+long kmem_memmap_normalize(struct kmem_region *out, size_t n, size_t cap);
 
 /* BIOS E820 entries ({u64 base, u64 length, u32 type} and, when
  * entry_size >= 24, a u32 ACPI 3.0 extended attribute whose bit 0 clear
  * means "ignore this entry").  entry_size is 20 or more.  Types:
  *   1 RAM -> USABLE; 3 ACPI reclaimable -> RECLAIMABLE;
- *   2 reserved, 4 ACPI NVS, 5 unusable, anything else -> RESERVED. */
+ *   2 reserved, 4 ACPI NVS, 5 unusable, anything else -> RESERVED.
+ * Reads nentries * entry_size bytes. */
 long kmem_memmap_e820(const void *entries, size_t nentries, size_t entry_size,
                       struct kmem_region *out, size_t cap);
 
 /* Multiboot (v1) information structure (Multiboot 0.6.96 section 3.3), as
  * found in %ebx at entry.  info_phys is its physical address.  Uses the
- * mmap_* fields (flags bit 6: size-prefixed E820 entries) or, without
- * them, mem_lower/mem_upper (flags bit 0).  Reserves the information
- * structure, the memory map buffer, the command line (bit 2), the module
- * list and every module (bit 3). */
+ * mmap_* fields (flags bit 6: size-prefixed E820 entries, each size >= 20
+ * and inside mmap_length) or, without them, mem_lower/mem_upper (bit 0);
+ * -KMEM_EINVAL without either.  Reserves the information structure (88
+ * bytes, 116 with the framebuffer fields), the memory map buffer, and
+ * what the flags say is there: command line (bit 2), boot loader name (9),
+ * module list, every module and its string (3; at most 4096 modules),
+ * ELF section header table (5), drives (7), APM table (10), VBE control
+ * and mode information (11), framebuffer (12: pitch * height bytes).
+ * Strings are read up to their NUL, at most 64 KiB. */
 long kmem_memmap_multiboot1(const void *info, uint64_t info_phys, uintptr_t phys_offset,
                             struct kmem_region *out, size_t cap);
 
 /* Multiboot2 boot information (Multiboot2 spec 1.0, section 3.6), as
- * found in %ebx at entry.  mbi_phys is its physical address.  Uses the
- * memory map tag (type 6) or, without it, basic meminfo (type 4).
- * Reserves the boot information and every module (tag type 3). */
+ * found in %ebx at entry.  mbi_phys is its physical address.  Reads
+ * total_size bytes (16 .. 64 MiB), which must hold 8-byte-aligned tags
+ * each inside it, up to an end tag.  Memory from the EFI memory map tag
+ * (17, the UEFI table below) unless boot services still run (tag 18);
+ * else the memory map tag (6; entry_size a multiple of 8, >= 24; E820
+ * types as above); else basic meminfo (4); else -KMEM_EINVAL.  Reserves
+ * the boot information, every module (tag 3) and the framebuffer (tag 8:
+ * pitch * height bytes).  Modules and the MBI are all the loader leaves
+ * in usable memory: the spec gives it nothing reclaimable. */
 long kmem_memmap_multiboot2(const void *mbi, uint64_t mbi_phys, struct kmem_region *out,
                             size_t cap);
 
-/* Limine memory map response (struct limine_memmap_response: revision,
- * entry_count, entries -> array of pointers to {base, length, type}).
- * Pointers in it are already virtual (Limine's HHDM).  Types:
- *   USABLE -> USABLE; BOOTLOADER_RECLAIMABLE, ACPI_RECLAIMABLE ->
- *   RECLAIMABLE; everything else (RESERVED, ACPI_NVS, BAD_MEMORY,
- *   EXECUTABLE_AND_MODULES, FRAMEBUFFER, unknown) -> RESERVED. */
+/* Limine memory map response (struct limine_memmap_response: u64
+ * revision, u64 entry_count, entries -> array of entry_count pointers to
+ * {u64 base, length, type}).  Pointers in it are already virtual
+ * (Limine's HHDM) and 64-bit.  At most KMEM_MEMMAP_MAX_ENTRIES entries; a
+ * NULL pointer is -KMEM_EINVAL.  Types:
+ *   0 USABLE -> USABLE; 2 ACPI_RECLAIMABLE, 5 BOOTLOADER_RECLAIMABLE
+ *   (Limine's page tables, stacks and this response itself) ->
+ *   RECLAIMABLE; 1 RESERVED, 3 ACPI_NVS, 4 BAD_MEMORY,
+ *   6 EXECUTABLE_AND_MODULES, 7 FRAMEBUFFER, unknown -> RESERVED. */
 long kmem_memmap_limine(const void *response, struct kmem_region *out, size_t cap);
 
 /* UEFI memory map as returned by GetMemoryMap() (or the final one taken
- * before ExitBootServices()): map_size bytes of desc_size-byte
- * EFI_MEMORY_DESCRIPTORs (desc_size may be larger than the 40-byte
- * struct).  For use after ExitBootServices(); types:
+ * before ExitBootServices()): map_size bytes (a multiple of desc_size) of
+ * desc_size-byte EFI_MEMORY_DESCRIPTORs (desc_size >= 40, the struct's
+ * size; firmware may use more and the walk steps by desc_size).  For use
+ * after ExitBootServices(); types:
  *   ConventionalMemory, BootServicesCode/Data -> USABLE;
  *   ACPIReclaimMemory -> RECLAIMABLE;
  *   LoaderCode/Data -> RESERVED (the kernel image and what it allocated;
  *   a kernel that knows which of it is dead hot-adds it later);
- *   everything else -> RESERVED. */
+ *   anything with attribute EFI_MEMORY_SP (specific purpose) or
+ *   EFI_MEMORY_RUNTIME, and every other type -> RESERVED. */
 long kmem_memmap_uefi(const void *map, size_t map_size, size_t desc_size,
                       struct kmem_region *out, size_t cap);
 
-/* Flattened device tree: USABLE from /memory nodes; RESERVED from
- * /reserved-memory children, the memory reservation block and the blob
- * itself at dtb_phys. */
+/* Flattened device tree (spanalloc/fdt.h, fdt_memory_map): USABLE from
+ * /memory nodes' reg (with the root's #address-cells/#size-cells);
+ * RESERVED from /reserved-memory children's reg, the memory reservation
+ * block and the blob itself at dtb_phys.  Reads the blob's totalsize
+ * bytes (header checked first). */
 long kmem_memmap_fdt(const void *dtb, uint64_t dtb_phys, struct kmem_region *out, size_t cap);
 
 #ifdef __cplusplus

@@ -1,5 +1,5 @@
 /*
- * boot/fdt.h - a small, freestanding reader for flattened device trees
+ * spanalloc/fdt.h - a small, freestanding reader for flattened device trees
  * (DTB, devicetree specification v0.3): enough for a kernel to find its
  * memory, CPUs and a few devices.  It never writes to the blob and checks
  * every read against the header's bounds, so a corrupt or hostile blob
@@ -19,14 +19,14 @@
  * #address-cells and #size-cells (/reserved-memory has its own); absent
  * ones default to 2 and 1 as the specification says.
  */
-#ifndef BOOT_FDT_H
-#define BOOT_FDT_H
+#ifndef SPANALLOC_FDT_H
+#define SPANALLOC_FDT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "spanalloc.h"
+#include "../spanalloc.h"
 
 #define FDT_MAGIC 0xd00dfeedu
 #define FDT_HEADER_SIZE 40u
@@ -105,4 +105,4 @@ struct fdt_memmap_info {
 long fdt_memory_map(const void *dtb, uint64_t dtb_phys, const struct kmem_region *keep_out,
                     size_t nkeep, struct kmem_region *out, size_t cap, struct fdt_memmap_info *info);
 
-#endif /* BOOT_FDT_H */
+#endif /* SPANALLOC_FDT_H */

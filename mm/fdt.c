@@ -1,5 +1,5 @@
 /*
- * boot/fdt.c - the device-tree reader of boot/fdt.h.
+ * mm/fdt.c - the device-tree reader of include/spanalloc/fdt.h.
  *
  * The blob is big-endian and may sit at any alignment (a test's buffer,
  * a bootloader's copy), so every field is read byte by byte.  Every read
@@ -8,7 +8,8 @@
  * whole blob for the memory reservation block.  Nothing here allocates or
  * calls a library function.
  */
-#include "fdt.h"
+#include "spanalloc/fdt.h"
+#include "spanalloc/memmap.h"
 
 #define FDT_BEGIN_NODE 1u
 #define FDT_END_NODE 2u
@@ -28,17 +29,17 @@ struct fdt {
 	uint32_t rsv_off;          /* memory reservation block */
 };
 
-static uint32_t rd32(const uint8_t *p)
+static uint32_t fdt_rd32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static uint64_t rd64(const uint8_t *p)
+static uint64_t fdt_rd64(const uint8_t *p)
 {
-	return (uint64_t)rd32(p) << 32 | rd32(p + 4);
+	return (uint64_t)fdt_rd32(p) << 32 | fdt_rd32(p + 4);
 }
 
-static uint32_t align4(uint32_t x)
+static uint32_t fdt_align4(uint32_t x)
 {
 	return (x + 3u) & ~3u;
 }
@@ -46,11 +47,11 @@ static uint32_t align4(uint32_t x)
 uint32_t fdt_check(const void *dtb, size_t max_size)
 {
 	const uint8_t *h = dtb;
-	if (!h || rd32(h) != FDT_MAGIC)
+	if (!h || fdt_rd32(h) != FDT_MAGIC)
 		return 0;
-	uint32_t size = rd32(h + 4), st = rd32(h + 8), str = rd32(h + 12), rsv = rd32(h + 16);
-	uint32_t version = rd32(h + 20), last_comp = rd32(h + 24);
-	uint32_t str_size = rd32(h + 32), st_size = rd32(h + 36);
+	uint32_t size = fdt_rd32(h + 4), st = fdt_rd32(h + 8), str = fdt_rd32(h + 12), rsv = fdt_rd32(h + 16);
+	uint32_t version = fdt_rd32(h + 20), last_comp = fdt_rd32(h + 24);
+	uint32_t str_size = fdt_rd32(h + 32), st_size = fdt_rd32(h + 36);
 	if (version < 16 || last_comp > 17 || size < FDT_HEADER_SIZE)
 		return 0;
 	if (max_size && size > max_size)
@@ -74,27 +75,27 @@ static bool fdt_open(const void *dtb, struct fdt *f)
 	const uint8_t *h = dtb;
 	f->b = h;
 	f->size = size;
-	f->st_off = rd32(h + 8);
-	f->st_end = rd32(h + 20) >= 17 ? f->st_off + rd32(h + 36) : size;
-	f->str_off = rd32(h + 12);
-	f->str_end = f->str_off + rd32(h + 32);
-	f->rsv_off = rd32(h + 16);
+	f->st_off = fdt_rd32(h + 8);
+	f->st_end = fdt_rd32(h + 20) >= 17 ? f->st_off + fdt_rd32(h + 36) : size;
+	f->str_off = fdt_rd32(h + 12);
+	f->str_end = f->str_off + fdt_rd32(h + 32);
+	f->rsv_off = fdt_rd32(h + 16);
 	return true;
 }
 
 /* The token at struct offset *off (advanced past it); false past the end. */
-static bool token(const struct fdt *f, uint32_t *off, uint32_t *tok)
+static bool fdt_token(const struct fdt *f, uint32_t *off, uint32_t *tok)
 {
 	if (*off > f->st_end - 4)
 		return false;
-	*tok = rd32(f->b + *off);
+	*tok = fdt_rd32(f->b + *off);
 	*off += 4;
 	return true;
 }
 
 /* Length of the NUL-terminated string at off, which must end before end;
  * false if it does not. */
-static bool str_at(const struct fdt *f, uint32_t off, uint32_t end, uint32_t *len)
+static bool fdt_str_at(const struct fdt *f, uint32_t off, uint32_t end, uint32_t *len)
 {
 	for (uint32_t i = off; i < end; i++)
 		if (f->b[i] == 0) {
@@ -105,13 +106,13 @@ static bool str_at(const struct fdt *f, uint32_t off, uint32_t end, uint32_t *le
 }
 
 /* Skips a node name at *off (just after FDT_BEGIN_NODE). */
-static bool skip_name(const struct fdt *f, uint32_t *off, const char **name)
+static bool fdt_skip_name(const struct fdt *f, uint32_t *off, const char **name)
 {
 	uint32_t len;
-	if (!str_at(f, *off, f->st_end, &len))
+	if (!fdt_str_at(f, *off, f->st_end, &len))
 		return false;
 	*name = (const char *)f->b + *off;
-	uint32_t next = align4(*off + len + 1);
+	uint32_t next = fdt_align4(*off + len + 1);
 	if (next > f->st_end)
 		return false;
 	*off = next;
@@ -120,26 +121,26 @@ static bool skip_name(const struct fdt *f, uint32_t *off, const char **name)
 
 /* A property at *off (just after FDT_PROP): its value, length and name
  * offset in the strings block; *off moves past it. */
-static bool read_prop(const struct fdt *f, uint32_t *off, const uint8_t **val, uint32_t *len,
+static bool fdt_read_prop(const struct fdt *f, uint32_t *off, const uint8_t **val, uint32_t *len,
                       uint32_t *nameoff)
 {
 	if (*off > f->st_end - 8)
 		return false;
-	*len = rd32(f->b + *off);
-	*nameoff = rd32(f->b + *off + 4);
+	*len = fdt_rd32(f->b + *off);
+	*nameoff = fdt_rd32(f->b + *off + 4);
 	uint32_t v = *off + 8;
 	if (*len > f->st_end - v)
 		return false;
 	*val = f->b + v;
 	uint32_t next = v + *len;
-	next = align4(next);
+	next = fdt_align4(next);
 	if (next > f->st_end)
 		return false;
 	*off = next;
 	return true;
 }
 
-static bool streq(const char *a, const char *b)
+static bool fdt_streq(const char *a, const char *b)
 {
 	while (*a && *a == *b) {
 		a++;
@@ -150,7 +151,7 @@ static bool streq(const char *a, const char *b)
 
 /* Is the property name at nameoff equal to `name`?  (Bounded by the
  * strings block: an unterminated name never matches.) */
-static bool prop_name_is(const struct fdt *f, uint32_t nameoff, const char *name)
+static bool fdt_prop_name_is(const struct fdt *f, uint32_t nameoff, const char *name)
 {
 	if (nameoff >= f->str_end - f->str_off)
 		return false;
@@ -168,11 +169,11 @@ static bool prop_name_is(const struct fdt *f, uint32_t nameoff, const char *name
 
 /* Looks for property `name` among the properties that start at off (just
  * after a node's name). */
-static const uint8_t *find_prop(const struct fdt *f, uint32_t off, const char *name, uint32_t *len)
+static const uint8_t *fdt_find_prop(const struct fdt *f, uint32_t off, const char *name, uint32_t *len)
 {
 	for (;;) {
 		uint32_t tok;
-		if (!token(f, &off, &tok))
+		if (!fdt_token(f, &off, &tok))
 			return NULL;
 		if (tok == FDT_NOP)
 			continue;
@@ -180,9 +181,9 @@ static const uint8_t *find_prop(const struct fdt *f, uint32_t off, const char *n
 			return NULL; /* first child or end of the node: not there */
 		const uint8_t *val;
 		uint32_t vlen, nameoff;
-		if (!read_prop(f, &off, &val, &vlen, &nameoff))
+		if (!fdt_read_prop(f, &off, &val, &vlen, &nameoff))
 			return NULL;
-		if (prop_name_is(f, nameoff, name)) {
+		if (fdt_prop_name_is(f, nameoff, name)) {
 			*len = vlen;
 			return val;
 		}
@@ -190,11 +191,11 @@ static const uint8_t *find_prop(const struct fdt *f, uint32_t off, const char *n
 }
 
 /* A one-cell property among those at off, or `dflt`. */
-static uint32_t cells_prop(const struct fdt *f, uint32_t off, const char *name, uint32_t dflt)
+static uint32_t fdt_cells_prop(const struct fdt *f, uint32_t off, const char *name, uint32_t dflt)
 {
 	uint32_t len;
-	const uint8_t *v = find_prop(f, off, name, &len);
-	return v && len == 4 ? rd32(v) : dflt;
+	const uint8_t *v = fdt_find_prop(f, off, name, &len);
+	return v && len == 4 ? fdt_rd32(v) : dflt;
 }
 
 long fdt_walk(const void *dtb, bool (*fn)(const void *dtb, const struct fdt_node *node, void *arg),
@@ -210,7 +211,7 @@ long fdt_walk(const void *dtb, bool (*fn)(const void *dtb, const struct fdt_node
 	uint32_t off = f.st_off;
 	for (;;) {
 		uint32_t at = off, tok;
-		if (!token(&f, &off, &tok))
+		if (!fdt_token(&f, &off, &tok))
 			return -KMEM_EINVAL;
 		switch (tok) {
 		case FDT_BEGIN_NODE: {
@@ -219,13 +220,13 @@ long fdt_walk(const void *dtb, bool (*fn)(const void *dtb, const struct fdt_node
 			struct fdt_node *n = &stack[depth];
 			n->offset = at - f.st_off;
 			n->depth = depth;
-			if (!skip_name(&f, &off, &n->name))
+			if (!fdt_skip_name(&f, &off, &n->name))
 				return -KMEM_EINVAL;
 			n->parent = depth ? stack[depth - 1].name : NULL;
 			n->addr_cells = depth ? stack[depth - 1].child_addr_cells : DEFAULT_ADDR_CELLS;
 			n->size_cells = depth ? stack[depth - 1].child_size_cells : DEFAULT_SIZE_CELLS;
-			n->child_addr_cells = cells_prop(&f, off, "#address-cells", DEFAULT_ADDR_CELLS);
-			n->child_size_cells = cells_prop(&f, off, "#size-cells", DEFAULT_SIZE_CELLS);
+			n->child_addr_cells = fdt_cells_prop(&f, off, "#address-cells", DEFAULT_ADDR_CELLS);
+			n->child_size_cells = fdt_cells_prop(&f, off, "#size-cells", DEFAULT_SIZE_CELLS);
 			depth++;
 			visited++;
 			if (fn && !fn(dtb, n, arg))
@@ -241,7 +242,7 @@ long fdt_walk(const void *dtb, bool (*fn)(const void *dtb, const struct fdt_node
 		case FDT_PROP: {
 			const uint8_t *val;
 			uint32_t len, nameoff;
-			if (depth == 0 || !read_prop(&f, &off, &val, &len, &nameoff))
+			if (depth == 0 || !fdt_read_prop(&f, &off, &val, &len, &nameoff))
 				return -KMEM_EINVAL;
 			break;
 		}
@@ -256,23 +257,23 @@ long fdt_walk(const void *dtb, bool (*fn)(const void *dtb, const struct fdt_node
 }
 
 /* Re-finds the start of a node's properties from its offset. */
-static bool node_props(const void *dtb, const struct fdt_node *node, struct fdt *f, uint32_t *off)
+static bool fdt_node_props(const void *dtb, const struct fdt_node *node, struct fdt *f, uint32_t *off)
 {
 	if (!fdt_open(dtb, f) || node->offset > f->st_end - f->st_off)
 		return false;
 	uint32_t tok;
 	*off = f->st_off + node->offset;
 	const char *name;
-	return token(f, off, &tok) && tok == FDT_BEGIN_NODE && skip_name(f, off, &name);
+	return fdt_token(f, off, &tok) && tok == FDT_BEGIN_NODE && fdt_skip_name(f, off, &name);
 }
 
 const void *fdt_prop(const void *dtb, const struct fdt_node *node, const char *name, uint32_t *len)
 {
 	struct fdt f;
 	uint32_t off, l;
-	if (!node_props(dtb, node, &f, &off))
+	if (!fdt_node_props(dtb, node, &f, &off))
 		return NULL;
-	const uint8_t *v = find_prop(&f, off, name, &l);
+	const uint8_t *v = fdt_find_prop(&f, off, name, &l);
 	if (v && len)
 		*len = l;
 	return v;
@@ -284,7 +285,7 @@ bool fdt_prop_u32(const void *dtb, const struct fdt_node *node, const char *name
 	const uint8_t *v = fdt_prop(dtb, node, name, &len);
 	if (!v || len != 4)
 		return false;
-	*out = rd32(v);
+	*out = fdt_rd32(v);
 	return true;
 }
 
@@ -294,7 +295,7 @@ bool fdt_prop_u64(const void *dtb, const struct fdt_node *node, const char *name
 	const uint8_t *v = fdt_prop(dtb, node, name, &len);
 	if (!v || (len != 4 && len != 8))
 		return false;
-	*out = len == 8 ? rd64(v) : rd32(v);
+	*out = len == 8 ? fdt_rd64(v) : fdt_rd32(v);
 	return true;
 }
 
@@ -311,7 +312,7 @@ bool fdt_prop_has_string(const void *dtb, const struct fdt_node *node, const cha
 			j++;
 		if (j == len)
 			return false;
-		if (streq(v + i, s))
+		if (fdt_streq(v + i, s))
 			return true;
 		i = j + 1;
 	}
@@ -324,12 +325,12 @@ bool fdt_node_enabled(const void *dtb, const struct fdt_node *node)
 	const char *v = fdt_prop(dtb, node, "status", &len);
 	if (!v)
 		return true;
-	return (len == 5 && streq(v, "okay")) || (len == 3 && streq(v, "ok"));
+	return (len == 5 && fdt_streq(v, "okay")) || (len == 3 && fdt_streq(v, "ok"));
 }
 
-static uint64_t read_cells(const uint8_t *p, uint32_t n)
+static uint64_t fdt_read_cells(const uint8_t *p, uint32_t n)
 {
-	return n == 2 ? rd64(p) : n == 1 ? rd32(p) : 0;
+	return n == 2 ? fdt_rd64(p) : n == 1 ? fdt_rd32(p) : 0;
 }
 
 bool fdt_reg(const void *dtb, const struct fdt_node *node, unsigned i, uint64_t *base, uint64_t *size)
@@ -342,8 +343,8 @@ bool fdt_reg(const void *dtb, const struct fdt_node *node, unsigned i, uint64_t 
 	if (!v || i >= len / entry)
 		return false;
 	const uint8_t *e = v + (size_t)i * entry;
-	*base = read_cells(e, ac);
-	*size = read_cells(e + 4 * ac, sc);
+	*base = fdt_read_cells(e, ac);
+	*size = fdt_read_cells(e + 4 * ac, sc);
 	return true;
 }
 
@@ -353,7 +354,7 @@ struct find_ctx {
 	bool found;
 };
 
-static bool find_fn(const void *dtb, const struct fdt_node *n, void *arg)
+static bool fdt_find_fn(const void *dtb, const struct fdt_node *n, void *arg)
 {
 	struct find_ctx *c = arg;
 	if (fdt_prop_has_string(dtb, n, "compatible", c->compat) && fdt_node_enabled(dtb, n)) {
@@ -367,12 +368,12 @@ static bool find_fn(const void *dtb, const struct fdt_node *n, void *arg)
 bool fdt_find_compatible(const void *dtb, const char *compat, struct fdt_node *out)
 {
 	struct find_ctx c = {compat, out, false};
-	return fdt_walk(dtb, find_fn, &c) >= 0 && c.found;
+	return fdt_walk(dtb, fdt_find_fn, &c) >= 0 && c.found;
 }
 
 /* --- the memory map -------------------------------------------------------- */
 
-struct map_ctx {
+struct fdt_map_ctx {
 	struct kmem_region *out;
 	size_t cap, n;
 	bool full;
@@ -380,20 +381,13 @@ struct map_ctx {
 	bool usable_pass; /* first pass: /memory; second: /reserved-memory */
 };
 
-static void add(struct map_ctx *c, uint64_t base, uint64_t size, uint32_t type)
+static void fdt_map_add(struct fdt_map_ctx *c, uint64_t base, uint64_t size, uint32_t type)
 {
-	if (size == 0)
-		return;
-	if (base + size < base) /* runs past 2^64: cut there */
-		size = 0 - base;
-	if (c->n == c->cap) {
+	if (kmem_memmap_add(c->out, c->cap, &c->n, base, size, type))
 		c->full = true;
-		return;
-	}
-	c->out[c->n++] = (struct kmem_region){.base = base, .length = size, .type = type};
 }
 
-static bool prefix_is(const char *s, const char *p)
+static bool fdt_prefix_is(const char *s, const char *p)
 {
 	while (*p)
 		if (*s++ != *p++)
@@ -401,37 +395,37 @@ static bool prefix_is(const char *s, const char *p)
 	return true;
 }
 
-static bool is_memory_node(const void *dtb, const struct fdt_node *n)
+static bool fdt_is_memory_node(const void *dtb, const struct fdt_node *n)
 {
 	if (n->depth != 1)
 		return false;
-	if (streq(n->name, "memory") || prefix_is(n->name, "memory@"))
+	if (fdt_streq(n->name, "memory") || fdt_prefix_is(n->name, "memory@"))
 		return true;
 	return fdt_prop_has_string(dtb, n, "device_type", "memory");
 }
 
-static bool map_fn(const void *dtb, const struct fdt_node *n, void *arg)
+static bool fdt_map_fn(const void *dtb, const struct fdt_node *n, void *arg)
 {
-	struct map_ctx *c = arg;
+	struct fdt_map_ctx *c = arg;
 	uint64_t base, size;
 	if (c->usable_pass) {
-		if (!is_memory_node(dtb, n) || !fdt_node_enabled(dtb, n))
+		if (!fdt_is_memory_node(dtb, n) || !fdt_node_enabled(dtb, n))
 			return true;
 		c->info->memory_nodes++;
 		for (unsigned i = 0; fdt_reg(dtb, n, i, &base, &size); i++)
 			if (size) {
-				add(c, base, size, KMEM_REGION_USABLE);
+				fdt_map_add(c, base, size, KMEM_REGION_USABLE);
 				c->info->memory_ranges++;
 				c->info->usable_bytes += size;
 			}
 		return true;
 	}
-	if (n->depth != 2 || !streq(n->parent, "reserved-memory") || !fdt_node_enabled(dtb, n))
+	if (n->depth != 2 || !fdt_streq(n->parent, "reserved-memory") || !fdt_node_enabled(dtb, n))
 		return true;
 	if (fdt_reg(dtb, n, 0, &base, &size)) {
 		c->info->reserved_nodes++;
 		for (unsigned i = 0; fdt_reg(dtb, n, i, &base, &size); i++)
-			add(c, base, size, KMEM_REGION_RESERVED);
+			fdt_map_add(c, base, size, KMEM_REGION_RESERVED);
 	} else if (fdt_prop(dtb, n, "size", NULL)) {
 		c->info->reserved_dynamic++;
 	}
@@ -449,27 +443,27 @@ long fdt_memory_map(const void *dtb, uint64_t dtb_phys, const struct kmem_region
 	if (!fdt_open(dtb, &f))
 		return -KMEM_EINVAL;
 	info->totalsize = f.size;
-	struct map_ctx c = {.out = out, .cap = cap, .info = info, .usable_pass = true};
-	if (fdt_walk(dtb, map_fn, &c) < 0)
+	struct fdt_map_ctx c = {.out = out, .cap = cap, .info = info, .usable_pass = true};
+	if (fdt_walk(dtb, fdt_map_fn, &c) < 0)
 		return -KMEM_EINVAL;
 
 	/* The memory reservation block: (address, size) pairs up to (0, 0). */
 	for (uint32_t off = f.rsv_off;; off += 16) {
 		if (off > f.size - 16)
 			return -KMEM_EINVAL; /* no terminator inside the blob */
-		uint64_t base = rd64(f.b + off), size = rd64(f.b + off + 8);
+		uint64_t base = fdt_rd64(f.b + off), size = fdt_rd64(f.b + off + 8);
 		if (base == 0 && size == 0)
 			break;
 		info->rsvmap_entries++;
-		add(&c, base, size, KMEM_REGION_RESERVED);
+		fdt_map_add(&c, base, size, KMEM_REGION_RESERVED);
 	}
 
 	c.usable_pass = false;
-	if (fdt_walk(dtb, map_fn, &c) < 0)
+	if (fdt_walk(dtb, fdt_map_fn, &c) < 0)
 		return -KMEM_EINVAL;
-	add(&c, dtb_phys, f.size, KMEM_REGION_RESERVED);
+	fdt_map_add(&c, dtb_phys, f.size, KMEM_REGION_RESERVED);
 	for (size_t i = 0; i < nkeep; i++)
-		add(&c, keep_out[i].base, keep_out[i].length, KMEM_REGION_RESERVED);
+		fdt_map_add(&c, keep_out[i].base, keep_out[i].length, KMEM_REGION_RESERVED);
 	if (c.full)
 		return -KMEM_ENOMEM;
 	return (long)c.n;
