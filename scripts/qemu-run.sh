@@ -39,6 +39,43 @@
 # above.
 set -uo pipefail
 
+# A hang is explained, not just timed out: QEMU gets an HMP monitor on a
+# socket, and 5 s before the timeout a watchdog asks it for every CPU's
+# registers and prints each CPU's program counter (and, on x86, RSP and
+# RFLAGS) -- where each CPU was spinning.  A failed run's log is kept as
+# <log>.fail-<time> so later runs do not overwrite it.
+monitor_dir=$(mktemp -d "${TMPDIR:-/tmp}/spanalloc-mon.XXXXXX")
+monitor_sock=$monitor_dir/hmp
+monitor_args=(-monitor unix:"$monitor_sock",server=on,wait=off)
+watchdog() { # TIMEOUT: runs in the background during QEMU's run
+	local t=0
+	# One second at a time, output elsewhere: killing this subshell leaves
+	# no sleep holding the terminal's (or CI's) pipe open.
+	while [ $t -lt $(($1 > 10 ? $1 - 5 : $1)) ]; do
+		sleep 1 </dev/null >/dev/null 2>&1
+		t=$((t + 1))
+	done
+	[ -S "$monitor_sock" ] || return 0
+	echo "qemu-run: no result after $(($1 > 10 ? $1 - 5 : $1))s; CPU state from the QEMU monitor:"
+	python3 - "$monitor_sock" <<'PY' 2>/dev/null | tr -d '\r' | grep -aE '^CPU#|RIP=|RSP=|RFL=|^ *PC=|^ *pc ' | sed 's/^/  /'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(1.0)
+s.sendall(b"info registers -a\n"); out = b""; end = time.time() + 3
+while time.time() < end:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        continue
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode("latin-1"))
+PY
+}
+keep_failed_log() { # LOG
+	cp "$1" "$1.fail-$(date +%Y%m%d-%H%M%S)" 2>/dev/null && echo "qemu-run: log kept as $1.fail-*" >&2
+}
+
 arch=x86_64
 multiboot=
 if [ "${1:-}" = --multiboot ]; then
@@ -69,14 +106,16 @@ if [ "$arch" = aarch64 ] || [ "$arch" = riscv64 ]; then
 	log="$(dirname "$elf")/boot-${smp}cpu-${mem}.log"
 	echo "qemu-run: $arch virt, TCG, -smp $smp, -m $mem, semihosting, timeout ${tmo}s; log $log"
 	start=$(date +%s%N)
+	watchdog "$tmo" & wd=$!
 	# shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
 	timeout --foreground -k 5 "$tmo" \
-		"$qemu" "${machine[@]}" -accel tcg -smp "$smp" -m "$mem" \
+		"$qemu" "${machine[@]}" -accel tcg -smp "$smp" -m "$mem" "${monitor_args[@]}" \
 		-nodefaults -display none -no-reboot \
 		-chardev stdio,id=con,mux=off,signal=off \
 		-semihosting-config enable=on,target=native,chardev=con \
 		-kernel "$elf" ${QEMU_EXTRA:-} </dev/null | tee "$log"
 	status=${PIPESTATUS[0]}
+	kill "$wd" 2>/dev/null; wait "$wd" 2>/dev/null; rm -rf "$monitor_dir"
 	end=$(date +%s%N)
 	secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
 	result=$(tr -d '\r' <"$log" | grep -a '^RESULT: ' | tail -n 1)
@@ -92,6 +131,7 @@ if [ "$arch" = aarch64 ] || [ "$arch" = riscv64 ]; then
 		exit 0
 	fi
 	echo "$label: FAIL (-smp $smp -m $mem, ${secs}s): ${result:-no RESULT line}; $why" >&2
+	keep_failed_log "$log"
 	exit 1
 fi
 if [ "$arch" != x86_64 ]; then
@@ -140,14 +180,16 @@ else
 fi
 
 start=$(date +%s%N)
+watchdog "$tmo" & wd=$!
 # shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
 timeout --foreground -k 5 "$tmo" \
-	qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$mem" \
+	qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$mem" "${monitor_args[@]}" \
 	-nodefaults -display none -no-reboot -net none \
 	"${boot[@]}" \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-serial stdio ${QEMU_EXTRA:-} </dev/null | tee "$log"
 status=${PIPESTATUS[0]}
+kill "$wd" 2>/dev/null; wait "$wd" 2>/dev/null; rm -rf "$monitor_dir"
 end=$(date +%s%N)
 secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
 
@@ -166,4 +208,5 @@ if [ "$status" = "$PASS_STATUS" ] && [[ "$result" == "RESULT: PASS "* ]]; then
 	exit 0
 fi
 echo "$label: FAIL (-smp $smp -m $mem, ${secs}s): ${result:-no RESULT line}; $why" >&2
+keep_failed_log "$log"
 exit 1
