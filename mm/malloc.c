@@ -40,11 +40,11 @@
  *      is exhausted, sweep it in place (frees from any CPU are waiting in
  *      its freed bitmap); else hand it to the mcentral and cache another.
  *   5. The mcentral drains its unswept stack, then gives a partial span,
- *      or allocates a new span from the mheap.
+ *      else a kept empty span, else allocates a new span from the mheap.
  *   6. The mheap finds a run of pages (first fit, address order, O(log n)
  *      in the radix summaries), publishes the span in the arena map.
- *   7. Out of pages: sweep every mcentral, release empty spans, retry once;
- *      then NULL.
+ *   7. Out of pages: sweep every mcentral, release empty spans (the kept
+ *      ones too), retry once; then NULL.
  *
  * Allocating a large object (> 32 KiB) or a page run: mheap directly,
  * under mheap.lock, as its own span.
@@ -57,8 +57,12 @@
  *      already set is a double free.  No lock: any CPU, any context.
  *   4. If no CPU holds the span (it is on a partial or full list), the
  *      first free moves it to QUEUED with a CAS and pushes it on the
- *      mcentral's unswept stack, so the next refill sweeps it and an empty
- *      span goes back to the mheap.  (mcentral.c has the races.)
+ *      mcentral's unswept stack, so the next refill sweeps it.  A span
+ *      that sweeps empty is kept on the mcentral's empty list (at most
+ *      empty_max per class, about 128 KiB) for the next refill, so a
+ *      fill-free-refill cycle does not go through the mheap each time;
+ *      past the bound, and on reclaim, empty spans go back to the mheap.
+ *      (mcentral.c has the races and the bound.)
  *   Large objects and page runs: a CAS on the span state claims the free,
  *   then the pages go back under mheap.lock.
  *

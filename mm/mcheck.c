@@ -143,7 +143,7 @@ static void check_small_span(struct checker *k, struct mspan *s)
 	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
 	unsigned loc = SS_LOC(st);
 	if (loc == LOC_CACHED ? s->on_list != 0
-	    : (loc == LOC_PARTIAL || loc == LOC_FULL) ? s->on_list != loc
+	    : (loc == LOC_PARTIAL || loc == LOC_FULL || loc == LOC_EMPTY) ? s->on_list != loc
 	    : loc == LOC_QUEUED ? s->on_list == 0 : true)
 		bad(k, (void *)s->base, s, "sweep state and list disagree");
 	if (s->on_list == LOC_FULL && loc == LOC_FULL && s->alloc_count < s->nelems)
@@ -152,6 +152,8 @@ static void check_small_span(struct checker *k, struct mspan *s)
 	 * the Dekker argument), or it could stay unfindable. */
 	if ((loc == LOC_PARTIAL || loc == LOC_FULL) && span_has_freed(s))
 		bad(k, (void *)s->base, s, "listed span has unqueued frees");
+	if (loc == LOC_EMPTY && (s->alloc_count != 0 || fi != 0 || span_has_freed(s)))
+		bad(k, (void *)s->base, s, "span on the empty list is not empty");
 	k->problems += debug_check_span(s);
 	k->small_spans++;
 }
@@ -200,11 +202,12 @@ static void check_arena(struct checker *k, struct heap_arena *a)
 
 static void check_central(struct checker *k, struct mcentral *c)
 {
-	struct span_list *lists[2] = {&c->partial, &c->full};
-	for (int i = 0; i < 2; i++) {
+	struct span_list *lists[3] = {&c->partial, &c->full, &c->empty};
+	const unsigned locs[3] = {LOC_PARTIAL, LOC_FULL, LOC_EMPTY};
+	for (int i = 0; i < 3; i++) {
 		uint64_t n = 0;
 		for (struct mspan *s = lists[i]->first; s; s = s->next, n++) {
-			if (s->central != c || s->on_list != (i ? LOC_FULL : LOC_PARTIAL))
+			if (s->central != c || s->on_list != locs[i])
 				bad(k, (void *)s->base, s, "span on the wrong mcentral list");
 			if (atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_SMALL)
 				bad(k, (void *)s->base, s, "dead span on an mcentral list");
@@ -212,6 +215,8 @@ static void check_central(struct checker *k, struct mcentral *c)
 		if (n != lists[i]->count)
 			bad(k, NULL, NULL, "mcentral list count is wrong");
 	}
+	if (c->empty.count > c->empty_max)
+		bad(k, NULL, NULL, "mcentral keeps more empty spans than empty_max");
 }
 
 unsigned long kmem_check(void)

@@ -138,6 +138,7 @@ enum span_loc {
 	LOC_FULL,       /* in mcentral.full */
 	LOC_QUEUED,     /* on a list and pushed on mcentral.unswept */
 	LOC_SWEEPING,   /* being swept by an mcentral lock holder */
+	LOC_EMPTY,      /* swept empty, kept in mcentral.empty for reuse */
 };
 
 /* A span's sweep state packs its location with a generation that grows
@@ -184,7 +185,7 @@ struct mspan {
 	_Atomic uint64_t *freed_bits;  /* [atomic] set by kfree, taken by sweep */
 	_Atomic uint64_t sweepstate;   /* [atomic] SS_MAKE(generation, enum span_loc) */
 	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
-	uint8_t on_list;               /* [central] 0, LOC_PARTIAL or LOC_FULL */
+	uint8_t on_list;               /* [central] 0, LOC_PARTIAL, LOC_FULL or LOC_EMPTY */
 	uint16_t alloc_count;          /* [owner] objects allocated at last sweep */
 	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
 
@@ -212,12 +213,15 @@ struct mcentral {
 	struct spinlock lock;
 	struct span_list partial;       /* [central] spans with free objects */
 	struct span_list full;          /* [central] spans without */
+	struct span_list empty;         /* [central] swept empty, kept for reuse:
+	                                   empty.count <= empty_max */
 	struct mspan *_Atomic unswept;  /* [atomic] push by kfree; pop-all by lock holder */
 	/* Geometry [const]. */
 	uint32_t elemsize;
 	uint32_t npages;
 	uint32_t nelems;
 	uint32_t align_pages;
+	uint32_t empty_max;             /* [const] empty spans kept (>= 1) */
 	uint64_t divmul;
 	uint16_t sizeclass;             /* 0 for object caches */
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */

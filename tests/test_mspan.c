@@ -261,7 +261,8 @@ static void check_class_sentinels(unsigned cls)
 	assert_int_equal(s->alloc_count, n);
 	assert_int_equal(next_idx(s), n);
 
-	/* Free all: swept empty, the span goes back to the mheap. */
+	/* Free all: swept empty, the span is kept on the empty list until
+	 * kmem_reclaim gives it back to the mheap. */
 	for (uint32_t i = 0; i < n; i++)
 		kfree(obj(s, i));
 	assert_int_equal(sweep(s), n);
@@ -271,6 +272,10 @@ static void check_class_sentinels(unsigned cls)
 	uintptr_t base = s->base;
 	uint64_t np = s->npages;
 	drop_span(s);
+	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_EMPTY);
+	assert_ptr_equal(span_of_ptr((void *)base), s);
+	assert_int_equal(fx_stats().pages_free, before);
+	assert_true(kmem_reclaim() >= np);
 	assert_int_equal(fx_stats().pages_free, before + np);
 	assert_null(span_of_ptr((void *)base));
 }
