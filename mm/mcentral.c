@@ -136,6 +136,8 @@ void mcentral_push_unswept(struct mcentral *c, struct mspan *s)
 
 static void release_span_locked(struct mcentral *c, struct mspan *s)
 {
+	/* Off kfree's fast path before the descriptor can be reused. */
+	atomic_store_explicit(&s->fast_nelems, 0, memory_order_relaxed);
 	c->spans--;
 	mheap_free_span(s);
 }

@@ -130,6 +130,8 @@ static void check_small_span(struct checker *k, struct mspan *s)
 		bad(k, (void *)s->base, s, "alloc bits beyond nelems not set");
 	if (s->alloc_count > s->nelems)
 		bad(k, (void *)s->base, s, "alloc_count above nelems");
+	if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) != (s->dbg ? 0 : s->nelems))
+		bad(k, (void *)s->base, s, "fast_nelems disagrees with nelems and dbg");
 	uint32_t fi = atomic_load_explicit(&s->freeindex, memory_order_relaxed);
 	if (fi > s->nelems)
 		bad(k, (void *)s->base, s, "freeindex above nelems");
@@ -186,7 +188,11 @@ static void check_arena(struct checker *k, struct heap_arena *a)
 		if (state == SPAN_SMALL) {
 			k->small += s->npages;
 			check_small_span(k, s);
-		} else if (state == SPAN_LARGE) {
+			continue;
+		}
+		if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) != 0)
+			bad(k, (void *)pfn_to_virt(pfn), s, "large object or page run on kfree's fast path");
+		if (state == SPAN_LARGE) {
 			k->large += s->npages;
 			k->large_objects++;
 		} else {

@@ -51,6 +51,9 @@ void span_init_small(struct mspan *s, struct mcentral *c)
 	s->alloc_count = 0;
 	atomic_store_explicit(&s->freeindex, 0, memory_order_relaxed);
 	s->alloc_cache = ~bits_load(&s->alloc_bits[0]);
+	/* Debug spans get their records after this: keep them off the fast
+	 * path (mtypes.h, fast_nelems). */
+	atomic_store_explicit(&s->fast_nelems, c->debug ? 0 : s->nelems, memory_order_relaxed);
 }
 
 /* Slow path of the owner's allocation: the index of the next free object

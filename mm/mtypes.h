@@ -131,14 +131,17 @@ enum span_state {
 };
 
 /* Where a small span is; decides who may sweep it and who must make it
- * findable after a free. */
+ * findable after a free.  LOC_LISTED is set exactly in the locations where
+ * a free must queue the span (kfree tests one bit):
+ *     loc & LOC_LISTED  <=>  loc == LOC_PARTIAL || loc == LOC_FULL */
 enum span_loc {
-	LOC_CACHED = 0, /* in an mcache: the owner CPU sweeps it in place */
-	LOC_PARTIAL,    /* in mcentral.partial */
-	LOC_FULL,       /* in mcentral.full */
-	LOC_QUEUED,     /* on a list and pushed on mcentral.unswept */
-	LOC_SWEEPING,   /* being swept by an mcentral lock holder */
-	LOC_EMPTY,      /* swept empty, kept in mcentral.empty for reuse */
+	LOC_CACHED = 0,   /* in an mcache: the owner CPU sweeps it in place */
+	LOC_QUEUED = 1,   /* on a list and pushed on mcentral.unswept */
+	LOC_SWEEPING = 2, /* being swept by an mcentral lock holder */
+	LOC_EMPTY = 3,    /* swept empty, kept in mcentral.empty for reuse */
+	LOC_LISTED = 8,
+	LOC_PARTIAL = LOC_LISTED | 1, /* in mcentral.partial */
+	LOC_FULL = LOC_LISTED | 2,    /* in mcentral.full */
 };
 
 /* A span's sweep state packs its location with a generation that grows
@@ -171,13 +174,19 @@ struct obj_debug {
  *                    with bits below freeindex%64 consumed
  *     alloc_count == popcount(alloc_bits) - (bits >= nelems) after a sweep
  *
- * The first line holds what the allocation fast path reads.
+ * The fast paths' gate (kfree tests one field for three conditions):
+ *     fast_nelems != 0  =>  state == SPAN_SMALL && dbg == NULL
+ *                           && fast_nelems == nelems
+ * Set by span_init_small for a span without debug records, cleared
+ * before the span is released; 0 in large objects and page runs.
+ *
+ * The first line holds what the fast paths read.
  */
 struct mspan {
 	alignas(KMEM_CACHE_LINE)
 	uint64_t alloc_cache;          /* [owner] */
 	_Atomic uint32_t freeindex;    /* [owner], release store; others acquire */
-	uint32_t nelems;               /* [const] */
+	_Atomic uint32_t fast_nelems;  /* [central] writes (see above), relaxed reads */
 	uintptr_t base;                /* [const] virtual address of page 0 */
 	uint64_t elemsize;             /* [const] */
 	uint64_t divmul;               /* [const] offset/elemsize via multiply */
@@ -188,6 +197,7 @@ struct mspan {
 	uint8_t on_list;               /* [central] 0, LOC_PARTIAL, LOC_FULL or LOC_EMPTY */
 	uint16_t alloc_count;          /* [owner] objects allocated at last sweep */
 	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
+	uint32_t nelems;               /* [const] */
 
 	uint64_t npages;               /* [const] */
 	uint64_t pfn;                  /* [const] first physical page */

@@ -33,6 +33,15 @@ static inline void shim_irq_restore_inline(unsigned long flags)
 		shim_shared_leave();
 }
 
+/* arch_irq_restore_fast: 0 if a shared slot's lock must be dropped (the
+ * caller then calls arch_irq_restore, which stores the same level again). */
+static inline int shim_irq_restore_fast_inline(unsigned long flags)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	shim_t_irq = flags;
+	return !(__builtin_expect(shim_t_locked != 0, 0) && flags == 0);
+}
+
 static inline unsigned shim_cpu_id_inline(void)
 {
 	int c = shim_t_cpu;
@@ -44,5 +53,7 @@ static inline unsigned shim_cpu_id_inline(void)
 #define arch_irq_save() shim_irq_save_inline()
 #define arch_irq_restore(f) shim_irq_restore_inline(f)
 #define arch_cpu_id() shim_cpu_id_inline()
+#define arch_irq_restore_fast(f) shim_irq_restore_fast_inline(f)
+#define arch_cpu_id_fast() (shim_t_cpu) /* negative: shim_cpu_slow decides */
 
 #endif
