@@ -41,7 +41,9 @@
  *      leave by a tail call, so the fast path needs no stack frame.
  *   4. Else, interrupts still off, mcache_refill_alloc: scan on in the span's bitmap; if the span
  *      is exhausted, sweep it in place (frees from any CPU are waiting in
- *      its freed bitmap); else hand it to the mcentral and cache another.
+ *      its freed bitmap); else hand it to the mcentral (exhausted with no
+ *      free waiting: straight onto its full list, unswept) and cache
+ *      another.
  *   5. The mcentral drains its unswept stack, then gives a partial span,
  *      else a kept empty span, else allocates a new span from the mheap.
  *   6. The mheap finds a run of pages (first fit, address order, O(log n)

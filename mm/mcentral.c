@@ -243,7 +243,18 @@ void mcentral_uncache_span(struct mcentral *c, struct mspan *s)
 	if (s == &empty_span)
 		return;
 	lock_acquire(&c->lock);
-	resweep_locked(c, s);
+	if (atomic_load_explicit(&s->freeindex, memory_order_relaxed) == s->nelems &&
+	    !span_has_freed(s)) {
+		/* Exhausted with no free waiting (the usual case): full as it
+		 * is, no sweep.  Every object is below freeindex, so
+		 *     alloc_count == nelems == live objects
+		 * and the next sweep (after a free queues it) starts from
+		 * there. */
+		s->alloc_count = (uint16_t)s->nelems;
+		place_span_locked(c, s);
+	} else {
+		resweep_locked(c, s);
+	}
 	lock_release(&c->lock);
 }
 

@@ -178,11 +178,24 @@ static void test_class8_fill(void **state)
 	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_FULL);
 	assert_int_equal(s->on_list, LOC_FULL);
 	assert_int_equal(s->alloc_count, 512);
-	assert_int_equal(fi_of(s), 0);
+	/* Exhausted with nothing freed: placed as it is, not swept
+	 * (mcentral_uncache_span), so freeindex still covers every object. */
+	assert_int_equal(fi_of(s), 512);
 	for (unsigned w = 0; w < 8; w++)
-		assert_int_equal(abits(s, w), ~0ull);
+		assert_int_equal(abits(s, w), 0);
+	for (unsigned i = 0; i < 512; i++)
+		assert_true(span_obj_allocated(s, i));
+	fx_assert_check();
 	for (unsigned i = 0; i <= 512; i++)
 		kfree(p[i]);
+	/* Queued by the first free; the sweep folds freeindex in. */
+	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_QUEUED);
+	/* Both spans (the cached one is flushed first) swept empty and
+	 * released. */
+	assert_int_equal(kmem_reclaim(), 2);
+	assert_null(span_of_ptr(p[0]));
+	assert_null(span_of_ptr(p[512]));
+	assert_int_equal(fx_class_stats(cls).nfree, 513);
 }
 
 /* Classes whose nelems is not a multiple of 64 (and one that is): every
