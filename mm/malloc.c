@@ -386,9 +386,7 @@ static inline void small_free_idx(struct mspan *s, const void *p, uint32_t idx)
 	/* Read before the bit goes in (our live object keeps the span alive);
 	 * the seq_cst RMW below keeps this load before it. */
 	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
-	uint64_t bit = 1ull << (idx % 64);
-	uint64_t old = atomic_fetch_or_explicit(&s->freed_bits[idx / 64], bit, memory_order_seq_cst);
-	if (__builtin_expect(old & bit, 0)) {
+	if (__builtin_expect(arch_bit_test_and_set(s->freed_bits, idx), 0)) {
 		/* Already free (or freed at the same moment by another CPU):
 		 * the bit was set, so nothing changed. */
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object is already free");

@@ -43,6 +43,16 @@
 #include "spanalloc/arch.h"
 #include "sizeclasses.h"
 
+/* Optional arch hook (spanalloc/arch.h); the portable version. */
+#ifndef arch_bit_test_and_set
+static inline bool arch_bit_test_and_set_c(_Atomic uint64_t *bits, uint32_t i)
+{
+	uint64_t bit = 1ull << (i % 64);
+	return (atomic_fetch_or_explicit(&bits[i / 64], bit, memory_order_seq_cst) & bit) != 0;
+}
+#define arch_bit_test_and_set(bits, i) arch_bit_test_and_set_c(bits, i)
+#endif
+
 /* The environment provides these four and nothing else. */
 void *memcpy(void *dst, const void *src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);

@@ -59,7 +59,11 @@ void arch_panic(const char *msg) __attribute__((noreturn));
  *                             caller must still call arch_irq_restore(f)
  *                             (deferred work: pending interrupts, a lock
  *                             to drop), which must then be harmless to
- *                             call after a partial restore. */
+ *                             call after a partial restore;
+ *   arch_bit_test_and_set(bits, i)  atomically sets bit i of the bitmap
+ *                             `bits` (_Atomic uint64_t words), sequentially
+ *                             consistent, and returns whether it was set
+ *                             (x86: one lock bts on the bit string). */
 #ifdef KMEM_ARCH_INLINE
 #include KMEM_ARCH_INLINE
 #endif
