@@ -212,9 +212,9 @@ static __attribute__((noinline)) void *kmalloc_no_cpu(size_t size, unsigned long
 /* The cached span of class cls is exhausted: refill with interrupts still
  * off (step 4 of the overview); if that finds no memory, the general path
  * retries with the OOM hook. */
-static __attribute__((noinline)) void *kmalloc_refill(size_t size, struct mcache *c, size_t cls,
-                                                      unsigned long f)
+static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long f)
 {
+	struct mcache *c = mcache_of(arch_cpu_id()); /* interrupts still off */
 	void *p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls]);
 	if (p)
 		c->nmalloc[cls]++;
@@ -243,7 +243,7 @@ void *kmalloc(size_t size)
 	struct mspan *s = c->alloc[cls];
 	uint64_t cache = s->alloc_cache;
 	if (__builtin_expect(cache == 0, 0))
-		return kmalloc_refill(size, c, cls, f);
+		return kmalloc_refill(size, cls, f);
 	unsigned t = ctz64(cache);
 	uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
 	s->alloc_cache = (cache >> t) >> 1;
