@@ -249,6 +249,12 @@ static void check_class_sentinels(unsigned cls)
 
 	assert_int_equal(sweep(s), nf);
 	assert_int_equal(s->alloc_count, n - nf);
+	/* The exhausted-span sweep (freeindex == nelems) counts by freed
+	 * bits; it must agree with the alloc bits. */
+	unsigned set = 0;
+	for (unsigned w = 0; w < nwords(s); w++)
+		set += (unsigned)__builtin_popcountll(abits(s, w));
+	assert_int_equal(s->alloc_count, set - (nwords(s) * 64 - n));
 	assert_int_equal(fi_of(s), 0);
 	assert_int_equal(s->alloc_cache, ~abits(s, 0));
 	assert_false(span_has_freed(s));
