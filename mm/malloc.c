@@ -35,16 +35,21 @@
  *   2. Disable interrupts; take this CPU's mcache; its span for the class.
  *   3. Fast path: the span's alloc_cache (inverted alloc bits from
  *      freeindex on) gives the next free object with one count-trailing-
- *      zeros.  No lock, no atomic read-modify-write.
- *   4. Else mcache_refill_alloc: scan on in the span's bitmap; if the span
+ *      zeros.  No lock, no atomic read-modify-write, and in kmalloc no
+ *      call: the arch's optional inline hooks arch_cpu_id_fast() and
+ *      arch_irq_restore_fast() (spanalloc/arch.h) let every rare case
+ *      leave by a tail call, so the fast path needs no stack frame.
+ *   4. Else, interrupts still off, mcache_refill_alloc: scan on in the span's bitmap; if the span
  *      is exhausted, sweep it in place (frees from any CPU are waiting in
- *      its freed bitmap); else hand it to the mcentral and cache another.
+ *      its freed bitmap); else hand it to the mcentral (exhausted with no
+ *      free waiting: straight onto its full list, unswept) and cache
+ *      another.
  *   5. The mcentral drains its unswept stack, then gives a partial span,
- *      or allocates a new span from the mheap.
+ *      else a kept empty span, else allocates a new span from the mheap.
  *   6. The mheap finds a run of pages (first fit, address order, O(log n)
  *      in the radix summaries), publishes the span in the arena map.
- *   7. Out of pages: sweep every mcentral, release empty spans, retry once;
- *      then NULL.
+ *   7. Out of pages: sweep every mcentral, release empty spans (the kept
+ *      ones too), retry once; then NULL.
  *
  * Allocating a large object (> 32 KiB) or a page run: mheap directly,
  * under mheap.lock, as its own span.
@@ -52,13 +57,19 @@
  * Freeing (kfree, kmem_cache_free):
  *   1. Arena index -> arena -> spans[page]: the owning span, O(1).
  *   2. Object index by multiply-shift; check the pointer is an object
- *      start and the object is allocated (freeindex / alloc bits).
+ *      start and the object is allocated (freeindex / alloc bits).  One
+ *      field gates the fast path: idx < span.fast_nelems, which is
+ *      nonzero only for a small span without debug records (mtypes.h).
  *   3. Atomically OR the object's bit into the span's freed bitmap; a bit
  *      already set is a double free.  No lock: any CPU, any context.
- *   4. If no CPU holds the span (it is on a partial or full list), the
- *      first free moves it to QUEUED with a CAS and pushes it on the
- *      mcentral's unswept stack, so the next refill sweeps it and an empty
- *      span goes back to the mheap.  (mcentral.c has the races.)
+ *   4. If no CPU holds the span (it is on a partial or full list: one
+ *      bit, LOC_LISTED, of its sweep state), the first free moves it to QUEUED with a CAS and pushes it on the
+ *      mcentral's unswept stack, so the next refill sweeps it.  A span
+ *      that sweeps empty is kept on the mcentral's empty list (at most
+ *      empty_max per class, about 128 KiB) for the next refill, so a
+ *      fill-free-refill cycle does not go through the mheap each time;
+ *      past the bound, and on reclaim, empty spans go back to the mheap.
+ *      (mcentral.c has the races and the bound.)
  *   Large objects and page runs: a CAS on the span state claims the free,
  *   then the pages go back under mheap.lock.
  *
@@ -177,30 +188,74 @@ static __attribute__((noinline)) void *kmalloc_caller(size_t size, uintptr_t cal
 	return WITH_OOM_RETRY(size, kmalloc_once(size, caller));
 }
 
+#if !KMEM_DEBUG_HEAP
+/* kmalloc's slow paths, each entered by a tail call from the fast path
+ * so that the fast path needs no stack frame. */
+
+/* Restores interrupts the long way (deferred work), then returns p. */
+static __attribute__((noinline)) void *irq_restore_ret(unsigned long f, void *p)
+{
+	arch_irq_restore(f);
+	return p;
+}
+
+/* Both below handle small sizes only, so no caller is recorded (callers
+ * are kept for large objects and the debug heap). */
+
+/* The CPU index needs arch_cpu_id(): start over on the general path. */
+static __attribute__((noinline)) void *kmalloc_no_cpu(size_t size, unsigned long f)
+{
+	arch_irq_restore(f);
+	return kmalloc_caller(size, 0);
+}
+
+/* The cached span of class cls is exhausted: refill with interrupts still
+ * off (step 4 of the overview); if that finds no memory, the general path
+ * retries with the OOM hook. */
+static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long f)
+{
+	struct mcache *c = mcache_of(arch_cpu_id()); /* interrupts still off */
+	void *p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls]);
+	if (p)
+		c->nmalloc[cls]++;
+	arch_irq_restore(f);
+	return p ? p : kmalloc_caller(size, 0);
+}
+#endif
+
 void *kmalloc(size_t size)
 {
 #if !KMEM_DEBUG_HEAP
-	/* Fast path (steps 1-3 of the overview), inline; the rest is
-	 * kmalloc_caller. */
-	if (__builtin_expect(size <= KMEM_SMALL_MAX, 1)) {
-		unsigned cls = kmem_size_to_class(size);
-		unsigned long f = arch_irq_save();
-		struct mcache *c = mcache_of(arch_cpu_id());
-		struct mspan *s = c->alloc[cls];
-		uint64_t cache = s->alloc_cache;
-		if (__builtin_expect(cache != 0, 1)) {
-			unsigned t = ctz64(cache);
-			uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
-			s->alloc_cache = (cache >> t) >> 1;
-			atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
-			c->nmalloc[cls]++;
-			arch_irq_restore(f);
-			return (void *)(s->base + (uintptr_t)idx * s->elemsize);
-		}
-		arch_irq_restore(f);
-	}
-#endif
+	/* Fast path (steps 1-3 of the overview), inline and call-free; every
+	 * other case leaves by a tail call. */
+	size_t cls;
+	if (__builtin_expect(size <= KMEM_SMALL_SIZE_MAX, 1))
+		cls = kmem_size_to_class8[(size + KMEM_SMALL_SIZE_DIV - 1) / KMEM_SMALL_SIZE_DIV];
+	else if (size <= KMEM_SMALL_MAX)
+		cls = kmem_size_to_class(size);
+	else
+		return kmalloc_caller(size, RET_ADDR);
+	unsigned long f = arch_irq_save();
+	int cpu = arch_cpu_id_fast();
+	if (__builtin_expect(cpu < 0, 0))
+		return kmalloc_no_cpu(size, f);
+	struct mcache *c = mcache_of((unsigned)cpu);
+	struct mspan *s = c->alloc[cls];
+	uint64_t cache = s->alloc_cache;
+	if (__builtin_expect(cache == 0, 0))
+		return kmalloc_refill(size, cls, f);
+	unsigned t = ctz64(cache);
+	uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
+	s->alloc_cache = (cache >> t) >> 1;
+	atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
+	c->nmalloc[cls]++;
+	void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+	if (__builtin_expect(arch_irq_restore_fast(f), 1))
+		return p;
+	return irq_restore_ret(f, p);
+#else
 	return kmalloc_caller(size, RET_ADDR);
+#endif
 }
 
 void *kzalloc(size_t size)
@@ -317,13 +372,12 @@ static long small_index(const struct mspan *s, const void *p)
 /* A free landed in a span no CPU holds: the first such free queues it
  * (mcentral.c has the argument).  `st` was read before the freed bit went
  * in, `now` after. */
-static __attribute__((noinline)) void queue_after_free(struct mcentral *c, struct mspan *s,
-                                                       uint64_t st, uint64_t now)
+static __attribute__((noinline)) void queue_after_free(struct mspan *s, uint64_t st, uint64_t now)
 {
 	if (SS_GEN(now) != SS_GEN(st))
 		return; /* swept empty and released meanwhile */
 	if (atomic_compare_exchange_strong(&s->sweepstate, &now, SS_MAKE(SS_GEN(now), LOC_QUEUED)))
-		mcentral_push_unswept(c, s);
+		mcentral_push_unswept(s->central, s); /* same life: its central */
 }
 
 /* Sets the freed bit of validated object idx: the lock-free free. */
@@ -332,18 +386,15 @@ static inline void small_free_idx(struct mspan *s, const void *p, uint32_t idx)
 	/* Read before the bit goes in (our live object keeps the span alive);
 	 * the seq_cst RMW below keeps this load before it. */
 	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
-	struct mcentral *c = s->central;
-	uint64_t bit = 1ull << (idx % 64);
-	uint64_t old = atomic_fetch_or_explicit(&s->freed_bits[idx / 64], bit, memory_order_seq_cst);
-	if (__builtin_expect(old & bit, 0)) {
+	if (__builtin_expect(arch_bit_test_and_set(s->freed_bits, idx), 0)) {
 		/* Already free (or freed at the same moment by another CPU):
 		 * the bit was set, so nothing changed. */
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object is already free");
 		return;
 	}
 	uint64_t now = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
-	if (__builtin_expect(SS_LOC(now) == LOC_PARTIAL || SS_LOC(now) == LOC_FULL, 0))
-		queue_after_free(c, s, st, now);
+	if (__builtin_expect(SS_LOC(now) & LOC_LISTED, 0))
+		queue_after_free(s, st, now);
 }
 
 /* Validates and frees a small object (object caches, the slow path). */
@@ -406,13 +457,16 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 void kfree(const void *p)
 {
 	/* Fast path: a live object of a plain small span.  NULL and every
-	 * bad pointer fail one of these tests and go to kfree_slow. */
+	 * bad pointer fail one of these tests and go to kfree_slow:
+	 *   idx < fast_nelems     span is SMALL, not debug, idx in range
+	 *   idx * elemsize == off p is an object start
+	 *   allocated(idx)        handed out (the freed bit is the RMW) */
 	struct mspan *s = span_of_ptr(p);
-	if (__builtin_expect(s != NULL, 1) &&
-	    atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL && !s->dbg) {
+	if (__builtin_expect(s != NULL, 1)) {
 		uintptr_t off = (uintptr_t)p - s->base;
 		uint32_t idx = span_obj_index(s, off);
-		if (__builtin_expect((uintptr_t)idx * s->elemsize == off && idx < s->nelems &&
+		if (__builtin_expect(idx < atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) &&
+		                         (uintptr_t)idx * s->elemsize == off &&
 		                         span_obj_allocated(s, idx),
 		                     1)) {
 			small_free_idx(s, p, idx);

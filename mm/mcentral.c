@@ -8,6 +8,8 @@
  *   LOC_QUEUED    still on partial/full, and pushed on `unswept` because
  *                 it received a free while no CPU held it.
  *   LOC_SWEEPING  taken by the lock holder to be swept.
+ *   LOC_EMPTY     on empty: swept with no object allocated, kept for the
+ *                 next CPU that needs a span of the class.
  * Transitions out of PARTIAL/FULL are made under the lock, except
  * PARTIAL/FULL -> QUEUED, which kfree makes lock-free with a CAS: the CAS
  * succeeds once per stay on a list, so a span is pushed at most once and
@@ -30,12 +32,29 @@
  * life (the generation check guards the queueing, not the bit).  A correct
  * client cannot get there: its object is live until its own free.
  *
+ * Empty spans.  A span that sweeps empty is kept on `empty` (up to
+ * empty_max per class) instead of going straight back to the mheap: a
+ * workload that fills a span, frees everything and allocates again would
+ * otherwise pay a page allocation, an arena map update and a span
+ * initialisation per span-full of objects.  The bound keeps the pages
+ * parked per class small:
+ *     empty_max = max(1, min(EMPTY_KEEP_BYTES / span bytes,
+ *                            EMPTY_KEEP_OBJECTS / objects per span))
+ * and empty spans go back to the mheap on mcentral_reclaim (kmem_reclaim,
+ * kmem_cache_shrink/destroy, and before any allocation fails for want of
+ * pages).  No kfree of a correct client can land in an empty span (it
+ * holds no allocated object), so LOC_EMPTY is never queued: kfree's
+ * validation reports such a free and changes nothing.
+ *
  * `unswept` is a lock-free stack: kfree pushes with a CAS; the lock holder
  * takes the whole stack with one exchange, so there is no ABA.
  */
 #include "mtypes.h"
 
 extern struct mspan empty_span;
+
+#define EMPTY_KEEP_BYTES (128u << 10)
+#define EMPTY_KEEP_OBJECTS 128u
 
 void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
                    uint32_t npages, uint32_t nelems, uint32_t align_pages,
@@ -50,6 +69,10 @@ void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
 	c->align_pages = align_pages;
 	c->divmul = divmul;
 	c->cache = cache;
+	uint32_t by_bytes = EMPTY_KEEP_BYTES / (npages * PAGE_SIZE);
+	uint32_t by_objs = EMPTY_KEEP_OBJECTS / nelems;
+	uint32_t keep = by_bytes < by_objs ? by_bytes : by_objs;
+	c->empty_max = keep ? keep : 1;
 	atomic_store_explicit(&c->unswept, NULL, memory_order_relaxed);
 }
 
@@ -75,9 +98,30 @@ static void list_remove(struct span_list *l, struct mspan *s)
 	l->count--;
 }
 
-static struct span_list *list_of(struct mcentral *c, struct mspan *s)
+static struct span_list *list_of(struct mcentral *c, unsigned loc)
 {
-	return s->on_list == LOC_FULL ? &c->full : &c->partial;
+	return loc == LOC_FULL ? &c->full : loc == LOC_EMPTY ? &c->empty : &c->partial;
+}
+
+/* Puts s (owned by the lock holder, off every list) on list `loc` and
+ * publishes the location; seq_cst for the Dekker argument above. */
+static void list_put_locked(struct mcentral *c, struct mspan *s, unsigned loc, uint64_t gen)
+{
+	s->on_list = (uint8_t)loc;
+	list_insert(list_of(c, loc), s);
+	atomic_store_explicit(&s->sweepstate, SS_MAKE(gen, loc), memory_order_seq_cst);
+}
+
+/* Takes s off its list; the caller then owns it (state `loc`). */
+static void list_take_locked(struct mcentral *c, struct mspan *s, unsigned loc)
+{
+	list_remove(list_of(c, s->on_list), s);
+	s->on_list = 0;
+	atomic_store_explicit(&s->sweepstate,
+	                      SS_MAKE(SS_GEN(atomic_load_explicit(&s->sweepstate,
+	                                                          memory_order_relaxed)),
+	                              loc),
+	                      memory_order_seq_cst);
 }
 
 void mcentral_push_unswept(struct mcentral *c, struct mspan *s)
@@ -92,44 +136,45 @@ void mcentral_push_unswept(struct mcentral *c, struct mspan *s)
 
 static void release_span_locked(struct mcentral *c, struct mspan *s)
 {
+	/* Off kfree's fast path before the descriptor can be reused. */
+	atomic_store_explicit(&s->fast_nelems, 0, memory_order_relaxed);
 	c->spans--;
 	mheap_free_span(s);
 }
 
 /* Puts a span the lock holder owns (swept, not on a list) where it
- * belongs: back to the mheap if empty, else on partial or full.  Then the
+ * belongs: on empty if it has no object and the class keeps fewer than
+ * empty_max (else back to the mheap), on partial or on full.  Then the
  * Dekker re-check: a free that landed after the sweep but before the new
- * state was visible pushed nothing, so push the span ourselves. */
-static void place_span_locked(struct mcentral *c, struct mspan *s)
+ * state was visible pushed nothing, so push the span ourselves.  Returns
+ * the pages released. */
+static size_t place_span_locked(struct mcentral *c, struct mspan *s)
 {
 	uint64_t gen = SS_GEN(atomic_load_explicit(&s->sweepstate, memory_order_relaxed));
 	if (s->alloc_count == 0 && !span_has_freed(s)) {
+		if (c->empty.count < c->empty_max) {
+			list_put_locked(c, s, LOC_EMPTY, gen);
+			return 0;
+		}
+		uint64_t n = s->npages;
 		release_span_locked(c, s);
-		return;
+		return n;
 	}
 	unsigned loc = s->alloc_count < s->nelems ? LOC_PARTIAL : LOC_FULL;
-	s->on_list = (uint8_t)loc;
-	list_insert(list_of(c, s), s);
-	atomic_store_explicit(&s->sweepstate, SS_MAKE(gen, loc), memory_order_seq_cst);
+	list_put_locked(c, s, loc, gen);
 	if (span_has_freed(s)) {
 		uint64_t expect = SS_MAKE(gen, loc);
 		if (atomic_compare_exchange_strong(&s->sweepstate, &expect, SS_MAKE(gen, LOC_QUEUED)))
 			mcentral_push_unswept(c, s);
 	}
+	return 0;
 }
 
-/* Sweeps a span the lock holder has just taken off its list (state
- * LOC_SWEEPING) and places it. */
+/* Sweeps a span the lock holder owns and places it. */
 static size_t resweep_locked(struct mcentral *c, struct mspan *s)
 {
 	atomic_fetch_add_explicit(&c->nfree, span_sweep(s), memory_order_relaxed);
-	if (s->alloc_count == 0 && !span_has_freed(s)) {
-		uint64_t n = s->npages;
-		release_span_locked(c, s);
-		return n;
-	}
-	place_span_locked(c, s);
-	return 0;
+	return place_span_locked(c, s);
 }
 
 /* Takes every span pushed on `unswept`, sweeps it, and places it. */
@@ -139,12 +184,9 @@ static size_t drain_unswept_locked(struct mcentral *c)
 	struct mspan *s = atomic_exchange_explicit(&c->unswept, NULL, memory_order_acquire);
 	while (s) {
 		struct mspan *next = s->unswept_next;
-		uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
-		KASSERT(SS_LOC(st) == LOC_QUEUED);
-		list_remove(list_of(c, s), s);
-		s->on_list = 0;
-		atomic_store_explicit(&s->sweepstate, SS_MAKE(SS_GEN(st), LOC_SWEEPING),
-		                      memory_order_seq_cst);
+		KASSERT(SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) ==
+		        LOC_QUEUED);
+		list_take_locked(c, s, LOC_SWEEPING);
 		released += resweep_locked(c, s);
 		s = next;
 	}
@@ -174,6 +216,14 @@ struct mspan *mcentral_cache_span(struct mcentral *c)
 		lock_release(&c->lock);
 		return s;
 	}
+	/* No partial span: reuse a kept empty one (already swept, and no
+	 * kfree acts on LOC_EMPTY, so no CAS is needed). */
+	struct mspan *e = c->empty.first;
+	if (e) {
+		list_take_locked(c, e, LOC_CACHED);
+		lock_release(&c->lock);
+		return e;
+	}
 	lock_release(&c->lock);
 
 	struct mspan *s = mheap_alloc_span(c->npages, c->align_pages, 0, SPAN_SMALL, c);
@@ -193,16 +243,23 @@ void mcentral_uncache_span(struct mcentral *c, struct mspan *s)
 	if (s == &empty_span)
 		return;
 	lock_acquire(&c->lock);
-	atomic_fetch_add_explicit(&c->nfree, span_sweep(s), memory_order_relaxed);
-	if (s->alloc_count == 0 && !span_has_freed(s))
-		release_span_locked(c, s);
-	else
+	if (atomic_load_explicit(&s->freeindex, memory_order_relaxed) == s->nelems &&
+	    !span_has_freed(s)) {
+		/* Exhausted with no free waiting (the usual case): full as it
+		 * is, no sweep.  Every object is below freeindex, so
+		 *     alloc_count == nelems == live objects
+		 * and the next sweep (after a free queues it) starts from
+		 * there. */
+		s->alloc_count = (uint16_t)s->nelems;
 		place_span_locked(c, s);
+	} else {
+		resweep_locked(c, s);
+	}
 	lock_release(&c->lock);
 }
 
-/* Sweeps every span no CPU holds and releases the empty ones.  Returns
- * the pages released. */
+/* Sweeps every span no CPU holds and releases the empty ones, kept ones
+ * included.  Returns the pages released. */
 size_t mcentral_reclaim(struct mcentral *c)
 {
 	lock_acquire(&c->lock);
@@ -226,6 +283,13 @@ size_t mcentral_reclaim(struct mcentral *c)
 	}
 	/* Spans queued while we swept. */
 	released += drain_unswept_locked(c);
+	/* Last, the empty spans: kept ones and those the sweeps above found. */
+	while (c->empty.first) {
+		struct mspan *e = c->empty.first;
+		list_take_locked(c, e, LOC_SWEEPING);
+		released += e->npages;
+		release_span_locked(c, e);
+	}
 	lock_release(&c->lock);
 	return released;
 }

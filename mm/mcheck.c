@@ -130,6 +130,8 @@ static void check_small_span(struct checker *k, struct mspan *s)
 		bad(k, (void *)s->base, s, "alloc bits beyond nelems not set");
 	if (s->alloc_count > s->nelems)
 		bad(k, (void *)s->base, s, "alloc_count above nelems");
+	if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) != (s->dbg ? 0 : s->nelems))
+		bad(k, (void *)s->base, s, "fast_nelems disagrees with nelems and dbg");
 	uint32_t fi = atomic_load_explicit(&s->freeindex, memory_order_relaxed);
 	if (fi > s->nelems)
 		bad(k, (void *)s->base, s, "freeindex above nelems");
@@ -143,7 +145,7 @@ static void check_small_span(struct checker *k, struct mspan *s)
 	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
 	unsigned loc = SS_LOC(st);
 	if (loc == LOC_CACHED ? s->on_list != 0
-	    : (loc == LOC_PARTIAL || loc == LOC_FULL) ? s->on_list != loc
+	    : (loc == LOC_PARTIAL || loc == LOC_FULL || loc == LOC_EMPTY) ? s->on_list != loc
 	    : loc == LOC_QUEUED ? s->on_list == 0 : true)
 		bad(k, (void *)s->base, s, "sweep state and list disagree");
 	if (s->on_list == LOC_FULL && loc == LOC_FULL && s->alloc_count < s->nelems)
@@ -152,6 +154,8 @@ static void check_small_span(struct checker *k, struct mspan *s)
 	 * the Dekker argument), or it could stay unfindable. */
 	if ((loc == LOC_PARTIAL || loc == LOC_FULL) && span_has_freed(s))
 		bad(k, (void *)s->base, s, "listed span has unqueued frees");
+	if (loc == LOC_EMPTY && (s->alloc_count != 0 || fi != 0 || span_has_freed(s)))
+		bad(k, (void *)s->base, s, "span on the empty list is not empty");
 	k->problems += debug_check_span(s);
 	k->small_spans++;
 }
@@ -184,7 +188,11 @@ static void check_arena(struct checker *k, struct heap_arena *a)
 		if (state == SPAN_SMALL) {
 			k->small += s->npages;
 			check_small_span(k, s);
-		} else if (state == SPAN_LARGE) {
+			continue;
+		}
+		if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) != 0)
+			bad(k, (void *)pfn_to_virt(pfn), s, "large object or page run on kfree's fast path");
+		if (state == SPAN_LARGE) {
 			k->large += s->npages;
 			k->large_objects++;
 		} else {
@@ -200,11 +208,12 @@ static void check_arena(struct checker *k, struct heap_arena *a)
 
 static void check_central(struct checker *k, struct mcentral *c)
 {
-	struct span_list *lists[2] = {&c->partial, &c->full};
-	for (int i = 0; i < 2; i++) {
+	struct span_list *lists[3] = {&c->partial, &c->full, &c->empty};
+	const unsigned locs[3] = {LOC_PARTIAL, LOC_FULL, LOC_EMPTY};
+	for (int i = 0; i < 3; i++) {
 		uint64_t n = 0;
 		for (struct mspan *s = lists[i]->first; s; s = s->next, n++) {
-			if (s->central != c || s->on_list != (i ? LOC_FULL : LOC_PARTIAL))
+			if (s->central != c || s->on_list != locs[i])
 				bad(k, (void *)s->base, s, "span on the wrong mcentral list");
 			if (atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_SMALL)
 				bad(k, (void *)s->base, s, "dead span on an mcentral list");
@@ -212,6 +221,8 @@ static void check_central(struct checker *k, struct mcentral *c)
 		if (n != lists[i]->count)
 			bad(k, NULL, NULL, "mcentral list count is wrong");
 	}
+	if (c->empty.count > c->empty_max)
+		bad(k, NULL, NULL, "mcentral keeps more empty spans than empty_max");
 }
 
 unsigned long kmem_check(void)

@@ -51,6 +51,9 @@ void span_init_small(struct mspan *s, struct mcentral *c)
 	s->alloc_count = 0;
 	atomic_store_explicit(&s->freeindex, 0, memory_order_relaxed);
 	s->alloc_cache = ~bits_load(&s->alloc_bits[0]);
+	/* Debug spans get their records after this: keep them off the fast
+	 * path (mtypes.h, fast_nelems). */
+	atomic_store_explicit(&s->fast_nelems, c->debug ? 0 : s->nelems, memory_order_relaxed);
 }
 
 /* Slow path of the owner's allocation: the index of the next free object
@@ -97,18 +100,24 @@ bool span_has_freed(const struct mspan *s)
  * freeindex were handed out since the last sweep without touching
  * alloc_bits: they are made explicit first.  Afterwards freeindex == 0 and
  *     alloc_count == live objects.
- * Returns the number of objects freed. */
+ * An exhausted span (freeindex == nelems, the usual case: a CPU's span
+ * runs out, or a full span queued by a free) had every object allocated,
+ * so its words are all ones before the fold and
+ *     alloc_count == nelems - freed
+ * without counting alloc bits.  Returns the number of objects freed. */
 unsigned span_sweep(struct mspan *s)
 {
 	uint32_t fi = atomic_load_explicit(&s->freeindex, memory_order_relaxed);
+	bool exhausted = fi == s->nelems;
 	unsigned nw = span_words(s), freed = 0, count = 0;
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t a = bits_load(&s->alloc_bits[w]);
 		uint64_t lo = (uint64_t)w * 64;
-		if (fi >= lo + 64)
-			a = ~0ull;
-		else if (fi > lo)
-			a |= (1ull << (fi - lo)) - 1;
+		uint64_t a = ~0ull;
+		if (!exhausted && fi < lo + 64) {
+			a = bits_load(&s->alloc_bits[w]);
+			if (fi > lo)
+				a |= (1ull << (fi - lo)) - 1;
+		}
 		if (atomic_load_explicit(&s->freed_bits[w], memory_order_relaxed)) {
 			uint64_t f = atomic_exchange_explicit(&s->freed_bits[w], 0,
 			                                      memory_order_acq_rel);
@@ -117,9 +126,10 @@ unsigned span_sweep(struct mspan *s)
 			freed += (unsigned)popcount64(f);
 		}
 		bits_store(&s->alloc_bits[w], a);
-		count += (unsigned)popcount64(a);
+		if (!exhausted)
+			count += (unsigned)popcount64(a);
 	}
-	s->alloc_count = (uint16_t)(count - (nw * 64 - s->nelems));
+	s->alloc_count = (uint16_t)(exhausted ? s->nelems - freed : count - (nw * 64 - s->nelems));
 	/* Release: a kfree that sees freeindex == 0 sees the bits above. */
 	atomic_store_explicit(&s->freeindex, 0, memory_order_release);
 	s->alloc_cache = ~bits_load(&s->alloc_bits[0]);

@@ -43,6 +43,16 @@
 #include "spanalloc/arch.h"
 #include "sizeclasses.h"
 
+/* Optional arch hook (spanalloc/arch.h); the portable version. */
+#ifndef arch_bit_test_and_set
+static inline bool arch_bit_test_and_set_c(_Atomic uint64_t *bits, uint32_t i)
+{
+	uint64_t bit = 1ull << (i % 64);
+	return (atomic_fetch_or_explicit(&bits[i / 64], bit, memory_order_seq_cst) & bit) != 0;
+}
+#define arch_bit_test_and_set(bits, i) arch_bit_test_and_set_c(bits, i)
+#endif
+
 /* The environment provides these four and nothing else. */
 void *memcpy(void *dst, const void *src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);
@@ -131,13 +141,17 @@ enum span_state {
 };
 
 /* Where a small span is; decides who may sweep it and who must make it
- * findable after a free. */
+ * findable after a free.  LOC_LISTED is set exactly in the locations where
+ * a free must queue the span (kfree tests one bit):
+ *     loc & LOC_LISTED  <=>  loc == LOC_PARTIAL || loc == LOC_FULL */
 enum span_loc {
-	LOC_CACHED = 0, /* in an mcache: the owner CPU sweeps it in place */
-	LOC_PARTIAL,    /* in mcentral.partial */
-	LOC_FULL,       /* in mcentral.full */
-	LOC_QUEUED,     /* on a list and pushed on mcentral.unswept */
-	LOC_SWEEPING,   /* being swept by an mcentral lock holder */
+	LOC_CACHED = 0,   /* in an mcache: the owner CPU sweeps it in place */
+	LOC_QUEUED = 1,   /* on a list and pushed on mcentral.unswept */
+	LOC_SWEEPING = 2, /* being swept by an mcentral lock holder */
+	LOC_EMPTY = 3,    /* swept empty, kept in mcentral.empty for reuse */
+	LOC_LISTED = 8,
+	LOC_PARTIAL = LOC_LISTED | 1, /* in mcentral.partial */
+	LOC_FULL = LOC_LISTED | 2,    /* in mcentral.full */
 };
 
 /* A span's sweep state packs its location with a generation that grows
@@ -170,13 +184,19 @@ struct obj_debug {
  *                    with bits below freeindex%64 consumed
  *     alloc_count == popcount(alloc_bits) - (bits >= nelems) after a sweep
  *
- * The first line holds what the allocation fast path reads.
+ * The fast paths' gate (kfree tests one field for three conditions):
+ *     fast_nelems != 0  =>  state == SPAN_SMALL && dbg == NULL
+ *                           && fast_nelems == nelems
+ * Set by span_init_small for a span without debug records, cleared
+ * before the span is released; 0 in large objects and page runs.
+ *
+ * The first line holds what the fast paths read.
  */
 struct mspan {
 	alignas(KMEM_CACHE_LINE)
 	uint64_t alloc_cache;          /* [owner] */
 	_Atomic uint32_t freeindex;    /* [owner], release store; others acquire */
-	uint32_t nelems;               /* [const] */
+	_Atomic uint32_t fast_nelems;  /* [central] writes (see above), relaxed reads */
 	uintptr_t base;                /* [const] virtual address of page 0 */
 	uint64_t elemsize;             /* [const] */
 	uint64_t divmul;               /* [const] offset/elemsize via multiply */
@@ -184,9 +204,10 @@ struct mspan {
 	_Atomic uint64_t *freed_bits;  /* [atomic] set by kfree, taken by sweep */
 	_Atomic uint64_t sweepstate;   /* [atomic] SS_MAKE(generation, enum span_loc) */
 	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
-	uint8_t on_list;               /* [central] 0, LOC_PARTIAL or LOC_FULL */
+	uint8_t on_list;               /* [central] 0, LOC_PARTIAL, LOC_FULL or LOC_EMPTY */
 	uint16_t alloc_count;          /* [owner] objects allocated at last sweep */
 	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
+	uint32_t nelems;               /* [const] */
 
 	uint64_t npages;               /* [const] */
 	uint64_t pfn;                  /* [const] first physical page */
@@ -212,12 +233,15 @@ struct mcentral {
 	struct spinlock lock;
 	struct span_list partial;       /* [central] spans with free objects */
 	struct span_list full;          /* [central] spans without */
+	struct span_list empty;         /* [central] swept empty, kept for reuse:
+	                                   empty.count <= empty_max */
 	struct mspan *_Atomic unswept;  /* [atomic] push by kfree; pop-all by lock holder */
 	/* Geometry [const]. */
 	uint32_t elemsize;
 	uint32_t npages;
 	uint32_t nelems;
 	uint32_t align_pages;
+	uint32_t empty_max;             /* [const] empty spans kept (>= 1) */
 	uint64_t divmul;
 	uint16_t sizeclass;             /* 0 for object caches */
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */

@@ -45,6 +45,8 @@ static void test_ksize_is_the_size_asked(void **state)
 		unsigned char *p = kmalloc(n);
 		assert_non_null(p);
 		assert_int_equal(ksize(p), n);
+		/* Debug spans stay off kfree's fast path (mtypes.h). */
+		assert_int_equal(atomic_load(&span_of_ptr(p)->fast_nelems), 0);
 		/* A red zone of at least KMEM_REDZONE bytes follows. */
 		for (size_t i = 0; i < KMEM_REDZONE; i++)
 			assert_int_equal(p[n + i], POISON_REDZONE);

@@ -2,8 +2,8 @@
  * tests/test_mcentral.c - mcentral transitions (mm/mcentral.c): an
  * exhausted cached span goes to full when uncached; the first kfree into a
  * full span queues it exactly once; mcentral_cache_span drains the
- * unswept stack and hands the span out; a span swept empty goes back to
- * the mheap; kmem_reclaim releases empty spans; kmem_cpu_offline moves a
+ * unswept stack and hands the span out; a span swept empty is kept (at
+ * most empty_max per class) and reused; kmem_reclaim releases empty spans; kmem_cpu_offline moves a
  * CPU's cached spans to partial/full; memory flows between classes.
  */
 #define _GNU_SOURCE
@@ -277,9 +277,11 @@ static void test_cache_span_drains(void **state)
 	}
 }
 
-/* A span swept empty goes back to the mheap: pages_free grows, the span
- * is unmapped, its descriptor dead with a new generation. */
-static void test_swept_empty_released(void **state)
+/* A span swept empty is kept on the class's empty list (not released):
+ * the next CPU that needs a span gets it back without touching the mheap;
+ * a free into it is a fault that changes nothing; kmem_reclaim releases
+ * it (pages_free grows, the span is unmapped, a new generation). */
+static void test_swept_empty_kept(void **state)
 {
 	(void)state;
 	static void *a[N], *b[N];
@@ -294,21 +296,43 @@ static void test_swept_empty_released(void **state)
 	assert_int_equal(c->spans, 2);
 	struct kmem_stats st0 = fx_stats();
 
-	/* Through the drain in mcentral_cache_span (direct call). */
+	/* Through the drain in mcentral_cache_span (direct call): sa is
+	 * swept empty, kept, and handed out again as it is. */
 	unsigned long f = arch_irq_save();
 	struct mspan *s = mcentral_cache_span(c);
 	arch_irq_restore(f);
-	/* sa was released by the drain; a fresh span was taken for us. */
-	assert_non_null(s);
-	assert_int_equal(atomic_load(&sa->state) == SPAN_DEAD || s == sa, true);
-	assert_true(gen_of(sa) > ga); /* released: a new generation */
+	assert_ptr_equal(s, sa);
+	assert_int_equal(loc_of(sa), LOC_CACHED);
+	assert_int_equal(gen_of(sa), ga); /* never released */
 	assert_int_equal(c->spans, 2);
+	assert_int_equal(c->empty.count, 0);
 	assert_int_equal(fx_stats().pages_small, st0.pages_small);
+	assert_int_equal(fx_stats().pages_free, st0.pages_free);
 	assert_int_equal(fx_class_stats(CLS).nfree, N);
 	f = arch_irq_save();
-	mcentral_uncache_span(c, s); /* empty: straight back */
+	mcentral_uncache_span(c, s); /* empty: onto the empty list */
 	arch_irq_restore(f);
+	assert_int_equal(loc_of(sa), LOC_EMPTY);
+	assert_int_equal(sa->on_list, LOC_EMPTY);
+	assert_true(on_list(&c->empty, sa));
+	assert_int_equal(c->empty.count, 1);
+	assert_int_equal(c->spans, 2);
+	assert_int_equal(fx_stats().pages_free, st0.pages_free);
+	assert_ptr_equal(span_of_ptr((void *)base), sa);
+	fx_assert_check();
+	/* Nothing in it is allocated: a free is reported, changes nothing. */
+	kfree(a[0]);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, a[0]);
+	assert_int_equal(loc_of(sa), LOC_EMPTY);
+	assert_false(span_has_freed(sa));
+	fx_assert_check();
+
+	/* kmem_reclaim gives it back. */
+	assert_int_equal(kmem_reclaim(), 1);
+	assert_int_equal(atomic_load(&sa->state), SPAN_DEAD);
+	assert_true(gen_of(sa) > ga); /* released: a new generation */
 	assert_int_equal(c->spans, 1);
+	assert_int_equal(c->empty.count, 0);
 	assert_int_equal(fx_stats().pages_free, st0.pages_free + 1);
 	assert_int_equal(fx_stats().pages_small, st0.pages_small - 1);
 	assert_null(span_of_ptr((void *)base));
@@ -336,6 +360,47 @@ static void test_swept_empty_released(void **state)
 	assert_int_equal(c->spans, 1);
 	for (unsigned i = 0; i < N; i++)
 		kfree(d[i]);
+}
+
+/* At most empty_max empty spans are kept per class, by the formula in
+ * mcentral.c; the rest go back to the mheap when they are swept. */
+static void test_empty_kept_bounded(void **state)
+{
+	(void)state;
+	static void *p[6][N];
+	struct mcentral *c = central(CLS);
+	/* 128 B: min(128 KiB / 4 KiB, 128 / 32 objects) = 4. */
+	assert_int_equal(c->empty_max, 4);
+	assert_int_equal(central(1)->empty_max, 1);  /* 8 B, 512 per span: at least one */
+	assert_int_equal(central(KMEM_NUM_CLASSES - 1)->empty_max,
+	                 (128u << 10) / (central(KMEM_NUM_CLASSES - 1)->npages * PG));
+	for (unsigned k = 0; k < 6; k++)
+		fill_span(p[k]);
+	assert_int_equal(kmem_cpu_offline(0), 0);
+	assert_int_equal(kmem_cpu_online(0), 0);
+	assert_int_equal(c->full.count, 6);
+	for (unsigned k = 0; k < 6; k++)
+		for (unsigned i = 0; i < N; i++)
+			kfree(p[k][i]);
+	struct kmem_stats st0 = fx_stats();
+	/* The drain sweeps all six: four kept, two released; one kept span
+	 * is handed out. */
+	unsigned long f = arch_irq_save();
+	struct mspan *s = mcentral_cache_span(c);
+	arch_irq_restore(f);
+	assert_non_null(s);
+	assert_int_equal(c->spans, 4);
+	assert_int_equal(c->empty.count, 3);
+	assert_int_equal(fx_stats().pages_free, st0.pages_free + 2);
+	f = arch_irq_save();
+	mcentral_uncache_span(c, s);
+	arch_irq_restore(f);
+	assert_int_equal(c->empty.count, 4);
+	fx_assert_check();
+	assert_int_equal(kmem_reclaim(), 4);
+	assert_int_equal(c->spans, 0);
+	assert_int_equal(c->empty.count, 0);
+	assert_int_equal(fx_stats().pages_free, st0.pages_free + 6);
 }
 
 /* kmem_reclaim releases every empty span in partial and full, keeps the
@@ -594,7 +659,8 @@ int main(void)
 		T(test_first_free_queues_once),
 		T(test_partial_span_queued),
 		T(test_cache_span_drains),
-		T(test_swept_empty_released),
+		T(test_swept_empty_kept),
+		T(test_empty_kept_bounded),
 		T(test_reclaim_releases_empty),
 		T(test_cpu_offline),
 		cmocka_unit_test_setup_teardown(test_memory_flows, setup_small, fx_teardown_all_back),

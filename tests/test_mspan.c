@@ -178,11 +178,24 @@ static void test_class8_fill(void **state)
 	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_FULL);
 	assert_int_equal(s->on_list, LOC_FULL);
 	assert_int_equal(s->alloc_count, 512);
-	assert_int_equal(fi_of(s), 0);
+	/* Exhausted with nothing freed: placed as it is, not swept
+	 * (mcentral_uncache_span), so freeindex still covers every object. */
+	assert_int_equal(fi_of(s), 512);
 	for (unsigned w = 0; w < 8; w++)
-		assert_int_equal(abits(s, w), ~0ull);
+		assert_int_equal(abits(s, w), 0);
+	for (unsigned i = 0; i < 512; i++)
+		assert_true(span_obj_allocated(s, i));
+	fx_assert_check();
 	for (unsigned i = 0; i <= 512; i++)
 		kfree(p[i]);
+	/* Queued by the first free; the sweep folds freeindex in. */
+	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_QUEUED);
+	/* Both spans (the cached one is flushed first) swept empty and
+	 * released. */
+	assert_int_equal(kmem_reclaim(), 2);
+	assert_null(span_of_ptr(p[0]));
+	assert_null(span_of_ptr(p[512]));
+	assert_int_equal(fx_class_stats(cls).nfree, 513);
 }
 
 /* Classes whose nelems is not a multiple of 64 (and one that is): every
@@ -236,6 +249,12 @@ static void check_class_sentinels(unsigned cls)
 
 	assert_int_equal(sweep(s), nf);
 	assert_int_equal(s->alloc_count, n - nf);
+	/* The exhausted-span sweep (freeindex == nelems) counts by freed
+	 * bits; it must agree with the alloc bits. */
+	unsigned set = 0;
+	for (unsigned w = 0; w < nwords(s); w++)
+		set += (unsigned)__builtin_popcountll(abits(s, w));
+	assert_int_equal(s->alloc_count, set - (nwords(s) * 64 - n));
 	assert_int_equal(fi_of(s), 0);
 	assert_int_equal(s->alloc_cache, ~abits(s, 0));
 	assert_false(span_has_freed(s));
@@ -261,7 +280,8 @@ static void check_class_sentinels(unsigned cls)
 	assert_int_equal(s->alloc_count, n);
 	assert_int_equal(next_idx(s), n);
 
-	/* Free all: swept empty, the span goes back to the mheap. */
+	/* Free all: swept empty, the span is kept on the empty list until
+	 * kmem_reclaim gives it back to the mheap. */
 	for (uint32_t i = 0; i < n; i++)
 		kfree(obj(s, i));
 	assert_int_equal(sweep(s), n);
@@ -271,6 +291,10 @@ static void check_class_sentinels(unsigned cls)
 	uintptr_t base = s->base;
 	uint64_t np = s->npages;
 	drop_span(s);
+	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_EMPTY);
+	assert_ptr_equal(span_of_ptr((void *)base), s);
+	assert_int_equal(fx_stats().pages_free, before);
+	assert_true(kmem_reclaim() >= np);
 	assert_int_equal(fx_stats().pages_free, before + np);
 	assert_null(span_of_ptr((void *)base));
 }

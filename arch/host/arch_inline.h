@@ -34,6 +34,15 @@ static inline void host_irq_restore_inline(unsigned long flags)
 		host_irq_run_pending();
 }
 
+/* arch_irq_restore_fast: 0 if pending interrupts must run (the caller
+ * then calls arch_irq_restore, which stores the same level again). */
+static inline int host_irq_restore_fast_inline(unsigned long flags)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	host_irq_off = (sig_atomic_t)flags;
+	return !(flags == 0 && atomic_load_explicit(&host_irq_pending, memory_order_relaxed) > 0);
+}
+
 static inline unsigned host_cpu_id_inline(void)
 {
 	int c = host_my_cpu;
@@ -45,5 +54,7 @@ static inline unsigned host_cpu_id_inline(void)
 #define arch_irq_save() host_irq_save_inline()
 #define arch_irq_restore(f) host_irq_restore_inline(f)
 #define arch_cpu_id() host_cpu_id_inline()
+#define arch_irq_restore_fast(f) host_irq_restore_fast_inline(f)
+#define arch_cpu_id_fast() (host_my_cpu) /* negative until claimed */
 
 #endif

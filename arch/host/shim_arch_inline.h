@@ -10,6 +10,7 @@
 #define SPANALLOC_SHIM_ARCH_INLINE_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 extern __thread unsigned long shim_t_irq;
 extern __thread int shim_t_cpu;
@@ -33,6 +34,15 @@ static inline void shim_irq_restore_inline(unsigned long flags)
 		shim_shared_leave();
 }
 
+/* arch_irq_restore_fast: 0 if a shared slot's lock must be dropped (the
+ * caller then calls arch_irq_restore, which stores the same level again). */
+static inline int shim_irq_restore_fast_inline(unsigned long flags)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	shim_t_irq = flags;
+	return !(__builtin_expect(shim_t_locked != 0, 0) && flags == 0);
+}
+
 static inline unsigned shim_cpu_id_inline(void)
 {
 	int c = shim_t_cpu;
@@ -41,8 +51,25 @@ static inline unsigned shim_cpu_id_inline(void)
 	return shim_cpu_slow();
 }
 
+#if defined(__x86_64__)
+/* arch_bit_test_and_set: one locked bts on the bit string (the bit offset
+ * may exceed 63 with a memory operand); a full barrier, as seq_cst. */
+static inline int shim_bts_inline(_Atomic uint64_t *bits, uint32_t i)
+{
+	_Bool old;
+	__asm__ volatile("lock btsq %2, %1"
+	                 : "=@ccc"(old), "+m"(*(volatile uint64_t *)bits)
+	                 : "r"((uint64_t)i)
+	                 : "memory");
+	return old;
+}
+#define arch_bit_test_and_set(bits, i) shim_bts_inline(bits, i)
+#endif
+
 #define arch_irq_save() shim_irq_save_inline()
 #define arch_irq_restore(f) shim_irq_restore_inline(f)
 #define arch_cpu_id() shim_cpu_id_inline()
+#define arch_irq_restore_fast(f) shim_irq_restore_fast_inline(f)
+#define arch_cpu_id_fast() (shim_t_cpu) /* negative: shim_cpu_slow decides */
 
 #endif

@@ -64,9 +64,32 @@ void arch_panic(const char *msg) __attribute__((noreturn));
  * define any of arch_irq_save(), arch_irq_restore(f) and arch_cpu_id() as
  * function-like macros over static inline code.  The allocator's fast
  * paths then inline them; the out-of-line symbols must still exist for
- * code built without it.  arch/host/arch_inline.h is an example. */
+ * code built without it.  arch/host/arch_inline.h is an example.
+ *
+ * It may also define two variants that let the allocation fast path stay
+ * free of calls (it then needs no stack frame, and its rare cases are
+ * tail calls); without them they fall back to the hooks above:
+ *   arch_cpu_id_fast()        the CPU index as an int, or a negative value
+ *                             when only arch_cpu_id() can tell (the caller
+ *                             then takes its slow path, which calls it);
+ *   arch_irq_restore_fast(f)  restores as arch_irq_restore(f) does and
+ *                             returns nonzero; or returns 0 when the
+ *                             caller must still call arch_irq_restore(f)
+ *                             (deferred work: pending interrupts, a lock
+ *                             to drop), which must then be harmless to
+ *                             call after a partial restore;
+ *   arch_bit_test_and_set(bits, i)  atomically sets bit i of the bitmap
+ *                             `bits` (_Atomic uint64_t words), sequentially
+ *                             consistent, and returns whether it was set
+ *                             (x86: one lock bts on the bit string). */
 #ifdef KMEM_ARCH_INLINE
 #include KMEM_ARCH_INLINE
+#endif
+#ifndef arch_cpu_id_fast
+#define arch_cpu_id_fast() ((int)arch_cpu_id())
+#endif
+#ifndef arch_irq_restore_fast
+#define arch_irq_restore_fast(f) (arch_irq_restore(f), 1)
 #endif
 
 #endif /* SPANALLOC_ARCH_H */
