@@ -94,11 +94,13 @@ struct psum sum_get(unsigned level, uint64_t idx)
 	return z;
 }
 
-/* Recomputes the summaries above pages [pfn, pfn+n). */
-static void sum_update(uint64_t pfn, uint64_t n)
+/* Recomputes the summaries at levels from..SUM_TOP above pages
+ * [pfn, pfn+n).  With `all` false it stops at the first level where no
+ * node changed (the levels above cannot change either). */
+static void sum_update(uint64_t pfn, uint64_t n, unsigned from, bool all)
 {
 	uint64_t last = pfn + n - 1;
-	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_TOP; level++) {
+	for (unsigned level = from; level <= SUM_TOP; level++) {
 		bool changed = false;
 		for (uint64_t i = pfn >> level; i <= last >> level; i++) {
 			struct psum *p = sum_ptr(level, i);
@@ -112,31 +114,40 @@ static void sum_update(uint64_t pfn, uint64_t n)
 				changed = true;
 			}
 		}
-		if (!changed)
+		if (!changed && !all)
 			return;
 	}
+}
+
+void sums_above_arenas_locked(uint64_t pfn, uint64_t npages)
+{
+	sum_update(pfn, npages, SUM_ARENA_TOP + 1, true);
 }
 
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 {
 	uint64_t p = pfn, end = pfn + npages;
 	while (p < end) {
-		struct heap_arena *a = arena_of_pfn(p);
-		KASSERT(a != NULL);
-		uint64_t i = p & (ARENA_PAGES - 1);
-		uint64_t w = i >> 6, b = i & 63;
-		uint64_t cnt = 64 - b < end - p ? 64 - b : end - p;
-		uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
-		if (free) {
-			KASSERT((a->pagebits[w] & mask) == 0);
-			a->pagebits[w] |= mask;
-		} else {
-			KASSERT((a->pagebits[w] & mask) == mask);
-			a->pagebits[w] &= ~mask;
+		struct heap_arena *a = arena_own_locked(p);
+		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
+		if (stop > end)
+			stop = end;
+		while (p < stop) { /* a word at a time */
+			uint64_t i = p & (ARENA_PAGES - 1);
+			uint64_t w = i >> 6, b = i & 63;
+			uint64_t cnt = 64 - b < stop - p ? 64 - b : stop - p;
+			uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
+			if (free) {
+				KASSERT((a->pagebits[w] & mask) == 0);
+				a->pagebits[w] |= mask;
+			} else {
+				KASSERT((a->pagebits[w] & mask) == mask);
+				a->pagebits[w] &= ~mask;
+			}
+			p += cnt;
 		}
-		p += cnt;
 	}
-	sum_update(pfn, npages);
+	sum_update(pfn, npages, SUM_LEAF_LEVEL + 1, false);
 }
 
 bool pages_all_free_locked(uint64_t pfn, uint64_t npages)
