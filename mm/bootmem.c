@@ -201,6 +201,7 @@ void kmem_metadata_region(uint64_t *phys_base, uint64_t *size)
 static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t bump_end,
                             bool lazy)
 {
+	pages_grow_hull_locked(pfn + n);
 	for (uint64_t p = pfn; p < pfn + n;) {
 		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
 		if (stop > pfn + n)
@@ -273,6 +274,7 @@ int kmem_init(const struct kmem_config *cfg)
 	}
 
 	memset(&mheap_, 0, sizeof(mheap_));
+	mheap_.sum_level = SUM_ARENA_TOP;
 	lock_init(&mheap_.lock, LOCK_HEAP);
 	lock_init(&mheap_.caches_lock, LOCK_CACHES);
 	mheap_.offset = cfg->direct_map_offset;

@@ -62,7 +62,14 @@ static void map_range(struct mspan *s, struct mspan *val)
 		struct heap_arena *a = arena_own_locked(pfn);
 		uint64_t i = pfn & (ARENA_PAGES - 1);
 		uint64_t stop = ARENA_PAGES - i < end - pfn ? ARENA_PAGES : i + (end - pfn);
-		for (; i < stop; i++, pfn++)
+		pfn += stop - i;
+		for (; i + 4 <= stop; i += 4) { /* four entries a step */
+			atomic_store_explicit(&a->spans[i], val, memory_order_release);
+			atomic_store_explicit(&a->spans[i + 1], val, memory_order_release);
+			atomic_store_explicit(&a->spans[i + 2], val, memory_order_release);
+			atomic_store_explicit(&a->spans[i + 3], val, memory_order_release);
+		}
+		for (; i < stop; i++)
 			atomic_store_explicit(&a->spans[i], val, memory_order_release);
 	}
 }

@@ -234,8 +234,11 @@ unsigned long kmem_check(void)
 			continue;
 		for (uint64_t i2 = 0; i2 < L2_ENTRIES; i2++) {
 			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_acquire);
+			uint64_t base = ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP;
 			if (a)
-				check_arena(&k, a, ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP);
+				check_arena(&k, a, base);
+			if (a && base >> mheap_.sum_level)
+				bad(&k, (void *)pfn_to_virt(base), NULL, "arena outside the summary hull");
 		}
 		for (unsigned level = SUM_ARENA_TOP + 1; level <= SUM_L2_TOP; level++)
 			for (uint64_t j = 0; j < (1ull << (SUM_L2_TOP - level)); j++)

@@ -310,6 +310,11 @@ struct mheap {
 	unsigned max_cpus;                  /* [const] */
 	struct l2_chunk *_Atomic l1[L1_ENTRIES]; /* [heap] writes, acquire reads */
 	struct psum sum[SUM_NODES(SUM_L2_TOP + 1, SUM_TOP)]; /* [heap] levels 27..36 */
+	/* The hull: every managed pfn < 2^sum_level, SUM_ARENA_TOP <=
+	 * sum_level <= SUM_TOP.  Summary levels above it are not kept: node
+	 * (L, 0) reads as the hull root with end 0, every other node as all
+	 * in use.  Searches start at the hull root. */
+	unsigned sum_level;                 /* [heap] only grows */
 
 	/* The metadata region and the bump pointer carving it. */
 	uint64_t meta_base, meta_size;      /* [const] physical */
@@ -400,6 +405,8 @@ uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_
 uint64_t pages_find_top_locked(uint64_t npages);
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free);
 void sums_above_arenas_locked(uint64_t pfn, uint64_t npages);
+void pages_grow_hull_locked(uint64_t end_pfn);
+struct psum *sum_ptr(unsigned level, uint64_t idx);
 bool pages_all_free_locked(uint64_t pfn, uint64_t npages);
 struct psum sum_get(unsigned level, uint64_t idx);
 struct psum sum_of_word(uint64_t w);
