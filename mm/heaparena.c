@@ -13,6 +13,12 @@
  * and loaded with acquire, so a lock-free kfree on another CPU never sees
  * a half-built span.  A span is unmapped (entries cleared) before its
  * pages go back to the page allocator.
+ *
+ * Copy on first write: arena_own_locked replaces the shared image by a
+ * complete copy with one release store.  A lock-free reader that loaded
+ * the image sees no span in that arena, which is true: every span there
+ * is published after the copy, by the same lock holder, and a reader that
+ * got a pointer into it (acquire on spans[]) loads the copy.
  */
 #include "mtypes.h"
 

@@ -42,7 +42,10 @@
  *   5. The mcentral drains its unswept stack, then gives a partial span,
  *      or allocates a new span from the mheap.
  *   6. The mheap finds a run of pages (first fit, address order, O(log n)
- *      in the radix summaries), publishes the span in the arena map.
+ *      in the radix summaries, which are kept only up to the hull of
+ *      managed memory), publishes the span in the arena map.  An arena
+ *      the boot map covered whole is the shared all-free image until this
+ *      first write copies it, so init costs nothing per arena.
  *   7. Out of pages: sweep every mcentral, release empty spans, retry once;
  *      then NULL.
  *
