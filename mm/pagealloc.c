@@ -36,7 +36,7 @@
 #include "mtypes.h"
 
 
-struct psum sum_of_word(uint64_t w)
+static inline struct psum word_sum(uint64_t w)
 {
 	struct psum s;
 	if (w == ~0ull) {
@@ -55,6 +55,11 @@ struct psum sum_of_word(uint64_t w)
 	if (n > s.max)
 		s.max = n;
 	return s;
+}
+
+struct psum sum_of_word(uint64_t w)
+{
+	return word_sum(w);
 }
 
 struct psum sum_combine(struct psum l, struct psum r, uint64_t half)
@@ -76,8 +81,10 @@ static inline uint64_t tier_index(unsigned level, uint64_t idx, unsigned top)
 }
 
 /* Pointer to the stored node, or NULL if its arena/chunk is missing.
- * Level must be in 7..36; above mheap_.sum_level the node is not kept. */
-struct psum *sum_ptr(unsigned level, uint64_t idx)
+ * Level must be in 7..36; above mheap_.sum_level the node is not kept.
+ * (node_ptr and node_get inline into the walks; sum_ptr and sum_get are
+ * the same for the checker and the tests.) */
+static inline struct psum *node_ptr(unsigned level, uint64_t idx)
 {
 	uint64_t pfn = idx << level;
 	if (level <= SUM_ARENA_TOP) {
@@ -92,30 +99,47 @@ struct psum *sum_ptr(unsigned level, uint64_t idx)
 	return &mheap_.sum[tier_index(level, idx, SUM_TOP)];
 }
 
-static uint64_t word_of(uint64_t pfn)
+struct psum *sum_ptr(unsigned level, uint64_t idx)
+{
+	return node_ptr(level, idx);
+}
+
+static inline uint64_t word_of(uint64_t pfn)
 {
 	struct heap_arena *a = arena_of_pfn(pfn);
 	return a ? a->pagebits[(pfn & (ARENA_PAGES - 1)) >> 6] : 0;
 }
 
-struct psum sum_get(unsigned level, uint64_t idx)
+/* Above the hull: node (L, 0) is the hull's root with end 0, every other
+ * node is all in use. */
+static __attribute__((noinline)) struct psum above_hull(uint64_t idx)
+{
+	struct psum s = {0, 0, 0};
+	if (idx == 0) {
+		struct psum *p = node_ptr(mheap_.sum_level, 0);
+		if (p)
+			s = *p;
+		s.end = 0;
+	}
+	return s;
+}
+
+static inline struct psum node_get(unsigned level, uint64_t idx)
 {
 	if (level == SUM_LEAF_LEVEL)
-		return sum_of_word(word_of(idx << SUM_LEAF_LEVEL));
-	if (level > mheap_.sum_level) {
-		/* Above the hull: the hull's root, then nothing (all in use). */
-		struct psum s = {0, 0, 0};
-		if (idx == 0) {
-			s = sum_get(mheap_.sum_level, 0);
-			s.end = 0;
-		}
-		return s;
-	}
-	struct psum *p = sum_ptr(level, idx);
+		return word_sum(word_of(idx << SUM_LEAF_LEVEL));
+	if (level > mheap_.sum_level)
+		return above_hull(idx);
+	struct psum *p = node_ptr(level, idx);
 	if (p)
 		return *p;
 	struct psum z = {0, 0, 0};
 	return z;
+}
+
+struct psum sum_get(unsigned level, uint64_t idx)
+{
+	return node_get(level, idx);
 }
 
 /* Recomputes the summaries at levels from..sum_level above pages
@@ -127,11 +151,11 @@ static void sum_update(uint64_t pfn, uint64_t n, unsigned from, bool all)
 	for (unsigned level = from; level <= mheap_.sum_level; level++) {
 		bool changed = false;
 		for (uint64_t i = pfn >> level; i <= last >> level; i++) {
-			struct psum *p = sum_ptr(level, i);
+			struct psum *p = node_ptr(level, i);
 			if (!p)
 				continue;
-			struct psum v = sum_combine(sum_get(level - 1, 2 * i),
-			                            sum_get(level - 1, 2 * i + 1),
+			struct psum v = sum_combine(node_get(level - 1, 2 * i),
+			                            node_get(level - 1, 2 * i + 1),
 			                            1ull << (level - 1));
 			if (v.start != p->start || v.max != p->max || v.end != p->end) {
 				*p = v;
@@ -156,8 +180,8 @@ static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
 		for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
 			struct psum l, r;
 			if (level == SUM_LEAF_LEVEL + 1) {
-				l = sum_of_word(a->pagebits[2 * k]);
-				r = sum_of_word(a->pagebits[2 * k + 1]);
+				l = word_sum(a->pagebits[2 * k]);
+				r = word_sum(a->pagebits[2 * k + 1]);
 			} else {
 				l = a->sum[child + 2 * k];
 				r = a->sum[child + 2 * k + 1];
@@ -185,8 +209,8 @@ void pages_grow_hull_locked(uint64_t end_pfn)
 {
 	while (mheap_.sum_level < SUM_TOP && (end_pfn - 1) >> mheap_.sum_level) {
 		unsigned level = mheap_.sum_level + 1;
-		struct psum *p = sum_ptr(level, 0);
-		struct psum v = sum_combine(sum_get(level - 1, 0), sum_get(level - 1, 1),
+		struct psum *p = node_ptr(level, 0);
+		struct psum v = sum_combine(node_get(level - 1, 0), node_get(level - 1, 1),
 		                            1ull << (level - 1));
 		if (p)
 			*p = v;
@@ -302,7 +326,7 @@ static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
 	if (level == SUM_LEAF_LEVEL)
 		return ff_word(f, base);
 	if (base >= f->lo && end <= f->hi) {
-		struct psum s = sum_get(level, idx);
+		struct psum s = node_get(level, idx);
 		if (s.start == size)
 			return ff_extend(f, base, end);
 		if (s.max < f->n) {
@@ -328,7 +352,7 @@ uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_
 		hi = limit;
 	if (npages == 0 || lo >= hi || npages > hi - lo)
 		return PAGE_NONE;
-	if (sum_get(top, 0).max < npages)
+	if (node_get(top, 0).max < npages)
 		return PAGE_NONE;
 	struct finder f = {.n = npages, .align = align ? align : 1, .lo = lo, .hi = hi};
 	if (!ff_visit(&f, top, 0))
@@ -355,7 +379,7 @@ static uint64_t top_visit(unsigned level, uint64_t idx, uint64_t n)
 		}
 		return PAGE_NONE;
 	}
-	struct psum l = sum_get(level - 1, 2 * idx), r = sum_get(level - 1, 2 * idx + 1);
+	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
 	if (r.max >= n)
 		return top_visit(level - 1, 2 * idx + 1, n);
 	if (l.end + r.start >= n)
@@ -368,7 +392,7 @@ static uint64_t top_visit(unsigned level, uint64_t idx, uint64_t n)
 uint64_t pages_find_top_locked(uint64_t npages)
 {
 	unsigned top = mheap_.sum_level;
-	if (npages == 0 || sum_get(top, 0).max < npages)
+	if (npages == 0 || node_get(top, 0).max < npages)
 		return PAGE_NONE;
 	return top_visit(top, 0, npages);
 }
@@ -379,10 +403,10 @@ bool sum_node_ok(unsigned level, uint64_t idx)
 {
 	if (level > mheap_.sum_level)
 		return true; /* not kept */
-	struct psum *p = sum_ptr(level, idx);
+	struct psum *p = node_ptr(level, idx);
 	if (!p)
 		return true;
-	struct psum v = sum_combine(sum_get(level - 1, 2 * idx), sum_get(level - 1, 2 * idx + 1),
+	struct psum v = sum_combine(node_get(level - 1, 2 * idx), node_get(level - 1, 2 * idx + 1),
 	                            1ull << (level - 1));
 	return v.start == p->start && v.max == p->max && v.end == p->end;
 }
