@@ -12,7 +12,9 @@
  *
  * Metadata region layout (carved in this order, all cache-line aligned):
  *     mcentral[KMEM_NUM_CLASSES] | mcache[max_cpus] |
- *     l2_chunk and heap_arena for every arena touched |
+ *     l2_chunk and heap_arena for every arena touched (the arena range,
+ *     [arena_next, arena_end): arenas the map covers whole are shared
+ *     until their first write and copied here then) |
  *     span descriptor reserve (fixalloc), about 1/1024 of managed memory
  */
 #include "mtypes.h"
@@ -192,28 +194,45 @@ void kmem_metadata_region(uint64_t *phys_base, uint64_t *size)
 }
 
 /* Marks [pfn, pfn+n) managed and free, creating arenas from the bump
- * range.  Caller holds mheap.lock (or is init). */
-static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t bump_end)
+ * range.  With `lazy`, an arena the range covers whole and that does not
+ * exist yet becomes the shared all-free image instead (heaparena.c): no
+ * write to it, only the summaries above it.  Caller holds mheap.lock (or
+ * is init). */
+static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t bump_end,
+                            bool lazy)
 {
-	for (uint64_t p = pfn; p < pfn + n; p = (p | (ARENA_PAGES - 1)) + 1) {
-		int err = arena_create_locked(p, bump, bump_end);
-		if (err)
-			return err;
-	}
+	pages_grow_hull_locked(pfn + n);
 	for (uint64_t p = pfn; p < pfn + n;) {
 		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
 		if (stop > pfn + n)
 			stop = pfn + n;
-		struct heap_arena *a = arena_of_pfn(p);
-		a->managed += stop - p;
-		while (p < stop) { /* a word at a time */
-			uint64_t i = p & (ARENA_PAGES - 1), b = i & 63;
-			uint64_t cnt = 64 - b < stop - p ? 64 - b : stop - p;
-			a->managedbits[i >> 6] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
-			p += cnt;
+		int err;
+		if (lazy && stop - p == ARENA_PAGES && !arena_of_pfn(p)) {
+			err = arena_share_locked(p, bump, bump_end);
+			if (err)
+				return err;
+			p = stop;
+			continue;
 		}
+		err = arena_create_locked(p, bump, bump_end);
+		if (err)
+			return err;
+		struct heap_arena *a = arena_own_locked(p);
+		a->managed += stop - p;
+		uint64_t q = p;
+		while (q < stop) { /* a word at a time */
+			uint64_t i = q & (ARENA_PAGES - 1), b = i & 63;
+			uint64_t cnt = 64 - b < stop - q ? 64 - b : stop - q;
+			a->managedbits[i >> 6] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
+			q += cnt;
+		}
+		pages_set_locked(p, stop - p, true);
+		p = stop;
 	}
-	pages_set_locked(pfn, n, true);
+	/* Shared arenas' own summaries are in the image; the levels above
+	 * them are computed here, once for the whole range. */
+	if (lazy)
+		sums_above_arenas_locked(pfn, n);
 	mheap_.pages_managed += n;
 	mheap_.pages_free += n;
 	return 0;
@@ -255,6 +274,7 @@ int kmem_init(const struct kmem_config *cfg)
 	}
 
 	memset(&mheap_, 0, sizeof(mheap_));
+	mheap_.sum_level = SUM_ARENA_TOP;
 	lock_init(&mheap_.lock, LOCK_HEAP);
 	lock_init(&mheap_.caches_lock, LOCK_CACHES);
 	mheap_.offset = cfg->direct_map_offset;
@@ -274,10 +294,20 @@ int kmem_init(const struct kmem_config *cfg)
 	if (*bump > end)
 		return -KMEM_ENOMEM;
 	memset(mheap_.central, 0, *bump - (uintptr_t)mheap_.central);
+	/* The L2 chunks and arenas, shared ones included: the arena range is
+	 * not zeroed here (a chunk or arena is cleared or copied when carved),
+	 * so init costs no page faults on it. */
+	mheap_.arena_next = *bump;
+	*bump += m.chunks * cline(sizeof(struct l2_chunk)) +
+	         m.arenas * cline(sizeof(struct heap_arena));
+	mheap_.arena_end = *bump;
+	if (*bump > end)
+		return -KMEM_ENOMEM;
 
+	arena_image_build();
 	uint64_t cursor = 0, pfn, n;
 	while (next_pages(cfg, &cursor, ex_lo, ex_hi, &pfn, &n)) {
-		int err = add_pages_locked(pfn, n, bump, end);
+		int err = add_pages_locked(pfn, n, &mheap_.arena_next, mheap_.arena_end, true);
 		if (err)
 			return err;
 	}
@@ -346,7 +376,7 @@ long kmem_hot_add(const struct kmem_region *r)
 		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_ENOMEM;
 	}
-	add_pages_locked(pfn + used, n - used, &bump, bump);
+	add_pages_locked(pfn + used, n - used, &bump, bump, false);
 	unlock_irqrestore(&mheap_.lock, f);
 	return (long)(n - used);
 }

@@ -145,9 +145,10 @@ unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *
 		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[i1], memory_order_relaxed);
 		for (uint64_t i2 = 0; c && i2 < L2_ENTRIES; i2++) {
 			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_relaxed);
+			uint64_t base = ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP;
 			for (uint64_t p = 0; a && p < ARENA_PAGES; p++) {
 				struct mspan *s = atomic_load_explicit(&a->spans[p], memory_order_relaxed);
-				if (s && s->pfn == a->pfn_base + p)
+				if (s && s->pfn == base + p)
 					leak_span(&t, s);
 			}
 		}

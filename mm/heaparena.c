@@ -4,7 +4,8 @@
  *
  * Physical memory is cut into 64 MiB arenas.  An arena the memory map
  * touches gets a struct heap_arena in the metadata region; others cost
- * nothing.  A two-level index finds an arena in O(1):
+ * nothing.  An arena the boot map covers whole starts as the shared image
+ * of an all-free arena and is copied on its first write (mtypes.h).  A two-level index finds an arena in O(1):
  *     l1[pfn >> 26] -> struct l2_chunk (256 GiB)   arenas[(pfn >> 14) & 4095]
  *
  * Publication: an arena or chunk pointer, and every spans[] entry, is
@@ -12,18 +13,69 @@
  * and loaded with acquire, so a lock-free kfree on another CPU never sees
  * a half-built span.  A span is unmapped (entries cleared) before its
  * pages go back to the page allocator.
+ *
+ * Copy on first write: arena_own_locked replaces the shared image by a
+ * complete copy with one release store.  A lock-free reader that loaded
+ * the image sees no span in that arena, which is true: every span there
+ * is published after the copy, by the same lock holder, and a reader that
+ * got a pointer into it (acquire on spans[]) loads the copy.
  */
 #include "mtypes.h"
+
+struct heap_arena arena_free_image;
+
+/* Fills the shared image: all pages managed and free, summaries of all
+ * free blocks.  Idempotent (the content never depends on the map), so
+ * every kmem_init may call it before the image is shared. */
+void arena_image_build(void)
+{
+	struct heap_arena *a = &arena_free_image;
+	memset(a->pagebits, 0xff, sizeof(a->pagebits));
+	memset(a->managedbits, 0xff, sizeof(a->managedbits));
+	/* Heap order: level L's nodes are [2^(14-L) - 1, 2^(15-L) - 1). */
+	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP; level++) {
+		uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, len = 1ull << level;
+		for (uint64_t j = first; j < 2 * first + 1; j++)
+			a->sum[j] = (struct psum){len, len, len};
+	}
+	a->managed = ARENA_PAGES;
+}
+
+struct heap_arena *arena_own_locked(uint64_t pfn)
+{
+	struct heap_arena *a = arena_of_pfn(pfn);
+	KASSERT(a != NULL);
+	if (a != &arena_free_image)
+		return a;
+	/* Room was set aside at init for every arena of the boot map, and only
+	 * boot-map arenas are shared. */
+	uintptr_t p = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
+	KASSERT(p + sizeof(struct heap_arena) <= mheap_.arena_end);
+	mheap_.arena_next = p + sizeof(struct heap_arena);
+	a = (struct heap_arena *)p;
+	memcpy(a, &arena_free_image, sizeof(*a));
+	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+	                                          memory_order_relaxed);
+	atomic_store_explicit(&c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)], a,
+	                      memory_order_release); /* a is complete */
+	return a;
+}
 
 static void map_range(struct mspan *s, struct mspan *val)
 {
 	uint64_t pfn = s->pfn, end = s->pfn + s->npages;
 	while (pfn < end) {
-		struct heap_arena *a = arena_of_pfn(pfn);
-		KASSERT(a != NULL);
+		struct heap_arena *a = arena_own_locked(pfn);
 		uint64_t i = pfn & (ARENA_PAGES - 1);
 		uint64_t stop = ARENA_PAGES - i < end - pfn ? ARENA_PAGES : i + (end - pfn);
-		for (; i < stop; i++, pfn++)
+		pfn += stop - i;
+		for (; i + 4 <= stop; i += 4) { /* four entries a step */
+			atomic_store_explicit(&a->spans[i], val, memory_order_release);
+			atomic_store_explicit(&a->spans[i + 1], val, memory_order_release);
+			atomic_store_explicit(&a->spans[i + 2], val, memory_order_release);
+			atomic_store_explicit(&a->spans[i + 3], val, memory_order_release);
+		}
+		for (; i < stop; i++)
 			atomic_store_explicit(&a->spans[i], val, memory_order_release);
 	}
 }
@@ -38,24 +90,34 @@ void arena_unmap_span_locked(struct mspan *s)
 	map_range(s, NULL);
 }
 
+/* The arena slot for pfn, creating its L2 chunk from [*bump, bump_end) if
+ * missing; NULL when out of room. */
+static _Atomic(struct heap_arena *) *arena_slot_locked(uint64_t pfn, uintptr_t *bump,
+                                                       uintptr_t bump_end)
+{
+	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+	                                          memory_order_relaxed);
+	if (!c) {
+		uintptr_t p = align_up(*bump, KMEM_CACHE_LINE);
+		if (p + sizeof(struct l2_chunk) > bump_end)
+			return NULL;
+		*bump = p + sizeof(struct l2_chunk);
+		c = (struct l2_chunk *)p;
+		memset(c, 0, sizeof(*c));
+		atomic_store_explicit(&mheap_.l1[pfn >> SUM_L2_TOP], c, memory_order_release);
+	}
+	return &c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)];
+}
+
 /* Creates the arena holding pfn (and its L2 chunk) if missing, carving the
  * metadata from [*bump, bump_end).  Returns 0 or -KMEM_ENOMEM. */
 int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
 {
 	if (pfn >> SUM_TOP)
 		return -KMEM_EINVAL;
-	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-	                                          memory_order_relaxed);
-	if (!c) {
-		uintptr_t p = align_up(*bump, KMEM_CACHE_LINE);
-		if (p + sizeof(struct l2_chunk) > bump_end)
-			return -KMEM_ENOMEM;
-		*bump = p + sizeof(struct l2_chunk);
-		c = (struct l2_chunk *)p;
-		memset(c, 0, sizeof(*c));
-		atomic_store_explicit(&mheap_.l1[pfn >> SUM_L2_TOP], c, memory_order_release);
-	}
-	_Atomic(struct heap_arena *) *slot = &c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)];
+	_Atomic(struct heap_arena *) *slot = arena_slot_locked(pfn, bump, bump_end);
+	if (!slot)
+		return -KMEM_ENOMEM;
 	if (atomic_load_explicit(slot, memory_order_relaxed))
 		return 0;
 	uintptr_t p = align_up(*bump, KMEM_CACHE_LINE);
@@ -64,8 +126,22 @@ int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
 	*bump = p + sizeof(struct heap_arena);
 	struct heap_arena *a = (struct heap_arena *)p;
 	memset(a, 0, sizeof(*a));
-	a->pfn_base = pfn & ~(uint64_t)(ARENA_PAGES - 1);
 	atomic_store_explicit(slot, a, memory_order_release);
+	mheap_.narenas++;
+	return 0;
+}
+
+/* Makes the missing arena at pfn (arena-aligned) the shared all-free
+ * image: the whole arena joins the pool without a write to it.  The
+ * caller updates the summaries above the arena and the page counts. */
+int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
+{
+	KASSERT((pfn & (ARENA_PAGES - 1)) == 0 && !(pfn >> SUM_TOP));
+	_Atomic(struct heap_arena *) *slot = arena_slot_locked(pfn, bump, bump_end);
+	if (!slot)
+		return -KMEM_ENOMEM;
+	KASSERT(atomic_load_explicit(slot, memory_order_relaxed) == NULL);
+	atomic_store_explicit(slot, &arena_free_image, memory_order_release);
 	mheap_.narenas++;
 	return 0;
 }

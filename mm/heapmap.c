@@ -71,10 +71,10 @@ static void emit_span(struct emitter *e, struct mspan *s)
 	line_end(e);
 }
 
-static void emit_arena(struct emitter *e, struct heap_arena *a)
+static void emit_arena(struct emitter *e, struct heap_arena *a, uint64_t base)
 {
 	line_begin(e, "arena");
-	field(e, a->pfn_base << PAGE_SHIFT, 16);
+	field(e, base << PAGE_SHIFT, 16);
 	field(e, a->managed, 10);
 	line_end(e);
 	uint64_t i = 0;
@@ -82,7 +82,7 @@ static void emit_arena(struct emitter *e, struct heap_arena *a)
 		struct mspan *s;
 		enum page_kind k = kind_of(a, i, &s);
 		if (k == PK_SPAN) {
-			if (a->pfn_base + i == s->pfn)
+			if (base + i == s->pfn)
 				emit_span(e, s);
 			i++;
 			continue;
@@ -93,7 +93,7 @@ static void emit_arena(struct emitter *e, struct heap_arena *a)
 			j++;
 		if (k != PK_NONE) {
 			line_begin(e, k == PK_FREE ? "free" : "metapages");
-			field(e, (a->pfn_base + i) << PAGE_SHIFT, 16);
+			field(e, (base + i) << PAGE_SHIFT, 16);
 			field(e, j - i, 10);
 			line_end(e);
 		}
@@ -117,7 +117,7 @@ void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg)
 		for (uint64_t i2 = 0; c && i2 < L2_ENTRIES; i2++) {
 			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_relaxed);
 			if (a)
-				emit_arena(&e, a);
+				emit_arena(&e, a, ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP);
 		}
 	}
 	line_begin(&e, "end");

@@ -39,15 +39,18 @@
  *      call: the arch's optional inline hooks arch_cpu_id_fast() and
  *      arch_irq_restore_fast() (spanalloc/arch.h) let every rare case
  *      leave by a tail call, so the fast path needs no stack frame.
- *   4. Else, interrupts still off, mcache_refill_alloc: scan on in the span's bitmap; if the span
- *      is exhausted, sweep it in place (frees from any CPU are waiting in
- *      its freed bitmap); else hand it to the mcentral (exhausted with no
- *      free waiting: straight onto its full list, unswept) and cache
- *      another.
+ *   4. Else, interrupts still off, mcache_refill_alloc: scan on in the
+ *      span's bitmap; if the span is exhausted, sweep it in place (frees
+ *      from any CPU are waiting in its freed bitmap); else hand it to the
+ *      mcentral (exhausted with no free waiting: straight onto its full
+ *      list, unswept) and cache another.
  *   5. The mcentral drains its unswept stack, then gives a partial span,
  *      else a kept empty span, else allocates a new span from the mheap.
  *   6. The mheap finds a run of pages (first fit, address order, O(log n)
- *      in the radix summaries), publishes the span in the arena map.
+ *      in the radix summaries, which are kept only up to the hull of
+ *      managed memory), publishes the span in the arena map.  An arena
+ *      the boot map covered whole is the shared all-free image until this
+ *      first write copies it, so init costs nothing per arena.
  *   7. Out of pages: sweep every mcentral, release empty spans (the kept
  *      ones too), retry once; then NULL.
  *

@@ -111,6 +111,7 @@ void assert_fail(const char *expr, const char *file, int line)
 struct checker {
 	unsigned long problems;
 	uint64_t free, small, large, runs, large_objects, page_runs, small_spans;
+	uint64_t shared; /* arenas that are the shared all-free image */
 };
 
 static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
@@ -160,18 +161,27 @@ static void check_small_span(struct checker *k, struct mspan *s)
 	k->small_spans++;
 }
 
-static void check_arena(struct checker *k, struct heap_arena *a)
+static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 {
+	/* A shared arena (heaparena.c): the image is checked in full at its
+	 * first use; the others count its free pages, which must be all of
+	 * them (a written image shows as a wrong free count or a bad page). */
+	if (a == &arena_free_image && k->shared++) {
+		k->free += ARENA_PAGES;
+		return;
+	}
+	if (a == &arena_free_image && a->managed != ARENA_PAGES)
+		bad(k, (void *)pfn_to_virt(base), NULL, "shared arena image was written");
 	for (unsigned w = 0; w < ARENA_WORDS; w++) {
 		if (a->pagebits[w] & ~a->managedbits[w])
-			bad(k, (void *)pfn_to_virt(a->pfn_base + w * 64), NULL, "free page outside the pool");
+			bad(k, (void *)pfn_to_virt(base + w * 64), NULL, "free page outside the pool");
 		k->free += (uint64_t)popcount64(a->pagebits[w]);
 	}
 	for (uint64_t i = 0; i < ARENA_PAGES; i++) {
 		struct mspan *s = atomic_load_explicit(&a->spans[i], memory_order_relaxed);
 		if (!s)
 			continue;
-		uint64_t pfn = a->pfn_base + i;
+		uint64_t pfn = base + i;
 		uint32_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
 		if (state != SPAN_SMALL && state != SPAN_LARGE && state != SPAN_RUN) {
 			bad(k, (void *)pfn_to_virt(pfn), s, "page maps to a dead span");
@@ -202,8 +212,8 @@ static void check_arena(struct checker *k, struct heap_arena *a)
 	}
 	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP; level++)
 		for (uint64_t j = 0; j < (1ull << (SUM_ARENA_TOP - level)); j++)
-			if (!sum_node_ok(level, (a->pfn_base >> level) + j))
-				bad(k, (void *)pfn_to_virt(a->pfn_base), NULL, "arena summary is stale");
+			if (!sum_node_ok(level, (base >> level) + j))
+				bad(k, (void *)pfn_to_virt(base), NULL, "arena summary is stale");
 }
 
 static void check_central(struct checker *k, struct mcentral *c)
@@ -235,8 +245,11 @@ unsigned long kmem_check(void)
 			continue;
 		for (uint64_t i2 = 0; i2 < L2_ENTRIES; i2++) {
 			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_acquire);
+			uint64_t base = ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP;
 			if (a)
-				check_arena(&k, a);
+				check_arena(&k, a, base);
+			if (a && base >> mheap_.sum_level)
+				bad(&k, (void *)pfn_to_virt(base), NULL, "arena outside the summary hull");
 		}
 		for (unsigned level = SUM_ARENA_TOP + 1; level <= SUM_L2_TOP; level++)
 			for (uint64_t j = 0; j < (1ull << (SUM_L2_TOP - level)); j++)
@@ -247,6 +260,8 @@ unsigned long kmem_check(void)
 		for (uint64_t j = 0; j < (1ull << (SUM_TOP - level)); j++)
 			if (!sum_node_ok(level, j))
 				bad(&k, NULL, NULL, "top summary is stale");
+	if (mheap_.arena_next > mheap_.arena_end)
+		bad(&k, NULL, NULL, "arena copies overran their reserve");
 
 	if (k.free != mheap_.pages_free)
 		bad(&k, NULL, NULL, "free page count differs from the bitmaps");

@@ -2,9 +2,18 @@
  * mm/mheap.c - spans from pages: allocation, release, large objects, page
  * runs and reclaim.  See malloc.c for an overview.
  *
- * mheap.lock protects the page allocator (pagealloc.c), the arena map
- * writes (heaparena.c), fixalloc and the page counters.  Lock order:
- * an mcentral lock may be held when taking it, never the reverse.
+ * mheap.lock protects the page allocator (pagealloc.c: bitmaps, summaries
+ * and the hull mheap_.sum_level), the arena map writes and the copying of
+ * shared arenas (heaparena.c: arena_own_locked, arena_next), fixalloc and
+ * the page counters.  Lock order: an mcentral lock may be held when taking
+ * it, never the reverse.
+ *
+ * A span's life under the lock:
+ *     pages_find_locked -> pages_set_locked(free = false) (copies a shared
+ *     arena first) -> arena_map_span_locked (release) ... unmap ->
+ *     pages_set_locked(free = true).
+ *     pages_free + pages_small + pages_large + pages_runs + pages_metadata
+ *         == pages_managed   at every unlock.
  */
 #include "mtypes.h"
 

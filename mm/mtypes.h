@@ -287,15 +287,26 @@ struct kmem_cache {
  *   managedbits bit i == 1  <=>  page i belongs to the pool;
  *   pagebits implies managedbits.
  *   sum[] holds summary levels 7..14 of this arena (heap order).
+ *
+ * Lazy arenas: an arena that the boot map covers entirely starts as the
+ * shared image arena_free_image (every page managed and free, no span,
+ * summaries all free) and gets its own copy in the metadata region on the
+ * first write (arena_own_locked, under mheap.lock, published with release).
+ * So init neither writes nor faults in the metadata of memory nobody has
+ * used yet, and an arena does not know its own address: callers that walk
+ * the index compute the base from the index position.
+ *   slot == &arena_free_image  =>  the arena is all managed and all free;
+ *   arena_free_image never changes after it is built.
  */
 struct heap_arena {
 	struct mspan *_Atomic spans[ARENA_PAGES]; /* [heap] writes (release), lock-free reads (acquire) */
 	uint64_t pagebits[ARENA_WORDS];           /* [heap] */
 	uint64_t managedbits[ARENA_WORDS];        /* [heap] 1 = page is in the pool */
 	struct psum sum[SUM_NODES(SUM_LEAF_LEVEL + 1, SUM_ARENA_TOP)]; /* [heap] */
-	uint64_t pfn_base;                        /* [const] first pfn */
 	uint64_t managed;                         /* [heap] pages given to the pool */
 };
+
+extern struct heap_arena arena_free_image;
 
 struct l2_chunk {
 	struct heap_arena *_Atomic arenas[L2_ENTRIES];  /* [heap] writes, acquire reads */
@@ -323,10 +334,18 @@ struct mheap {
 	unsigned max_cpus;                  /* [const] */
 	struct l2_chunk *_Atomic l1[L1_ENTRIES]; /* [heap] writes, acquire reads */
 	struct psum sum[SUM_NODES(SUM_L2_TOP + 1, SUM_TOP)]; /* [heap] levels 27..36 */
+	/* The hull: every managed pfn < 2^sum_level, SUM_ARENA_TOP <=
+	 * sum_level <= SUM_TOP.  Summary levels above it are not kept: node
+	 * (L, 0) reads as the hull root with end 0, every other node as all
+	 * in use.  Searches start at the hull root. */
+	unsigned sum_level;                 /* [heap] only grows */
 
 	/* The metadata region and the bump pointer carving it. */
 	uint64_t meta_base, meta_size;      /* [const] physical */
 	uintptr_t meta_next, meta_end;      /* [heap] virtual bump range */
+	/* Room for the copies of lazy arenas (and the eager ones), sized at
+	 * init for every arena of the boot map: a copy never fails. */
+	uintptr_t arena_next, arena_end;    /* [heap] virtual bump range */
 
 	struct fixalloc spanalloc;          /* [heap] struct mspan */
 	struct fixalloc bitsalloc;          /* [heap] 2 * SPAN_MAX_WORDS words */
@@ -399,6 +418,9 @@ static inline struct mspan *span_of_ptr(const void *p)
 void arena_map_span_locked(struct mspan *s);     /* publish all pages */
 void arena_unmap_span_locked(struct mspan *s);
 int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
+int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
+struct heap_arena *arena_own_locked(uint64_t pfn);  /* writable, copied if lazy */
+void arena_image_build(void);
 bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool */
 
 /* pagealloc.c */
@@ -406,6 +428,9 @@ bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool 
 uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi);
 uint64_t pages_find_top_locked(uint64_t npages);
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free);
+void sums_above_arenas_locked(uint64_t pfn, uint64_t npages);
+void pages_grow_hull_locked(uint64_t end_pfn);
+struct psum *sum_ptr(unsigned level, uint64_t idx);
 bool pages_all_free_locked(uint64_t pfn, uint64_t npages);
 struct psum sum_get(unsigned level, uint64_t idx);
 struct psum sum_of_word(uint64_t w);

@@ -12,19 +12,31 @@
  *     levels  7..14  in each arena         (255 nodes)
  *     levels 15..26  in each L2 chunk      (4095 nodes)
  *     levels 27..36  in the mheap          (1023 nodes)
- * A node in a missing arena or chunk reads as all in use {0, 0, 0}.
+ * A node in a missing arena or chunk reads as all in use {0, 0, 0}.  A
+ * shared (lazy) arena's nodes are the image's: all free.
  *
- * Invariant, for every stored node n at level L with children a, b:
+ * The hull: nodes are kept only up to level H = mheap_.sum_level, the
+ * smallest level (>= 14) with every managed pfn < 2^H.  Above it node
+ * (L, 0) reads as node (H, 0) with end 0 and every other node as all in
+ * use, which is what storing them would give.  So an update or a search
+ * costs H - 6 levels, not 30: 12 for a 1 GiB map, 22 for 1 TiB.  Hot-add
+ * above the hull raises H, computing the new (L, 0) nodes first.
+ *
+ * Invariant, for every kept node n at level L (7 <= L <= H) with children
+ * a, b:
  *     n == combine(a, b, 2^(L-1))
- * Search walks the tree in address order, skipping every node whose
- * longest run is too short: O(log n) for a search without alignment.
+ * Updates walk up from the changed words and stop at the first level with
+ * no change; inside an arena they index its bitmap and heap-ordered sum[]
+ * directly (arena_sum_update).  Search walks the tree in address order
+ * from the hull's root, skipping every node whose longest run is too
+ * short: O(log n) for a search without alignment.
  *
  * Everything here runs under mheap.lock.
  */
 #include "mtypes.h"
 
 
-struct psum sum_of_word(uint64_t w)
+static inline struct psum word_sum(uint64_t w)
 {
 	struct psum s;
 	if (w == ~0ull) {
@@ -33,13 +45,21 @@ struct psum sum_of_word(uint64_t w)
 	}
 	s.start = ctz64(~w);
 	s.end = clz64(~w);
-	uint64_t x = w, n = 0;
+	s.max = s.start > s.end ? s.start : s.end;
+	/* The longest run strictly inside: one step per page of it. */
+	uint64_t x = w & (~0ull << s.start) & (~0ull >> s.end), n = 0;
 	while (x) {
 		x &= x >> 1;
 		n++;
 	}
-	s.max = n;
+	if (n > s.max)
+		s.max = n;
 	return s;
+}
+
+struct psum sum_of_word(uint64_t w)
+{
+	return word_sum(w);
 }
 
 struct psum sum_combine(struct psum l, struct psum r, uint64_t half)
@@ -61,8 +81,10 @@ static inline uint64_t tier_index(unsigned level, uint64_t idx, unsigned top)
 }
 
 /* Pointer to the stored node, or NULL if its arena/chunk is missing.
- * Level must be in 7..36. */
-static struct psum *sum_ptr(unsigned level, uint64_t idx)
+ * Level must be in 7..36; above mheap_.sum_level the node is not kept.
+ * (node_ptr and node_get inline into the walks; sum_ptr and sum_get are
+ * the same for the checker and the tests.) */
+static inline struct psum *node_ptr(unsigned level, uint64_t idx)
 {
 	uint64_t pfn = idx << level;
 	if (level <= SUM_ARENA_TOP) {
@@ -77,66 +99,154 @@ static struct psum *sum_ptr(unsigned level, uint64_t idx)
 	return &mheap_.sum[tier_index(level, idx, SUM_TOP)];
 }
 
-static uint64_t word_of(uint64_t pfn)
+struct psum *sum_ptr(unsigned level, uint64_t idx)
+{
+	return node_ptr(level, idx);
+}
+
+static inline uint64_t word_of(uint64_t pfn)
 {
 	struct heap_arena *a = arena_of_pfn(pfn);
 	return a ? a->pagebits[(pfn & (ARENA_PAGES - 1)) >> 6] : 0;
 }
 
-struct psum sum_get(unsigned level, uint64_t idx)
+/* Above the hull: node (L, 0) is the hull's root with end 0, every other
+ * node is all in use. */
+static __attribute__((noinline)) struct psum above_hull(uint64_t idx)
+{
+	struct psum s = {0, 0, 0};
+	if (idx == 0) {
+		struct psum *p = node_ptr(mheap_.sum_level, 0);
+		if (p)
+			s = *p;
+		s.end = 0;
+	}
+	return s;
+}
+
+static inline struct psum node_get(unsigned level, uint64_t idx)
 {
 	if (level == SUM_LEAF_LEVEL)
-		return sum_of_word(word_of(idx << SUM_LEAF_LEVEL));
-	struct psum *p = sum_ptr(level, idx);
+		return word_sum(word_of(idx << SUM_LEAF_LEVEL));
+	if (level > mheap_.sum_level)
+		return above_hull(idx);
+	struct psum *p = node_ptr(level, idx);
 	if (p)
 		return *p;
 	struct psum z = {0, 0, 0};
 	return z;
 }
 
-/* Recomputes the summaries above pages [pfn, pfn+n). */
-static void sum_update(uint64_t pfn, uint64_t n)
+struct psum sum_get(unsigned level, uint64_t idx)
+{
+	return node_get(level, idx);
+}
+
+/* Recomputes the summaries at levels from..sum_level above pages
+ * [pfn, pfn+n).  With `all` false it stops at the first level where no
+ * node changed (the levels above cannot change either). */
+static void sum_update(uint64_t pfn, uint64_t n, unsigned from, bool all)
 {
 	uint64_t last = pfn + n - 1;
-	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_TOP; level++) {
+	for (unsigned level = from; level <= mheap_.sum_level; level++) {
 		bool changed = false;
 		for (uint64_t i = pfn >> level; i <= last >> level; i++) {
-			struct psum *p = sum_ptr(level, i);
+			struct psum *p = node_ptr(level, i);
 			if (!p)
 				continue;
-			struct psum v = sum_combine(sum_get(level - 1, 2 * i),
-			                            sum_get(level - 1, 2 * i + 1),
+			struct psum v = sum_combine(node_get(level - 1, 2 * i),
+			                            node_get(level - 1, 2 * i + 1),
 			                            1ull << (level - 1));
 			if (v.start != p->start || v.max != p->max || v.end != p->end) {
 				*p = v;
 				changed = true;
 			}
 		}
-		if (!changed)
+		if (!changed && !all)
 			return;
+	}
+}
+
+/* The same inside one arena, for its pages [i, j) (arena-relative),
+ * indexing its bitmap and heap-ordered sum[] directly.  Returns whether
+ * the arena's root (level 14) changed.  Level L's nodes start at heap
+ * index 2^(14-L) - 1, so level L-1's start at twice that plus one. */
+static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
+{
+	bool changed = true;
+	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP && changed; level++) {
+		uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
+		changed = false;
+		for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
+			struct psum l, r;
+			if (level == SUM_LEAF_LEVEL + 1) {
+				l = word_sum(a->pagebits[2 * k]);
+				r = word_sum(a->pagebits[2 * k + 1]);
+			} else {
+				l = a->sum[child + 2 * k];
+				r = a->sum[child + 2 * k + 1];
+			}
+			struct psum v = sum_combine(l, r, 1ull << (level - 1));
+			struct psum *p = &a->sum[first + k];
+			if (v.start != p->start || v.max != p->max || v.end != p->end) {
+				*p = v;
+				changed = true;
+			}
+		}
+	}
+	return changed;
+}
+
+void sums_above_arenas_locked(uint64_t pfn, uint64_t npages)
+{
+	sum_update(pfn, npages, SUM_ARENA_TOP + 1, true);
+}
+
+/* Raises the hull to cover pages below end_pfn: the nodes (L, 0) for the
+ * new levels are computed from their children (the right ones cover no
+ * managed page yet and are stored as all in use). */
+void pages_grow_hull_locked(uint64_t end_pfn)
+{
+	while (mheap_.sum_level < SUM_TOP && (end_pfn - 1) >> mheap_.sum_level) {
+		unsigned level = mheap_.sum_level + 1;
+		struct psum *p = node_ptr(level, 0);
+		struct psum v = sum_combine(node_get(level - 1, 0), node_get(level - 1, 1),
+		                            1ull << (level - 1));
+		if (p)
+			*p = v;
+		mheap_.sum_level = level;
 	}
 }
 
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 {
 	uint64_t p = pfn, end = pfn + npages;
+	bool above = false;
 	while (p < end) {
-		struct heap_arena *a = arena_of_pfn(p);
-		KASSERT(a != NULL);
-		uint64_t i = p & (ARENA_PAGES - 1);
-		uint64_t w = i >> 6, b = i & 63;
-		uint64_t cnt = 64 - b < end - p ? 64 - b : end - p;
-		uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
-		if (free) {
-			KASSERT((a->pagebits[w] & mask) == 0);
-			a->pagebits[w] |= mask;
-		} else {
-			KASSERT((a->pagebits[w] & mask) == mask);
-			a->pagebits[w] &= ~mask;
+		struct heap_arena *a = arena_own_locked(p);
+		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
+		if (stop > end)
+			stop = end;
+		uint64_t i0 = p & (ARENA_PAGES - 1);
+		while (p < stop) { /* a word at a time */
+			uint64_t i = p & (ARENA_PAGES - 1);
+			uint64_t w = i >> 6, b = i & 63;
+			uint64_t cnt = 64 - b < stop - p ? 64 - b : stop - p;
+			uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
+			if (free) {
+				KASSERT((a->pagebits[w] & mask) == 0);
+				a->pagebits[w] |= mask;
+			} else {
+				KASSERT((a->pagebits[w] & mask) == mask);
+				a->pagebits[w] &= ~mask;
+			}
+			p += cnt;
 		}
-		p += cnt;
+		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1))
+			above = true;
 	}
-	sum_update(pfn, npages);
+	if (above)
+		sum_update(pfn, npages, SUM_ARENA_TOP + 1, false);
 }
 
 bool pages_all_free_locked(uint64_t pfn, uint64_t npages)
@@ -216,7 +326,7 @@ static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
 	if (level == SUM_LEAF_LEVEL)
 		return ff_word(f, base);
 	if (base >= f->lo && end <= f->hi) {
-		struct psum s = sum_get(level, idx);
+		struct psum s = node_get(level, idx);
 		if (s.start == size)
 			return ff_extend(f, base, end);
 		if (s.max < f->n) {
@@ -236,15 +346,16 @@ static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
 
 uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi)
 {
-	uint64_t limit = 1ull << SUM_TOP;
+	unsigned top = mheap_.sum_level;
+	uint64_t limit = 1ull << top;
 	if (hi > limit)
 		hi = limit;
 	if (npages == 0 || lo >= hi || npages > hi - lo)
 		return PAGE_NONE;
-	if (mheap_.sum[0].max < npages)
+	if (node_get(top, 0).max < npages)
 		return PAGE_NONE;
 	struct finder f = {.n = npages, .align = align ? align : 1, .lo = lo, .hi = hi};
-	if (!ff_visit(&f, SUM_TOP, 0))
+	if (!ff_visit(&f, top, 0))
 		return PAGE_NONE;
 	return f.found;
 }
@@ -268,7 +379,7 @@ static uint64_t top_visit(unsigned level, uint64_t idx, uint64_t n)
 		}
 		return PAGE_NONE;
 	}
-	struct psum l = sum_get(level - 1, 2 * idx), r = sum_get(level - 1, 2 * idx + 1);
+	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
 	if (r.max >= n)
 		return top_visit(level - 1, 2 * idx + 1, n);
 	if (l.end + r.start >= n)
@@ -280,19 +391,22 @@ static uint64_t top_visit(unsigned level, uint64_t idx, uint64_t n)
 
 uint64_t pages_find_top_locked(uint64_t npages)
 {
-	if (npages == 0 || mheap_.sum[0].max < npages)
+	unsigned top = mheap_.sum_level;
+	if (npages == 0 || node_get(top, 0).max < npages)
 		return PAGE_NONE;
-	return top_visit(SUM_TOP, 0, npages);
+	return top_visit(top, 0, npages);
 }
 
 /* For the checker: does stored node (level, idx) equal the combination of
  * its children?  Missing nodes are consistent by definition. */
 bool sum_node_ok(unsigned level, uint64_t idx)
 {
-	struct psum *p = sum_ptr(level, idx);
+	if (level > mheap_.sum_level)
+		return true; /* not kept */
+	struct psum *p = node_ptr(level, idx);
 	if (!p)
 		return true;
-	struct psum v = sum_combine(sum_get(level - 1, 2 * idx), sum_get(level - 1, 2 * idx + 1),
+	struct psum v = sum_combine(node_get(level - 1, 2 * idx), node_get(level - 1, 2 * idx + 1),
 	                            1ull << (level - 1));
 	return v.start == p->start && v.max == p->max && v.end == p->end;
 }

@@ -76,7 +76,7 @@ static uint64_t find_top(uint64_t n)
 static struct psum root_sum(void)
 {
 	unsigned long f = hlock();
-	struct psum s = mheap_.sum[0];
+	struct psum s = sum_get(SUM_TOP, 0);
 	hunlock(f);
 	return s;
 }
@@ -168,7 +168,6 @@ static void runs_scan(struct runs *r)
 			if (!a)
 				continue;
 			uint64_t base = ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP;
-			assert_int_equal(a->pfn_base, base);
 			for (uint64_t w = 0; w < ARENA_WORDS; w++) {
 				uint64_t bits = a->pagebits[w];
 				uint64_t wb = base + w * 64;
@@ -643,6 +642,102 @@ static void test_find_top(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * Leaf summaries and the hull
+ */
+
+/* sum_of_word against a bit-by-bit count, for words with runs of every
+ * length at every position (and random ones). */
+static void test_word_summary(void **state)
+{
+	(void)state;
+	uint64_t x = 0x5eed;
+	for (unsigned k = 0; k < 200000; k++) {
+		uint64_t w;
+		if (k < 64 * 65) {
+			unsigned pos = k / 65, len = k % 65;
+			w = len == 64 ? ~0ull : (((1ull << len) - 1) << pos);
+			if (k & 1)
+				w = ~w;
+		} else {
+			x = fx_mix64(x);
+			w = x & fx_mix64(x ^ k);
+			if (k & 1)
+				w |= fx_mix64(x + 1);
+		}
+		uint64_t start = 0, end = 0, max = 0, run = 0;
+		while (start < 64 && ((w >> start) & 1))
+			start++;
+		while (end < 64 && ((w >> (63 - end)) & 1))
+			end++;
+		for (unsigned b = 0; b < 64; b++) {
+			run = ((w >> b) & 1) ? run + 1 : 0;
+			if (run > max)
+				max = run;
+		}
+		struct psum got = sum_of_word(w);
+		if (got.start != start || got.max != max || got.end != end)
+			fail_msg("sum_of_word(%#llx) = {%llu, %llu, %llu}, want {%llu, %llu, %llu}",
+			         (unsigned long long)w, (unsigned long long)got.start,
+			         (unsigned long long)got.max, (unsigned long long)got.end,
+			         (unsigned long long)start, (unsigned long long)max,
+			         (unsigned long long)end);
+	}
+}
+
+/* A 32 MiB pool at 16 MiB (inside arena 0) in a window reaching past
+ * 300 GiB. */
+static int setup_hull(void **state)
+{
+	(void)state;
+	fx_reserve(300 * FX_GIB + 128 * FX_MIB);
+	const struct kmem_region r = {FX_SIMPLE_BASE, 32 * FX_MIB, KMEM_REGION_USABLE};
+	assert_int_equal(fx_init(&r, 1, 2), 0);
+	return 0;
+}
+
+/* The summaries are kept up to the hull (the smallest power-of-two page
+ * range from 0 holding all managed memory); hot-add above it raises the
+ * hull, and the search and the derived upper levels follow. */
+static void test_hull_hot_add(void **state)
+{
+	(void)state;
+	/* [16 MiB, 48 MiB): the lowest hull, one arena (2^14 pages). */
+	assert_int_equal(mheap_.sum_level, SUM_ARENA_TOP);
+	struct psum root = sum_get(SUM_ARENA_TOP, 0);
+	struct psum up = sum_get(SUM_TOP, 0);
+	assert_int_equal(up.start, root.start);
+	assert_int_equal(up.max, root.max);
+	assert_int_equal(up.end, 0);
+	assert_int_equal(sum_get(20, 1).max, 0);
+	uint64_t free0 = fx_stats().pages_free;
+	/* 64 MiB at 300 GiB: the hull grows to 2^27 pages. */
+	const uint64_t at = 300 * FX_GIB;
+	fx_usable(at, 64 * FX_MIB);
+	const struct kmem_region add = {at, 64 * FX_MIB, KMEM_REGION_USABLE};
+	long got = kmem_hot_add(&add);
+	assert_true(got > 0);
+	assert_int_equal(mheap_.sum_level, 27);
+	fx_assert_check();
+	uint64_t pfn = at >> PAGE_SHIFT;
+	/* The new run is found: larger than anything below, at its top, and
+	 * with a window. */
+	uint64_t big = (uint64_t)got;
+	assert_true(big > root.max);
+	assert_int_equal(root_sum().max, big);
+	assert_int_equal(fx_stats().pages_free, free0 + big);
+	uint64_t where = find1(big);
+	assert_int_equal(where + big, pfn + (64 * FX_MIB >> PAGE_SHIFT));
+	assert_int_equal(find(1, 1, pfn - 5, UINT64_MAX), where);
+	assert_int_equal(find_top(1), where + big - 1);
+	take(where, big);
+	fx_assert_check();
+	give(where, big);
+	fx_assert_check();
+	/* A pool that now spans the hull keeps the low first fit. */
+	assert_int_equal(find1(1), POOL_PFN);
+}
+
+/* ------------------------------------------------------------------------
  * Randomized differential test
  */
 
@@ -954,6 +1049,8 @@ int main(void)
 		T(test_word_and_arena_crossing),
 		T(test_find_top),
 		T(test_random_differential),
+		cmocka_unit_test(test_word_summary),
+		cmocka_unit_test_setup_teardown(test_hull_hot_add, setup_hull, teardown),
 		TS(test_sparse_map),
 		TS(test_sparse_differential),
 	};

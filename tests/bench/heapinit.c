@@ -2,7 +2,7 @@
  * tests/bench/heapinit.c - workload (h): kmem_init() over simulated sparse
  * memory maps.
  *
- *     heapinit SIZE_GIB [REPS]
+ *     heapinit SIZE_GIB [REPS [NPAGES OPS]]
  *
  * The map looks like a PC's: low memory with the BIOS hole, usable RAM up
  * to 3 GiB, the PCI hole, then the rest of SIZE above 4 GiB with a few
@@ -18,6 +18,12 @@
  *
  * ms is kmem_init() alone, including the page faults on the metadata it
  * writes; resident_bytes is how much of the metadata mapping it touched.
+ *
+ * With NPAGES and OPS, the last heap then runs OPS kpage_alloc + kpage_free
+ * pairs of NPAGES pages (page runs are never touched, so the PROT_NONE
+ * pool is fine) and prints "pages=.. ops=.. ns_per_op=..": workload (g) on
+ * a big heap; two callgrind runs with different OPS give instructions per
+ * pair.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -87,7 +93,10 @@ int main(int argc, char **argv)
 	}
 	uint64_t meta_phys = (top + GIB) & ~(GIB - 1);
 	uint64_t span = meta_phys + meta;
+	size_t npages = argc > 4 ? strtoull(argv[3], NULL, 0) : 0;
+	uint64_t ops = argc > 4 ? strtoull(argv[4], NULL, 0) : 0;
 	double times[64];
+	double run_ns = 0;
 	size_t resident = 0;
 	struct kmem_stats st = {0};
 	if (reps > 64)
@@ -125,6 +134,19 @@ int main(int argc, char **argv)
 				resident += (vec[i] & 1) * 4096;
 		free(vec);
 		kmem_get_stats(&st);
+		if (ops && rep == reps - 1) {
+			double t1 = now();
+			for (uint64_t i = 0; i < ops; i++) {
+				void *p = kpage_alloc(npages, 4096, 0);
+				if (!p) {
+					fprintf(stderr, "heapinit: kpage_alloc(%zu) failed\n", npages);
+					return 1;
+				}
+				__asm__ volatile("" : : "r"(p) : "memory");
+				kpage_free(p, npages);
+			}
+			run_ns = (now() - t1) * 1e9 / (double)ops;
+		}
 		munmap(w, span + GIB);
 	}
 	qsort(times, (size_t)reps, sizeof(double), cmp_double);
@@ -133,5 +155,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)(size / GIB), times[reps / 2] * 1e3, times[0] * 1e3, reps, meta,
 	       100.0 * (double)meta / (double)(st.pages_managed * 4096), resident,
 	       (unsigned long long)(st.pages_managed * 4096), n, (unsigned long long)st.arenas);
+	if (ops)
+		printf("pages=%zu ops=%llu ns_per_op=%.1f\n", npages, (unsigned long long)ops, run_ns);
 	return 0;
 }
