@@ -127,6 +127,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-shim
+	@$(MAKE) --no-print-directory check-bench
 	@$(MAKE) --no-print-directory test-boot
 	@$(MAKE) --no-print-directory test-boot-multiboot
 	@$(MAKE) --no-print-directory test-boot-virt

@@ -7,6 +7,7 @@
 #   make test-shim   real programs (python3, sqlite3, gcc, perl, git, text
 #                    tools) under the shim, output compared byte for byte
 #                    with glibc's; shim self-tests (threads, fork, bad free)
+#   make check-bench the benchmark programs build and run (in make test)
 #   make bench       workloads (a)-(h) against every allocator, callgrind
 #                    instruction counts; build/bench/results.md and PNGs
 #
@@ -49,7 +50,7 @@ BENCH_PROGS  := $(BENCH_BIN)/bench-malloc $(BENCH_BIN)/bench-direct $(BENCH_BIN)
 	$(BENCH_BIN)/runrss
 SHIM_TEST_BIN := $(B_BUILD)/host/shim-selftest
 
-.PHONY: shim bench bench-build test-shim bench-deps shim-deps
+.PHONY: shim bench bench-build check-bench test-shim bench-deps shim-deps
 
 shim: $(SHIM_SO)
 
@@ -68,7 +69,7 @@ $(BENCH_BIN)/bench-direct: tests/bench/bench.c tests/bench/bench.h arch/host/shi
 
 $(BENCH_BIN)/heapinit: tests/bench/heapinit.c arch/host/shim_arch.c $(B_MM_SRC) $(B_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) -o $@ tests/bench/heapinit.c arch/host/shim_arch.c $(B_MM_SRC) -lpthread
+	$(CC) $(BENCH_CFLAGS) $(B_INLINE) -o $@ tests/bench/heapinit.c arch/host/shim_arch.c $(B_MM_SRC) -lpthread
 
 $(BENCH_BIN)/runrss: tests/bench/runrss.c
 	@mkdir -p $(dir $@)
@@ -90,6 +91,14 @@ bench: bench-deps
 	@$(MAKE) --no-print-directory -f Makefile -f scripts/bench.mk bench-build
 	@$(B_PYTHON) tests/bench/run.py --build $(B_BUILD) --out $(BENCH_OUT) \
 		$(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_QUICK),--quick)
+
+# make test builds every benchmark program and runs two of them briefly, so
+# `make bench` cannot rot between benchmark runs (it is not run in full).
+check-bench: shim-deps
+	@$(MAKE) --no-print-directory -f Makefile -f scripts/bench.mk bench-build
+	@$(BENCH_BIN)/bench-direct a 64 1000 >/dev/null
+	@$(BENCH_BIN)/heapinit 1 1 >/dev/null
+	@echo "check-bench: benchmark programs build and run"
 
 test-shim: shim-deps
 	@$(MAKE) --no-print-directory -f Makefile -f scripts/bench.mk $(SHIM_SO) $(SHIM_TEST_BIN)
