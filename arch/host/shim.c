@@ -19,6 +19,8 @@
  *   SPANALLOC_SHIM_REPORT=file  append one line per process at exit: pid,
  *                               executable, allocations, heap size
  *   SPANALLOC_SHIM_CHECK=1      run kmem_check() at exit, report the count
+ *   SPANALLOC_SHIM_REPORT_CLASSES=1  and one line per size class used:
+ *                               objects in use, spans now, peak span KiB
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -291,9 +293,29 @@ __attribute__((destructor)) static void shim_report(void)
 	}
 	line[n++] = '\n';
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		ssize_t w = write(fd, line, n);
-		(void)w;
-		close(fd);
+	if (fd < 0)
+		return;
+	ssize_t w = write(fd, line, n);
+	const char *cl = getenv("SPANALLOC_SHIM_REPORT_CLASSES");
+	for (unsigned cls = 1; cl && *cl == '1'; cls++) {
+		struct kmem_class_stats cs;
+		if (kmem_get_class_stats(cls, &cs))
+			break;
+		if (!cs.peak_span_bytes)
+			continue;
+		n = put_s(line, "  class size=");
+		n += put_u64(line + n, cs.object_size);
+		n += put_s(line + n, " span_pages=");
+		n += put_u64(line + n, cs.span_pages);
+		n += put_s(line + n, " in_use=");
+		n += put_u64(line + n, cs.objects_in_use);
+		n += put_s(line + n, " spans=");
+		n += put_u64(line + n, cs.spans);
+		n += put_s(line + n, " peak_kib=");
+		n += put_u64(line + n, cs.peak_span_bytes >> 10);
+		line[n++] = '\n';
+		w = write(fd, line, n);
 	}
+	(void)w;
+	close(fd);
 }
