@@ -41,6 +41,42 @@ void arena_image_build(void)
 	a->managed = ARENA_PAGES;
 }
 
+/* Arena metadata is written a page-sized block at a time, and a block
+ * that already holds what it should is left alone.  Most of an arena is
+ * zero (spans[], 128 KiB) and most of an L2 chunk too: where the metadata
+ * is fresh zero memory (a hosted heap, a region the firmware cleared)
+ * those pages are only read and never become resident; elsewhere it costs
+ * one read of each block before the write. */
+_Static_assert(sizeof(struct heap_arena) % 8 == 0 && sizeof(struct l2_chunk) % 8 == 0,
+               "arena metadata is whole words");
+
+static bool block_is_zero(const void *p, size_t n)
+{
+	const uint64_t *w = p; /* metadata is cache-line aligned, n a multiple of 8 */
+	uint64_t acc = 0;
+	for (size_t i = 0; i < n / 8; i++)
+		acc |= w[i];
+	return acc == 0;
+}
+
+static void meta_zero(void *dst, size_t n)
+{
+	for (size_t off = 0; off < n; off += PAGE_SIZE) {
+		size_t len = n - off < PAGE_SIZE ? n - off : PAGE_SIZE;
+		if (!block_is_zero((char *)dst + off, len))
+			memset((char *)dst + off, 0, len);
+	}
+}
+
+static void meta_copy(void *dst, const void *src, size_t n)
+{
+	for (size_t off = 0; off < n; off += PAGE_SIZE) {
+		size_t len = n - off < PAGE_SIZE ? n - off : PAGE_SIZE;
+		if (memcmp((char *)dst + off, (const char *)src + off, len) != 0)
+			memcpy((char *)dst + off, (const char *)src + off, len);
+	}
+}
+
 struct heap_arena *arena_own_locked(uint64_t pfn)
 {
 	struct heap_arena *a = arena_of_pfn(pfn);
@@ -53,7 +89,7 @@ struct heap_arena *arena_own_locked(uint64_t pfn)
 	KASSERT(p + sizeof(struct heap_arena) <= mheap_.arena_end);
 	mheap_.arena_next = p + sizeof(struct heap_arena);
 	a = (struct heap_arena *)p;
-	memcpy(a, &arena_free_image, sizeof(*a));
+	meta_copy(a, &arena_free_image, sizeof(*a));
 	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
 	                                          memory_order_relaxed);
 	atomic_store_explicit(&c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)], a,
@@ -103,7 +139,7 @@ static _Atomic(struct heap_arena *) *arena_slot_locked(uint64_t pfn, uintptr_t *
 			return NULL;
 		*bump = p + sizeof(struct l2_chunk);
 		c = (struct l2_chunk *)p;
-		memset(c, 0, sizeof(*c));
+		meta_zero(c, sizeof(*c));
 		atomic_store_explicit(&mheap_.l1[pfn >> SUM_L2_TOP], c, memory_order_release);
 	}
 	return &c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)];
@@ -125,7 +161,7 @@ int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
 		return -KMEM_ENOMEM;
 	*bump = p + sizeof(struct heap_arena);
 	struct heap_arena *a = (struct heap_arena *)p;
-	memset(a, 0, sizeof(*a));
+	meta_zero(a, sizeof(*a));
 	atomic_store_explicit(slot, a, memory_order_release);
 	mheap_.narenas++;
 	return 0;

@@ -543,6 +543,50 @@ static void test_lazy_init_1t(void **state)
 	kpage_free(lo, 1);
 }
 
+/* The first write to a shared arena copies the image, but only the blocks
+ * that differ from what the metadata holds: in fresh zero memory the
+ * zero spans[] (128 KiB) stays untouched, while garbage left in the
+ * metadata range (a region nobody cleared) is overwritten all the same. */
+static void test_arena_copy_writes_only_differences(void **state)
+{
+	(void)state;
+	fx_reserve(4 * FX_GIB);
+	struct kmem_region r = {FX_MIB, 3 * FX_GIB - FX_MIB, KMEM_REGION_USABLE};
+	assert_int_equal(fx_init(&r, 1, 2), 0);
+	const size_t asz = align_up(sizeof(struct heap_arena), KMEM_CACHE_LINE);
+	/* Clean memory: the copy of the arena at 1 GiB leaves spans[] alone.
+	 * The pages inside spans[] past the first are made read-only: a write
+	 * there would fault. */
+	uintptr_t before = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
+	assert_true(mheap_.arena_end - before >= 2 * asz);
+	assert_ptr_equal(arena_of_pfn(FX_GIB >> PAGE_SHIFT), &arena_free_image);
+	struct heap_arena *a = (struct heap_arena *)before;
+	uintptr_t ro = align_up((uintptr_t)&a->spans[0], PG) + PG;
+	uintptr_t ro_end = align_down((uintptr_t)&a->spans[ARENA_PAGES], PG);
+	assert_true(ro_end - ro >= 120 * FX_KIB);
+	assert_int_equal(mprotect((void *)ro, ro_end - ro, PROT_READ), 0);
+	void *p = kpage_alloc(1, FX_GIB, 0);
+	assert_int_equal(mprotect((void *)ro, ro_end - ro, PROT_READ | PROT_WRITE), 0);
+	assert_ptr_equal(p, va(FX_GIB));
+	assert_ptr_equal(arena_of_pfn(FX_GIB >> PAGE_SHIFT), a);
+	assert_int_equal(mheap_.arena_next - before, sizeof(struct heap_arena));
+	/* Garbage in the next arena's room: the copy must clear it. */
+	before = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
+	memset((void *)before, 0xa5, asz);
+	void *q = kpage_alloc(1, 2 * FX_GIB, 0);
+	assert_ptr_equal(q, va(2 * FX_GIB));
+	a = arena_of_pfn((2 * FX_GIB) >> PAGE_SHIFT);
+	assert_ptr_equal(a, (void *)before);
+	for (uint64_t i = 1; i < ARENA_PAGES; i++)
+		assert_null(atomic_load(&a->spans[i]));
+	assert_int_equal(memcmp(a->pagebits + 1, arena_free_image.pagebits + 1,
+	                        sizeof(a->pagebits) - 8), 0);
+	fx_assert_check();
+	kpage_free(q, 1);
+	kpage_free(p, 1);
+	fx_assert_check();
+}
+
 /* Every live allocation from an exhausting fill, as [phys, phys+len). */
 struct extent {
 	uint64_t lo, hi;
@@ -751,6 +795,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lazy_hot_add_and_check, setup_lazy,
 		                                fx_teardown_all_back),
 		cmocka_unit_test_teardown(test_lazy_init_1t, fx_teardown_all_back),
+		cmocka_unit_test_teardown(test_arena_copy_writes_only_differences, fx_teardown_all_back),
 		cmocka_unit_test(test_metadata_size_4g),
 		cmocka_unit_test(test_metadata_size_sparse_1t),
 		cmocka_unit_test_teardown(test_metadata_region_default, fx_teardown_all_back),
