@@ -72,8 +72,8 @@ static void stash_push(struct span_stash *st, struct mspan *s)
 	st->count++;
 }
 
-/* The slow path of an allocation from *slot (a class slot of an mcache or
- * a CPU slot of an object cache, whose stash st is NULL), interrupts off:
+/* The slow path of an allocation from *slot (a class slot of an mcache,
+ * with its stash st; or a CPU slot of an object cache, st NULL), interrupts off:
  *   1. take the next free object of the cached span past its alloc cache;
  *   2. the span is exhausted: sweep it in place (remote frees) and retry;
  *   3. stash it, and cache a stashed span with frees, swept in place (the
@@ -82,6 +82,17 @@ static void stash_push(struct span_stash *st, struct mspan *s)
  *      another one from it (mcentral may grow from the mheap);
  *   5. out of pages: sweep everything, release empty spans, retry once.
  * Returns NULL iff step 5 found nothing. */
+/* Counts objects swept free in place: per CPU where there is a stash (one
+ * shared atomic per class was a cache line every CPU of the class
+ * bounced on each in-place sweep). */
+static inline void count_swept(struct mcentral *c, struct span_stash *st, unsigned n)
+{
+	if (st)
+		st->nfree += n;
+	else
+		atomic_fetch_add_explicit(&c->nfree, n, memory_order_relaxed);
+}
+
 void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c, struct span_stash *st)
 {
 	struct mspan *s = *slot;
@@ -90,7 +101,7 @@ void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c, struct span_s
 		if (idx < s->nelems)
 			return obj_at(s, idx);
 		if (span_has_freed(s)) {
-			atomic_fetch_add_explicit(&c->nfree, span_sweep(s), memory_order_relaxed);
+			count_swept(c, st, span_sweep(s));
 			idx = span_next_free_index(s);
 			if (idx < s->nelems)
 				return obj_at(s, idx);
@@ -104,7 +115,7 @@ void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c, struct span_s
 				mcentral_uncache_span(c, evict);
 			if (t) {
 				/* Exhausted with frees: at least one object after the sweep. */
-				atomic_fetch_add_explicit(&c->nfree, span_sweep(t), memory_order_relaxed);
+				count_swept(c, st, span_sweep(t));
 				*slot = t;
 				idx = span_next_free_index(t);
 				KASSERT(idx < t->nelems);

@@ -251,7 +251,9 @@ struct mcentral {
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */
 	struct kmem_cache *cache;       /* owning cache or NULL */
 	/* Statistics. */
-	_Atomic uint64_t nfree;         /* [atomic] objects swept free */
+	_Atomic uint64_t nfree;         /* [atomic] objects swept free, but for
+	                                   kmalloc classes those a CPU swept in
+	                                   place (span_stash.nfree) */
 	uint64_t spans;                 /* [central] spans of this class held */
 	uint64_t peak_spans;            /* [central] */
 };
@@ -262,6 +264,8 @@ struct mcentral {
 struct span_stash {
 	struct mspan *first;  /* [cpu] exhausted spans, LOC_CACHED, linked by next */
 	uint32_t count;       /* [cpu] <= the class's mcentral.stash_max */
+	uint64_t nfree;       /* [cpu] objects this CPU swept free in place; the
+	                         class's nfree is mcentral.nfree plus these */
 };
 
 struct mcache {
@@ -510,7 +514,8 @@ void fmt_str(struct fmtbuf *b, const char *s);
 void fmt_num(struct fmtbuf *b, uint64_t v, unsigned base);
 
 /* mstats.c */
-void central_stats(const struct mcentral *c, uint64_t nmalloc, struct kmem_class_stats *out);
+void central_stats(const struct mcentral *c, uint64_t nmalloc, uint64_t nfree_cpu,
+                   struct kmem_class_stats *out);
 
 /* mcheck.c */
 void report_fault(enum kmem_fault_kind kind, const void *addr,
