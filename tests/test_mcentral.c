@@ -703,8 +703,13 @@ static void test_stash_keeps_exhausted(void **state)
 	 * t takes its place in the stash. */
 	for (unsigned i = 1; i < N; i++)
 		q[i] = kmalloc(SZ);
+	uint64_t nfree0 = fx_class_stats(CLS).nfree, central0 = atomic_load(&c->nfree);
 	void *again = kmalloc(SZ);
 	assert_ptr_equal(again, p[3]);
+	/* The in-place sweep is counted on the CPU, not on the mcentral. */
+	assert_int_equal(fx_class_stats(CLS).nfree, nfree0 + 1);
+	assert_int_equal(atomic_load(&c->nfree), central0);
+	assert_int_equal(mcache_of(0)->stash[CLS].nfree, nfree0 + 1 - central0);
 	assert_ptr_equal(mcache_of(0)->alloc[CLS], s);
 	assert_int_equal(st->count, 1);
 	assert_ptr_equal(st->first, t);
