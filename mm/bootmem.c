@@ -327,8 +327,10 @@ int kmem_init(const struct kmem_config *cfg)
 		mheap_.central[cls].debug = KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0;
 	}
 	for (unsigned cpu = 0; cpu < cpus; cpu++)
-		for (unsigned cls = 0; cls < KMEM_NUM_CLASSES; cls++)
+		for (unsigned cls = 0; cls < KMEM_NUM_CLASSES; cls++) {
 			mheap_.mcaches[cpu].alloc[cls] = &empty_span;
+			mheap_.mcaches[cpu].stash[cls] = (struct span_stash){NULL, 0, 0};
+		}
 	mheap_.mcaches[0].online = true;
 	mheap_.cpus_online = 1;
 	atomic_store_explicit(&mheap_.fault_hook, NULL, memory_order_relaxed);

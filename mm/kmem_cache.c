@@ -220,5 +220,5 @@ void kmem_cache_get_stats(const struct kmem_cache *k, struct kmem_class_stats *o
 	uint64_t nmalloc = 0;
 	for (unsigned i = 0; i < mheap_.max_cpus; i++)
 		nmalloc += k->cpu_nmalloc[i];
-	central_stats(&k->central, nmalloc, out);
+	central_stats(&k->central, nmalloc, 0, out);
 }

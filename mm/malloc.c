@@ -13,8 +13,8 @@
  *   size classes  75 object sizes, 8 B .. 32 KiB (sizeclasses.c, generated)
  *   mspan         a run of pages: objects of one class, one large object,
  *                 or a page run (mspan.c)
- *   mcache        per CPU: for each class the span it allocates from
- *                 (mcache.c)
+ *   mcache        per CPU: for each class the span it allocates from and
+ *                 a bounded stash of exhausted spans (mcache.c)
  *   mcentral      per class: spans no CPU holds, partial and full, and a
  *                 lock-free stack of spans that received frees (mcentral.c)
  *   mheap         the page allocator (bitmaps + radix summaries over the
@@ -41,9 +41,13 @@
  *      leave by a tail call, so the fast path needs no stack frame.
  *   4. Else, interrupts still off, mcache_refill_alloc: scan on in the
  *      span's bitmap; if the span is exhausted, sweep it in place (frees
- *      from any CPU are waiting in its freed bitmap); else hand it to the
- *      mcentral (exhausted with no free waiting: straight onto its full
- *      list, unswept) and cache another.
+ *      from any CPU are waiting in its freed bitmap); else put it in the
+ *      CPU's stash of exhausted spans of the class and cache a stashed
+ *      span with frees, swept in place -- no lock (mcache.c).  Only if
+ *      none has frees does the CPU go to the mcentral for another span
+ *      (the stash's oldest span goes to the mcentral's full list if the
+ *      stash is full; object caches have no stash and hand the span
+ *      straight over).
  *   5. The mcentral drains its unswept stack, then gives a partial span,
  *      else a kept empty span, else allocates a new span from the mheap.
  *   6. The mheap finds a run of pages (first fit, address order, O(log n)
@@ -131,7 +135,7 @@ static void *small_alloc(unsigned cls, size_t size, uintptr_t caller)
 	struct mcache *c = mcache_of(arch_cpu_id());
 	void *p = span_alloc_fast(c->alloc[cls]);
 	if (__builtin_expect(!p, 0))
-		p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls]);
+		p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls], &c->stash[cls]);
 	if (p)
 		c->nmalloc[cls]++;
 	arch_irq_restore(f);
@@ -153,7 +157,7 @@ void *cache_alloc_on_cpu(struct kmem_cache *k)
 	struct mspan **slot = &k->cpu_span[cpu];
 	void *p = span_alloc_fast(*slot);
 	if (__builtin_expect(!p, 0))
-		p = mcache_refill_alloc(slot, &k->central);
+		p = mcache_refill_alloc(slot, &k->central, NULL);
 	if (p)
 		k->cpu_nmalloc[cpu]++;
 	arch_irq_restore(f);
@@ -218,7 +222,7 @@ static __attribute__((noinline)) void *kmalloc_no_cpu(size_t size, unsigned long
 static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long f)
 {
 	struct mcache *c = mcache_of(arch_cpu_id()); /* interrupts still off */
-	void *p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls]);
+	void *p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls], &c->stash[cls]);
 	if (p)
 		c->nmalloc[cls]++;
 	arch_irq_restore(f);

@@ -2,7 +2,8 @@
  * mm/mcentral.c - per-class span lists.  See malloc.c for an overview.
  *
  * A small span is in exactly one place (its sweep state's location):
- *   LOC_CACHED    in one CPU's mcache; that CPU sweeps it in place.
+ *   LOC_CACHED    in one CPU's mcache (its current span or in its stash,
+ *                 mcache.c); that CPU sweeps it in place.
  *   LOC_PARTIAL   on partial (had a free object when last swept).
  *   LOC_FULL      on full (had none).
  *   LOC_QUEUED    still on partial/full, and pushed on `unswept` because
@@ -73,6 +74,9 @@ void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
 	uint32_t by_objs = EMPTY_KEEP_OBJECTS / nelems;
 	uint32_t keep = by_bytes < by_objs ? by_bytes : by_objs;
 	c->empty_max = keep ? keep : 1;
+	/* A CPU's stash of exhausted spans (mcache.c) has the same bound;
+	 * object caches have none. */
+	c->stash_max = cache ? 0 : c->empty_max;
 	atomic_store_explicit(&c->unswept, NULL, memory_order_relaxed);
 }
 

@@ -235,6 +235,29 @@ static void check_central(struct checker *k, struct mcentral *c)
 		bad(k, NULL, NULL, "mcentral keeps more empty spans than empty_max");
 }
 
+/* A CPU's stash (mcache.c): at most stash_max spans of the class, each
+ * cached (LOC_CACHED, on no list), exhausted, and not the CPU's current
+ * span. */
+static void check_stash(struct checker *k, const struct span_stash *st,
+                        struct mcentral *c, const struct mspan *cur)
+{
+	uint32_t n = 0;
+	for (struct mspan *s = st->first; s; s = s->next) {
+		if (++n > st->count || n > c->stash_max) {
+			bad(k, (void *)s->base, s, "stash longer than its count or stash_max");
+			return;
+		}
+		if (s == cur || s->central != c || s->on_list != 0 ||
+		    atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_SMALL ||
+		    SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) != LOC_CACHED)
+			bad(k, (void *)s->base, s, "stashed span of the wrong class or state");
+		if (atomic_load_explicit(&s->freeindex, memory_order_relaxed) != s->nelems)
+			bad(k, (void *)s->base, s, "stashed span is not exhausted");
+	}
+	if (n != st->count)
+		bad(k, NULL, NULL, "stash count is wrong");
+}
+
 unsigned long kmem_check(void)
 {
 	struct checker k = {0};
@@ -292,6 +315,7 @@ unsigned long kmem_check(void)
 			    (s->central != &mheap_.central[cls] ||
 			     SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) != LOC_CACHED))
 				bad(&k, (void *)s->base, s, "cached span of the wrong class or state");
+			check_stash(&k, &mheap_.mcaches[cpu].stash[cls], &mheap_.central[cls], s);
 		}
 	arch_irq_restore(f);
 	return k.problems;

@@ -3,9 +3,10 @@
  *
  * Allocations are counted per CPU in the mcache (CPU-local, IRQs off: one
  * increment on the fast path); frees are counted when a sweep folds them
- * (mcentral.nfree, atomic).  So objects_in_use = nmalloc - nfree counts an
- * object as live until its span is swept, and is exact after
- * kmem_reclaim() at quiescence.  Page counters are kept under mheap.lock.
+ * (mcentral.nfree, atomic; a kmalloc class's in-place sweeps per CPU, in
+ * span_stash.nfree, so that CPUs do not bounce one counter).  So
+ * objects_in_use = nmalloc - nfree counts an object as live until its span
+ * is swept, and is exact after kmem_reclaim() at quiescence.  Page counters are kept under mheap.lock.
  */
 #include "mtypes.h"
 
@@ -33,13 +34,15 @@ void kmem_get_stats(struct kmem_stats *out)
 	unlock_irqrestore(&mheap_.lock, f);
 }
 
-/* Fills *out from a central's counters and the summed per-CPU nmalloc. */
-void central_stats(const struct mcentral *c, uint64_t nmalloc, struct kmem_class_stats *out)
+/* Fills *out from a central's counters and the summed per-CPU nmalloc
+ * and nfree (in-place sweeps of a kmalloc class). */
+void central_stats(const struct mcentral *c, uint64_t nmalloc, uint64_t nfree_cpu,
+                   struct kmem_class_stats *out)
 {
 	out->object_size = c->elemsize;
 	out->span_pages = c->npages;
 	out->nmalloc = nmalloc;
-	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed);
+	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed) + nfree_cpu;
 	out->objects_in_use = out->nmalloc - out->nfree;
 	out->spans = c->spans;
 	out->bytes_in_use = out->objects_in_use * c->elemsize;
@@ -52,9 +55,11 @@ int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
 	if (cls == 0 || cls >= KMEM_NUM_CLASSES)
 		return -KMEM_EINVAL;
 	memset(out, 0, sizeof(*out));
-	uint64_t nmalloc = 0;
-	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+	uint64_t nmalloc = 0, nfree = 0;
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++) {
 		nmalloc += mheap_.mcaches[cpu].nmalloc[cls];
-	central_stats(&mheap_.central[cls], nmalloc, out);
+		nfree += mheap_.mcaches[cpu].stash[cls].nfree;
+	}
+	central_stats(&mheap_.central[cls], nmalloc, nfree, out);
 	return 0;
 }

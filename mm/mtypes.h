@@ -12,7 +12,8 @@
  *               private "classes" with their own struct mcentral.
  *   arena       (struct heap_arena) the metadata for one 64 MiB window of
  *               physical memory: page -> span map, page bitmap, summaries.
- *   mcache      per-CPU cache: for each class the span it allocates from.
+ *   mcache      per-CPU cache: for each class the span it allocates from,
+ *               and a stash of exhausted spans it keeps (mcache.c).
  *   mcentral    per class: the spans no CPU holds, partial and full, plus
  *               a lock-free stack of spans that received frees.
  *   mheap       the page allocator, the arena index and the global lock.
@@ -145,7 +146,7 @@ enum span_state {
  * a free must queue the span (kfree tests one bit):
  *     loc & LOC_LISTED  <=>  loc == LOC_PARTIAL || loc == LOC_FULL */
 enum span_loc {
-	LOC_CACHED = 0,   /* in an mcache: the owner CPU sweeps it in place */
+	LOC_CACHED = 0,   /* in an mcache (or its stash): the owner CPU sweeps it in place */
 	LOC_QUEUED = 1,   /* on a list and pushed on mcentral.unswept */
 	LOC_SWEEPING = 2, /* being swept by an mcentral lock holder */
 	LOC_EMPTY = 3,    /* swept empty, kept in mcentral.empty for reuse */
@@ -213,7 +214,8 @@ struct mspan {
 	uint64_t pfn;                  /* [const] first physical page */
 	struct mcentral *central;      /* [const] small spans: the class's central */
 	struct kmem_cache *cache;      /* [const] owning object cache or NULL */
-	struct mspan *next, *prev;     /* [central] list links; [heap] when dead */
+	struct mspan *next, *prev;     /* [central] list links; [heap] when dead;
+	                                  next: [cpu] link of a CPU's stash */
 	struct mspan *unswept_next;    /* written by the pusher before publish */
 	struct obj_debug *dbg;         /* [const] debug spans: nelems records,
 	                                  each written by its object's owner */
@@ -242,12 +244,16 @@ struct mcentral {
 	uint32_t nelems;
 	uint32_t align_pages;
 	uint32_t empty_max;             /* [const] empty spans kept (>= 1) */
+	uint32_t stash_max;             /* [const] exhausted spans a CPU may keep
+	                                   in its stash (mcache.c); 0: none */
 	uint64_t divmul;
 	uint16_t sizeclass;             /* 0 for object caches */
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */
 	struct kmem_cache *cache;       /* owning cache or NULL */
 	/* Statistics. */
-	_Atomic uint64_t nfree;         /* [atomic] objects swept free */
+	_Atomic uint64_t nfree;         /* [atomic] objects swept free, but for
+	                                   kmalloc classes those a CPU swept in
+	                                   place (span_stash.nfree) */
 	uint64_t spans;                 /* [central] spans of this class held */
 	uint64_t peak_spans;            /* [central] */
 };
@@ -255,10 +261,18 @@ struct mcentral {
 /* ---------------------------------------------------------------------------
  * mcache: one per CPU.  [cpu] except where noted.
  */
+struct span_stash {
+	struct mspan *first;  /* [cpu] exhausted spans, LOC_CACHED, linked by next */
+	uint32_t count;       /* [cpu] <= the class's mcentral.stash_max */
+	uint64_t nfree;       /* [cpu] objects this CPU swept free in place; the
+	                         class's nfree is mcentral.nfree plus these */
+};
+
 struct mcache {
 	alignas(KMEM_CACHE_LINE)
 	struct mspan *alloc[KMEM_NUM_CLASSES]; /* span to allocate from, per class */
 	uint64_t nmalloc[KMEM_NUM_CLASSES];    /* objects handed out, per class */
+	struct span_stash stash[KMEM_NUM_CLASSES]; /* kept exhausted spans (mcache.c) */
 	bool online;                           /* written under caches lock */
 	unsigned lock_levels;                  /* [cpu] bitmask of held lock levels */
 };
@@ -474,7 +488,7 @@ size_t mcentral_reclaim(struct mcentral *c);
 uint64_t mcentral_div_const(uint32_t elemsize);
 
 /* mcache.c */
-void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c);
+void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c, struct span_stash *st);
 void mcache_flush(unsigned cpu);
 static inline struct mcache *mcache_of(unsigned cpu)
 {
@@ -500,7 +514,8 @@ void fmt_str(struct fmtbuf *b, const char *s);
 void fmt_num(struct fmtbuf *b, uint64_t v, unsigned base);
 
 /* mstats.c */
-void central_stats(const struct mcentral *c, uint64_t nmalloc, struct kmem_class_stats *out);
+void central_stats(const struct mcentral *c, uint64_t nmalloc, uint64_t nfree_cpu,
+                   struct kmem_class_stats *out);
 
 /* mcheck.c */
 void report_fault(enum kmem_fault_kind kind, const void *addr,

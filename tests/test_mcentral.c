@@ -4,7 +4,9 @@
  * full span queues it exactly once; mcentral_cache_span drains the
  * unswept stack and hands the span out; a span swept empty is kept (at
  * most empty_max per class) and reused; kmem_reclaim releases empty spans; kmem_cpu_offline moves a
- * CPU's cached spans to partial/full; memory flows between classes.
+ * CPU's cached spans to partial/full; memory flows between classes.  And
+ * the CPU's stash of exhausted spans (mcache.c): kept cached, reused in
+ * place, bounded, flushed.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -86,7 +88,7 @@ static struct mspan *fill_span(void **p)
 	return s;
 }
 
-static int setup(void **state)
+static int setup_stash(void **state)
 {
 	(void)state;
 	fx_simple(64, 4);
@@ -96,7 +98,19 @@ static int setup(void **state)
 	return 0;
 }
 
+/* The transition tests are about the mcentral itself: with the CPU's
+ * stash (mcache.c) on, an exhausted span would stay on the CPU.  The
+ * stash's own tests (test_stash_*) run with it on (setup_stash). */
+static int setup(void **state)
+{
+	setup_stash(state);
+	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
+		central(cls)->stash_max = 0;
+	return 0;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
+#define TS(fn) cmocka_unit_test_setup_teardown(fn, setup_stash, fx_teardown_all_back)
 
 /* ------------------------------------------------------------------------
  * Tests
@@ -652,6 +666,125 @@ static void test_memory_flows(void **state)
 	free(l);
 }
 
+/* ------------------------------------------------------------------------
+ * The stash (mcache.c)
+ */
+
+/* An exhausted span stays on its CPU, cached; a free into it queues
+ * nothing; when the next span runs out, the stashed one is swept in place
+ * and allocated from again, with no trip through the mcentral. */
+static void test_stash_keeps_exhausted(void **state)
+{
+	(void)state;
+	static void *p[N], *q[N];
+	struct mcentral *c = central(CLS);
+	struct span_stash *st = &mcache_of(0)->stash[CLS];
+	assert_int_equal(c->stash_max, c->empty_max);
+	struct mspan *s = fill_span(p);
+	q[0] = kmalloc(SZ);
+	struct mspan *t = span_of_ptr(q[0]);
+	assert_ptr_not_equal(t, s);
+	assert_ptr_equal(mcache_of(0)->alloc[CLS], t);
+	assert_int_equal(st->count, 1);
+	assert_ptr_equal(st->first, s);
+	assert_int_equal(loc_of(s), LOC_CACHED);
+	assert_int_equal(s->on_list, 0);
+	assert_int_equal(atomic_load(&s->freeindex), N);
+	assert_int_equal(c->full.count + c->partial.count, 0);
+	fx_assert_check();
+
+	/* A free into the stashed span: its bit, nothing queued. */
+	kfree(p[3]);
+	assert_int_equal(loc_of(s), LOC_CACHED);
+	assert_null(atomic_load(&c->unswept));
+	fx_assert_check();
+
+	/* t runs out: s comes back, swept, and hands out the freed slot;
+	 * t takes its place in the stash. */
+	for (unsigned i = 1; i < N; i++)
+		q[i] = kmalloc(SZ);
+	uint64_t nfree0 = fx_class_stats(CLS).nfree, central0 = atomic_load(&c->nfree);
+	void *again = kmalloc(SZ);
+	assert_ptr_equal(again, p[3]);
+	/* The in-place sweep is counted on the CPU, not on the mcentral. */
+	assert_int_equal(fx_class_stats(CLS).nfree, nfree0 + 1);
+	assert_int_equal(atomic_load(&c->nfree), central0);
+	assert_int_equal(mcache_of(0)->stash[CLS].nfree, nfree0 + 1 - central0);
+	assert_ptr_equal(mcache_of(0)->alloc[CLS], s);
+	assert_int_equal(st->count, 1);
+	assert_ptr_equal(st->first, t);
+	assert_int_equal(c->spans, 2);
+	assert_int_equal(c->full.count + c->partial.count, 0);
+	fx_assert_check();
+	p[3] = again;
+	for (unsigned i = 0; i < N; i++) {
+		kfree(p[i]);
+		kfree(q[i]);
+	}
+}
+
+/* At most stash_max spans stay on the CPU; past that the oldest goes to
+ * the mcentral's full list.  A reclaim on the CPU empties its stash. */
+static void test_stash_bounded(void **state)
+{
+	(void)state;
+	static void *p[7][N];
+	struct mcentral *c = central(CLS);
+	struct span_stash *st = &mcache_of(0)->stash[CLS];
+	assert_int_equal(c->stash_max, 4);
+	struct mspan *s[7];
+	for (unsigned k = 0; k < 7; k++)
+		s[k] = fill_span(p[k]);
+	/* s[6] is cached; s[2..5] are stashed; s[0], s[1] went full. */
+	assert_int_equal(st->count, 4);
+	for (unsigned k = 0; k < 2; k++) {
+		assert_int_equal(loc_of(s[k]), LOC_FULL);
+		assert_int_equal(s[k]->on_list, LOC_FULL);
+	}
+	for (unsigned k = 2; k < 6; k++)
+		assert_int_equal(loc_of(s[k]), LOC_CACHED);
+	assert_ptr_equal(st->first, s[5]);
+	assert_int_equal(c->full.count, 2);
+	fx_assert_check();
+	for (unsigned k = 0; k < 7; k++)
+		for (unsigned i = 0; i < N; i++)
+			kfree(p[k][i]);
+	assert_true(kmem_reclaim() > 0);
+	assert_int_equal(st->count, 0);
+	assert_null(st->first);
+	assert_ptr_equal(mcache_of(0)->alloc[CLS], &empty_span);
+	assert_int_equal(c->spans, 0);
+	fx_assert_check();
+}
+
+/* kmem_cpu_offline gives the stash back with the cached spans. */
+static void test_stash_flushed_on_offline(void **state)
+{
+	(void)state;
+	static void *p[3][N];
+	struct mcentral *c = central(CLS);
+	struct span_stash *st = &mcache_of(0)->stash[CLS];
+	struct mspan *s[3];
+	for (unsigned k = 0; k < 3; k++)
+		s[k] = fill_span(p[k]);
+	assert_int_equal(st->count, 2);
+	kfree(p[0][0]);
+	assert_int_equal(kmem_cpu_offline(0), 0);
+	assert_int_equal(st->count, 0);
+	assert_null(st->first);
+	assert_int_equal(loc_of(s[0]), LOC_PARTIAL); /* swept on the way */
+	assert_int_equal(loc_of(s[1]), LOC_FULL);
+	assert_int_equal(loc_of(s[2]), LOC_FULL);
+	assert_int_equal(c->full.count, 2);
+	assert_int_equal(c->partial.count, 1);
+	fx_assert_check();
+	assert_int_equal(kmem_cpu_online(0), 0);
+	for (unsigned k = 0; k < 3; k++)
+		for (unsigned i = 0; i < N; i++)
+			if (k || i)
+				kfree(p[k][i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -664,6 +797,9 @@ int main(void)
 		T(test_reclaim_releases_empty),
 		T(test_cpu_offline),
 		cmocka_unit_test_setup_teardown(test_memory_flows, setup_small, fx_teardown_all_back),
+		TS(test_stash_keeps_exhausted),
+		TS(test_stash_bounded),
+		TS(test_stash_flushed_on_offline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

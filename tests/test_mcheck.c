@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <cmocka.h>
 
 #include "fixture.h"
@@ -159,6 +160,40 @@ static void test_list_count_and_state(void **state)
 	kfree(obj);
 }
 
+/* The CPU's stash (mcache.c): its count, and every stashed span cached
+ * and exhausted. */
+static void test_stash(void **state)
+{
+	(void)state;
+	const unsigned cls = kmem_size_class(64);
+	unsigned n = kmem_class[cls].nelems;
+	void **p = malloc((n + 1) * sizeof(*p));
+	for (unsigned i = 0; i <= n; i++)
+		p[i] = kmalloc(64);
+	struct span_stash *st = &mcache_of(0)->stash[cls];
+	struct mspan *s = span_of_ptr(p[0]);
+	assert_int_equal(st->count, 1);
+	assert_ptr_equal(st->first, s);
+	expect_clean();
+	st->count++;
+	expect_broken();
+	st->count--;
+	expect_clean();
+	atomic_store(&s->freeindex, n - 1);
+	expect_broken();
+	atomic_store(&s->freeindex, n);
+	expect_clean();
+	uint64_t ss = atomic_load(&s->sweepstate);
+	atomic_store(&s->sweepstate, SS_MAKE(SS_GEN(ss), LOC_FULL));
+	expect_broken();
+	atomic_store(&s->sweepstate, ss);
+	expect_clean();
+	for (unsigned i = 0; i <= n; i++)
+		kfree(p[i]);
+	free(p);
+	expect_clean();
+}
+
 static void test_arena_map_to_dead_span(void **state)
 {
 	(void)state;
@@ -184,6 +219,7 @@ int main(void)
 		cmocka_unit_test_setup(test_listed_span_with_unqueued_frees, setup),
 		cmocka_unit_test_setup(test_list_count_and_state, setup),
 		cmocka_unit_test_setup(test_arena_map_to_dead_span, setup),
+		cmocka_unit_test_setup(test_stash, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -374,7 +374,9 @@ static void *ra_alloc_thread(void *arg)
 		for (int k = 0; k < 64; k++) {
 			unsigned long f = arch_irq_save();
 			struct mspan *before = mcache_of(1)->alloc[cls];
-			uint64_t nfree0 = atomic_load_explicit(&c->nfree, memory_order_relaxed);
+			/* In-place sweeps count on the CPU (span_stash.nfree). */
+			uint64_t nfree0 = atomic_load_explicit(&c->nfree, memory_order_relaxed) +
+			                  mcache_of(1)->stash[cls].nfree;
 			arch_irq_restore(f);
 			void *p = kmalloc(x->size);
 			if (!p) {
@@ -384,7 +386,8 @@ static void *ra_alloc_thread(void *arg)
 			f = arch_irq_save();
 			/* The same span, more frees counted: swept in place. */
 			if (mcache_of(1)->alloc[cls] == before && before != &empty_span &&
-			    atomic_load_explicit(&c->nfree, memory_order_relaxed) != nfree0 &&
+			    atomic_load_explicit(&c->nfree, memory_order_relaxed) +
+			            mcache_of(1)->stash[cls].nfree != nfree0 &&
 			    span_of_ptr(p) == before)
 				same++;
 			arch_irq_restore(f);
