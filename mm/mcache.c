@@ -72,16 +72,18 @@ static void stash_push(struct span_stash *st, struct mspan *s)
 	st->count++;
 }
 
-/* The slow path of an allocation from *slot (a class slot of an mcache,
- * with its stash st; or a CPU slot of an object cache, st NULL), interrupts off:
- *   1. take the next free object of the cached span past its alloc cache;
- *   2. the span is exhausted: sweep it in place (remote frees) and retry;
- *   3. stash it, and cache a stashed span with frees, swept in place (the
- *      oldest stashed span goes to the mcentral if the stash is full);
- *   4. else give the span back to the mcentral (no stash) and cache
- *      another one from it (mcentral may grow from the mheap);
- *   5. out of pages: sweep everything, release empty spans, retry once.
- * Returns NULL iff step 5 found nothing. */
+/* Takes the newest stashed span, or NULL if the stash is empty. */
+static struct mspan *stash_pop(struct span_stash *st)
+{
+	struct mspan *t = st->first;
+	if (t) {
+		st->first = t->next;
+		st->count--;
+		t->next = NULL;
+	}
+	return t;
+}
+
 /* Counts objects swept free in place: per CPU where there is a stash (one
  * shared atomic per class was a cache line every CPU of the class
  * bounced on each in-place sweep). */
@@ -93,6 +95,16 @@ static inline void count_swept(struct mcentral *c, struct span_stash *st, unsign
 		atomic_fetch_add_explicit(&c->nfree, n, memory_order_relaxed);
 }
 
+/* The slow path of an allocation from *slot (a class slot of an mcache,
+ * with its stash st; or a CPU slot of an object cache, st NULL), interrupts off:
+ *   1. take the next free object of the cached span past its alloc cache;
+ *   2. the span is exhausted: sweep it in place (remote frees) and retry;
+ *   3. stash it, and cache a stashed span with frees, swept in place (the
+ *      oldest stashed span goes to the mcentral if the stash is full);
+ *   4. else give the span back to the mcentral (no stash) and cache
+ *      another one from it (mcentral may grow from the mheap);
+ *   5. out of pages: sweep everything, release empty spans, retry once.
+ * Returns NULL iff step 5 found nothing. */
 void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c, struct span_stash *st)
 {
 	struct mspan *s = *slot;
@@ -148,14 +160,8 @@ void mcache_flush(unsigned cpu)
 			m->alloc[cls] = &empty_span;
 			mcentral_uncache_span(&mheap_.central[cls], s);
 		}
-		struct span_stash *st = &m->stash[cls];
-		while (st->first) {
-			struct mspan *t = st->first;
-			st->first = t->next;
-			st->count--;
-			t->next = NULL;
+		for (struct mspan *t; (t = stash_pop(&m->stash[cls]));)
 			mcentral_uncache_span(&mheap_.central[cls], t);
-		}
 	}
 	kmem_caches_cpu_flush(cpu);
 }
