@@ -10,7 +10,7 @@
  * builds the heap over a simulated physical window and checks that the
  * region kmem_init() took is that size and that region + pool = the map
  * (fails otherwise).  Not counted above: the library's static data (the
- * mheap, printed last) and span descriptors past the reserve, which come
+ * mheap and the shared all-free arena image, printed last) and span descriptors past the reserve, which come
  * from pool pages as spans are made (kmem_stats.pages_metadata).
  */
 #include <setjmp.h>
@@ -71,8 +71,10 @@ int main(void)
 			printf("metadata-cost: %.2f MiB per managed GiB (%llu GiB map)\n",
 			       per_gib / (double)FX_MIB, (unsigned long long)(size / FX_GIB));
 	}
-	printf("metadata-cost: plus %zu bytes of static data (the mheap) and span descriptors "
-	       "past the reserve from pool pages (kmem_stats.pages_metadata)\n",
-	       sizeof(struct mheap));
+	printf("metadata-cost: plus %zu bytes of static data (the mheap %zu, the shared "
+	       "all-free arena image %zu) and span descriptors past the reserve from pool "
+	       "pages (kmem_stats.pages_metadata)\n",
+	       sizeof(struct mheap) + sizeof(arena_free_image), sizeof(struct mheap),
+	       sizeof(arena_free_image));
 	return 0;
 }
