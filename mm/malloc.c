@@ -127,6 +127,16 @@ kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
 	return atomic_exchange(&mheap_.oom_hook, hook);
 }
 
+/* The cached span of class cls is exhausted: refill this CPU's mcache
+ * (step 4 of the overview) and count the object.  Interrupts off. */
+static inline void *class_refill(struct mcache *c, unsigned cls)
+{
+	void *p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls], &c->stash[cls]);
+	if (p)
+		c->nmalloc[cls]++;
+	return p;
+}
+
 /* An object of class cls from this CPU's mcache; `size` and `caller` are
  * for the debug heap. */
 static void *small_alloc(unsigned cls, size_t size, uintptr_t caller)
@@ -134,10 +144,10 @@ static void *small_alloc(unsigned cls, size_t size, uintptr_t caller)
 	unsigned long f = arch_irq_save();
 	struct mcache *c = mcache_of(arch_cpu_id());
 	void *p = span_alloc_fast(c->alloc[cls]);
-	if (__builtin_expect(!p, 0))
-		p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls], &c->stash[cls]);
-	if (p)
+	if (__builtin_expect(p != NULL, 1))
 		c->nmalloc[cls]++;
+	else
+		p = class_refill(c, cls);
 	arch_irq_restore(f);
 #if KMEM_DEBUG_HEAP
 	if (p)
@@ -221,10 +231,7 @@ static __attribute__((noinline)) void *kmalloc_no_cpu(size_t size, unsigned long
  * retries with the OOM hook. */
 static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long f)
 {
-	struct mcache *c = mcache_of(arch_cpu_id()); /* interrupts still off */
-	void *p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls], &c->stash[cls]);
-	if (p)
-		c->nmalloc[cls]++;
+	void *p = class_refill(mcache_of(arch_cpu_id()), (unsigned)cls); /* interrupts still off */
 	arch_irq_restore(f);
 	return p ? p : kmalloc_caller(size, 0);
 }
