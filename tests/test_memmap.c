@@ -164,8 +164,9 @@ static void test_normalize(void **state)
 		{0x300000, 0x3000, U},
 		{UINT64_MAX - 0x1fff, 0x2000, R},       /* ends at 2^64 */
 		{0x5000, 0, U},                         /* empty */
+		{0x40800, 0, C},                        /* empty: touches no page */
 	};
-	long n = kmem_memmap_normalize(r, 11, 16);
+	long n = kmem_memmap_normalize(r, 12, 16);
 	const struct kmem_region exp[] = {
 		{0x10000, 0x28000, U}, {0x38000, 0x2000, R}, {0x3a000, 0x46000, U},
 		{0x80000, 0x1000, C},  {0x81000, 0x1000, R}, {0x82000, 0x1000, C},
@@ -219,7 +220,9 @@ static void test_normalize_model(void **state)
 			uint64_t a = p * PG;
 			bool res = false, rec = false, use = false;
 			for (size_t i = 0; i < n; i++) {
-				bool touch = in[i].base < a + PG && a < in[i].base + in[i].length;
+				/* An empty region touches nothing (it covers no byte). */
+				bool touch = in[i].length && in[i].base < a + PG &&
+				             a < in[i].base + in[i].length;
 				bool whole = in[i].base <= a && a + PG <= in[i].base + in[i].length;
 				if (in[i].type == U)
 					use |= whole;
