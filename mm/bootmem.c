@@ -315,10 +315,10 @@ int kmem_init(const struct kmem_config *cfg)
 		return -KMEM_EINVAL;
 
 	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan));
-	fixalloc_init(&mheap_.bitsalloc, 2 * SPAN_MAX_WORDS * sizeof(uint64_t));
+	spanmeta_init();
+	fixalloc_init(&mheap_.magalloc, sizeof(struct magazine));
 	fixalloc_init(&mheap_.dbgalloc, KMEM_MAX_SPAN_OBJECTS * sizeof(struct obj_debug));
-	fixalloc_init(&mheap_.cachealloc,
-	              sizeof(struct kmem_cache) + cpus * (sizeof(struct mspan *) + sizeof(uint64_t)));
+	fixalloc_init(&mheap_.cachealloc, sizeof(struct kmem_cache) + cpus * sizeof(struct cache_cpu));
 
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
 		const struct size_class *sc = &kmem_class[cls];
@@ -326,11 +326,7 @@ int kmem_init(const struct kmem_config *cfg)
 		              sc->align_pages, sc->divmul, NULL);
 		mheap_.central[cls].debug = KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0;
 	}
-	for (unsigned cpu = 0; cpu < cpus; cpu++)
-		for (unsigned cls = 0; cls < KMEM_NUM_CLASSES; cls++) {
-			mheap_.mcaches[cpu].alloc[cls] = &empty_span;
-			mheap_.mcaches[cpu].stash[cls] = (struct span_stash){NULL, 0, 0};
-		}
+	/* The mcaches were zeroed with the centrals: no magazine, no span. */
 	mheap_.mcaches[0].online = true;
 	mheap_.cpus_online = 1;
 	atomic_store_explicit(&mheap_.fault_hook, NULL, memory_order_relaxed);

@@ -65,14 +65,18 @@ static bool redzone_ok(const struct mspan *s, const void *p, const struct obj_de
 	return false;
 }
 
-void debug_on_free(struct mspan *s, uint32_t idx, const void *p)
+/* The debug part of a free: false, after reporting, if the red zone was
+ * written -- the free then does nothing (the contract for bad calls); the
+ * object stays allocated so that the overflow can be looked at. */
+bool debug_on_free(struct mspan *s, uint32_t idx, const void *p)
 {
 	struct obj_debug *d = &s->dbg[idx];
-	if (s->central->debug & KMEM_DEBUG_REDZONE)
-		redzone_ok(s, p, d);
+	if ((s->central->debug & KMEM_DEBUG_REDZONE) && !redzone_ok(s, p, d))
+		return false;
 	if (s->central->debug & KMEM_DEBUG_POISON)
 		memset((void *)p, POISON_FREE, s->elemsize);
 	d->live = 0;
+	return true;
 }
 
 /* Red zones of every live object (QUIESCE); returns overflows found. */
@@ -129,11 +133,9 @@ static void leak_span(struct leak_table *t, struct mspan *s)
 		leak_add(t, NULL, state, s->caller);
 		return;
 	}
-	for (uint32_t i = 0; i < s->nelems; i++) {
-		uint64_t fw = atomic_load_explicit(&s->freed_bits[i / 64], memory_order_relaxed);
-		if (span_obj_allocated(s, i) && !((fw >> (i % 64)) & 1))
+	for (uint32_t i = 0; i < s->nelems; i++)
+		if (atomic_load_explicit(&s->objstate[i], memory_order_relaxed) == OBJ_CLIENT)
 			leak_add(t, s->central, SPAN_SMALL, s->dbg ? s->dbg[i].caller : 0);
-	}
 }
 
 unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg)

@@ -3,11 +3,11 @@
  *
  * A cache is a private size class: its own struct mcentral (geometry
  * chosen like a size class: tail waste <= 12.5%, at most
- * KMEM_MAX_SPAN_OBJECTS objects per span) and its own per-CPU span slots,
- * so its spans hold only its objects.  That is what makes per-cache
- * statistics exact, shrink/destroy cheap and a free to the wrong cache
- * detectable.  The fast path is kmalloc's (cache_alloc_on_cpu in
- * malloc.c).
+ * KMEM_MAX_SPAN_OBJECTS objects per span), its own depot and per-CPU
+ * magazines (struct cache_cpu, a cache line per CPU), so its spans hold
+ * only its objects.  That is what makes per-cache statistics exact,
+ * shrink/destroy cheap and a free to the wrong cache detectable.  The
+ * paths are kmalloc's (central_alloc and small_free in malloc.c).
  *
  * The list of caches is protected by mheap.caches_lock (LOCK_CACHES, the
  * outermost lock); descriptors come from a fixalloc under mheap.lock.
@@ -79,13 +79,9 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 	k->size = size;
 	k->align = align;
 	k->ctor = ctor;
-	/* The per-CPU arrays follow the descriptor in its block. */
-	k->cpu_span = (struct mspan **)(k + 1);
-	k->cpu_nmalloc = (uint64_t *)(k->cpu_span + mheap_.max_cpus);
-	for (unsigned i = 0; i < mheap_.max_cpus; i++) {
-		k->cpu_span[i] = &empty_span;
-		k->cpu_nmalloc[i] = 0;
-	}
+	/* The per-CPU array follows the descriptor in its block. */
+	k->cpu = (struct cache_cpu *)(k + 1);
+	memset(k->cpu, 0, mheap_.max_cpus * sizeof(struct cache_cpu));
 	f = lock_irqsave(&mheap_.caches_lock);
 	k->magic = KMEM_CACHE_MAGIC;
 	k->next = mheap_.caches;
@@ -101,9 +97,7 @@ void *kmem_cache_alloc(struct kmem_cache *k)
 		return NULL;
 	}
 	uintptr_t caller = (uintptr_t)__builtin_return_address(0);
-	void *p = WITH_OOM_RETRY(k->size, cache_alloc_on_cpu(k));
-	if (p && k->central.debug)
-		debug_on_alloc(p, k->size, caller);
+	void *p = WITH_OOM_RETRY(k->size, cache_alloc_on_cpu(k, caller));
 	if (p && k->ctor)
 		k->ctor(p);
 	return p;
@@ -142,15 +136,12 @@ void kmem_cache_free(struct kmem_cache *k, void *obj)
 	}
 }
 
-/* Gives back CPU cpu's span of cache k (caller holds caches_lock or owns
- * the cache exclusively). */
+/* Gives back CPU cpu's magazines and span of cache k (the caller holds
+ * caches_lock or owns the cache exclusively; CPU cpu is the caller or out
+ * of the allocator). */
 static void cache_flush_cpu(struct kmem_cache *k, unsigned cpu)
 {
-	struct mspan *s = k->cpu_span[cpu];
-	if (s != &empty_span) {
-		k->cpu_span[cpu] = &empty_span;
-		mcentral_uncache_span(&k->central, s);
-	}
+	mag_drain_cpu(&k->cpu[cpu].mag, &k->cpu[cpu].cls, &k->central);
 }
 
 void kmem_caches_cpu_flush(unsigned cpu)
@@ -161,13 +152,34 @@ void kmem_caches_cpu_flush(unsigned cpu)
 	unlock_irqrestore(&mheap_.caches_lock, f);
 }
 
+/* reclaim_all's part for object caches: the calling CPU's magazines were
+ * flushed by mcache_flush; the other CPUs' previous magazines and spans
+ * are taken over (magazine.c), then each cache's depot and spans. */
 size_t kmem_caches_reclaim(void)
 {
 	size_t n = 0;
+	unsigned self = arch_cpu_id();
 	unsigned long f = lock_irqsave(&mheap_.caches_lock);
-	for (struct kmem_cache *k = mheap_.caches; k; k = k->next)
+	/* Racing double frees the sweeps found are reported after the lock
+	 * (a cache may be gone by then: its counts are gathered here). */
+	struct mcentral found;
+	atomic_store_explicit(&found.racing, 0, memory_order_relaxed);
+	for (struct kmem_cache *k = mheap_.caches; k; k = k->next) {
+		for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+			if (cpu != self)
+				mag_take_over(&k->cpu[cpu].cls, &k->central);
 		n += mcentral_reclaim(&k->central);
+		uint64_t r = atomic_exchange_explicit(&k->central.racing, 0, memory_order_acquire);
+		if (r) {
+			atomic_fetch_add_explicit(&found.racing, r, memory_order_relaxed);
+			atomic_store_explicit(&found.racing_addr,
+			                      atomic_load_explicit(&k->central.racing_addr,
+			                                           memory_order_relaxed),
+			                      memory_order_relaxed);
+		}
+	}
 	unlock_irqrestore(&mheap_.caches_lock, f);
+	mcentral_report_racing(&found);
 	return n;
 }
 
@@ -175,14 +187,18 @@ size_t kmem_cache_shrink(struct kmem_cache *k)
 {
 	if (!k || k->magic != KMEM_CACHE_MAGIC)
 		return 0;
-	unsigned long f = arch_irq_save();
-	unsigned cpu = arch_cpu_id();
-	uint64_t before = k->central.spans;
-	cache_flush_cpu(k, cpu);
-	mcentral_reclaim(&k->central);
-	uint64_t after = k->central.spans;
-	arch_irq_restore(f);
-	return (size_t)((before - after) * k->central.npages);
+	/* The pages released are counted as they go: a difference of span
+	 * counts read without the lock was garbage under concurrency. */
+	unsigned long f = lock_irqsave(&mheap_.caches_lock);
+	unsigned self = arch_cpu_id();
+	size_t n = 0;
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+		if (cpu != self)
+			mag_take_over(&k->cpu[cpu].cls, &k->central);
+	cache_flush_cpu(k, self);
+	n += mcentral_reclaim(&k->central);
+	unlock_irqrestore(&mheap_.caches_lock, f);
+	return n;
 }
 
 int kmem_cache_destroy(struct kmem_cache *k)
@@ -217,8 +233,5 @@ void kmem_cache_get_stats(const struct kmem_cache *k, struct kmem_class_stats *o
 	memset(out, 0, sizeof(*out));
 	if (!k || k->magic != KMEM_CACHE_MAGIC)
 		return;
-	uint64_t nmalloc = 0;
-	for (unsigned i = 0; i < mheap_.max_cpus; i++)
-		nmalloc += k->cpu_nmalloc[i];
-	central_stats(&k->central, nmalloc, 0, out);
+	central_stats(&k->central, out);
 }

@@ -1,7 +1,7 @@
 /*
  * mm/lock.c - spin locks with a checked lock order.  See malloc.c for an
  * overview and mtypes.h for the order:
- *     LOCK_CACHES < LOCK_CENTRAL < LOCK_HEAP
+ *     LOCK_CACHES < LOCK_DEPOT < LOCK_CENTRAL < LOCK_HEAP
  * Callers disable interrupts first (every allocator entry point runs with
  * interrupts off around its locks), so an interrupt handler on the same
  * CPU can never spin on a lock its own CPU holds.

@@ -8,46 +8,83 @@
  * spanalloc is Go's runtime allocator (itself a TCMalloc descendant) moved
  * to bare metal: physical pages from the boot memory map instead of mmap,
  * per-CPU caches protected by disabling interrupts instead of per-P caches,
- * and explicit free instead of a garbage collector.  The structures:
+ * explicit free instead of a garbage collector, and on top of Go's spans
+ * a layer of per-CPU magazines of free objects (Bonwick's, as Linux's
+ * sheaves).  The structures:
  *
  *   size classes  75 object sizes, 8 B .. 32 KiB (sizeclasses.c, generated)
  *   mspan         a run of pages: objects of one class, one large object,
  *                 or a page run (mspan.c)
- *   mcache        per CPU: for each class the span it allocates from and
- *                 a bounded stash of exhausted spans (mcache.c)
- *   mcentral      per class: spans no CPU holds, partial and full, and a
- *                 lock-free stack of spans that received frees (mcentral.c)
+ *   magazine      a bounded array of free objects of one class, held by a
+ *                 CPU or by the class's depot (magazine.c)
+ *   mcache        per CPU: for each class a loaded and a previous
+ *                 magazine, and the span it fills them from (mcache.c)
+ *   mcentral      per class: spans no CPU holds, partial and full, a
+ *                 lock-free stack of spans that received frees, and the
+ *                 depot of magazines (mcentral.c)
  *   mheap         the page allocator (bitmaps + radix summaries over the
  *                 physical address space, pagealloc.c), span life cycle
  *                 (mheap.c), arena index (heaparena.c)
  *   heap_arena    metadata for 64 MiB of physical memory: page -> span
  *                 map, page bitmap, summaries (heaparena.c)
- *   fixalloc      span descriptors and bitmaps (fixalloc.c)
+ *   fixalloc      span descriptors, span metadata blocks, magazines
+ *                 (fixalloc.c)
  *   bootmem       memory map intake, metadata region, hot-add (bootmem.c)
- *   kmem_cache    object caches with their own mcentral (kmem_cache.c)
+ *   kmem_cache    object caches with their own mcentral, depot and
+ *                 per-CPU magazines (kmem_cache.c)
  *
  * All of it lives in the metadata region (or in pages taken from the top of
  * the pool for span descriptors): a client's memory holds payload only, so
  * no client overflow can reach a free list or a header -- there are none.
  *
+ * Object states.  Every object of a small span has a state byte in the
+ * span's metadata block (mtypes.h, struct mspan):
+ *     OBJ_CLIENT   a client holds it          -- kfree accepts only this
+ *     1..254       free, in the magazine with that id (of its class)
+ *     OBJ_FREE     free in its span (never handed out, or given back)
+ * Each move reads the state it leaves and writes the state it enters,
+ * with plain (relaxed) byte accesses, on the CPU doing the move:
+ *     kfree            CLIENT -> id of the freeing CPU's loaded magazine
+ *     kmalloc          id of the popping CPU's magazine -> CLIENT
+ *     fill             FREE -> magazine id (mcache_fill), or -> CLIENT
+ *     give back        id -> FREE, then the freed bit (mag_flush), or
+ *                      CLIENT -> FREE, then the freed bit (small_free)
+ * So a double free is caught deterministically and before anything
+ * changes: the second kfree finds a state that is not CLIENT, whether the
+ * object sits in a magazine (any CPU's), in the depot or in its span.  An
+ * interior or tail pointer fails the object-start test or finds the tail
+ * slot's OBJ_FREE; a wild pointer has no span.
+ *
+ * Why bytes, and why no atomic read-modify-write: a byte has one writer at
+ * a time in a correct program (the object's holder), so plain stores lose
+ * nothing, where bits shared by 64 objects needed a locked OR per free
+ * (the cost that made the first version 2x slower than mimalloc).  What a
+ * plain store cannot do is settle two frees of one object that race each
+ * other on two CPUs (a client bug): both may see CLIENT and both push.
+ * The takers make that harmless: a pop proceeds only if the state still
+ * names its own magazine (ids are unique per class, and a magazine is
+ * popped by one CPU), a fill only if it is still OBJ_FREE, a sweep folds a
+ * freed bit only if the state is OBJ_FREE, and a span goes back to the
+ * mheap only when every state is OBJ_FREE.  The stale copy is reported as
+ * a double free when it is found.  spanalloc.h states what remains.
+ *
  * Allocating a small object (kmalloc, kmem_cache_alloc):
  *   1. Round the size up to a class (two table lookups).
- *   2. Disable interrupts; take this CPU's mcache; its span for the class.
- *   3. Fast path: the span's alloc_cache (inverted alloc bits from
- *      freeindex on) gives the next free object with one count-trailing-
- *      zeros.  No lock, no atomic read-modify-write, and in kmalloc no
- *      call: the arch's optional inline hooks arch_cpu_id_fast() and
+ *   2. Disable interrupts; take this CPU's magazine slot for the class.
+ *   3. Fast path: pop the loaded magazine: its last entry, if that
+ *      object's state is the magazine's id; set it to CLIENT.  No lock, no
+ *      atomic read-modify-write, and in kmalloc no call: the arch's
+ *      optional inline hooks arch_cpu_id_fast() and
  *      arch_irq_restore_fast() (spanalloc/arch.h) let every rare case
  *      leave by a tail call, so the fast path needs no stack frame.
- *   4. Else, interrupts still off, mcache_refill_alloc: scan on in the
- *      span's bitmap; if the span is exhausted, sweep it in place (frees
- *      from any CPU are waiting in its freed bitmap); else put it in the
- *      CPU's stash of exhausted spans of the class and cache a stashed
- *      span with frees, swept in place -- no lock (mcache.c).  Only if
- *      none has frees does the CPU go to the mcentral for another span
- *      (the stash's oldest span goes to the mcentral's full list if the
- *      stash is full; object caches have no stash and hand the span
- *      straight over).
+ *   4. Else, interrupts still off, mag_alloc_slow (magazine.c): swap with
+ *      the previous magazine if it holds objects; else take a full
+ *      magazine from the class's depot (a lock taken once per magazine);
+ *      else fill the magazine from the CPU's span (mcache_fill): the
+ *      span's alloc_cache (inverted alloc bits from freeindex on) gives the
+ *      next free object with one count-trailing-zeros; an exhausted span
+ *      is swept in place if frees wait in its freed bitmap, else goes back
+ *      to the mcentral for another.
  *   5. The mcentral drains its unswept stack, then gives a partial span,
  *      else a kept empty span, else allocates a new span from the mheap.
  *   6. The mheap finds a run of pages (first fit, address order, O(log n)
@@ -55,8 +92,10 @@
  *      managed memory), publishes the span in the arena map.  An arena
  *      the boot map covered whole is the shared all-free image until this
  *      first write copies it, so init costs nothing per arena.
- *   7. Out of pages: sweep every mcentral, release empty spans (the kept
- *      ones too), retry once; then NULL.
+ *   7. Out of pages: this CPU's caches are flushed, every other CPU's
+ *      previous magazines and spans taken over, every depot emptied and
+ *      every mcentral swept, empty spans released; retry once; then the
+ *      OOM hook; then NULL.
  *
  * Allocating a large object (> 32 KiB) or a page run: mheap directly,
  * under mheap.lock, as its own span.
@@ -64,50 +103,44 @@
  * Freeing (kfree, kmem_cache_free):
  *   1. Arena index -> arena -> spans[page]: the owning span, O(1).
  *   2. Object index by multiply-shift; check the pointer is an object
- *      start and the object is allocated (freeindex / alloc bits).  One
- *      field gates the fast path: idx < span.fast_nelems, which is
- *      nonzero only for a small span without debug records (mtypes.h).
- *   3. Atomically OR the object's bit into the span's freed bitmap; a bit
- *      already set is a double free.  No lock: any CPU, any context.
- *   4. If no CPU holds the span (it is on a partial or full list: one
- *      bit, LOC_LISTED, of its sweep state), the first free moves it to QUEUED with a CAS and pushes it on the
- *      mcentral's unswept stack, so the next refill sweeps it.  A span
- *      that sweeps empty is kept on the mcentral's empty list (at most
- *      empty_max per class, about 128 KiB) for the next refill, so a
- *      fill-free-refill cycle does not go through the mheap each time;
- *      past the bound, and on reclaim, empty spans go back to the mheap.
- *      (mcentral.c has the races and the bound.)
+ *      start.  One field gates the fast path: idx < span.fast_nelems,
+ *      nonzero only for a kmalloc span without debug records (mtypes.h).
+ *   3. Disable interrupts; the object's state must be CLIENT, and the
+ *      loaded magazine must have room: store the object and its state
+ *      pointer, set the state to the magazine's id.  No lock, no atomic:
+ *      any CPU, any context, any object's span.
+ *   4. Else mag_free_slow: swap with an empty previous magazine, or send
+ *      the full previous one to the depot, or, with the depot full, give
+ *      its objects back to their spans in one batch (mag_flush: state
+ *      FREE, one atomic OR per span bitmap word, then for each span no
+ *      CPU holds -- LOC_LISTED in its sweep state -- one CAS that queues
+ *      it on its mcentral's unswept stack for the next refill's sweep).
+ *   A span whose objects all come back sweeps empty and is kept on its
+ *   mcentral's empty list (at most empty_max per class, about 128 KiB)
+ *   for the next refill; past the bound, and on reclaim, empty spans go
+ *   back to the mheap.  (mcentral.c has the races and the bound.)
  *   Large objects and page runs: a CAS on the span state claims the free,
  *   then the pages go back under mheap.lock.
  *
  * Bad frees (double, interior, wild, free page, wrong kind or cache) are
- * found by the same bits and maps before anything is written, reported
+ * found by the states, bits and maps before anything is written, reported
  * through the fault hook, and change nothing.
  *
  * Sweeping (span_sweep) folds freed bits into alloc bits with one atomic
  * exchange per word.  It runs where Go runs it: in place when a CPU's
- * cached span runs out; when the mcentral takes back or hands out a span;
- * when it drains spans queued by frees; and on reclaim.
+ * span runs out; when the mcentral takes back or hands out a span; when
+ * it drains spans queued by frees; and on reclaim.
  *
- * Locks (mtypes.h): caches_lock < mcentral.lock < mheap.lock, all taken
- * with interrupts off; the fast path takes none.
+ * Memory a CPU keeps: per class, two magazines (at most mag_cap objects
+ * each, mag_cap * size <= 32 KiB or 2 objects) and one span; per class
+ * the depot keeps at most full_max full magazines (256 KiB or 2).  Of
+ * these only a CPU's loaded magazines cannot be taken over by another CPU
+ * while it runs (magazine.c): that is the bound spanalloc.h states.
+ *
+ * Locks (mtypes.h): caches_lock < depot.lock < mcentral.lock <
+ * mheap.lock, all taken with interrupts off; the fast paths take none.
  */
 #include "mtypes.h"
-
-extern struct mspan empty_span;
-
-/* The fast path: next object from the span's alloc cache, or NULL. */
-static inline void *span_alloc_fast(struct mspan *s)
-{
-	uint64_t cache = s->alloc_cache;
-	if (__builtin_expect(cache == 0, 0))
-		return NULL;
-	unsigned t = ctz64(cache);
-	uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
-	s->alloc_cache = (cache >> t) >> 1;
-	atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
-	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
-}
 
 #define RET_ADDR ((uintptr_t)__builtin_return_address(0))
 /* Debug heap: room for a red zone after every kmalloc object. */
@@ -127,51 +160,75 @@ kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
 	return atomic_exchange(&mheap_.oom_hook, hook);
 }
 
-/* The cached span of class cls is exhausted: refill this CPU's mcache
- * (step 4 of the overview) and count the object.  Interrupts off. */
-static inline void *class_refill(struct mcache *c, unsigned cls)
+/* Pops the loaded magazine of *ms (steps 3-4 of the overview); interrupts
+ * off, on ms's CPU. */
+static inline void *slot_alloc(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c)
 {
-	void *p = mcache_refill_alloc(&c->alloc[cls], &mheap_.central[cls], &c->stash[cls]);
-	if (p)
-		c->nmalloc[cls]++;
+	uint32_t n = ms->n;
+	if (__builtin_expect(n != 0, 1)) {
+		_Atomic uint8_t *st = mag_slot_st(ms)[n - 1];
+		if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) == ms->id, 1)) {
+			atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
+			ms->n = (uint16_t)(n - 1);
+			ms->nmalloc++;
+			return ms->obj[n - 1];
+		}
+	}
+	return mag_alloc_slow(ms, cc, c);
+}
+
+/* Step 7 of the overview, driven from here, the top: flushes the calling
+ * CPU's caches, takes over what the other CPUs can give up while they run
+ * (previous magazines, spans; magazine.c), empties every depot, sweeps
+ * every mcentral (classes and caches) and releases empty spans to the
+ * mheap.  Returns the pages released.  Interrupts off; no allocator lock
+ * held. */
+size_t reclaim_all(void)
+{
+	size_t n = 0;
+	unsigned self = arch_cpu_id();
+	mcache_flush(self);
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+		if (cpu != self)
+			mcache_take_over(cpu);
+	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
+		n += mcentral_reclaim(&mheap_.central[cls]);
+		mcentral_report_racing(&mheap_.central[cls]);
+	}
+	n += kmem_caches_reclaim();
+	return n;
+}
+
+/* An object of central c from this CPU's magazines; out of memory, after
+ * reclaim_all and a second try.  `size` and `caller` are for the debug
+ * heap. */
+static void *central_alloc(struct mcentral *c, size_t size, uintptr_t caller)
+{
+	unsigned long f = arch_irq_save();
+	struct mag_slot *ms;
+	struct cpu_class *cc;
+	cpu_slots(c, arch_cpu_id(), &ms, &cc);
+	void *p = slot_alloc(ms, cc, c);
+	if (!p) {
+		reclaim_all();
+		cpu_slots(c, arch_cpu_id(), &ms, &cc);
+		p = slot_alloc(ms, cc, c);
+	}
+	arch_irq_restore(f);
+	if (p && c->debug)
+		debug_on_alloc(p, size, caller);
 	return p;
 }
 
-/* An object of class cls from this CPU's mcache; `size` and `caller` are
- * for the debug heap. */
 static void *small_alloc(unsigned cls, size_t size, uintptr_t caller)
 {
-	unsigned long f = arch_irq_save();
-	struct mcache *c = mcache_of(arch_cpu_id());
-	void *p = span_alloc_fast(c->alloc[cls]);
-	if (__builtin_expect(p != NULL, 1))
-		c->nmalloc[cls]++;
-	else
-		p = class_refill(c, cls);
-	arch_irq_restore(f);
-#if KMEM_DEBUG_HEAP
-	if (p)
-		debug_on_alloc(p, size, caller);
-#else
-	(void)size;
-	(void)caller;
-#endif
-	return p;
+	return central_alloc(&mheap_.central[cls], size, caller);
 }
 
 /* Used by kmem_cache.c: the same path on a cache's per-CPU slot. */
-void *cache_alloc_on_cpu(struct kmem_cache *k)
+void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller)
 {
-	unsigned long f = arch_irq_save();
-	unsigned cpu = arch_cpu_id();
-	struct mspan **slot = &k->cpu_span[cpu];
-	void *p = span_alloc_fast(*slot);
-	if (__builtin_expect(!p, 0))
-		p = mcache_refill_alloc(slot, &k->central, NULL);
-	if (p)
-		k->cpu_nmalloc[cpu]++;
-	arch_irq_restore(f);
-	return p;
+	return central_alloc(&k->central, k->size, caller);
 }
 
 static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
@@ -181,7 +238,7 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
 	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
 	if (!s) {
 		unsigned long f = arch_irq_save();
-		mheap_reclaim();
+		reclaim_all();
 		arch_irq_restore(f);
 		s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
 		if (!s)
@@ -226,12 +283,13 @@ static __attribute__((noinline)) void *kmalloc_no_cpu(size_t size, unsigned long
 	return kmalloc_caller(size, 0);
 }
 
-/* The cached span of class cls is exhausted: refill with interrupts still
- * off (step 4 of the overview); if that finds no memory, the general path
- * retries with the OOM hook. */
+/* The loaded magazine of class cls is empty (or its top entry stale):
+ * refill with interrupts still off (step 4 of the overview); if that finds
+ * no memory, the general path retries with the OOM hook. */
 static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long f)
 {
-	void *p = class_refill(mcache_of(arch_cpu_id()), (unsigned)cls); /* interrupts still off */
+	struct mcache *m = mcache_of(arch_cpu_id());
+	void *p = mag_alloc_slow(&m->mag[cls], &m->cls[cls], &mheap_.central[cls]);
 	arch_irq_restore(f);
 	return p ? p : kmalloc_caller(size, 0);
 }
@@ -253,17 +311,19 @@ void *kmalloc(size_t size)
 	int cpu = arch_cpu_id_fast();
 	if (__builtin_expect(cpu < 0, 0))
 		return kmalloc_no_cpu(size, f);
-	struct mcache *c = mcache_of((unsigned)cpu);
-	struct mspan *s = c->alloc[cls];
-	uint64_t cache = s->alloc_cache;
-	if (__builtin_expect(cache == 0, 0))
+	struct mag_slot *ms = &mcache_of((unsigned)cpu)->mag[cls];
+	uint32_t n = ms->n;
+	if (__builtin_expect(n == 0, 0))
 		return kmalloc_refill(size, cls, f);
-	unsigned t = ctz64(cache);
-	uint32_t idx = atomic_load_explicit(&s->freeindex, memory_order_relaxed) + t;
-	s->alloc_cache = (cache >> t) >> 1;
-	atomic_store_explicit(&s->freeindex, idx + 1, memory_order_release);
-	c->nmalloc[cls]++;
-	void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+	void **obj = ms->obj;
+	void *p = obj[n - 1];
+	_Atomic uint8_t *st = (_Atomic uint8_t *)obj[n - 1 + MAG_CAP_MAX];
+	if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) != ms->id, 0))
+		return kmalloc_refill(size, cls, f);
+	ms->n = (uint16_t)(n - 1);
+	ms->nmalloc++;
+	/* Last: a byte store may alias everything above. */
+	atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
 	if (__builtin_expect(arch_irq_restore_fast(f), 1))
 		return p;
 	return irq_restore_ret(f, p);
@@ -361,8 +421,9 @@ static void report_no_span(const void *p)
 	report_fault(kind, p, NULL, why);
 }
 
-/* Validates p as a live small object of s; returns its index or -1 after
- * reporting. */
+/* Validates p as the start of an object of s; returns its index or -1
+ * after reporting.  (Whether the object is a client's is decided by its
+ * state, with interrupts off: small_free_irqoff.) */
 static long small_index(const struct mspan *s, const void *p)
 {
 	uintptr_t off = (uintptr_t)p - s->base;
@@ -375,51 +436,69 @@ static long small_index(const struct mspan *s, const void *p)
 		report_fault(KMEM_FAULT_INTERIOR, p, s, "not the start of an object");
 		return -1;
 	}
-	if (!span_obj_allocated(s, idx) ||
-	    ((atomic_load_explicit(&s->freed_bits[idx / 64], memory_order_relaxed) >> (idx % 64)) & 1)) {
-		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object is not allocated");
-		return -1;
-	}
 	return (long)idx;
 }
 
-/* A free landed in a span no CPU holds: the first such free queues it
- * (mcentral.c has the argument).  `st` was read before the freed bit went
- * in, `now` after. */
-static __attribute__((noinline)) void queue_after_free(struct mspan *s, uint64_t st, uint64_t now)
+/* Gives object idx (state st, a client's) straight back to its span: the
+ * state first, then the freed bit (mspan.c, span_sweep checks the state),
+ * then the queueing check (mcentral_freed).  Returns false if the bit was
+ * set already: another free of the object raced this one. */
+static bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx)
 {
-	if (SS_GEN(now) != SS_GEN(st))
-		return; /* swept empty and released meanwhile */
-	if (atomic_compare_exchange_strong(&s->sweepstate, &now, SS_MAKE(SS_GEN(now), LOC_QUEUED)))
-		mcentral_push_unswept(s->central, s); /* same life: its central */
+	/* Read before the bit goes in (the taken object keeps the span
+	 * alive); the RMW below orders it. */
+	uint64_t sweep0 = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
+	atomic_store_explicit(st, OBJ_FREE, memory_order_relaxed);
+	if (arch_bit_test_and_set(s->freed_bits, idx))
+		return false;
+	mcentral_freed(s, sweep0);
+	return true;
 }
 
-/* Sets the freed bit of validated object idx: the lock-free free. */
-static inline void small_free_idx(struct mspan *s, const void *p, uint32_t idx)
+/* Frees object idx of s, p its address, already checked to be an object
+ * start, with interrupts off (f: the state to restore): the state must be
+ * OBJ_CLIENT -- checked here, so an interrupt cannot free it in between --
+ * then into this CPU's magazines (the loaded one, else mag_free_slow), or
+ * straight to its span where the class has no magazines. */
+static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsigned long f)
 {
-	/* Read before the bit goes in (our live object keeps the span alive);
-	 * the seq_cst RMW below keeps this load before it. */
-	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
-	if (__builtin_expect(arch_bit_test_and_set(s->freed_bits, idx), 0)) {
-		/* Already free (or freed at the same moment by another CPU):
-		 * the bit was set, so nothing changed. */
-		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object is already free");
-		return;
+	_Atomic uint8_t *st = &s->objstate[idx];
+	struct mcentral *c = s->central;
+	const char *bad = NULL;
+	if (atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT) {
+		bad = "object is not allocated";
+	} else if (s->dbg && !debug_on_free(s, idx, p)) {
+		/* Reported (a red zone was written); the bad call does nothing. */
+	} else {
+		struct mag_slot *ms;
+		struct cpu_class *cc;
+		cpu_slots(c, arch_cpu_id(), &ms, &cc);
+		uint32_t n = ms->n;
+		if (n < ms->cap) {
+			ms->obj[n] = (void *)p;
+			mag_slot_st(ms)[n] = st;
+			atomic_store_explicit(st, ms->id, memory_order_relaxed);
+			ms->n = (uint16_t)(n + 1);
+			ms->nfree++;
+		} else if (!mag_free_slow(ms, cc, c, p, st)) {
+			if (span_free(s, st, idx))
+				ms->nfree++;
+			else
+				bad = "object is already free (freed twice at the same moment)";
+		}
 	}
-	uint64_t now = atomic_load_explicit(&s->sweepstate, memory_order_seq_cst);
-	if (__builtin_expect(SS_LOC(now) & LOC_LISTED, 0))
-		queue_after_free(s, st, now);
+	arch_irq_restore(f);
+	if (bad)
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, bad);
 }
 
-/* Validates and frees a small object (object caches, the slow path). */
+/* Validates and frees a small object (object caches, debug spans, the
+ * slow path). */
 void small_free(struct mspan *s, const void *p)
 {
 	long idx = small_index(s, p);
-	if (idx < 0)
-		return;
-	if (s->dbg)
-		debug_on_free(s, (uint32_t)idx, p);
-	small_free_idx(s, p, (uint32_t)idx);
+	if (idx >= 0)
+		small_free_irqoff(s, p, (uint32_t)idx, arch_irq_save());
 }
 
 /* Frees a large object or page run after validation. */
@@ -468,22 +547,56 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 	}
 }
 
+/* kfree's fast path found, with interrupts off, what it does not handle
+ * (a CPU index only arch_cpu_id() knows, an object that is not a client's,
+ * a full magazine): the general small free, interrupts still off.  Only p
+ * and f are passed (and the span found again) so that the fast path keeps
+ * few values live and needs no stack frame. */
+static __attribute__((noinline)) void kfree_irqoff(const void *p, unsigned long f)
+{
+	struct mspan *s = span_of_ptr(p);
+	uint32_t idx = span_obj_index(s, (uintptr_t)p - s->base);
+	small_free_irqoff(s, p, idx, f);
+}
+
 void kfree(const void *p)
 {
-	/* Fast path: a live object of a plain small span.  NULL and every
-	 * bad pointer fail one of these tests and go to kfree_slow:
-	 *   idx < fast_nelems     span is SMALL, not debug, idx in range
-	 *   idx * elemsize == off p is an object start
-	 *   allocated(idx)        handed out (the freed bit is the RMW) */
+	/* Fast path: a client's object of a plain kmalloc span, and room in
+	 * this CPU's loaded magazine.  NULL and every bad pointer fail one of
+	 * these tests and go to kfree_slow or kfree_irqoff:
+	 *   idx < fast_nelems      span is SMALL, kmalloc, not debug, idx in range
+	 *   idx * elemsize == off  p is an object start
+	 *   state == OBJ_CLIENT    a client holds it (interrupts off) */
 	struct mspan *s = span_of_ptr(p);
 	if (__builtin_expect(s != NULL, 1)) {
 		uintptr_t off = (uintptr_t)p - s->base;
 		uint32_t idx = span_obj_index(s, off);
 		if (__builtin_expect(idx < atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) &&
-		                         (uintptr_t)idx * s->elemsize == off &&
-		                         span_obj_allocated(s, idx),
+		                         (uintptr_t)idx * s->elemsize == off,
 		                     1)) {
-			small_free_idx(s, p, idx);
+			_Atomic uint8_t *st = &s->objstate[idx];
+			unsigned cls = s->sizeclass;
+			unsigned long f = arch_irq_save();
+			int cpu = arch_cpu_id_fast();
+			if (__builtin_expect(cpu < 0, 0))
+				return kfree_irqoff(p, f);
+			struct mag_slot *ms = &mcache_of((unsigned)cpu)->mag[cls];
+			uint32_t n = ms->n;
+			if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT ||
+			                         n >= ms->cap,
+			                     0))
+				return kfree_irqoff(p, f);
+			void **obj = ms->obj;
+			uint8_t id = ms->id;
+			obj[n] = (void *)p;
+			obj[n + MAG_CAP_MAX] = (void *)st;
+			ms->n = (uint16_t)(n + 1);
+			ms->nfree++;
+			/* Last: a byte store may alias everything above. */
+			atomic_store_explicit(st, id, memory_order_relaxed);
+			if (__builtin_expect(arch_irq_restore_fast(f), 1))
+				return;
+			arch_irq_restore(f);
 			return;
 		}
 	}
@@ -500,6 +613,10 @@ size_t ksize(const void *p)
 		long idx = small_index(s, p);
 		if (idx < 0)
 			return 0;
+		if (atomic_load_explicit(&s->objstate[idx], memory_order_relaxed) != OBJ_CLIENT) {
+			report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "object is not allocated");
+			return 0;
+		}
 		return s->dbg ? s->dbg[idx].size : s->elemsize;
 	}
 	case SPAN_LARGE:
@@ -625,7 +742,7 @@ int kmem_cpu_offline(unsigned cpu)
 size_t kmem_reclaim(void)
 {
 	unsigned long f = arch_irq_save();
-	size_t n = mheap_reclaim();
+	size_t n = reclaim_all();
 	arch_irq_restore(f);
 	return n;
 }

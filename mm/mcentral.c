@@ -2,7 +2,7 @@
  * mm/mcentral.c - per-class span lists.  See malloc.c for an overview.
  *
  * A small span is in exactly one place (its sweep state's location):
- *   LOC_CACHED    in one CPU's mcache (its current span or in its stash,
+ *   LOC_CACHED    one CPU fills magazines from it (cpu_class.span,
  *                 mcache.c); that CPU sweeps it in place.
  *   LOC_PARTIAL   on partial (had a free object when last swept).
  *   LOC_FULL      on full (had none).
@@ -16,22 +16,25 @@
  * succeeds once per stay on a list, so a span is pushed at most once and
  * the intrusive stack link is never reused while the span is on it.
  *
- * Race with the span's release: kfree reads the sweep state before its
- * freed bit goes in (its object is live then, so the span cannot be
- * released) and CASes on that generation afterwards.  If the span was
+ * Race with the span's release: a free to the span (mcentral_freed)
+ * reads the sweep state before its freed bits go in (its objects are
+ * taken then, so the span cannot be released) and CASes on that
+ * generation afterwards.  If the span was
  * swept empty and released meanwhile, the generation has moved on and the
  * CAS fails; descriptors are type-stable (fixalloc), so the read is safe.
  *
- * Lost-free race (Dekker): kfree does "set freed bit; read state"; a lock
- * holder putting a span on a list does "write state; read freed bits".
- * Both sequentially consistent, so at least one of them sees the other and
- * the span is pushed (or swept) -- a free never leaves a full span
- * unfindable.
+ * Lost-free race (Dekker): a free does "set freed bits; fence; read
+ * state"; a lock holder putting a span on a list does "write state;
+ * fence; read freed bits".  With a full fence on both sides (seq_cst
+ * fences, not only seq_cst accesses: on aarch64 a seq_cst store (stlr)
+ * followed by a relaxed load (ldr) may be reordered), at least one of
+ * them sees the other and the span is pushed (or swept) -- a free never
+ * leaves a full span unfindable.
  *
- * Limit: a *buggy* client's double free that races with the span being
- * swept empty and released can set a freed bit in the descriptor's next
- * life (the generation check guards the queueing, not the bit).  A correct
- * client cannot get there: its object is live until its own free.
+ * Objects in magazines are taken objects: a span holding one is never
+ * empty, and a span is given back to the mheap only when every object
+ * state is OBJ_FREE (span_all_free), so no magazine entry can outlive its
+ * span.
  *
  * Empty spans.  A span that sweeps empty is kept on `empty` (up to
  * empty_max per class) instead of going straight back to the mheap: a
@@ -45,17 +48,21 @@
  * kmem_cache_shrink/destroy, and before any allocation fails for want of
  * pages).  No kfree of a correct client can land in an empty span (it
  * holds no allocated object), so LOC_EMPTY is never queued: kfree's
- * validation reports such a free and changes nothing.
+ * validation (the object's state) reports such a free and changes nothing.
  *
  * `unswept` is a lock-free stack: kfree pushes with a CAS; the lock holder
  * takes the whole stack with one exchange, so there is no ABA.
  */
 #include "mtypes.h"
 
-extern struct mspan empty_span;
-
 #define EMPTY_KEEP_BYTES (128u << 10)
 #define EMPTY_KEEP_OBJECTS 128u
+/* Magazines: a magazine holds at most MAG_BYTES of objects (at least two
+ * objects), and the depot at most DEPOT_BYTES of full magazines (at least
+ * two, at most DEPOT_FULL_MAX). */
+#define MAG_BYTES (32u << 10)
+#define DEPOT_BYTES (256u << 10)
+#define DEPOT_FULL_MAX 16u
 
 void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
                    uint32_t npages, uint32_t nelems, uint32_t align_pages,
@@ -74,10 +81,21 @@ void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
 	uint32_t by_objs = EMPTY_KEEP_OBJECTS / nelems;
 	uint32_t keep = by_bytes < by_objs ? by_bytes : by_objs;
 	c->empty_max = keep ? keep : 1;
-	/* A CPU's stash of exhausted spans (mcache.c) has the same bound;
-	 * object caches have none. */
-	c->stash_max = cache ? 0 : c->empty_max;
 	atomic_store_explicit(&c->unswept, NULL, memory_order_relaxed);
+	mcentral_set_magazines(c, true);
+}
+
+/* Magazine geometry (magazine.c); with `on` false the class has none and
+ * every object goes straight between span and client (debug spans; the
+ * span-level tests). */
+void mcentral_set_magazines(struct mcentral *c, bool on)
+{
+	uint32_t cap = MAG_BYTES / c->elemsize;
+	cap = cap < 2 ? 2 : cap > MAG_CAP_MAX ? MAG_CAP_MAX : cap;
+	c->mag_cap = on && !c->debug ? cap : 0;
+	uint32_t full = DEPOT_BYTES / (cap * c->elemsize);
+	c->depot.full_max = full < 2 ? 2 : full > DEPOT_FULL_MAX ? DEPOT_FULL_MAX : full;
+	lock_init(&c->depot.lock, LOCK_DEPOT);
 }
 
 static void list_insert(struct span_list *l, struct mspan *s)
@@ -155,7 +173,7 @@ static void release_span_locked(struct mcentral *c, struct mspan *s)
 static size_t place_span_locked(struct mcentral *c, struct mspan *s)
 {
 	uint64_t gen = SS_GEN(atomic_load_explicit(&s->sweepstate, memory_order_relaxed));
-	if (s->alloc_count == 0 && !span_has_freed(s)) {
+	if (s->alloc_count == 0 && !span_has_freed(s) && span_all_free(s)) {
 		if (c->empty.count < c->empty_max) {
 			list_put_locked(c, s, LOC_EMPTY, gen);
 			return 0;
@@ -166,6 +184,7 @@ static size_t place_span_locked(struct mcentral *c, struct mspan *s)
 	}
 	unsigned loc = s->alloc_count < s->nelems ? LOC_PARTIAL : LOC_FULL;
 	list_put_locked(c, s, loc, gen);
+	atomic_thread_fence(memory_order_seq_cst); /* Dekker: state, then bits */
 	if (span_has_freed(s)) {
 		uint64_t expect = SS_MAKE(gen, loc);
 		if (atomic_compare_exchange_strong(&s->sweepstate, &expect, SS_MAKE(gen, LOC_QUEUED)))
@@ -177,7 +196,7 @@ static size_t place_span_locked(struct mcentral *c, struct mspan *s)
 /* Sweeps a span the lock holder owns and places it. */
 static size_t resweep_locked(struct mcentral *c, struct mspan *s)
 {
-	atomic_fetch_add_explicit(&c->nfree, span_sweep(s), memory_order_relaxed);
+	span_sweep(s);
 	return place_span_locked(c, s);
 }
 
@@ -216,7 +235,7 @@ struct mspan *mcentral_cache_span(struct mcentral *c)
 			continue;
 		list_remove(&c->partial, s);
 		s->on_list = 0;
-		atomic_fetch_add_explicit(&c->nfree, span_sweep(s), memory_order_relaxed);
+		span_sweep(s);
 		lock_release(&c->lock);
 		return s;
 	}
@@ -244,7 +263,7 @@ struct mspan *mcentral_cache_span(struct mcentral *c)
 /* A CPU gives back the span it cached (exhausted, or on a flush). */
 void mcentral_uncache_span(struct mcentral *c, struct mspan *s)
 {
-	if (s == &empty_span)
+	if (!s)
 		return;
 	lock_acquire(&c->lock);
 	if (atomic_load_explicit(&s->freeindex, memory_order_relaxed) == s->nelems &&
@@ -262,10 +281,12 @@ void mcentral_uncache_span(struct mcentral *c, struct mspan *s)
 	lock_release(&c->lock);
 }
 
-/* Sweeps every span no CPU holds and releases the empty ones, kept ones
- * included.  Returns the pages released. */
+/* Gives the depot's full magazines back to their spans, sweeps every span
+ * no CPU holds and releases the empty ones, kept ones included.  Returns
+ * the pages released. */
 size_t mcentral_reclaim(struct mcentral *c)
 {
+	depot_drain(c);
 	lock_acquire(&c->lock);
 	size_t released = drain_unswept_locked(c);
 	struct span_list *lists[2] = {&c->partial, &c->full};
@@ -296,6 +317,37 @@ size_t mcentral_reclaim(struct mcentral *c)
 	}
 	lock_release(&c->lock);
 	return released;
+}
+
+/* Frees went into span s (their state bytes OBJ_FREE, their freed bits
+ * set); `st` is s's sweep state read before the first bit went in.  If no
+ * CPU holds s (it is on a partial or full list: one bit, LOC_LISTED), the
+ * first such free moves it to QUEUED with a CAS and pushes it on the
+ * unswept stack, so the next refill sweeps it.  Lock-free: any CPU, any
+ * context. */
+void mcentral_freed(struct mspan *s, uint64_t st)
+{
+	atomic_thread_fence(memory_order_seq_cst); /* Dekker: bits, then state */
+	uint64_t now = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
+	if (__builtin_expect(!(SS_LOC(now) & LOC_LISTED), 1))
+		return;
+	if (SS_GEN(now) != SS_GEN(st))
+		return; /* swept empty and released meanwhile */
+	if (atomic_compare_exchange_strong(&s->sweepstate, &now, SS_MAKE(SS_GEN(now), LOC_QUEUED)))
+		mcentral_push_unswept(s->central, s); /* same life: its central */
+}
+
+/* Reports the racing double frees sweeps of c found (mspan.c): from the
+ * slow paths, where no allocator lock is held. */
+void mcentral_report_racing(struct mcentral *c)
+{
+	if (__builtin_expect(!atomic_load_explicit(&c->racing, memory_order_relaxed), 1))
+		return;
+	uint64_t n = atomic_exchange_explicit(&c->racing, 0, memory_order_acquire);
+	const void *p = (const void *)atomic_load_explicit(&c->racing_addr, memory_order_relaxed);
+	for (; n; n--)
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, NULL,
+		             "freed twice at the same moment (found by a sweep)");
 }
 
 /* Division constant for an object size (same rule as sizeclasses.c). */

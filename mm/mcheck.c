@@ -112,6 +112,8 @@ struct checker {
 	unsigned long problems;
 	uint64_t free, small, large, runs, large_objects, page_runs, small_spans;
 	uint64_t shared; /* arenas that are the shared all-free image */
+	uint64_t mag_objects; /* objects whose state names a magazine */
+	uint64_t mag_entries; /* distinct valid magazine entries */
 };
 
 static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
@@ -131,8 +133,9 @@ static void check_small_span(struct checker *k, struct mspan *s)
 		bad(k, (void *)s->base, s, "alloc bits beyond nelems not set");
 	if (s->alloc_count > s->nelems)
 		bad(k, (void *)s->base, s, "alloc_count above nelems");
-	if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) != (s->dbg ? 0 : s->nelems))
-		bad(k, (void *)s->base, s, "fast_nelems disagrees with nelems and dbg");
+	if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) !=
+	    (s->dbg || s->cache ? 0 : s->nelems))
+		bad(k, (void *)s->base, s, "fast_nelems disagrees with nelems, cache and dbg");
 	uint32_t fi = atomic_load_explicit(&s->freeindex, memory_order_relaxed);
 	if (fi > s->nelems)
 		bad(k, (void *)s->base, s, "freeindex above nelems");
@@ -143,6 +146,23 @@ static void check_small_span(struct checker *k, struct mspan *s)
 				bad(k, (void *)(s->base + (w * 64 + b) * s->elemsize), s,
 				    "freed bit on an object that is not allocated");
 	}
+	/* Object states against the bits (mtypes.h, struct mspan). */
+	for (uint32_t i = 0; i < s->nelems; i++) {
+		unsigned st = atomic_load_explicit(&s->objstate[i], memory_order_relaxed);
+		bool taken = span_obj_allocated(s, i);
+		bool freed = (atomic_load_explicit(&s->freed_bits[i / 64], memory_order_relaxed) >>
+		              (i % 64)) & 1;
+		void *obj = (void *)(s->base + (uintptr_t)i * s->elemsize);
+		if (st == OBJ_FREE ? taken && !freed : !taken || freed)
+			bad(k, obj, s, "object state disagrees with the span's bits");
+		if (st != OBJ_FREE && st != OBJ_CLIENT) {
+			k->mag_objects++;
+			if (!s->central->mag_cap)
+				bad(k, obj, s, "object in a magazine of a class without magazines");
+		}
+	}
+	if (atomic_load_explicit(&s->objstate[s->nelems], memory_order_relaxed) != OBJ_FREE)
+		bad(k, (void *)s->base, s, "tail slot state is not OBJ_FREE");
 	uint64_t st = atomic_load_explicit(&s->sweepstate, memory_order_relaxed);
 	unsigned loc = SS_LOC(st);
 	if (loc == LOC_CACHED ? s->on_list != 0
@@ -235,27 +255,95 @@ static void check_central(struct checker *k, struct mcentral *c)
 		bad(k, NULL, NULL, "mcentral keeps more empty spans than empty_max");
 }
 
-/* A CPU's stash (mcache.c): at most stash_max spans of the class, each
- * cached (LOC_CACHED, on no list), exhausted, and not the CPU's current
- * span. */
-static void check_stash(struct checker *k, const struct span_stash *st,
-                        struct mcentral *c, const struct mspan *cur)
+/* One magazine of central c (n objects): its id is unique in the class
+ * (`seen`) and recorded in the depot, every entry names an object start of
+ * a span of the class with that object's state byte.  Entries whose state
+ * is the magazine's id are counted once each; others are stale (left by a
+ * racing double free, reported when they are found) and allowed. */
+static void check_magazine(struct checker *k, struct mcentral *c, struct magazine *m,
+                           uint32_t n, uint64_t seen[4])
 {
-	uint32_t n = 0;
-	for (struct mspan *s = st->first; s; s = s->next) {
-		if (++n > st->count || n > c->stash_max) {
-			bad(k, (void *)s->base, s, "stash longer than its count or stash_max");
-			return;
-		}
-		if (s == cur || s->central != c || s->on_list != 0 ||
-		    atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_SMALL ||
-		    SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) != LOC_CACHED)
-			bad(k, (void *)s->base, s, "stashed span of the wrong class or state");
-		if (atomic_load_explicit(&s->freeindex, memory_order_relaxed) != s->nelems)
-			bad(k, (void *)s->base, s, "stashed span is not exhausted");
+	if (m->id == OBJ_CLIENT || m->id > MAG_ID_MAX || ((seen[m->id / 64] >> (m->id % 64)) & 1) ||
+	    !((c->depot.ids[m->id / 64] >> (m->id % 64)) & 1)) {
+		bad(k, m, NULL, "magazine id is not unique or not recorded");
+		return;
 	}
-	if (n != st->count)
-		bad(k, NULL, NULL, "stash count is wrong");
+	seen[m->id / 64] |= 1ull << (m->id % 64);
+	if (n > c->mag_cap) {
+		bad(k, m, NULL, "magazine holds more than its class's capacity");
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct mspan *s = span_of_ptr(m->obj[i]);
+		uintptr_t off = s ? (uintptr_t)m->obj[i] - s->base : 0;
+		uint32_t idx = s ? span_obj_index(s, off) : 0;
+		if (!s || s->central != c ||
+		    atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_SMALL ||
+		    idx >= s->nelems || (uintptr_t)idx * s->elemsize != off ||
+		    m->st[i] != &s->objstate[idx]) {
+			bad(k, m->obj[i], s, "magazine entry is not an object of its class");
+			continue;
+		}
+		if (atomic_load_explicit(m->st[i], memory_order_relaxed) != m->id)
+			continue;
+		bool dup = false;
+		for (uint32_t j = 0; j < i && !dup; j++)
+			dup = m->obj[j] == m->obj[i];
+		if (!dup)
+			k->mag_entries++;
+	}
+}
+
+/* A CPU's state for central c: the loaded magazine matches its slot, the
+ * previous one is a magazine of the class, the span is cached. */
+static unsigned check_cpu_class(struct checker *k, struct mcentral *c, struct mag_slot *ms,
+                                struct cpu_class *cc, uint64_t seen[4])
+{
+	unsigned mags = 0;
+	if (cc->loaded) {
+		if (ms->obj != cc->loaded->obj || ms->id != cc->loaded->id || ms->cap != c->mag_cap ||
+		    ms->n > ms->cap)
+			bad(k, cc->loaded, NULL, "magazine slot disagrees with its magazine");
+		check_magazine(k, c, cc->loaded, ms->n, seen);
+		mags++;
+	} else if (ms->obj || ms->n || ms->cap) {
+		bad(k, ms, NULL, "magazine slot without a magazine");
+	}
+	struct magazine *pv = atomic_load_explicit(&cc->prev, memory_order_relaxed);
+	if (pv) {
+		check_magazine(k, c, pv, pv->n, seen);
+		mags++;
+	}
+	struct mspan *s = atomic_load_explicit(&cc->span, memory_order_relaxed);
+	if (s && (s->central != c || s->on_list != 0 ||
+	          atomic_load_explicit(&s->state, memory_order_relaxed) != SPAN_SMALL ||
+	          SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) != LOC_CACHED))
+		bad(k, (void *)s->base, s, "cached span of the wrong class or state");
+	return mags;
+}
+
+/* Every magazine of central c: on the CPUs and in the depot. */
+static void check_magazines(struct checker *k, struct mcentral *c)
+{
+	uint64_t seen[4] = {0};
+	unsigned mags = 0;
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++) {
+		struct mag_slot *ms;
+		struct cpu_class *cc;
+		cpu_slots(c, cpu, &ms, &cc);
+		mags += check_cpu_class(k, c, ms, cc, seen);
+	}
+	uint32_t nfull = 0, nempty = 0;
+	for (struct magazine *m = c->depot.full; m && nfull <= c->depot.full_max; m = m->next, nfull++)
+		check_magazine(k, c, m, m->n, seen);
+	for (struct magazine *m = c->depot.empty; m && nempty <= c->depot.nmags; m = m->next, nempty++)
+		if (m->n)
+			bad(k, m, NULL, "magazine on the depot's empty list holds objects");
+	if (nfull != atomic_load_explicit(&c->depot.nfull, memory_order_relaxed) ||
+	    nfull > c->depot.full_max || nempty != c->depot.nempty)
+		bad(k, NULL, NULL, "depot counts are wrong");
+	if (mags + nfull + nempty != c->depot.nmags)
+		bad(k, NULL, NULL, "magazines lost or duplicated");
 }
 
 unsigned long kmem_check(void)
@@ -300,23 +388,18 @@ unsigned long kmem_check(void)
 	uint64_t central_spans = 0;
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
 		check_central(&k, &mheap_.central[cls]);
+		check_magazines(&k, &mheap_.central[cls]);
 		central_spans += mheap_.central[cls].spans;
 	}
 	for (struct kmem_cache *kc = mheap_.caches; kc; kc = kc->next) {
 		check_central(&k, &kc->central);
+		check_magazines(&k, &kc->central);
 		central_spans += kc->central.spans;
 	}
 	if (central_spans != k.small_spans)
 		bad(&k, NULL, NULL, "mcentral span counts differ from the arena map");
-	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
-		for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
-			struct mspan *s = mheap_.mcaches[cpu].alloc[cls];
-			if (s != &empty_span &&
-			    (s->central != &mheap_.central[cls] ||
-			     SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) != LOC_CACHED))
-				bad(&k, (void *)s->base, s, "cached span of the wrong class or state");
-			check_stash(&k, &mheap_.mcaches[cpu].stash[cls], &mheap_.central[cls], s);
-		}
+	if (k.mag_objects != k.mag_entries)
+		bad(&k, NULL, NULL, "objects in a magazine state differ from magazine entries");
 	arch_irq_restore(f);
 	return k.problems;
 }

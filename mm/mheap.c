@@ -19,6 +19,26 @@
 
 struct mheap mheap_;
 
+/* Sizes of the span metadata blocks (mtypes.h, span_meta_bytes): the
+ * biggest, 704, holds 512 objects' bits and states. */
+static const uint16_t spanmeta_size[SPAN_META_BUCKETS] = {128, 256, 384, 704};
+_Static_assert(704 >= 2 * 8 * (KMEM_MAX_SPAN_OBJECTS / 64) + KMEM_MAX_SPAN_OBJECTS + 1,
+               "the biggest bucket holds the biggest span");
+
+void spanmeta_init(void)
+{
+	for (unsigned b = 0; b < SPAN_META_BUCKETS; b++)
+		fixalloc_init(&mheap_.spanmeta[b], spanmeta_size[b]);
+}
+
+static unsigned spanmeta_bucket(uint32_t nelems)
+{
+	unsigned b = 0;
+	while (spanmeta_size[b] < span_meta_bytes(nelems))
+		b++;
+	return b;
+}
+
 /* A span of npages pages whose first pfn is a multiple of align_pages and
  * whose last page is below max_pfn (0: no ceiling), fully initialised and
  * published in the arena map.  Small spans (central != NULL) get bitmaps
@@ -30,18 +50,19 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 {
 	unsigned long f = lock_irqsave(&mheap_.lock);
 	struct mspan *s = fixalloc_alloc_locked(&mheap_.spanalloc);
-	_Atomic uint64_t *bits = NULL;
+	void *meta = NULL;
 	struct obj_debug *dbg = NULL;
+	unsigned bucket = central ? spanmeta_bucket(central->nelems) : 0;
 	if (s && central) {
-		bits = fixalloc_alloc_locked(&mheap_.bitsalloc);
-		if (bits && central->debug)
+		meta = fixalloc_alloc_locked(&mheap_.spanmeta[bucket]);
+		if (meta && central->debug)
 			dbg = fixalloc_alloc_locked(&mheap_.dbgalloc);
-		if (!bits || (central->debug && !dbg)) {
-			if (bits)
-				fixalloc_free_locked(&mheap_.bitsalloc, (void *)bits);
+		if (!meta || (central->debug && !dbg)) {
+			if (meta)
+				fixalloc_free_locked(&mheap_.spanmeta[bucket], meta);
 			fixalloc_free_locked(&mheap_.spanalloc, s);
 			s = NULL;
-			bits = NULL;
+			meta = NULL;
 		}
 	}
 	uint64_t pfn = PAGE_NONE;
@@ -50,8 +71,8 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	if (pfn == PAGE_NONE) {
 		if (dbg)
 			fixalloc_free_locked(&mheap_.dbgalloc, dbg);
-		if (bits)
-			fixalloc_free_locked(&mheap_.bitsalloc, (void *)bits);
+		if (meta)
+			fixalloc_free_locked(&mheap_.spanmeta[bucket], meta);
 		if (s)
 			fixalloc_free_locked(&mheap_.spanalloc, s);
 		unlock_irqrestore(&mheap_.lock, f);
@@ -68,9 +89,8 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	s->npages = npages;
 	s->base = pfn_to_virt(pfn);
 	if (central) {
-		s->alloc_bits = bits;
-		s->freed_bits = bits + SPAN_MAX_WORDS;
-		span_init_small(s, central);
+		s->meta_bucket = (uint8_t)bucket;
+		span_init_small(s, central, meta);
 		if (dbg) {
 			memset(dbg, 0, mheap_.dbgalloc.size);
 			s->dbg = dbg;
@@ -99,7 +119,7 @@ void mheap_free_span_locked(struct mspan *s)
 	arena_unmap_span_locked(s);
 	if (s->alloc_bits) {
 		mheap_.pages_small -= s->npages;
-		fixalloc_free_locked(&mheap_.bitsalloc, (void *)s->alloc_bits);
+		fixalloc_free_locked(&mheap_.spanmeta[s->meta_bucket], (void *)s->alloc_bits);
 		if (s->dbg)
 			fixalloc_free_locked(&mheap_.dbgalloc, s->dbg);
 	}
@@ -134,17 +154,4 @@ void mheap_free_large(struct mspan *s, enum span_state was)
 	}
 	mheap_free_span_locked(s);
 	unlock_irqrestore(&mheap_.lock, f);
-}
-
-/* Sweep-and-retry support: sweeps every mcentral (classes and caches),
- * releases empty spans, and flushes the calling CPU's cache.  Returns the
- * pages released.  The caller holds no allocator lock. */
-size_t mheap_reclaim(void)
-{
-	size_t n = 0;
-	mcache_flush(arch_cpu_id());
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		n += mcentral_reclaim(&mheap_.central[cls]);
-	n += kmem_caches_reclaim();
-	return n;
 }

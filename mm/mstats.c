@@ -1,12 +1,12 @@
 /*
  * mm/mstats.c - statistics.  See malloc.c for an overview.
  *
- * Allocations are counted per CPU in the mcache (CPU-local, IRQs off: one
- * increment on the fast path); frees are counted when a sweep folds them
- * (mcentral.nfree, atomic; a kmalloc class's in-place sweeps per CPU, in
- * span_stash.nfree, so that CPUs do not bounce one counter).  So
- * objects_in_use = nmalloc - nfree counts an object as live until its span
- * is swept, and is exact after kmem_reclaim() at quiescence.  Page counters are kept under mheap.lock.
+ * Allocations and frees are counted per CPU, where the client's call
+ * happens (mag_slot.nmalloc/nfree: CPU-local, IRQs off, one increment on
+ * each fast path); the few frees counted elsewhere go to mcentral.nfree.
+ * So objects_in_use = nmalloc - nfree is what clients hold, whether the
+ * freed objects wait in magazines or in spans; it is exact whenever no
+ * call is in flight.  Page counters are kept under mheap.lock.
  */
 #include "mtypes.h"
 
@@ -30,19 +30,25 @@ void kmem_get_stats(struct kmem_stats *out)
 	                         : mheap_.meta_size;
 	out->arenas = mheap_.narenas;
 	out->nclasses = KMEM_NUM_CLASSES;
-	out->cpus_online = mheap_.cpus_online;
+	out->cpus_online = atomic_load_explicit(&mheap_.cpus_online, memory_order_relaxed);
 	unlock_irqrestore(&mheap_.lock, f);
 }
 
-/* Fills *out from a central's counters and the summed per-CPU nmalloc
- * and nfree (in-place sweeps of a kmalloc class). */
-void central_stats(const struct mcentral *c, uint64_t nmalloc, uint64_t nfree_cpu,
-                   struct kmem_class_stats *out)
+/* Fills *out from a central's counters and its per-CPU ones. */
+void central_stats(const struct mcentral *c, struct kmem_class_stats *out)
 {
+	uint64_t nmalloc = 0, nfree = 0;
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++) {
+		struct mag_slot *ms;
+		struct cpu_class *cc;
+		cpu_slots((struct mcentral *)c, cpu, &ms, &cc);
+		nmalloc += ms->nmalloc;
+		nfree += ms->nfree;
+	}
 	out->object_size = c->elemsize;
 	out->span_pages = c->npages;
 	out->nmalloc = nmalloc;
-	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed) + nfree_cpu;
+	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed) + nfree;
 	out->objects_in_use = out->nmalloc - out->nfree;
 	out->spans = c->spans;
 	out->bytes_in_use = out->objects_in_use * c->elemsize;
@@ -55,11 +61,6 @@ int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
 	if (cls == 0 || cls >= KMEM_NUM_CLASSES)
 		return -KMEM_EINVAL;
 	memset(out, 0, sizeof(*out));
-	uint64_t nmalloc = 0, nfree = 0;
-	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++) {
-		nmalloc += mheap_.mcaches[cpu].nmalloc[cls];
-		nfree += mheap_.mcaches[cpu].stash[cls].nfree;
-	}
-	central_stats(&mheap_.central[cls], nmalloc, nfree, out);
+	central_stats(&mheap_.central[cls], out);
 	return 0;
 }

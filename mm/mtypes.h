@@ -12,10 +12,17 @@
  *               private "classes" with their own struct mcentral.
  *   arena       (struct heap_arena) the metadata for one 64 MiB window of
  *               physical memory: page -> span map, page bitmap, summaries.
- *   mcache      per-CPU cache: for each class the span it allocates from,
- *               and a stash of exhausted spans it keeps (mcache.c).
+ *   object state  one byte per object of a small span, in the span's
+ *               metadata block: OBJ_CLIENT (handed out), OBJ_FREE (in the
+ *               span), or the id of the magazine that holds it.
+ *   magazine    (struct magazine) a bounded array of free objects of one
+ *               class, in metadata (magazine.c).
+ *   depot       per class: full and empty magazines no CPU holds.
+ *   mcache      per-CPU cache: for each class a loaded and a previous
+ *               magazine and the span it fills them from (mcache.c).
  *   mcentral    per class: the spans no CPU holds, partial and full, plus
- *               a lock-free stack of spans that received frees.
+ *               a lock-free stack of spans that received frees, and the
+ *               class's depot.
  *   mheap       the page allocator, the arena index and the global lock.
  *   sweep       folding a span's freed bitmap into its alloc bitmap.
  *   metadata    everything here; it lives in the metadata region (or in
@@ -29,7 +36,10 @@
  *   [atomic]     any CPU, atomic read-modify-write.
  *   [central]    protected by mcentral.lock.
  *   [heap]       protected by mheap.lock.
+ *   [depot]      protected by depot.lock.
  *   [cpu]        CPU-local, IRQs off.
+ *   [cpu,xchg]   written by its CPU with IRQs off, always by atomic exchange,
+ *                so that another CPU may take it over with an exchange too.
  */
 #ifndef SPANALLOC_MTYPES_H
 #define SPANALLOC_MTYPES_H
@@ -102,6 +112,18 @@ int memcmp(const void *a, const void *b, size_t n);
 
 #define SPAN_MAX_WORDS (KMEM_MAX_SPAN_OBJECTS / 64)    /* 8 */
 
+/* Object states (mspan.objstate[], one byte per object; see malloc.c):
+ *   OBJ_CLIENT          handed out to a client: the only state kfree accepts
+ *   1 .. MAG_ID_MAX     free, held by the magazine with that id (of the
+ *                       span's class)
+ *   OBJ_FREE            free in the span: never handed out, or given back
+ *                       to it (its freed bit set or already swept) */
+#define OBJ_CLIENT 0x00u
+#define OBJ_FREE 0xffu
+#define MAG_ID_MAX 0xfeu
+/* Entries per magazine; a class uses cap <= MAG_CAP_MAX of them. */
+#define MAG_CAP_MAX 64u
+
 _Static_assert(KMEM_PAGE_SIZE == 4096, "pages are 4 KiB");
 _Static_assert(L1_BITS == 10, "48-bit physical space, 64 MiB arenas");
 _Static_assert(KMEM_MAX_SPAN_OBJECTS % 64 == 0, "bitmaps are whole words");
@@ -109,12 +131,12 @@ _Static_assert(KMEM_SMALL_OBJ_MAX == KMEM_SMALL_MAX, "header and table agree");
 
 /* ---------------------------------------------------------------------------
  * Spin locks (lock.c).  Always taken with interrupts off.  The order is
- *     LOCK_CACHES < LOCK_CENTRAL < LOCK_HEAP
+ *     LOCK_CACHES < LOCK_DEPOT < LOCK_CENTRAL < LOCK_HEAP
  * and a CPU may only take a lock of a higher level than any it holds
  * (asserted at KMEM_DEBUG >= 2).  fixalloc has no lock: it is used only
  * under mheap.lock.
  */
-enum lock_level { LOCK_CACHES = 1, LOCK_CENTRAL = 2, LOCK_HEAP = 3 };
+enum lock_level { LOCK_CACHES = 1, LOCK_DEPOT = 2, LOCK_CENTRAL = 3, LOCK_HEAP = 4 };
 
 struct spinlock {
 	_Atomic unsigned locked;
@@ -176,50 +198,124 @@ struct obj_debug {
 /*
  * struct mspan.  Object n lives at base + n * elemsize.
  *
- * Allocation state (Go's scheme): object n is allocated iff
+ * Allocation state (Go's scheme): object n is taken from the span iff
  *     n < freeindex  ||  alloc_bits[n] == 1
- * and an allocated object is free again once freed_bits[n] is set (it is
- * reused only after a sweep).  Bits at and above nelems are set in
- * alloc_bits forever so that ~alloc_bits never offers them.
+ * and a taken object is given back by setting freed_bits[n] (it is reused
+ * only after a sweep).  Bits at and above nelems are set in alloc_bits
+ * forever so that ~alloc_bits never offers them.
  *     alloc_cache == ~alloc_bits[freeindex / 64] >> (freeindex % 64)
  *                    with bits below freeindex%64 consumed
  *     alloc_count == popcount(alloc_bits) - (bits >= nelems) after a sweep
  *
- * The fast paths' gate (kfree tests one field for three conditions):
- *     fast_nelems != 0  =>  state == SPAN_SMALL && dbg == NULL
- *                           && fast_nelems == nelems
- * Set by span_init_small for a span without debug records, cleared
- * before the span is released; 0 in large objects and page runs.
+ * Object state (objstate[n], one byte, malloc.c explains the protocol):
+ *     objstate[n] == OBJ_FREE    =>  n is not taken, or freed_bits[n] == 1
+ *     objstate[n] != OBJ_FREE    =>  n is taken and freed_bits[n] == 0
+ *     objstate[nelems] == OBJ_FREE (the tail slot: a pointer into the tail
+ *                                   finds a state that is never OBJ_CLIENT)
+ * A taken object is a client's (OBJ_CLIENT) or sits in a magazine (its id).
  *
- * The first line holds what the fast paths read.
+ * The fast paths' gate (kfree tests one field for four conditions):
+ *     fast_nelems != 0  =>  state == SPAN_SMALL && dbg == NULL
+ *                           && cache == NULL && fast_nelems == nelems
+ * Set by span_init_small for a kmalloc span without debug records,
+ * cleared before the span is released; 0 in large objects, page runs,
+ * object caches' spans and debug spans.
+ *
+ * The first line holds what kfree reads; the owner's fields are on the
+ * next, so that a CPU filling magazines from the span does not write the
+ * line every freeing CPU reads.
  */
 struct mspan {
 	alignas(KMEM_CACHE_LINE)
+	_Atomic uint8_t *objstate;     /* [const] nelems + 1 bytes; see above */
+	uintptr_t base;                /* [const] virtual address of page 0 */
+	uint64_t divmul;               /* [const] offset/elemsize via multiply */
+	uint64_t elemsize;             /* [const] */
+	_Atomic uint32_t fast_nelems;  /* [central] writes (see above), relaxed reads */
+	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
+	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
+	_Atomic uint64_t *freed_bits;  /* [atomic] set by frees to the span, taken by sweep */
+
+	alignas(KMEM_CACHE_LINE)
 	uint64_t alloc_cache;          /* [owner] */
 	_Atomic uint32_t freeindex;    /* [owner], release store; others acquire */
-	_Atomic uint32_t fast_nelems;  /* [central] writes (see above), relaxed reads */
-	uintptr_t base;                /* [const] virtual address of page 0 */
-	uint64_t elemsize;             /* [const] */
-	uint64_t divmul;               /* [const] offset/elemsize via multiply */
-	_Atomic uint64_t *alloc_bits;  /* [owner] words; relaxed atomics */
-	_Atomic uint64_t *freed_bits;  /* [atomic] set by kfree, taken by sweep */
-	_Atomic uint64_t sweepstate;   /* [atomic] SS_MAKE(generation, enum span_loc) */
-	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
-	uint8_t on_list;               /* [central] 0, LOC_PARTIAL, LOC_FULL or LOC_EMPTY */
-	uint16_t alloc_count;          /* [owner] objects allocated at last sweep */
-	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
 	uint32_t nelems;               /* [const] */
+	_Atomic uint64_t *alloc_bits;  /* [owner] words; relaxed atomics */
+	_Atomic uint64_t sweepstate;   /* [atomic] SS_MAKE(generation, enum span_loc) */
+	uint8_t on_list;               /* [central] 0, LOC_PARTIAL, LOC_FULL or LOC_EMPTY */
+	uint16_t alloc_count;          /* [owner] objects taken at last sweep */
+	uint8_t meta_bucket;           /* [const] which fixalloc holds alloc_bits */
 
 	uint64_t npages;               /* [const] */
 	uint64_t pfn;                  /* [const] first physical page */
 	struct mcentral *central;      /* [const] small spans: the class's central */
 	struct kmem_cache *cache;      /* [const] owning object cache or NULL */
-	struct mspan *next, *prev;     /* [central] list links; [heap] when dead;
-	                                  next: [cpu] link of a CPU's stash */
+	struct mspan *next, *prev;     /* [central] list links; [heap] when dead */
 	struct mspan *unswept_next;    /* written by the pusher before publish */
 	struct obj_debug *dbg;         /* [const] debug spans: nelems records,
 	                                  each written by its object's owner */
 	uintptr_t caller;              /* large objects/runs: allocating caller */
+};
+
+/* A small span's metadata block: alloc_bits[nw] | freed_bits[nw] |
+ * objstate[nelems + 1], nw = ceil(nelems / 64), from one of the
+ * SPAN_META_BUCKETS fixallocs (the smallest that fits). */
+#define SPAN_META_BUCKETS 4
+static inline size_t span_meta_bytes(uint32_t nelems)
+{
+	return 2 * 8 * (size_t)((nelems + 63) / 64) + nelems + 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Magazines (magazine.c): free objects of one class, held by a CPU or by
+ * the class's depot.  An object in magazine m has objstate == m->id;
+ * at most one live magazine of a class has a given id.
+ */
+struct magazine {
+	struct magazine *next;         /* [depot] link in a depot list */
+	uint32_t n;                    /* objects held (a loaded magazine's count
+	                                  is its mag_slot's n until unloaded) */
+	uint8_t id;                    /* [const] 1..MAG_ID_MAX, unique in its class */
+	void *obj[MAG_CAP_MAX];        /* obj[0..n) */
+	_Atomic uint8_t *st[MAG_CAP_MAX]; /* st[i]: the state byte of obj[i] */
+};
+_Static_assert(offsetof(struct magazine, st) ==
+               offsetof(struct magazine, obj) + MAG_CAP_MAX * sizeof(void *),
+               "st[] follows obj[]: the fast paths index both from obj");
+
+/* The depot: per class, full magazines and empty ones no CPU holds.
+ *     nfull <= full_max;  every magazine of the class is loaded or previous
+ *     on one CPU, or on one of these lists */
+struct depot {
+	alignas(KMEM_CACHE_LINE)
+	struct spinlock lock;          /* LOCK_DEPOT, a leaf but for mheap.lock */
+	struct magazine *full;         /* [depot] */
+	struct magazine *empty;        /* [depot] */
+	_Atomic uint32_t nfull;        /* [depot] writes; relaxed reads as a hint */
+	uint32_t nempty;               /* [depot] */
+	uint32_t full_max;             /* [const] */
+	uint32_t nmags;                /* [depot] magazines of the class alive */
+	uint64_t ids[4];               /* [depot] bit i: id i is in use */
+};
+
+/* A CPU's loaded magazine of one class, unpacked for the fast paths. */
+struct mag_slot {
+	void **obj;                    /* [cpu] loaded->obj (state pointers at
+	                                  obj + MAG_CAP_MAX); NULL: none loaded */
+	uint16_t n;                    /* [cpu] objects in it */
+	uint16_t cap;                  /* [cpu] its capacity; 0: none loaded */
+	uint8_t id;                    /* [cpu] loaded->id */
+	uint64_t nmalloc;              /* [cpu] objects handed to clients, ever */
+	uint64_t nfree;                /* [cpu] objects clients freed, ever */
+};
+_Static_assert(sizeof(struct mag_slot) == 32, "two slots per cache line");
+
+/* The rest of a CPU's state for one class (cold). */
+struct cpu_class {
+	struct magazine *loaded;       /* [cpu] the magazine behind the slot */
+	struct magazine *_Atomic prev; /* [cpu,xchg] Bonwick's previous magazine */
+	struct mspan *_Atomic span;    /* [cpu,xchg] the span magazines are filled
+	                                  from (LOC_CACHED), or NULL */
 };
 
 /* ---------------------------------------------------------------------------
@@ -237,44 +333,47 @@ struct mcentral {
 	struct span_list full;          /* [central] spans without */
 	struct span_list empty;         /* [central] swept empty, kept for reuse:
 	                                   empty.count <= empty_max */
-	struct mspan *_Atomic unswept;  /* [atomic] push by kfree; pop-all by lock holder */
+	struct mspan *_Atomic unswept;  /* [atomic] push by frees; pop-all by lock holder */
 	/* Geometry [const]. */
 	uint32_t elemsize;
 	uint32_t npages;
 	uint32_t nelems;
 	uint32_t align_pages;
 	uint32_t empty_max;             /* [const] empty spans kept (>= 1) */
-	uint32_t stash_max;             /* [const] exhausted spans a CPU may keep
-	                                   in its stash (mcache.c); 0: none */
+	uint32_t mag_cap;               /* [const] objects per magazine; 0: the
+	                                   class has no magazines (debug spans) */
 	uint64_t divmul;
 	uint16_t sizeclass;             /* 0 for object caches */
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */
 	struct kmem_cache *cache;       /* owning cache or NULL */
 	/* Statistics. */
-	_Atomic uint64_t nfree;         /* [atomic] objects swept free, but for
-	                                   kmalloc classes those a CPU swept in
-	                                   place (span_stash.nfree) */
+	_Atomic uint64_t nfree;         /* [atomic] client frees not counted on a
+	                                   CPU (mag_slot.nfree) */
 	uint64_t spans;                 /* [central] spans of this class held */
 	uint64_t peak_spans;            /* [central] */
+	/* Racing double frees a sweep found (mspan.c), to be reported where
+	 * no lock is held (mcentral_report_racing). */
+	_Atomic uint64_t racing;        /* [atomic] */
+	_Atomic uintptr_t racing_addr;  /* [atomic] one of their addresses */
+	struct depot depot;             /* its own lock and line */
 };
 
 /* ---------------------------------------------------------------------------
  * mcache: one per CPU.  [cpu] except where noted.
  */
-struct span_stash {
-	struct mspan *first;  /* [cpu] exhausted spans, LOC_CACHED, linked by next */
-	uint32_t count;       /* [cpu] <= the class's mcentral.stash_max */
-	uint64_t nfree;       /* [cpu] objects this CPU swept free in place; the
-	                         class's nfree is mcentral.nfree plus these */
-};
-
 struct mcache {
 	alignas(KMEM_CACHE_LINE)
-	struct mspan *alloc[KMEM_NUM_CLASSES]; /* span to allocate from, per class */
-	uint64_t nmalloc[KMEM_NUM_CLASSES];    /* objects handed out, per class */
-	struct span_stash stash[KMEM_NUM_CLASSES]; /* kept exhausted spans (mcache.c) */
-	bool online;                           /* written under caches lock */
-	unsigned lock_levels;                  /* [cpu] bitmask of held lock levels */
+	struct mag_slot mag[KMEM_NUM_CLASSES];  /* loaded magazines: the fast paths */
+	struct cpu_class cls[KMEM_NUM_CLASSES]; /* previous magazines and spans */
+	bool online;                            /* written under caches lock */
+	unsigned lock_levels;                   /* [cpu] bitmask of held lock levels */
+};
+
+/* An object cache's per-CPU state, a cache line of its own. */
+struct cache_cpu {
+	alignas(KMEM_CACHE_LINE)
+	struct mag_slot mag;
+	struct cpu_class cls;
 };
 
 /* ---------------------------------------------------------------------------
@@ -289,8 +388,7 @@ struct kmem_cache {
 	const char *name;                /* [const] */
 	size_t size, align;              /* [const] as asked */
 	void (*ctor)(void *);            /* [const] */
-	struct mspan **cpu_span;         /* [cpu] per-CPU span, max_cpus entries */
-	uint64_t *cpu_nmalloc;           /* [cpu] per-CPU allocation counts */
+	struct cache_cpu *cpu;           /* max_cpus entries, after the descriptor */
 	struct kmem_cache *next;         /* [caches] list of live caches */
 };
 
@@ -362,7 +460,8 @@ struct mheap {
 	uintptr_t arena_next, arena_end;    /* [heap] virtual bump range */
 
 	struct fixalloc spanalloc;          /* [heap] struct mspan */
-	struct fixalloc bitsalloc;          /* [heap] 2 * SPAN_MAX_WORDS words */
+	struct fixalloc spanmeta[SPAN_META_BUCKETS]; /* [heap] span metadata blocks */
+	struct fixalloc magalloc;           /* [heap] struct magazine */
 	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
 	struct fixalloc dbgalloc;           /* [heap] obj_debug[KMEM_MAX_SPAN_OBJECTS] */
 
@@ -376,7 +475,7 @@ struct mheap {
 	uint64_t pages_managed, pages_free, pages_small, pages_large;
 	uint64_t pages_runs, pages_metadata, large_objects, page_runs;
 	uint64_t narenas;
-	unsigned cpus_online;               /* [caches] */
+	_Atomic unsigned cpus_online;       /* [caches] writes; relaxed reads */
 
 	kmem_fault_hook_t _Atomic fault_hook;
 	kmem_oom_hook_t _Atomic oom_hook;
@@ -458,17 +557,19 @@ void fixalloc_free_locked(struct fixalloc *f, void *p);
 void *meta_carve_locked(size_t size, size_t align);
 
 /* mspan.c */
-void span_init_small(struct mspan *s, struct mcentral *c);
+void span_init_small(struct mspan *s, struct mcentral *c, void *meta);
 uint32_t span_next_free_index(struct mspan *s);
 unsigned span_sweep(struct mspan *s);
 bool span_has_freed(const struct mspan *s);
 uint32_t span_free_slots(const struct mspan *s);
 uint32_t span_live_objects(const struct mspan *s);
+bool span_all_free(const struct mspan *s);
 static inline uint32_t span_obj_index(const struct mspan *s, uintptr_t off)
 {
 	return (uint32_t)((off * s->divmul) >> KMEM_DIV_SHIFT);
 }
-/* Object idx is handed out (and maybe freed since, see freed_bits). */
+/* Object idx is taken from the span (and maybe given back since, see
+ * freed_bits). */
 static inline bool span_obj_allocated(const struct mspan *s, uint32_t idx)
 {
 	uint32_t fi = atomic_load_explicit(&((struct mspan *)s)->freeindex, memory_order_acquire);
@@ -481,28 +582,64 @@ static inline bool span_obj_allocated(const struct mspan *s, uint32_t idx)
 void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
                    uint32_t npages, uint32_t nelems, uint32_t align_pages,
                    uint64_t divmul, struct kmem_cache *cache);
+void mcentral_set_magazines(struct mcentral *c, bool on);
 struct mspan *mcentral_cache_span(struct mcentral *c);
 void mcentral_uncache_span(struct mcentral *c, struct mspan *s);
 void mcentral_push_unswept(struct mcentral *c, struct mspan *s);
+void mcentral_freed(struct mspan *s, uint64_t sweepstate_before);
+void mcentral_report_racing(struct mcentral *c);
 size_t mcentral_reclaim(struct mcentral *c);
 uint64_t mcentral_div_const(uint32_t elemsize);
 
+/* magazine.c */
+static inline _Atomic uint8_t **mag_slot_st(struct mag_slot *ms)
+{
+	return (_Atomic uint8_t **)(ms->obj + MAG_CAP_MAX);
+}
+void *mag_pop_checked(struct mag_slot *ms, struct mcentral *c);
+void *mag_alloc_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
+bool mag_free_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c,
+                   const void *p, _Atomic uint8_t *st);
+void mag_flush(struct mcentral *c, struct magazine *m);
+void racing_free_found(struct mcentral *c, const void *p, const struct mspan *s,
+                       const char *when);
+void mag_drain_cpu(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
+void mag_take_over(struct cpu_class *cc, struct mcentral *c);
+void depot_drain(struct mcentral *c);
+
 /* mcache.c */
-void *mcache_refill_alloc(struct mspan **slot, struct mcentral *c, struct span_stash *st);
+bool mcache_fill(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
+void *mcache_alloc_direct(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
 void mcache_flush(unsigned cpu);
+void mcache_take_over(unsigned cpu);
 static inline struct mcache *mcache_of(unsigned cpu)
 {
 	return &mheap_.mcaches[cpu];
 }
+/* CPU cpu's magazine slot and class state for central c (a size class or
+ * an object cache). */
+static inline void cpu_slots(struct mcentral *c, unsigned cpu, struct mag_slot **ms,
+                             struct cpu_class **cc)
+{
+	if (c->cache) {
+		struct cache_cpu *x = &c->cache->cpu[cpu];
+		*ms = &x->mag;
+		*cc = &x->cls;
+	} else {
+		struct mcache *m = mcache_of(cpu);
+		*ms = &m->mag[c->sizeclass];
+		*cc = &m->cls[c->sizeclass];
+	}
+}
 
 /* mheap.c */
+void spanmeta_init(void);
 struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
                                uint64_t max_pfn, enum span_state state,
                                struct mcentral *central);
 void mheap_free_span(struct mspan *s);
 void mheap_free_span_locked(struct mspan *s);
 void mheap_free_large(struct mspan *s, enum span_state was);
-size_t mheap_reclaim(void);
 
 /* fmt.c: one line of text, truncated at 199 characters. */
 struct fmtbuf {
@@ -514,14 +651,14 @@ void fmt_str(struct fmtbuf *b, const char *s);
 void fmt_num(struct fmtbuf *b, uint64_t v, unsigned base);
 
 /* mstats.c */
-void central_stats(const struct mcentral *c, uint64_t nmalloc, uint64_t nfree_cpu,
-                   struct kmem_class_stats *out);
+void central_stats(const struct mcentral *c, struct kmem_class_stats *out);
 
 /* mcheck.c */
 void report_fault(enum kmem_fault_kind kind, const void *addr,
                   const struct mspan *s, const char *detail);
 
 /* malloc.c */
+size_t reclaim_all(void);
 bool oom_retry(size_t bytes, unsigned *tries);
 /* Evaluates an allocation, retrying while the OOM hook adds memory. */
 #define WITH_OOM_RETRY(bytes, expr)                                   \
@@ -533,12 +670,11 @@ bool oom_retry(size_t bytes, unsigned *tries);
 		p_;                                                   \
 	})
 void small_free(struct mspan *s, const void *p);
-void *cache_alloc_on_cpu(struct kmem_cache *k);
-extern struct mspan empty_span;
+void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller);
 
 /* debug.c */
 void debug_on_alloc(void *p, size_t size, uintptr_t caller);
-void debug_on_free(struct mspan *s, uint32_t idx, const void *p);
+bool debug_on_free(struct mspan *s, uint32_t idx, const void *p);
 void debug_poison_span(struct mspan *s);
 unsigned long debug_check_span(struct mspan *s);
 void report_fault_caller(enum kmem_fault_kind kind, const void *addr,

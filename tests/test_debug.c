@@ -64,7 +64,16 @@ static void test_overflow_reported_at_free_with_caller(void **state)
 	p[40] = 1; /* one byte past the end */
 	kfree(p);
 	fx_expect_fault_at(KMEM_FAULT_OVERFLOW, p);
-	/* The object was freed all the same and the heap is intact. */
+	/* The bad call did nothing: the object is still allocated (its size
+	 * answers, a second report comes from the checker) ... */
+	assert_int_equal(ksize(p), 40);
+	fx_assert_no_faults();
+	assert_int_equal(kmem_check(), 1);
+	fx_expect_fault_at(KMEM_FAULT_OVERFLOW, p);
+	/* ... and once the red zone is mended it frees normally. */
+	p[40] = POISON_REDZONE;
+	kfree(p);
+	fx_assert_no_faults();
 	assert_int_equal(kmem_check(), 0);
 	fx_assert_all_back();
 }
@@ -198,6 +207,9 @@ static void test_realloc_keeps_red_zone_honest(void **state)
 	p[60] = 0; /* now an overflow */
 	kfree(p);
 	fx_expect_fault_at(KMEM_FAULT_OVERFLOW, p);
+	p[60] = POISON_REDZONE; /* the report left it allocated */
+	kfree(p);
+	fx_assert_no_faults();
 	fx_assert_all_back();
 }
 

@@ -74,6 +74,11 @@ static void test_cache_debug_at_run_time(void **state)
 	fx_assert_no_faults();
 	kmem_cache_free(dbg, q);
 	fx_expect_fault_at(KMEM_FAULT_OVERFLOW, q);
+	/* The bad free did nothing: the cache still has a live object. */
+	assert_int_equal(kmem_cache_destroy(dbg), -KMEM_EBUSY);
+	q[40] = POISON_REDZONE; /* mended: now it frees */
+	kmem_cache_free(dbg, q);
+	fx_assert_no_faults();
 	assert_int_equal(q[0], POISON_FREE); /* poisoned at free */
 	assert_int_equal(kmem_cache_destroy(plain), 0);
 	assert_int_equal(kmem_cache_destroy(dbg), 0);

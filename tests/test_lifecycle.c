@@ -102,8 +102,15 @@ static void cpu_stop(struct cpu *c)
 
 static bool in_span(const struct mspan *s, const void *p)
 {
-	return s != &empty_span && (uintptr_t)p >= s->base &&
-	       (uintptr_t)p < s->base + s->npages * PAGE;
+	return s && (uintptr_t)p >= s->base && (uintptr_t)p < s->base + s->npages * PAGE;
+}
+
+/* CPU cpu holds nothing of class cls: no magazine, no span. */
+static bool cpu_class_empty(unsigned cpu, unsigned cls)
+{
+	struct mcache *m = mcache_of(cpu);
+	return !m->cls[cls].loaded && !atomic_load(&m->cls[cls].prev) &&
+	       !atomic_load(&m->cls[cls].span) && m->mag[cls].n == 0;
 }
 
 static int teardown(void **state)
@@ -181,10 +188,12 @@ static void test_alloc_before_percpu_areas(void **state)
 	struct percpu *area[NCPU];
 	unsigned cls = kmem_size_class(sizeof(struct percpu));
 	for (unsigned i = 0; i < NCPU; i++) {
+		uint64_t before = mcache_of(0)->mag[cls].nmalloc;
 		area[i] = kzalloc(sizeof *area[i]);
 		assert_non_null(area[i]);
 		/* from CPU 0's cache, the only one there is */
-		assert_true(in_span(mcache_of(0)->alloc[cls], area[i]));
+		assert_int_equal(mcache_of(0)->mag[cls].nmalloc, before + 1);
+		assert_true(in_span(span_of_ptr(area[0]), area[i])); /* one span */
 		area[i]->stack = kpage_alloc(4, 4 * PAGE, 0);
 		assert_non_null(area[i]->stack);
 		for (int j = 0; j < 16; j++) {
@@ -205,10 +214,11 @@ static void test_alloc_before_percpu_areas(void **state)
 	/* The boot CPU installs its per-CPU area: still CPU 0, same cache. */
 	host_set_early_boot(false);
 	assert_int_equal(host_cpu_claim(0), 0);
+	uint64_t before = mcache_of(0)->mag[cls].nmalloc;
 	void *more = kmalloc(sizeof(struct percpu));
 	assert_non_null(more);
-	assert_true(in_span(mcache_of(0)->alloc[cls], more));
-	assert_true(in_span(mcache_of(0)->alloc[cls], area[0]));
+	assert_int_equal(mcache_of(0)->mag[cls].nmalloc, before + 1);
+	assert_true(in_span(span_of_ptr(area[0]), more));
 	kfree(more);
 
 	/* The other CPUs start on the areas made for them. */
@@ -300,8 +310,10 @@ static void off_free_rest(struct off_state *o, int k)
 static void assert_cpu_cache_empty(unsigned cpu, const struct kmem_cache *k)
 {
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		assert_ptr_equal(mcache_of(cpu)->alloc[cls], &empty_span);
-	assert_ptr_equal(k->cpu_span[cpu], &empty_span);
+		assert_true(cpu_class_empty(cpu, cls));
+	const struct cache_cpu *x = &k->cpu[cpu];
+	assert_true(!x->cls.loaded && !atomic_load(&x->cls.prev) && !atomic_load(&x->cls.span) &&
+	            x->mag.n == 0);
 }
 
 static void test_cpu_offline_and_back(void **state)
@@ -314,7 +326,7 @@ static void test_cpu_offline_and_back(void **state)
 	cpu_start(&c2);
 	cpu_run(&c2, 1);
 	assert_int_equal(fx_stats().cpus_online, 2);
-	assert_true(mcache_of(2)->alloc[kmem_size_class(200)] != &empty_span);
+	assert_false(cpu_class_empty(2, kmem_size_class(200)));
 
 	/* CPU 2 is stopped (waiting for its next step): take it offline. */
 	assert_int_equal(kmem_cpu_offline(2), 0);

@@ -4,9 +4,11 @@
  * full span queues it exactly once; mcentral_cache_span drains the
  * unswept stack and hands the span out; a span swept empty is kept (at
  * most empty_max per class) and reused; kmem_reclaim releases empty spans; kmem_cpu_offline moves a
- * CPU's cached spans to partial/full; memory flows between classes.  And
- * the CPU's stash of exhausted spans (mcache.c): kept cached, reused in
- * place, bounded, flushed.
+ * CPU's cached spans to partial/full; memory flows between classes.
+ * These tests are about the spans: the classes run without magazines
+ * (mcentral_set_magazines(c, false)), so every kmalloc and kfree goes
+ * straight between span and client; tests/test_magazine.c has the
+ * magazines.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -64,6 +66,12 @@ static unsigned on_stack(struct mcentral *c, const struct mspan *s, unsigned *le
 	return n;
 }
 
+/* The span CPU cpu fills from for class cls. */
+static struct mspan *cpu_span(unsigned cpu, unsigned cls)
+{
+	return atomic_load(&mcache_of(cpu)->cls[cls].span);
+}
+
 static bool on_list(const struct span_list *l, const struct mspan *s)
 {
 	for (struct mspan *t = l->first; t; t = t->next)
@@ -84,33 +92,25 @@ static struct mspan *fill_span(void **p)
 	assert_non_null(s);
 	for (unsigned i = 0; i < N; i++)
 		assert_ptr_equal(span_of_ptr(p[i]), s);
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], s);
+	assert_ptr_equal(cpu_span(0, CLS), s);
 	return s;
 }
 
-static int setup_stash(void **state)
+/* The transition tests are about the mcentral itself: with magazines, a
+ * free would land in a magazine, not in its span. */
+static int setup(void **state)
 {
 	(void)state;
 	fx_simple(64, 4);
 	assert_int_equal(kmem_size_class(SZ), CLS);
 	assert_int_equal(kmem_class[CLS].nelems, N);
 	assert_int_equal(kmem_class[CLS].npages, 1);
-	return 0;
-}
-
-/* The transition tests are about the mcentral itself: with the CPU's
- * stash (mcache.c) on, an exhausted span would stay on the CPU.  The
- * stash's own tests (test_stash_*) run with it on (setup_stash). */
-static int setup(void **state)
-{
-	setup_stash(state);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		central(cls)->stash_max = 0;
+		mcentral_set_magazines(central(cls), false);
 	return 0;
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
-#define TS(fn) cmocka_unit_test_setup_teardown(fn, setup_stash, fx_teardown_all_back)
 
 /* ------------------------------------------------------------------------
  * Tests
@@ -132,7 +132,7 @@ static void test_exhausted_goes_full(void **state)
 	p[N] = kmalloc(SZ);
 	struct mspan *t = span_of_ptr(p[N]);
 	assert_ptr_not_equal(t, s);
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], t);
+	assert_ptr_equal(cpu_span(0, CLS), t);
 	assert_int_equal(loc_of(s), LOC_FULL);
 	assert_int_equal(s->on_list, LOC_FULL);
 	assert_int_equal(c->full.count, 1);
@@ -184,9 +184,10 @@ static void test_first_free_queues_once(void **state)
 	assert_ptr_equal(atomic_load(&c->unswept), sb); /* a stack: last pushed on top */
 	assert_int_equal(c->full.count, 2);
 	assert_int_equal(c->partial.count, 0);
-	/* Nothing was swept yet: the frees are waiting in the bitmaps. */
+	/* Nothing was swept yet: the frees are waiting in the bitmaps (and
+	 * counted as frees already: statistics count the client's calls). */
 	assert_int_equal(sa->alloc_count, N);
-	assert_int_equal(fx_class_stats(CLS).nfree, 0);
+	assert_int_equal(fx_class_stats(CLS).nfree, 18);
 	fx_assert_check();
 
 	for (unsigned i = 0; i < N; i++) {
@@ -212,7 +213,7 @@ static void test_partial_span_queued(void **state)
 	struct mspan *s = span_of_ptr(p[0]);
 	assert_int_equal(kmem_cpu_offline(0), 0); /* the caller itself */
 	assert_int_equal(kmem_cpu_online(0), 0);
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], &empty_span);
+	assert_ptr_equal(cpu_span(0, CLS), NULL);
 	assert_int_equal(loc_of(s), LOC_PARTIAL);
 	assert_ptr_equal(c->partial.first, s);
 	assert_int_equal(s->alloc_count, 10);
@@ -224,7 +225,7 @@ static void test_partial_span_queued(void **state)
 	/* The next allocation drains it: 3 comes back first. */
 	void *q = kmalloc(SZ);
 	assert_ptr_equal(q, p[3]);
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], s);
+	assert_ptr_equal(cpu_span(0, CLS), s);
 	assert_int_equal(loc_of(s), LOC_CACHED);
 	assert_null(atomic_load(&c->unswept));
 	assert_int_equal(s->alloc_count, 8);
@@ -254,14 +255,15 @@ static void test_cache_span_drains(void **state)
 	void *q = kmalloc(SZ);
 	assert_ptr_equal(q, a[F[0]]);
 	a[F[0]] = q;
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], sa);
+	assert_ptr_equal(cpu_span(0, CLS), sa);
 	assert_int_equal(loc_of(sa), LOC_CACHED);
 	assert_int_equal(sa->on_list, 0);
 	assert_int_equal(loc_of(sb), LOC_FULL);
 	assert_null(atomic_load(&c->unswept));
 	assert_false(on_list(&c->full, sa));
 	assert_false(on_list(&c->partial, sa));
-	assert_int_equal(fx_class_stats(CLS).nfree, nfree0 + 4);
+	assert_int_equal(sa->alloc_count, N - 4); /* swept: the 4 frees folded */
+	assert_int_equal(fx_class_stats(CLS).nfree, nfree0); /* counted at kfree */
 	assert_int_equal(fx_stats().pages_small, st0.pages_small); /* no new span */
 	for (unsigned k = 1; k < 4; k++) {
 		q = kmalloc(SZ);
@@ -281,7 +283,10 @@ static void test_cache_span_drains(void **state)
 	assert_int_equal(atomic_load(&sb->freeindex), 0);
 	f = arch_irq_save();
 	assert_int_equal(span_next_free_index(sb), 7);
-	mcache_of(0)->nmalloc[CLS]++; /* counted as kmalloc would */
+	/* Handed out and counted as kmalloc would. */
+	assert_int_equal(atomic_load(&sb->objstate[7]), OBJ_FREE);
+	atomic_store(&sb->objstate[7], OBJ_CLIENT);
+	mcache_of(0)->mag[CLS].nmalloc++;
 	mcentral_uncache_span(c, sb);
 	arch_irq_restore(f);
 	assert_int_equal(loc_of(sb), LOC_FULL);
@@ -541,6 +546,7 @@ static void test_cpu_offline(void **state)
 	pthread_cond_init(&x.cv, NULL);
 	x.kc = kmem_cache_create("offline", 100, 0, NULL);
 	assert_non_null(x.kc);
+	mcentral_set_magazines(&x.kc->central, false);
 	const unsigned ca = kmem_size_class(200), cc = kmem_size_class(1024);
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, offline_worker, &x), 0);
@@ -548,8 +554,8 @@ static void test_cpu_offline(void **state)
 
 	struct mcache *m = mcache_of(2);
 	assert_true(m->online);
-	struct mspan *sa = m->alloc[ca], *sb = m->alloc[CLS], *sc = m->alloc[cc];
-	struct mspan *sk = x.kc->cpu_span[2];
+	struct mspan *sa = cpu_span(2, ca), *sb = cpu_span(2, CLS), *sc = cpu_span(2, cc);
+	struct mspan *sk = atomic_load(&x.kc->cpu[2].cls.span);
 	assert_ptr_equal(sa, span_of_ptr(x.a[0]));
 	assert_ptr_equal(sb, span_of_ptr(x.b[0]));
 	assert_ptr_equal(sc, span_of_ptr(x.c[12]));
@@ -562,8 +568,8 @@ static void test_cpu_offline(void **state)
 
 	assert_int_equal(kmem_cpu_offline(2), 0);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		assert_ptr_equal(m->alloc[cls], &empty_span);
-	assert_ptr_equal(x.kc->cpu_span[2], &empty_span);
+		assert_ptr_equal(atomic_load(&m->cls[cls].span), NULL);
+	assert_ptr_equal(atomic_load(&x.kc->cpu[2].cls.span), NULL);
 	assert_false(m->online);
 	assert_int_equal(fx_stats().cpus_online, online0 - 1);
 	assert_int_equal(loc_of(sa), LOC_PARTIAL);
@@ -666,125 +672,6 @@ static void test_memory_flows(void **state)
 	free(l);
 }
 
-/* ------------------------------------------------------------------------
- * The stash (mcache.c)
- */
-
-/* An exhausted span stays on its CPU, cached; a free into it queues
- * nothing; when the next span runs out, the stashed one is swept in place
- * and allocated from again, with no trip through the mcentral. */
-static void test_stash_keeps_exhausted(void **state)
-{
-	(void)state;
-	static void *p[N], *q[N];
-	struct mcentral *c = central(CLS);
-	struct span_stash *st = &mcache_of(0)->stash[CLS];
-	assert_int_equal(c->stash_max, c->empty_max);
-	struct mspan *s = fill_span(p);
-	q[0] = kmalloc(SZ);
-	struct mspan *t = span_of_ptr(q[0]);
-	assert_ptr_not_equal(t, s);
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], t);
-	assert_int_equal(st->count, 1);
-	assert_ptr_equal(st->first, s);
-	assert_int_equal(loc_of(s), LOC_CACHED);
-	assert_int_equal(s->on_list, 0);
-	assert_int_equal(atomic_load(&s->freeindex), N);
-	assert_int_equal(c->full.count + c->partial.count, 0);
-	fx_assert_check();
-
-	/* A free into the stashed span: its bit, nothing queued. */
-	kfree(p[3]);
-	assert_int_equal(loc_of(s), LOC_CACHED);
-	assert_null(atomic_load(&c->unswept));
-	fx_assert_check();
-
-	/* t runs out: s comes back, swept, and hands out the freed slot;
-	 * t takes its place in the stash. */
-	for (unsigned i = 1; i < N; i++)
-		q[i] = kmalloc(SZ);
-	uint64_t nfree0 = fx_class_stats(CLS).nfree, central0 = atomic_load(&c->nfree);
-	void *again = kmalloc(SZ);
-	assert_ptr_equal(again, p[3]);
-	/* The in-place sweep is counted on the CPU, not on the mcentral. */
-	assert_int_equal(fx_class_stats(CLS).nfree, nfree0 + 1);
-	assert_int_equal(atomic_load(&c->nfree), central0);
-	assert_int_equal(mcache_of(0)->stash[CLS].nfree, nfree0 + 1 - central0);
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], s);
-	assert_int_equal(st->count, 1);
-	assert_ptr_equal(st->first, t);
-	assert_int_equal(c->spans, 2);
-	assert_int_equal(c->full.count + c->partial.count, 0);
-	fx_assert_check();
-	p[3] = again;
-	for (unsigned i = 0; i < N; i++) {
-		kfree(p[i]);
-		kfree(q[i]);
-	}
-}
-
-/* At most stash_max spans stay on the CPU; past that the oldest goes to
- * the mcentral's full list.  A reclaim on the CPU empties its stash. */
-static void test_stash_bounded(void **state)
-{
-	(void)state;
-	static void *p[7][N];
-	struct mcentral *c = central(CLS);
-	struct span_stash *st = &mcache_of(0)->stash[CLS];
-	assert_int_equal(c->stash_max, 4);
-	struct mspan *s[7];
-	for (unsigned k = 0; k < 7; k++)
-		s[k] = fill_span(p[k]);
-	/* s[6] is cached; s[2..5] are stashed; s[0], s[1] went full. */
-	assert_int_equal(st->count, 4);
-	for (unsigned k = 0; k < 2; k++) {
-		assert_int_equal(loc_of(s[k]), LOC_FULL);
-		assert_int_equal(s[k]->on_list, LOC_FULL);
-	}
-	for (unsigned k = 2; k < 6; k++)
-		assert_int_equal(loc_of(s[k]), LOC_CACHED);
-	assert_ptr_equal(st->first, s[5]);
-	assert_int_equal(c->full.count, 2);
-	fx_assert_check();
-	for (unsigned k = 0; k < 7; k++)
-		for (unsigned i = 0; i < N; i++)
-			kfree(p[k][i]);
-	assert_true(kmem_reclaim() > 0);
-	assert_int_equal(st->count, 0);
-	assert_null(st->first);
-	assert_ptr_equal(mcache_of(0)->alloc[CLS], &empty_span);
-	assert_int_equal(c->spans, 0);
-	fx_assert_check();
-}
-
-/* kmem_cpu_offline gives the stash back with the cached spans. */
-static void test_stash_flushed_on_offline(void **state)
-{
-	(void)state;
-	static void *p[3][N];
-	struct mcentral *c = central(CLS);
-	struct span_stash *st = &mcache_of(0)->stash[CLS];
-	struct mspan *s[3];
-	for (unsigned k = 0; k < 3; k++)
-		s[k] = fill_span(p[k]);
-	assert_int_equal(st->count, 2);
-	kfree(p[0][0]);
-	assert_int_equal(kmem_cpu_offline(0), 0);
-	assert_int_equal(st->count, 0);
-	assert_null(st->first);
-	assert_int_equal(loc_of(s[0]), LOC_PARTIAL); /* swept on the way */
-	assert_int_equal(loc_of(s[1]), LOC_FULL);
-	assert_int_equal(loc_of(s[2]), LOC_FULL);
-	assert_int_equal(c->full.count, 2);
-	assert_int_equal(c->partial.count, 1);
-	fx_assert_check();
-	assert_int_equal(kmem_cpu_online(0), 0);
-	for (unsigned k = 0; k < 3; k++)
-		for (unsigned i = 0; i < N; i++)
-			if (k || i)
-				kfree(p[k][i]);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -797,9 +684,6 @@ int main(void)
 		T(test_reclaim_releases_empty),
 		T(test_cpu_offline),
 		cmocka_unit_test_setup_teardown(test_memory_flows, setup_small, fx_teardown_all_back),
-		TS(test_stash_keeps_exhausted),
-		TS(test_stash_bounded),
-		TS(test_stash_flushed_on_offline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -160,37 +160,67 @@ static void test_list_count_and_state(void **state)
 	kfree(obj);
 }
 
-/* The CPU's stash (mcache.c): its count, and every stashed span cached
- * and exhausted. */
-static void test_stash(void **state)
+/* Magazines (magazine.c) and object states: a magazine's count and slot,
+ * its entries against the states, the depot's counts, the states against
+ * the span's bits. */
+static void test_magazines(void **state)
 {
 	(void)state;
 	const unsigned cls = kmem_size_class(64);
-	unsigned n = kmem_class[cls].nelems;
-	void **p = malloc((n + 1) * sizeof(*p));
-	for (unsigned i = 0; i <= n; i++)
+	void *p[8];
+	for (int i = 0; i < 8; i++)
 		p[i] = kmalloc(64);
-	struct span_stash *st = &mcache_of(0)->stash[cls];
+	struct mag_slot *ms = &mcache_of(0)->mag[cls];
+	uint16_t n0 = ms->n; /* the rest of the span, filled in at the first kmalloc */
+	for (int i = 0; i < 4; i++)
+		kfree(p[i]); /* into CPU 0's loaded magazine */
 	struct mspan *s = span_of_ptr(p[0]);
-	assert_int_equal(st->count, 1);
-	assert_ptr_equal(st->first, s);
+	assert_int_equal(ms->n, n0 + 4);
+	assert_ptr_equal(ms->obj[n0 + 3], p[3]);
+	assert_int_equal(atomic_load(mag_slot_st(ms)[n0 + 3]), ms->id);
 	expect_clean();
-	st->count++;
+
+	/* An object whose state names the magazine but which is not in it. */
+	uint32_t i4 = span_obj_index(s, (uintptr_t)p[4] - s->base);
+	atomic_store(&s->objstate[i4], ms->id);
 	expect_broken();
-	st->count--;
+	atomic_store(&s->objstate[i4], OBJ_CLIENT);
 	expect_clean();
-	atomic_store(&s->freeindex, n - 1);
+
+	/* A stale entry -- its object's state is not the magazine's id, as a
+	 * racing double free leaves one -- is allowed. */
+	assert_true(ms->n < ms->cap);
+	ms->obj[ms->n] = p[4];
+	mag_slot_st(ms)[ms->n] = &s->objstate[i4];
+	ms->n++;
+	expect_clean(); /* stale: the state is OBJ_CLIENT, not the id */
+	ms->n--;
+
+	/* The slot holds more than the class's capacity. */
+	uint16_t cap = ms->cap;
+	ms->cap = (uint16_t)(mheap_.central[cls].mag_cap + 1);
 	expect_broken();
-	atomic_store(&s->freeindex, n);
+	ms->cap = cap;
 	expect_clean();
-	uint64_t ss = atomic_load(&s->sweepstate);
-	atomic_store(&s->sweepstate, SS_MAKE(SS_GEN(ss), LOC_FULL));
+
+	/* A state that disagrees with the bits: a client object marked free. */
+	atomic_store(&s->objstate[i4], OBJ_FREE);
 	expect_broken();
-	atomic_store(&s->sweepstate, ss);
+	atomic_store(&s->objstate[i4], OBJ_CLIENT);
 	expect_clean();
-	for (unsigned i = 0; i <= n; i++)
+
+	/* The depot's counts. */
+	struct depot *d = &mheap_.central[cls].depot;
+	d->nmags++;
+	expect_broken();
+	d->nmags--;
+	atomic_fetch_add(&d->nfull, 1);
+	expect_broken();
+	atomic_fetch_sub(&d->nfull, 1);
+	expect_clean();
+
+	for (int i = 4; i < 8; i++)
 		kfree(p[i]);
-	free(p);
 	expect_clean();
 }
 
@@ -219,7 +249,7 @@ int main(void)
 		cmocka_unit_test_setup(test_listed_span_with_unqueued_frees, setup),
 		cmocka_unit_test_setup(test_list_count_and_state, setup),
 		cmocka_unit_test_setup(test_arena_map_to_dead_span, setup),
-		cmocka_unit_test_setup(test_stash, setup),
+		cmocka_unit_test_setup(test_magazines, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

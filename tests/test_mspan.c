@@ -9,9 +9,11 @@
  * A test owns a span either as CPU 0 (the span kmalloc cached for CPU 0,
  * touched with interrupts off on the main thread, which is CPU 0) or by
  * taking one from its mcentral with mcentral_cache_span(): such a span is
- * LOC_CACHED in no mcache, so nobody else sweeps it.  Sweeps done here add
- * their count to the mcentral's nfree as the allocator's own sweeps do, so
- * the statistics stay exact.
+ * LOC_CACHED in no mcache, so nobody else sweeps it.  An object handed
+ * out here gets the state and the count kmalloc would give it, so kfree
+ * and the statistics work on it.  The classes run without magazines
+ * (mcentral_set_magazines(c, false)): kmalloc and kfree go straight to
+ * the spans these tests look at.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -54,13 +56,17 @@ static void drop_span(struct mspan *s)
 	arch_irq_restore(f);
 }
 
-/* The owner's slow path; counted as CPU 0's allocation as kmalloc would. */
+/* The owner's slow path; the object handed out and counted as CPU 0's
+ * allocation as kmalloc would. */
 static uint32_t next_idx(struct mspan *s)
 {
 	unsigned long f = arch_irq_save();
 	uint32_t i = span_next_free_index(s);
-	if (i < s->nelems)
-		mcache_of(arch_cpu_id())->nmalloc[s->sizeclass]++;
+	if (i < s->nelems) {
+		assert_int_equal(atomic_load(&s->objstate[i]), OBJ_FREE);
+		atomic_store(&s->objstate[i], OBJ_CLIENT);
+		mcache_of(arch_cpu_id())->mag[s->sizeclass].nmalloc++;
+	}
 	arch_irq_restore(f);
 	return i;
 }
@@ -69,9 +75,14 @@ static unsigned sweep(struct mspan *s)
 {
 	unsigned long f = arch_irq_save();
 	unsigned n = span_sweep(s);
-	atomic_fetch_add(&s->central->nfree, n);
 	arch_irq_restore(f);
 	return n;
+}
+
+/* The span CPU cpu allocates class cls from. */
+static struct mspan *cpu_span(unsigned cpu, unsigned cls)
+{
+	return atomic_load(&mcache_of(cpu)->cls[cls].span);
 }
 
 static void *obj(const struct mspan *s, uint32_t i)
@@ -113,7 +124,7 @@ static uint64_t sentinel_word(uint32_t nelems, unsigned w)
 
 static void assert_sentinels(const struct mspan *s)
 {
-	for (unsigned w = 0; w < SPAN_MAX_WORDS; w++) {
+	for (unsigned w = 0; w < nwords(s); w++) {
 		uint64_t m = sentinel_word(s->nelems, w);
 		if ((abits(s, w) & m) != m)
 			fail_msg("class %u word %u: sentinel bits %#llx not all set (%#llx)",
@@ -122,14 +133,12 @@ static void assert_sentinels(const struct mspan *s)
 	}
 }
 
-/* An exhausted span goes to its mcentral as it is (the tests check it
- * there), not to the CPU's stash: the stash is tested in test_mcentral.c. */
 static int setup(void **state)
 {
 	(void)state;
 	fx_simple(64, 2);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mheap_.central[cls].stash_max = 0;
+		mcentral_set_magazines(&mheap_.central[cls], false);
 	return 0;
 }
 
@@ -154,7 +163,7 @@ static void test_class8_fill(void **state)
 	}
 	struct mspan *s = span_of_ptr(p[0]);
 	assert_non_null(s);
-	assert_ptr_equal(mcache_of(0)->alloc[cls], s);
+	assert_ptr_equal(cpu_span(0, cls), s);
 	assert_int_equal(s->nelems, 512);
 	assert_int_equal(s->elemsize, 8);
 	assert_int_equal(s->npages, 1);
@@ -212,7 +221,7 @@ static void check_class_sentinels(unsigned cls)
 	assert_int_equal(n, kmem_class[cls].nelems);
 	assert_int_equal(s->npages, kmem_class[cls].npages);
 	assert_int_equal(s->elemsize, kmem_class[cls].size);
-	for (unsigned w = 0; w < SPAN_MAX_WORDS; w++)
+	for (unsigned w = 0; w < nwords(s); w++)
 		assert_int_equal(abits(s, w), sentinel_word(n, w));
 	assert_int_equal(s->alloc_cache, ~abits(s, 0));
 	assert_int_equal(fi_of(s), 0);
@@ -262,7 +271,7 @@ static void check_class_sentinels(unsigned cls)
 	assert_int_equal(fi_of(s), 0);
 	assert_int_equal(s->alloc_cache, ~abits(s, 0));
 	assert_false(span_has_freed(s));
-	for (unsigned w = 0; w < SPAN_MAX_WORDS; w++)
+	for (unsigned w = 0; w < nwords(s); w++)
 		assert_int_equal(fbits(s, w), 0);
 	for (uint32_t i = 0; i < n; i++)
 		assert_int_equal(span_obj_allocated(s, i), !freed[i]);
@@ -361,8 +370,11 @@ static void set_pattern(struct mspan *s)
 	unsigned long f = arch_irq_save();
 	for (unsigned w = 0; w < 8; w++) {
 		atomic_store(&s->alloc_bits[w], pattern[w]);
-		/* Pretend-allocated objects count as handed out. */
-		mcache_of(0)->nmalloc[1] += (unsigned)__builtin_popcountll(pattern[w]);
+		/* Pretend-allocated objects are handed out and counted. */
+		mcache_of(0)->mag[1].nmalloc += (unsigned)__builtin_popcountll(pattern[w]);
+		for (unsigned b = 0; b < 64; b++)
+			if ((pattern[w] >> b) & 1)
+				atomic_store(&s->objstate[w * 64 + b], OBJ_CLIENT);
 	}
 	arch_irq_restore(f);
 	s->alloc_cache = ~pattern[0];
@@ -403,11 +415,11 @@ static void test_next_free_index_words(void **state)
 	drop_span(s);
 
 	/* Fast path: the span cached for CPU 0. */
-	assert_ptr_equal(mcache_of(0)->alloc[1], &empty_span);
+	assert_null(cpu_span(0, 1));
 	s = own_span(1);
 	set_pattern(s);
 	unsigned long f = arch_irq_save();
-	mcache_of(0)->alloc[1] = s;
+	atomic_store(&mcache_of(0)->cls[1].span, s);
 	arch_irq_restore(f);
 	for (unsigned k = 0; k < nw; k++)
 		assert_ptr_equal(kmalloc(8), obj(s, want[k]));
@@ -432,7 +444,7 @@ static void check_sweep_cached(unsigned cls, const uint32_t *F, unsigned nf)
 		assert_non_null(p[i]);
 	}
 	struct mspan *s = span_of_ptr(p[0]);
-	assert_ptr_equal(mcache_of(0)->alloc[cls], s);
+	assert_ptr_equal(cpu_span(0, cls), s);
 	for (uint32_t i = 0; i < n - 1; i++)
 		assert_ptr_equal(p[i], obj(s, i));
 	assert_int_equal(fi_of(s), n - 1);
@@ -445,13 +457,13 @@ static void check_sweep_cached(unsigned cls, const uint32_t *F, unsigned nf)
 		kfree(p[F[k]]);
 	}
 	/* Freed but not swept: still allocated, no sweep happened. */
-	assert_ptr_equal(mcache_of(0)->alloc[cls], s);
+	assert_ptr_equal(cpu_span(0, cls), s);
 	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_CACHED);
 	assert_null(atomic_load(&mheap_.central[cls].unswept));
 	for (uint32_t i = 0; i < n - 1; i++)
 		assert_true(span_obj_allocated(s, i));
 	assert_false(span_obj_allocated(s, n - 1));
-	assert_int_equal(fx_class_stats(cls).nfree, nfree0);
+	assert_int_equal(fx_class_stats(cls).nfree, nfree0 + nf); /* counted at kfree */
 
 	assert_int_equal(sweep(s), nf);
 	assert_int_equal(fx_class_stats(cls).nfree, nfree0 + nf);
@@ -504,7 +516,7 @@ static void test_sweep_in_place(void **state)
 	for (uint32_t i = 0; i < n; i++)
 		p[i] = kmalloc(48);
 	struct mspan *s = span_of_ptr(p[0]);
-	assert_ptr_equal(mcache_of(0)->alloc[cls], s);
+	assert_ptr_equal(cpu_span(0, cls), s);
 	assert_int_equal(fi_of(s), n);
 	const uint32_t G[] = {7, 8, 64, 84};
 	for (unsigned k = 0; k < 4; k++)
@@ -516,9 +528,9 @@ static void test_sweep_in_place(void **state)
 		p[G[k]] = kmalloc(48);
 		assert_ptr_equal(p[G[k]], obj(s, G[k]));
 	}
-	assert_ptr_equal(mcache_of(0)->alloc[cls], s);
+	assert_ptr_equal(cpu_span(0, cls), s);
 	assert_int_equal(mheap_.central[cls].spans, spans0);
-	assert_int_equal(fx_class_stats(cls).nfree, nfree0 + 4);
+	assert_int_equal(fx_class_stats(cls).nfree, nfree0); /* counted at kfree */
 	assert_int_equal(s->alloc_count, n - 4);
 	struct kmem_stats st1;
 	kmem_get_stats(&st1);

@@ -34,13 +34,16 @@ static inline void shim_irq_restore_inline(unsigned long flags)
 		shim_shared_leave();
 }
 
-/* arch_irq_restore_fast: 0 if a shared slot's lock must be dropped (the
- * caller then calls arch_irq_restore, which stores the same level again). */
+/* arch_irq_restore_fast: the fast paths call it only after
+ * arch_cpu_id_fast() gave a CPU, i.e. on a thread with a private slot,
+ * which never holds a shared slot's lock (a thread on a shared slot gets -1
+ * there and takes the slow paths, which restore with arch_irq_restore).
+ * So it only stores the level. */
 static inline int shim_irq_restore_fast_inline(unsigned long flags)
 {
 	atomic_signal_fence(memory_order_seq_cst);
 	shim_t_irq = flags;
-	return !(__builtin_expect(shim_t_locked != 0, 0) && flags == 0);
+	return 1;
 }
 
 static inline unsigned shim_cpu_id_inline(void)

@@ -77,7 +77,9 @@ void arch_panic(const char *msg) __attribute__((noreturn));
  *                             caller must still call arch_irq_restore(f)
  *                             (deferred work: pending interrupts, a lock
  *                             to drop), which must then be harmless to
- *                             call after a partial restore;
+ *                             call after a partial restore.  mm/ calls it
+ *                             only on a path where arch_cpu_id_fast()
+ *                             gave a CPU (not a negative value);
  *   arch_bit_test_and_set(bits, i)  atomically sets bit i of the bitmap
  *                             `bits` (_Atomic uint64_t words), sequentially
  *                             consistent, and returns whether it was set
