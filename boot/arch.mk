@@ -10,7 +10,10 @@
 #   make run ARCH=aarch64|riscv64              the same (boot/kernel.mk's run)
 #   make test-boot-aarch64 | test-boot-riscv64 boot it; pass iff "RESULT: PASS"
 #                                              and semihosting exit status 0
-#   make test-boot-virt                        all of the below
+#   make test-boot-virt                        all of the below, and
+#                                              check-readme-riscv (the porting
+#                                              guide's S-mode hook files are
+#                                              arch/riscv64/arch.c, arch_inline.h)
 #   make check-lib-virt                        mm/ alone, freestanding, for both
 #                                              arches: -Wall -Wextra -Werror and
 #                                              the undefined symbols it needs
@@ -102,7 +105,7 @@ V_PICOLIBC := -specs=picolibc.specs --oslib=semihost --crt0=semihost
 
 .PHONY: $(foreach b,$(V_BUILDS),kernel-$(b) run-$(b) test-boot-$(b)) \
 	$(foreach a,$(V_ARCHES),kernel-$(a) run-$(a) test-boot-$(a) kernel-deps-$(a)) \
-	test-boot-virt check-lib-virt v-force
+	test-boot-virt check-lib-virt check-readme-riscv v-force
 
 # $(call v_build,BUILD,ARCH): the rules for one build.
 define v_build
@@ -163,7 +166,19 @@ kernel-riscv64: kernel-riscv64-$(RISCV_MODE)
 run-riscv64: run-riscv64-$(RISCV_MODE)
 test-boot-riscv64: test-boot-riscv64-$(RISCV_MODE)
 
-test-boot-virt: test-boot-aarch64 test-boot-riscv64-s test-boot-riscv64-m test-boot-riscv64-alt
+test-boot-virt: check-readme-riscv test-boot-aarch64 test-boot-riscv64-s test-boot-riscv64-m \
+	test-boot-riscv64-alt
+
+# The porting guide's riscv64 S-mode hook files are the demo's, byte for
+# byte: the ```c block after each file's mark in README.md.
+V_README_FILES := arch/riscv64/arch.c arch/riscv64/arch_inline.h
+check-readme-riscv:
+	@for f in $(V_README_FILES); do \
+	  awk -v mark="<!-- $$f: make check-readme-riscv keeps this identical -->" \
+	    '$$0 == mark {on = 1; next} on && /^```c$$/ {copy = 1; next} copy && /^```$$/ {exit} copy' \
+	    README.md | diff -u - $$f || { echo "check-readme-riscv: README.md's copy of $$f differs" \
+	    "(diff above: - README, + $$f)"; exit 1; }; \
+	done; echo "check-readme-riscv: the README's riscv64 S-mode hooks are $(V_README_FILES)"
 
 # mm/ alone for each arch, out of line hooks (no KMEM_ARCH_INLINE): it
 # must build warning-free and need nothing but the string functions and
