@@ -6,13 +6,13 @@
  *   _entry       the image's first byte (QEMU 7.2 starts the kernel at the
  *                lowest address it loaded, not at the ELF entry).
  *                S-mode: OpenSBI comes here on one hart, the boot hart
- *                (whichever won its own lottery), a0 = its hart id,
- *                a1 = the device tree.  M-mode: every hart comes here at
- *                once; the first to swap the lottery word is the boot hart
- *                and every other parks (below).  The boot hart keeps
- *                a0/a1 and goes on to boot_start: its stack and gp, then
- *                riscv_start (platform.c: .bss, TLS, main).  Not picolibc's
- *                crt0: it writes mtvec, which traps in S-mode.  (The
+ *                (its lottery's winner, unless the loader names one),
+ *                a0 = its hart id, a1 = the device tree.  M-mode: every
+ *                hart comes here at once; the first to swap the lottery
+ *                word is the boot hart and every other parks (below).  The
+ *                boot hart keeps a0/a1, takes the boot stack and gp, and
+ *                calls riscv_start (platform.c: .bss, TLS, main).  Not
+ *                picolibc's crt0: it writes mtvec, which traps in S-mode.  (The
  *                riscv64-alt test build first moves the boot to another
  *                hart: RISCV_BOOT_HART below.)
  *   hart_entry   S-mode: where SBI HSM hart_start starts every other hart,
@@ -78,7 +78,7 @@ _entry:
 	csrw	XIE, zero
 #ifdef RISCV_BOOT_HART
 	/* The test build riscv64-alt: OpenSBI may boot the kernel on any hart
-	 * (QEMU 7.2's always picks hart 0), so hand the boot over to hart
+	 * (QEMU 7.2's picked hart 0 in every run here), so hand the boot over to hart
 	 * RISCV_BOOT_HART as if the firmware had picked it: SBI HSM starts it
 	 * here with the device tree, and this hart stops.  Without that hart
 	 * (-smp too small), boot here. */

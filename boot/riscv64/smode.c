@@ -4,10 +4,11 @@
  * other harts, the timer and the reset go through the firmware
  * (arch/riscv64/arch.c's sbi_ecall).
  *
- *   harts    OpenSBI starts the kernel on one hart, any of them (the
- *            first to win its own lottery); the others wait, stopped, until
- *            SBI HSM hart_start sends them to hart_entry (entry.S) with
- *            their struct cpu_start as the opaque word.
+ *   harts    OpenSBI starts the kernel on one hart, any of them (its
+ *            lottery's winner unless the loader names one); the others
+ *            wait, stopped, until SBI HSM hart_start sends them to
+ *            hart_entry (entry.S) with their struct cpu_start as the
+ *            opaque word.  CPU indexes follow /cpus, the boot hart first.
  *   timer    Sstc's stimecmp when the boot hart's ISA in the device tree
  *            lists sstc (QEMU 7.2's default CPU does, and OpenSBI 1.1 lets
  *            S-mode write it), else SBI TIME set_timer, an ecall a tick;
