@@ -7,7 +7,8 @@
  * demo kernel provides it:
  *   x86_64   boot/ (UEFI, LAPIC timer, INIT-SIPI), arch/x86_64/
  *   aarch64  boot/virt/ + boot/aarch64/ (PSCI, GIC + generic timer)
- *   riscv64  boot/virt/ + boot/riscv64/ (M-mode harts, CLINT timer)
+ *   riscv64  boot/virt/ + boot/riscv64/ (S-mode under OpenSBI: SBI HSM,
+ *            Sstc or SBI timer; or M-mode harts with the CLINT)
  *
  * "percpu.h" (found on the kernel's include path) defines struct percpu
  * with at least these members, which the workload uses:

@@ -26,17 +26,21 @@
 # run-multiboot / test-boot-multiboot.
 #   scripts/qemu-run.sh --multiboot --run|--test ELF [SMP] [MEM] [TIMEOUT]
 #
-# --arch aarch64|riscv64 (before the mode) boots a QEMU virt demo kernel
-# instead (boot/arch.mk; IMAGE is its ELF, loaded with -kernel):
-#   scripts/qemu-run.sh --arch aarch64|riscv64 --run|--test ELF [SMP] [MEM] [TIMEOUT]
-# TCG, -machine virt (aarch64: cortex-a53 with a GICv2; riscv64: -bios
-# none, every hart in M-mode), output and exit status through semihosting
+# --arch aarch64|riscv64|riscv64-m|riscv64-alt (before the mode) boots a
+# QEMU virt demo kernel instead (boot/arch.mk; IMAGE is its ELF, loaded
+# with -kernel):
+#   scripts/qemu-run.sh --arch aarch64|riscv64|... --run|--test ELF [SMP] [MEM] [TIMEOUT]
+# TCG, -machine virt (aarch64: cortex-a53 with a GICv2; riscv64: QEMU's
+# OpenSBI starts the S-mode kernel, whose SBI console (arch_panic) and
+# OpenSBI's banner share the terminal with semihosting; riscv64-alt: the
+# same on a CPU without Sstc, -cpu rv64,sstc=off; riscv64-m: -bios none,
+# every hart in M-mode), output and exit status through semihosting
 # (-semihosting-config target=native on a stdio chardev), -no-reboot.  The
 # log goes to <ELF's directory>/boot-<smp>cpu-<mem>.log.  Exit status 0 iff
 # the log has a "RESULT: PASS" line and QEMU exited with the kernel's
 # semihosting status 0 (RESULT: FAIL exits 1; 124 is the timeout; 0 with
-# no RESULT line a reset).  x86_64 (no --arch, or --arch x86_64) is as
-# above.
+# no RESULT line a reset, a power-off or an SBI shutdown).  x86_64 (no
+# --arch, or --arch x86_64) is as above.
 set -uo pipefail
 
 # A hang is explained, not just timed out: QEMU gets an HMP monitor on a
@@ -86,16 +90,24 @@ if [ "${1:-}" = --arch ]; then
 	arch=${2:?--arch needs aarch64, riscv64 or x86_64}
 	shift 2
 fi
-if [ "$arch" = aarch64 ] || [ "$arch" = riscv64 ]; then
+case $arch in aarch64 | riscv64 | riscv64-m | riscv64-alt) virt=1 ;; *) virt= ;; esac
+if [ -n "$virt" ]; then
 	mode=${1:?usage: qemu-run.sh --arch $arch --run|--test ELF [SMP] [MEM] [TIMEOUT]}
 	elf=${2:?ELF image}
 	smp=${3:-4}
 	mem=${4:-512M}
 	tmo=${5:-120}
+	# The S-mode kernel's SBI console is OpenSBI's UART: on the same
+	# terminal (a mux chardev) as semihosting.
+	mux=off serial=()
 	case $arch in
 	aarch64) qemu=qemu-system-aarch64 pkg=qemu-system-arm
 		machine=(-machine virt,gic-version=2 -cpu cortex-a53) ;;
 	riscv64) qemu=qemu-system-riscv64 pkg=qemu-system-misc
+		machine=(-machine virt) mux=on serial=(-serial chardev:con) ;;
+	riscv64-alt) qemu=qemu-system-riscv64 pkg=qemu-system-misc
+		machine=(-machine virt -cpu rv64,sstc=off) mux=on serial=(-serial chardev:con) ;;
+	riscv64-m) qemu=qemu-system-riscv64 pkg=qemu-system-misc
 		machine=(-machine virt -bios none) ;;
 	esac
 	if ! command -v "$qemu" >/dev/null; then
@@ -111,7 +123,7 @@ if [ "$arch" = aarch64 ] || [ "$arch" = riscv64 ]; then
 	timeout --foreground -k 5 "$tmo" \
 		"$qemu" "${machine[@]}" -accel tcg -smp "$smp" -m "$mem" "${monitor_args[@]}" \
 		-nodefaults -display none -no-reboot \
-		-chardev stdio,id=con,mux=off,signal=off \
+		-chardev stdio,id=con,mux=$mux,signal=off "${serial[@]}" \
 		-semihosting-config enable=on,target=native,chardev=con \
 		-kernel "$elf" ${QEMU_EXTRA:-} </dev/null | tee "$log"
 	status=${PIPESTATUS[0]}
@@ -125,6 +137,10 @@ if [ "$arch" = aarch64 ] || [ "$arch" = riscv64 ]; then
 	1) why="fail status" ;;
 	*) why="QEMU exited with status $status" ;;
 	esac
+	# The S-mode kernel's arch_panic ends in an SBI shutdown (QEMU exits
+	# 0): its "panic:" line (SBI console) says why.
+	panic=$(tr -d '\r' <"$log" | grep -a '^panic: ' | tail -n 1)
+	[ -z "$panic" ] || why="$why; $panic"
 	label=$([ "$mode" = --test ] && echo "test-boot-$arch" || echo "run-$arch")
 	if [ "$status" = 0 ] && [[ "$result" == "RESULT: PASS "* ]]; then
 		echo "$label: PASS (-smp $smp -m $mem, ${secs}s wall from QEMU start to exit)"
@@ -135,7 +151,7 @@ if [ "$arch" = aarch64 ] || [ "$arch" = riscv64 ]; then
 	exit 1
 fi
 if [ "$arch" != x86_64 ]; then
-	echo "qemu-run: unknown arch '$arch' (aarch64, riscv64, x86_64)" >&2
+	echo "qemu-run: unknown arch '$arch' (aarch64, riscv64, riscv64-m, riscv64-alt, x86_64)" >&2
 	exit 2
 fi
 

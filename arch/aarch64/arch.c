@@ -10,7 +10,7 @@
  *                           per-CPU area, aarch64.h).
  *   arch_cpu_relax          yield.
  * arch_log and arch_panic belong to the kernel's console (the demo kernel:
- * boot/virt/console.c).  Ordering between CPUs comes from the C11 atomics
+ * boot/virt/loghooks.c).  Ordering between CPUs comes from the C11 atomics
  * in mm/ (LDAXR/STLXR, DMB); build mm/ with -mno-outline-atomics on a
  * bare-metal target (the outline helpers need Linux's getauxval) and
  * -mgeneral-regs-only, as interrupt handlers allocate.

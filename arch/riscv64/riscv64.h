@@ -1,12 +1,12 @@
 /*
- * arch/riscv64/riscv64.h - the RISC-V (RV64) instructions spanalloc's
- * hooks and the demo kernel need, as inline code: CSRs, the interrupt
- * enable, fences, MMIO, and the per-CPU data.
+ * arch/riscv64/riscv64.h - the RISC-V (RV64) instructions the demo kernel
+ * needs beside the hooks, as inline code: CSRs, the interrupt enable,
+ * the time CSR, fences, MMIO and SBI calls.
  *
- * The demo kernel runs in M-mode (QEMU virt with -bios none starts every
- * hart there), so the global interrupt enable is mstatus.MIE.  A kernel in
- * S-mode would use sstatus.SIE (bit 1) the same way: set RISCV_IE_CSR and
- * RISCV_IE_BIT accordingly.
+ * The kernel runs in S-mode under OpenSBI (QEMU's default firmware), or,
+ * built with -DRISCV_MMODE, in M-mode with no firmware (-bios none); the
+ * global interrupt enable (sstatus.SIE or mstatus.MIE) and the per-CPU
+ * index are arch_inline.h's.
  *
  * The per-CPU pointer is tp, the thread pointer: each hart's tp points at
  * its own thread-local block (a copy of the image's .tdata/.tbss, which the
@@ -19,46 +19,50 @@
 
 #include <stdint.h>
 
-#ifndef RISCV_IE_CSR
-#define RISCV_IE_CSR "mstatus"
-#define RISCV_IE_BIT 8 /* mstatus.MIE */
-#endif
+/* The hooks' prototypes before arch_inline.h's macros for them. */
+#include "spanalloc/arch.h"
+#include "arch_inline.h"
 
-#define csr_read(c)                                                  \
+/* The CSR may be a macro (CSR_TVEC, CSR_IE below): expanded first. */
+#define csr_read(c) csr_read_(c)
+#define csr_read_(c)                                                 \
 	({                                                           \
 		unsigned long v_;                                    \
 		__asm__ volatile("csrr %0, " #c : "=r"(v_));         \
 		v_;                                                  \
 	})
-#define csr_write(c, v) __asm__ volatile("csrw " #c ", %0" : : "r"((unsigned long)(v)) : "memory")
-#define csr_set(c, v) __asm__ volatile("csrs " #c ", %0" : : "r"((unsigned long)(v)) : "memory")
-#define csr_clear(c, v) __asm__ volatile("csrc " #c ", %0" : : "r"((unsigned long)(v)) : "memory")
+#define csr_write(c, v) csr_op_("csrw", c, v)
+#define csr_set(c, v) csr_op_("csrs", c, v)
+#define csr_clear(c, v) csr_op_("csrc", c, v)
+#define csr_op_(op, c, v) __asm__ volatile(op " " #c ", %0" : : "r"((unsigned long)(v)) : "memory")
 
-/* Clears the interrupt enable and returns the CSR as it was; restoring
- * sets the bit again only if it was set, so nesting works. */
-static inline unsigned long riscv_irq_save(void)
-{
-	unsigned long f;
-	__asm__ volatile("csrrc %0, " RISCV_IE_CSR ", %1" : "=r"(f) : "r"(RISCV_IE_BIT) : "memory");
-	return f;
-}
-
-static inline void riscv_irq_restore(unsigned long f)
-{
-	__asm__ volatile("csrs " RISCV_IE_CSR ", %0" : : "r"(f & RISCV_IE_BIT) : "memory");
-}
+/* The trap vector and the interrupt enables of the kernel's mode. */
+#ifdef RISCV_MMODE
+#define CSR_TVEC mtvec
+#define CSR_IE mie
+#else
+#define CSR_TVEC stvec
+#define CSR_IE sie
+#endif
 
 static inline void riscv_irq_enable(void)
 {
-	__asm__ volatile("csrs " RISCV_IE_CSR ", %0" : : "r"(RISCV_IE_BIT) : "memory");
+	__asm__ volatile("csrs " RISCV_STATUS ", %0" : : "r"(RISCV_STATUS_IE) : "memory");
 }
 
-extern __thread unsigned riscv_cpu_index;
-
-static inline unsigned riscv_cpu_id(void)
+/* The time CSR: the platform timer's count (timebase-frequency in /cpus). */
+static inline uint64_t riscv_time(void)
 {
-	return riscv_cpu_index;
+	uint64_t t;
+	__asm__ volatile("rdtime %0" : "=r"(t));
+	return t;
 }
+
+/* An SBI call (arch.c, S-mode only). */
+struct sbiret {
+	long error, value;
+};
+struct sbiret sbi_ecall(long ext, long fn, unsigned long arg0, unsigned long arg1, unsigned long arg2);
 
 /* Zihintpause's pause (encoded as a FENCE with no successor set, so a
  * core without the extension runs it as a harmless fence). */

@@ -1,58 +1,131 @@
 /*
- * boot/riscv64/entry.S - entry and trap vector of the riscv64 demo kernel
- * (M-mode, QEMU virt with -bios none).
+ * boot/riscv64/entry.S - entry points and trap vector of the riscv64 demo
+ * kernel: S-mode under OpenSBI (QEMU's default firmware), or, built with
+ * -DRISCV_MMODE, M-mode with no firmware (QEMU -bios none).
  *
- *   _entry       at 0x80000000, where every hart starts at once with
- *                a0 = its hart id and a1 = the device tree.  The first to
- *                swap the lottery word is the boot hart: it keeps a0/a1
- *                and goes on to picolibc's crt0 (_start: stack, gp, .data,
- *                .bss, TLS, main).  Every other hart parks: machine
- *                software interrupts enabled in mie (mstatus.MIE stays 0,
- *                so nothing traps), wfi until its mailbox slot
- *                (park_mailbox[hart id]) holds a struct cpu_start
- *                (boot/virt/virt.h); then its stack, gp, and the C entry
- *                with the block.  The boot hart fills the slot and raises
- *                the hart's CLINT msip to wake it.
- *   trap_entry   mtvec (direct): saves the registers on the current stack,
- *                calls riscv_trap(mcause, mepc, mtval, frame), restores,
- *                mret.
+ *   _entry       the image's first byte (QEMU 7.2 starts the kernel at the
+ *                lowest address it loaded, not at the ELF entry).
+ *                S-mode: OpenSBI comes here on one hart, the boot hart
+ *                (its lottery's winner, unless the loader names one),
+ *                a0 = its hart id, a1 = the device tree.  M-mode: every
+ *                hart comes here at once; the first to swap the lottery
+ *                word is the boot hart and every other parks (below).  The
+ *                boot hart keeps a0/a1, takes the boot stack and gp, and
+ *                calls riscv_start (platform.c: .bss, TLS, main).  Not
+ *                picolibc's crt0: it writes mtvec, which traps in S-mode.  (The
+ *                riscv64-alt test build first moves the boot to another
+ *                hart: RISCV_BOOT_HART below.)
+ *   hart_entry   S-mode: where SBI HSM hart_start starts every other hart,
+ *                a0 = its hart id, a1 = the opaque word, its struct
+ *                cpu_start (boot/virt/virt.h): its stack, gp, and the C
+ *                entry with the block.
+ *   park         M-mode: machine software interrupts enabled in mie
+ *                (mstatus.MIE stays 0, so nothing traps), wfi until the
+ *                hart's mailbox slot (park_mailbox[hart id]) holds its
+ *                struct cpu_start; then as hart_entry.  The boot hart fills
+ *                the slot and raises the hart's CLINT msip to wake it.
+ *   trap_entry   stvec or mtvec (direct): saves the registers on the
+ *                current stack, calls riscv_trap(cause, epc, tval, frame),
+ *                restores, sret or mret.
  * Everything here runs before gp is set (or must not depend on it), so
  * the linker may not relax addresses to gp-relative ones.
  */
 	.option norelax
 
-#define PARK_MAX 64 /* hart ids 0..63 can be started */
 #define CS_SP 0
 #define CS_ENTRY 8
 
+#ifdef RISCV_MMODE
+#define XIE mie
+#define XCAUSE mcause
+#define XEPC mepc
+#define XTVAL mtval
+#define XRET mret
+#define PARK_MAX 64 /* hart ids 0..63 can be started */
+#else
+#define SBI_EXT_HSM 0x48534d
+#define XIE sie
+#define XCAUSE scause
+#define XEPC sepc
+#define XTVAL stval
+#define XRET sret
+#endif
+
 	.section .bootdata, "aw"
 	.balign 8
-boot_lottery:
-	.word 0
-	.word 0
-	.global boot_hartid, boot_dtb, park_mailbox, park_mailbox_end
+	.global boot_hartid, boot_dtb
 boot_hartid:
 	.dword 0
 boot_dtb:
 	.dword 0
+#ifdef RISCV_BOOT_HART
+	.global boot_handover_from
+boot_handover_from:
+	.dword -1
+#endif
+#ifdef RISCV_MMODE
+	.global park_mailbox, park_mailbox_end
+boot_lottery:
+	.dword 0
 park_mailbox:
 	.zero 8 * PARK_MAX
 park_mailbox_end:
+#endif
 
 	.section .text.entry, "ax"
 	.global _entry
 _entry:
-	csrw	mie, zero
+	csrw	XIE, zero
+#ifdef RISCV_BOOT_HART
+	/* The test build riscv64-alt: OpenSBI may boot the kernel on any hart
+	 * (QEMU 7.2's picked hart 0 in every run here), so hand the boot over to hart
+	 * RISCV_BOOT_HART as if the firmware had picked it: SBI HSM starts it
+	 * here with the device tree, and this hart stops.  Without that hart
+	 * (-smp too small), boot here. */
+	li	t0, RISCV_BOOT_HART
+	beq	a0, t0, 2f
+	mv	s0, a0
+	mv	s1, a1
+	la	t1, boot_handover_from
+	sd	s0, 0(t1)
+	mv	a0, t0
+	la	a1, _entry
+	mv	a2, s1
+	li	a7, SBI_EXT_HSM
+	li	a6, 0			/* hart_start */
+	ecall
+	bnez	a0, 1f
+	li	a6, 1			/* hart_stop: does not return */
+	ecall
+1:	li	t0, -1
+	sd	t0, 0(t1)
+	mv	a0, s0
+	mv	a1, s1
+2:
+#endif
+#ifdef RISCV_MMODE
 	la	t0, boot_lottery
 	li	t1, 1
 	amoswap.w.aq t1, t1, (t0)
 	bnez	t1, park
+#endif
 	la	t0, boot_hartid
 	sd	a0, 0(t0)
 	la	t0, boot_dtb
 	sd	a1, 0(t0)
-	j	_start
+	la	sp, __stack
+	la	gp, __global_pointer$
+	call	riscv_start
+1:	j	1b
 
+/* a0 = a struct cpu_start: its stack, gp, its C entry with the block. */
+start_cpu:
+	ld	sp, CS_SP(a0)
+	la	gp, __global_pointer$
+	ld	t0, CS_ENTRY(a0)
+	jr	t0
+
+#ifdef RISCV_MMODE
 park:
 	li	t0, 8			/* mie.MSIE */
 	csrw	mie, t0
@@ -62,16 +135,20 @@ park:
 	slli	t2, a0, 3
 	add	t1, t1, t2
 1:	wfi
-	ld	t3, 0(t1)
-	beqz	t3, 1b
+	ld	a0, 0(t1)
+	beqz	a0, 1b
 	fence	r, rw
-	mv	a0, t3
-	ld	sp, CS_SP(a0)
-	la	gp, __global_pointer$
-	ld	t0, CS_ENTRY(a0)
-	jr	t0
+	j	start_cpu
 2:	wfi
 	j	2b
+#else
+	.balign 4
+	.global hart_entry
+hart_entry:
+	csrw	sie, zero
+	mv	a0, a1
+	j	start_cpu
+#endif
 
 	.text
 	.balign 4
@@ -108,9 +185,9 @@ trap_entry:
 	sd	x29, 232(sp)
 	sd	x30, 240(sp)
 	sd	x31, 248(sp)
-	csrr	a0, mcause
-	csrr	a1, mepc
-	csrr	a2, mtval
+	csrr	a0, XCAUSE
+	csrr	a1, XEPC
+	csrr	a2, XTVAL
 	mv	a3, sp
 	call	riscv_trap
 	ld	x1, 8(sp)
@@ -144,4 +221,4 @@ trap_entry:
 	ld	x30, 240(sp)
 	ld	x31, 248(sp)
 	addi	sp, sp, 256
-	mret
+	XRET

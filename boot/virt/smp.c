@@ -6,8 +6,9 @@
  * (kmalloc_aligned), kernel stack (kpage_alloc) and thread-local block
  * (kmalloc_aligned, filled from the image's .tdata/.tbss by picolibc's
  * _init_tls) come from spanalloc; the start block gets its stack and per-
- * CPU area; plat_start_cpu wakes it (PSCI CPU_ON on aarch64, the parked
- * hart's mailbox and a software interrupt on riscv64), and it has up to two
+ * CPU area; plat_start_cpu wakes it (PSCI CPU_ON on aarch64, SBI HSM
+ * hart_start on riscv64, or in M-mode the parked hart's mailbox and a
+ * software interrupt), and it has up to two
  * seconds to report in.  The CPU sets its thread pointer, vectors and
  * per-CPU pointer (plat_cpu_init), brings its mcache online before anything
  * can allocate on it, starts its timer and says it is running; only then

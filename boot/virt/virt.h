@@ -13,8 +13,9 @@
  *   kmem_init        boot report, workload set-up, timer on, interrupts
  *                    on, self tests
  *   other CPUs       boot/virt/smp.c: per-CPU area, stack and TLS block
- *                    from spanalloc, plat_start_cpu (PSCI CPU_ON; the
- *                    parked hart's mailbox and an IPI), one at a time
+ *                    from spanalloc, plat_start_cpu (PSCI CPU_ON; SBI
+ *                    HSM hart_start, or in M-mode the parked hart's
+ *                    mailbox and an IPI), one at a time
  *   workload         on every CPU (boot/workload.c), then the RESULT line
  *                    and the exit status through semihosting.
  */
