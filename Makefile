@@ -9,6 +9,7 @@
 #   make test-boot       boot it and pass only on its RESULT: PASS line
 #   make run BOOT=multiboot, make test-boot-multiboot: the same kernel as a
 #                        Multiboot (v1) image, QEMU -kernel under SeaBIOS
+#   make run BOOT=grub, make test-boot-grub: by GRUB (Multiboot2) from an ISO
 #   make fuzz            libFuzzer over operation sequences (FUZZ_SECONDS=60)
 #   make heapmap         draw build/heapmap.png of a sample heap
 #   make shim            build/host/libspanalloc-malloc.so (LD_PRELOAD malloc)
@@ -130,6 +131,7 @@ test: deps
 	@$(MAKE) --no-print-directory check-bench
 	@$(MAKE) --no-print-directory test-boot
 	@$(MAKE) --no-print-directory test-boot-multiboot
+	@$(MAKE) --no-print-directory test-boot-grub
 	@$(MAKE) --no-print-directory test-boot-virt
 	@echo "make test: all passed"
 

@@ -6,11 +6,12 @@
  *   boot/efi_main.c           UEFI (OVMF): RSDP and ACPI (MADT, FADT), two
  *                             pages below 1 MiB for the AP trampoline,
  *                             memory map, ExitBootServices
- *   boot/multiboot/mb_main.c  Multiboot (v1) (QEMU -kernel, SeaBIOS), after
+ *   boot/multiboot/mb_main.c  Multiboot (v1) (QEMU -kernel, SeaBIOS) or
+ *                             Multiboot2 (GRUB from a CD, SeaBIOS), after
  *                             boot/multiboot/entry.S took the CPU from 32-bit
  *                             protected mode to long mode: the MBI's E820
- *                             map, the RSDP found in the BIOS areas, ACPI,
- *                             two free pages below 1 MiB
+ *                             map, the RSDP from the MBI (Multiboot2) or the
+ *                             BIOS areas, ACPI, two free pages below 1 MiB
  * and each provides the bootpath_* functions below.  Then, common to both:
  *   kmain_start  the kernel's own static stack, then kmain_bsp
  *   kmain_bsp    page tables, GDT/TSS/IDT, 8259 masked, local APIC, timer

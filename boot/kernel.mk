@@ -8,7 +8,8 @@
 #   make kernel                   build/x86_64-efi/BOOTX64.EFI
 #   make run [SMP=4] [MEM=512M]   boot it headless, serial on the terminal
 #                                 (ARCH=aarch64|riscv64: boot/arch.mk's kernel;
-#                                 BOOT=multiboot: the Multiboot kernel)
+#                                 BOOT=multiboot: the Multiboot kernel;
+#                                 BOOT=grub: it through GRUB, boot/grub.mk)
 #   make test-boot [SMP=] [MEM=]  boot it; pass iff "RESULT: PASS" and QEMU
 #                                 exits with the pass status (33)
 #
@@ -110,11 +111,14 @@ kernel-deps:
 K_SUBMAKE = $(MAKE) --no-print-directory -f boot/kernel.mk kernel BUILD=$(or $(BUILD),build)
 
 # ARCH=aarch64 or riscv64: that arch's QEMU virt kernel (boot/arch.mk);
-# BOOT=multiboot: the Multiboot kernel (boot/multiboot.mk).
+# BOOT=multiboot: the Multiboot kernel (boot/multiboot.mk); BOOT=grub: it
+# booted by GRUB (boot/grub.mk).
 ifneq ($(filter aarch64 riscv64,$(ARCH)),)
 run: run-$(ARCH)
 else ifeq ($(BOOT),multiboot)
 run: run-multiboot
+else ifeq ($(BOOT),grub)
+run: run-grub
 else
 run: kernel-deps
 	@$(K_SUBMAKE)

@@ -3,7 +3,8 @@
 # kernel (boot/kernel.mk's k_objects, compiled without -fpic into their
 # own directory) with boot/multiboot/ as the entry instead of
 # boot/efi_main.c, linked at 1 MiB by boot/multiboot/kernel.ld.
-# Included by boot/kernel.mk.
+# Included by boot/kernel.mk.  The image also has a Multiboot2 header:
+# boot/grub.mk (included at the end) boots it by GRUB.
 #
 #   make kernel-multiboot                     build/x86_64-mb/kernel.elf
 #   make run BOOT=multiboot [SMP=4] [MEM=512M] boot it, serial on the terminal
@@ -35,3 +36,7 @@ run-multiboot: kernel-deps
 test-boot-multiboot: kernel-deps
 	@$(MB_SUBMAKE)
 	@bash scripts/qemu-run.sh --multiboot --test $(MB_ELF) $(SMP) $(MEM) $(BOOT_TIMEOUT)
+
+# The same image booted by GRUB (Multiboot2) from a CD image: iso-grub,
+# run-grub, test-boot-grub.
+include boot/grub.mk

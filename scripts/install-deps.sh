@@ -3,6 +3,7 @@
 #   scripts/install-deps.sh test    host tests
 #   scripts/install-deps.sh aarch64 make test-boot-aarch64 (cross gcc, picolibc, QEMU)
 #   scripts/install-deps.sh riscv64 make test-boot-riscv64 (cross gcc, picolibc, QEMU)
+#   scripts/install-deps.sh grub    make test-boot-grub (GRUB for BIOS, grub-mkrescue's tools)
 #   scripts/install-deps.sh fuzz    make fuzz / test-fuzz (libFuzzer)
 #   scripts/install-deps.sh heapmap make heapmap (the picture)
 #   scripts/install-deps.sh shim    make test-shim (real programs under the shim)
@@ -15,6 +16,7 @@ test) pkgs=(gcc clang make binutils python3 libcmocka-dev pkg-config universal-c
 kernel) pkgs=(qemu-system-x86 ovmf gnu-efi mtools dosfstools binutils gcc make) ;;
 aarch64) pkgs=(gcc-aarch64-linux-gnu picolibc-aarch64-linux-gnu qemu-system-arm make) ;;
 riscv64) pkgs=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc make) ;;
+grub) pkgs=(grub-pc-bin grub-common xorriso mtools qemu-system-x86) ;;
 fuzz) pkgs=(clang libclang-rt-14-dev libcmocka-dev make) ;;
 heapmap) pkgs=(gcc make libcmocka-dev python3 python3-matplotlib) ;;
 shim) pkgs=(gcc make python3 sqlite3 perl git gawk coreutils sed grep) ;;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boots the x86_64 demo kernel in QEMU (q35, TCG; OVMF, or SeaBIOS for the
-# Multiboot image) and judges the run.
+# Multiboot image and GRUB's ISO) and judges the run.
 #
 #   scripts/qemu-run.sh --run|--test EFI [SMP] [MEM] [TIMEOUT]
 #
@@ -25,6 +25,12 @@
 # directory>/boot-<smp>cpu-<mem>.log; judged as above; labels
 # run-multiboot / test-boot-multiboot.
 #   scripts/qemu-run.sh --multiboot --run|--test ELF [SMP] [MEM] [TIMEOUT]
+#
+# --grub (before the mode) boots it through GRUB instead (boot/grub.mk):
+# IMAGE is the CD image grub-mkrescue made, on -cdrom under SeaBIOS; GRUB
+# loads the kernel by Multiboot2.  Log, judgement as for --multiboot;
+# labels run-grub / test-boot-grub.
+#   scripts/qemu-run.sh --grub --run|--test ISO [SMP] [MEM] [TIMEOUT]
 #
 # --arch aarch64|riscv64|riscv64-m|riscv64-alt (before the mode) boots a
 # QEMU virt demo kernel instead (boot/arch.mk; IMAGE is its ELF, loaded
@@ -81,11 +87,10 @@ keep_failed_log() { # LOG
 }
 
 arch=x86_64
-multiboot=
-if [ "${1:-}" = --multiboot ]; then
-	multiboot=1
-	shift
-fi
+seabios= # multiboot or grub: SeaBIOS, not OVMF
+case ${1:-} in
+--multiboot | --grub) seabios=${1#--}; shift ;;
+esac
 if [ "${1:-}" = --arch ]; then
 	arch=${2:?--arch needs aarch64, riscv64 or x86_64}
 	shift 2
@@ -155,8 +160,8 @@ if [ "$arch" != x86_64 ]; then
 	exit 2
 fi
 
-mode=${1:?usage: qemu-run.sh [--multiboot] --run|--test EFI|ELF [SMP] [MEM] [TIMEOUT]}
-image=${2:?EFI application (or, with --multiboot, the Multiboot ELF)}
+mode=${1:?usage: qemu-run.sh [--multiboot|--grub] --run|--test EFI|ELF|ISO [SMP] [MEM] [TIMEOUT]}
+image=${2:?EFI application (with --multiboot, the Multiboot ELF; with --grub, the ISO)}
 smp=${3:-4}
 mem=${4:-512M}
 tmo=${5:-120}
@@ -166,16 +171,23 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 	echo "qemu-run: no qemu-system-x86_64; run: sudo apt-get install qemu-system-x86" >&2
 	exit 2
 fi
-[ -r "$image" ] || { echo "qemu-run: $image not built (make kernel${multiboot:+-multiboot})" >&2; exit 2; }
+built_by=$(case $seabios in multiboot) echo kernel-multiboot ;; grub) echo iso-grub ;; *) echo kernel ;; esac)
+[ -r "$image" ] || { echo "qemu-run: $image not built (make $built_by)" >&2; exit 2; }
 log="$(dirname "$image")/boot-${smp}cpu-${mem}.log"
 
-if [ -n "$multiboot" ]; then
+if [ -n "$seabios" ]; then
 	# SeaBIOS is QEMU's default firmware (package seabios, a dependency).
 	[ -r /usr/share/seabios/bios-256k.bin ] || [ -r /usr/share/qemu/bios-256k.bin ] || {
 		echo "qemu-run: no SeaBIOS; run: sudo apt-get install seabios" >&2; exit 2; }
-	boot=(-kernel "$image")
-	label=multiboot
-	echo "qemu-run: q35, TCG, -smp $smp, -m $mem, SeaBIOS, Multiboot -kernel, timeout ${tmo}s; serial log $log"
+	if [ "$seabios" = grub ]; then
+		boot=(-cdrom "$image")
+		how="GRUB (Multiboot2) from -cdrom"
+	else
+		boot=(-kernel "$image")
+		how="Multiboot -kernel"
+	fi
+	label=$seabios
+	echo "qemu-run: q35, TCG, -smp $smp, -m $mem, SeaBIOS, $how, timeout ${tmo}s; serial log $log"
 else
 	ovmf=
 	for f in /usr/share/ovmf/OVMF.fd /usr/share/OVMF/OVMF.fd /usr/share/qemu/OVMF.fd; do

@@ -1,22 +1,36 @@
 /*
- * boot/multiboot/entry.S - the Multiboot (v1) header and the 32-bit entry.
+ * boot/multiboot/entry.S - the Multiboot (v1) and Multiboot2 headers and
+ * the 32-bit entry both protocols share.
  *
- * QEMU's -kernel (under SeaBIOS) loads a Multiboot kernel only from an
- * ELF32 or by the header's address fields (flags bit 16); kernel.elf is an
- * ELF64, so the header gives the addresses (boot/multiboot/kernel.ld puts
- * it first and the image in one contiguous segment): the loader copies
- * the file from the header's offset - (header_addr - load_addr) up to
+ * One image boots either way: QEMU's -kernel (under SeaBIOS) reads the
+ * v1 header, GRUB's `multiboot2` command the Multiboot2 header; each
+ * loader looks only for its own magic.
+ *
+ * v1: QEMU's -kernel loads a Multiboot kernel only from an ELF32 or by
+ * the header's address fields (flags bit 16); kernel.elf is an ELF64, so
+ * the header gives the addresses (boot/multiboot/kernel.ld puts it first
+ * and the image in one contiguous segment): the loader copies the file
+ * from the header's offset - (header_addr - load_addr) up to
  * load_end_addr, zeroes up to bss_end_addr, and jumps to entry_addr.
  *
- * At mb_entry (Multiboot 0.6.96, 3.2): 32-bit protected mode, flat
- * segments, paging and interrupts off, EAX = 0x2badb002, EBX = the
- * Multiboot information (MBI), no stack, no valid GDT.  We:
+ * Multiboot2 (spec 1.0, 3.1): GRUB loads an ELF64 by its program headers
+ * (the one PT_LOAD at 1 MiB) and enters at e_entry, so the header needs
+ * no address tags: only the information requests, for the memory map
+ * (required: the kernel needs the E820 detail, not basic meminfo) and,
+ * optionally, the ACPI RSDP copies (mb_main.c searches the BIOS areas
+ * without them).
+ *
+ * At mb_entry (Multiboot 0.6.96, 3.2; Multiboot2 1.0, 3.3): 32-bit
+ * protected mode, flat segments, paging and interrupts off, EAX = the
+ * protocol's boot magic, EBX = its boot information (MBI), no stack, no
+ * valid GDT.  We:
  *   - take the boot stack (in .bss);
  *   - identity-map 0..4 GiB with 2 MiB pages (tables in .bss): the image,
  *     the MBI and the BIOS areas are all below 4 GiB;
  *   - CR4.PAE, CR3, EFER.LME, CR0.PG: long mode (compatibility);
  *   - load a GDT with a 64-bit code segment and jump to it;
- *   - call mb_main(magic, mbi) (boot/multiboot/mb_main.c).
+ *   - call mb_main(magic, mbi) (boot/multiboot/mb_main.c), which tells
+ *     the protocols apart by the magic.
  * kmain (boot/kmain.c) soon loads the kernel's own page tables and GDT.
  */
 	.set MB_MAGIC, 0x1badb002
@@ -27,6 +41,24 @@
 mb_header:
 	.long MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLAGS)
 	.long mb_header, __image_start, __load_end, __image_end, mb_entry
+
+	.set MB2_MAGIC, 0xe85250d6
+	.set MB2_ARCH, 0                    /* i386: 32-bit protected mode */
+	.set MB2_LEN, mb2_header_end - mb2_header
+	.set MB2_TAG_OPTIONAL, 1
+	.balign 8
+mb2_header:
+	.long MB2_MAGIC, MB2_ARCH, MB2_LEN, 0x100000000 - (MB2_MAGIC + MB2_ARCH + MB2_LEN)
+	.balign 8                           /* information request: memory map */
+	.word 1, 0
+	.long 12, 6
+	.balign 8                           /* information request: ACPI RSDP old, new */
+	.word 1, MB2_TAG_OPTIONAL
+	.long 16, 14, 15
+	.balign 8                           /* end */
+	.word 0, 0
+	.long 8
+mb2_header_end:
 
 	.section .bss
 	.balign 4096
