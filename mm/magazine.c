@@ -250,9 +250,9 @@ void mag_flush(struct mcentral *c, struct magazine *m)
 static void slot_load(struct mag_slot *ms, struct cpu_class *cc, struct magazine *m, uint32_t cap)
 {
 	cc->loaded = m;
-	ms->obj = m ? m->obj : NULL;
-	ms->n = m ? (uint16_t)m->n : 0;
-	ms->cap = m ? (uint16_t)cap : 0;
+	ms->base = m ? m->obj : NULL;
+	ms->top = m ? m->obj + m->n : NULL;
+	ms->end = m ? m->obj + cap : NULL;
 	ms->id = m ? m->id : 0;
 }
 
@@ -260,7 +260,7 @@ static struct magazine *slot_unload(struct mag_slot *ms, struct cpu_class *cc)
 {
 	struct magazine *m = cc->loaded;
 	if (m)
-		m->n = ms->n;
+		m->n = mag_slot_n(ms);
 	slot_load(ms, cc, NULL, 0);
 	return m;
 }
@@ -280,30 +280,30 @@ static void mag_retire(struct mcentral *c, struct magazine *m)
  * The slow paths
  */
 
-void *mag_pop_checked(struct mag_slot *ms, struct mcentral *c)
+void *mag_pop_checked(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c)
 {
-	uint32_t n = --ms->n;
-	void *p = ms->obj[n];
-	_Atomic uint8_t *st = mag_slot_st(ms)[n];
+	void **e = --ms->top;
+	void *p = *e;
+	_Atomic uint8_t *st = *mag_entry_st(e);
 	if (atomic_load_explicit(st, memory_order_relaxed) != ms->id) {
 		racing_free_found(c, p, NULL, "freed twice at the same moment (found when reused)");
 		return NULL;
 	}
 	atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
-	ms->nmalloc++;
+	cc->nmalloc++;
 	return p;
 }
 
 void *mag_alloc_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c)
 {
 	for (;;) {
-		while (ms->n) {
-			void *p = mag_pop_checked(ms, c);
+		while (ms->top != ms->base) {
+			void *p = mag_pop_checked(ms, cc, c);
 			if (p)
 				return p;
 		}
 		if (!c->mag_cap)
-			return mcache_alloc_direct(ms, cc, c);
+			return mcache_alloc_direct(cc, c);
 		struct magazine *pv = atomic_exchange_explicit(&cc->prev, NULL, memory_order_acquire);
 		if (pv && pv->n) {
 			struct magazine *ld = slot_unload(ms, cc);
@@ -328,7 +328,7 @@ void *mag_alloc_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral 
 		if (!cc->loaded) {
 			struct magazine *m = mag_get_empty(c);
 			if (!m)
-				return mcache_alloc_direct(ms, cc, c);
+				return mcache_alloc_direct(cc, c);
 			slot_load(ms, cc, m, c->mag_cap);
 		}
 		if (!mcache_fill(ms, cc, c))
@@ -347,7 +347,7 @@ bool mag_free_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c
 			return false;
 		slot_load(ms, cc, m, c->mag_cap);
 	}
-	if (ms->n == ms->cap) {
+	if (ms->top == ms->end) {
 		struct magazine *pv = atomic_exchange_explicit(&cc->prev, NULL, memory_order_acquire);
 		struct magazine *next; /* the empty magazine to load */
 		if (pv && pv->n == 0) {
@@ -369,9 +369,9 @@ bool mag_free_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c
 			if (!next) {
 				/* No prev and no magazine to be had: the loaded
 				 * one goes back to its spans. */
-				cc->loaded->n = ms->n;
+				cc->loaded->n = mag_slot_n(ms);
 				mag_flush(c, cc->loaded);
-				ms->n = 0;
+				ms->top = ms->base;
 			}
 		}
 		if (next) {
@@ -380,12 +380,12 @@ bool mag_free_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c
 			atomic_exchange_explicit(&cc->prev, ld, memory_order_release);
 		}
 	}
-	uint32_t n = ms->n;
-	ms->obj[n] = (void *)p;
-	mag_slot_st(ms)[n] = st;
-	atomic_store_explicit(st, ms->id, memory_order_relaxed);
-	ms->n = (uint16_t)(n + 1);
-	ms->nfree++;
+	void **e = ms->top;
+	*e = (void *)p;
+	*mag_entry_st(e) = st;
+	ms->top = e + 1;
+	atomic_store_explicit(st, (uint8_t)ms->id, memory_order_relaxed);
+	cc->nfree++;
 	return true;
 }
 

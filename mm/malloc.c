@@ -164,14 +164,16 @@ kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
  * off, on ms's CPU. */
 static inline void *slot_alloc(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c)
 {
-	uint32_t n = ms->n;
-	if (__builtin_expect(n != 0, 1)) {
-		_Atomic uint8_t *st = mag_slot_st(ms)[n - 1];
+	void **e = ms->top;
+	if (__builtin_expect(e != ms->base, 1)) {
+		e--;
+		void *p = *e;
+		_Atomic uint8_t *st = *mag_entry_st(e);
 		if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) == ms->id, 1)) {
+			ms->top = e;
+			cc->nmalloc++;
 			atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
-			ms->n = (uint16_t)(n - 1);
-			ms->nmalloc++;
-			return ms->obj[n - 1];
+			return p;
 		}
 	}
 	return mag_alloc_slow(ms, cc, c);
@@ -311,17 +313,18 @@ void *kmalloc(size_t size)
 	int cpu = arch_cpu_id_fast();
 	if (__builtin_expect(cpu < 0, 0))
 		return kmalloc_no_cpu(size, f);
-	struct mag_slot *ms = &mcache_of((unsigned)cpu)->mag[cls];
-	uint32_t n = ms->n;
-	if (__builtin_expect(n == 0, 0))
+	struct mcache *m = mcache_of((unsigned)cpu);
+	struct mag_slot *ms = &m->mag[cls];
+	void **e = ms->top;
+	if (__builtin_expect(e == ms->base, 0))
 		return kmalloc_refill(size, cls, f);
-	void **obj = ms->obj;
-	void *p = obj[n - 1];
-	_Atomic uint8_t *st = (_Atomic uint8_t *)obj[n - 1 + MAG_CAP_MAX];
+	e--;
+	void *p = *e;
+	_Atomic uint8_t *st = *mag_entry_st(e);
 	if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) != ms->id, 0))
 		return kmalloc_refill(size, cls, f);
-	ms->n = (uint16_t)(n - 1);
-	ms->nmalloc++;
+	ms->top = e;
+	m->nmalloc[cls]++;
 	/* Last: a byte store may alias everything above. */
 	atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
 	if (__builtin_expect(arch_irq_restore_fast(f), 1))
@@ -473,16 +476,16 @@ static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsi
 		struct mag_slot *ms;
 		struct cpu_class *cc;
 		cpu_slots(c, arch_cpu_id(), &ms, &cc);
-		uint32_t n = ms->n;
-		if (n < ms->cap) {
-			ms->obj[n] = (void *)p;
-			mag_slot_st(ms)[n] = st;
-			atomic_store_explicit(st, ms->id, memory_order_relaxed);
-			ms->n = (uint16_t)(n + 1);
-			ms->nfree++;
+		void **e = ms->top;
+		if (e != ms->end) {
+			*e = (void *)p;
+			*mag_entry_st(e) = st;
+			ms->top = e + 1;
+			atomic_store_explicit(st, (uint8_t)ms->id, memory_order_relaxed);
+			cc->nfree++;
 		} else if (!mag_free_slow(ms, cc, c, p, st)) {
 			if (span_free(s, st, idx))
-				ms->nfree++;
+				cc->nfree++;
 			else
 				bad = "object is already free (freed twice at the same moment)";
 		}
@@ -580,18 +583,18 @@ void kfree(const void *p)
 			int cpu = arch_cpu_id_fast();
 			if (__builtin_expect(cpu < 0, 0))
 				return kfree_irqoff(p, f);
-			struct mag_slot *ms = &mcache_of((unsigned)cpu)->mag[cls];
-			uint32_t n = ms->n;
+			struct mcache *m = mcache_of((unsigned)cpu);
+			struct mag_slot *ms = &m->mag[cls];
+			void **e = ms->top;
 			if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT ||
-			                         n >= ms->cap,
+			                         e == ms->end,
 			                     0))
 				return kfree_irqoff(p, f);
-			void **obj = ms->obj;
-			uint8_t id = ms->id;
-			obj[n] = (void *)p;
-			obj[n + MAG_CAP_MAX] = (void *)st;
-			ms->n = (uint16_t)(n + 1);
-			ms->nfree++;
+			uint8_t id = (uint8_t)ms->id;
+			*e = (void *)p;
+			*mag_entry_st(e) = st;
+			ms->top = e + 1;
+			m->nfree[cls]++;
 			/* Last: a byte store may alias everything above. */
 			atomic_store_explicit(st, id, memory_order_relaxed);
 			if (__builtin_expect(arch_irq_restore_fast(f), 1))

@@ -59,34 +59,33 @@ static void *span_take(struct mspan **sp, struct mcentral *c, bool fresh_ok,
 bool mcache_fill(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c)
 {
 	struct mspan *s = atomic_exchange_explicit(&cc->span, NULL, memory_order_acquire);
-	_Atomic uint8_t **sts = mag_slot_st(ms);
-	uint32_t n = ms->n;
-	while (n < ms->cap) {
+	void **e = ms->top;
+	while (e < ms->end) {
 		/* Go to the mcentral for a new span only while the magazine is
 		 * empty: a partly filled one is enough to go on with. */
 		_Atomic uint8_t *st;
-		void *p = span_take(&s, c, n == 0, &st);
+		void *p = span_take(&s, c, e == ms->base, &st);
 		if (!p)
 			break;
-		atomic_store_explicit(st, ms->id, memory_order_relaxed);
-		ms->obj[n] = p;
-		sts[n] = st;
-		n++;
+		atomic_store_explicit(st, (uint8_t)ms->id, memory_order_relaxed);
+		*e = p;
+		*mag_entry_st(e) = st;
+		e++;
 	}
-	ms->n = (uint16_t)n;
+	ms->top = e;
 	atomic_exchange_explicit(&cc->span, s, memory_order_release);
 	mcentral_report_racing(c);
-	return n > 0;
+	return e != ms->base;
 }
 
-void *mcache_alloc_direct(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c)
+void *mcache_alloc_direct(struct cpu_class *cc, struct mcentral *c)
 {
 	struct mspan *s = atomic_exchange_explicit(&cc->span, NULL, memory_order_acquire);
 	_Atomic uint8_t *st;
 	void *p = span_take(&s, c, true, &st);
 	if (p) {
 		atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
-		ms->nmalloc++;
+		cc->nmalloc++;
 	}
 	atomic_exchange_explicit(&cc->span, s, memory_order_release);
 	mcentral_report_racing(c);

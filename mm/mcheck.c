@@ -301,12 +301,13 @@ static unsigned check_cpu_class(struct checker *k, struct mcentral *c, struct ma
 {
 	unsigned mags = 0;
 	if (cc->loaded) {
-		if (ms->obj != cc->loaded->obj || ms->id != cc->loaded->id || ms->cap != c->mag_cap ||
-		    ms->n > ms->cap)
+		if (ms->base != cc->loaded->obj || ms->id != cc->loaded->id ||
+		    ms->end != ms->base + c->mag_cap || ms->top < ms->base || ms->top > ms->end)
 			bad(k, cc->loaded, NULL, "magazine slot disagrees with its magazine");
-		check_magazine(k, c, cc->loaded, ms->n, seen);
+		else
+			check_magazine(k, c, cc->loaded, mag_slot_n(ms), seen);
 		mags++;
-	} else if (ms->obj || ms->n || ms->cap) {
+	} else if (ms->base || ms->top || ms->end) {
 		bad(k, ms, NULL, "magazine slot without a magazine");
 	}
 	struct magazine *pv = atomic_load_explicit(&cc->prev, memory_order_relaxed);

@@ -2,8 +2,10 @@
  * mm/mstats.c - statistics.  See malloc.c for an overview.
  *
  * Allocations and frees are counted per CPU, where the client's call
- * happens (mag_slot.nmalloc/nfree: CPU-local, IRQs off, one increment on
- * each fast path); the few frees counted elsewhere go to mcentral.nfree.
+ * happens (CPU-local, IRQs off, one increment on each fast path:
+ * mcache.nmalloc/nfree[class] for kmalloc's and kfree's, cpu_class.nmalloc/
+ * nfree for the other paths); mcentral.nfree takes back the second count
+ * of a racing double free (magazine.c).
  * So objects_in_use = nmalloc - nfree is what clients hold, whether the
  * freed objects wait in magazines or in spans; it is exact whenever no
  * call is in flight.  Page counters are kept under mheap.lock.
@@ -42,8 +44,12 @@ void central_stats(const struct mcentral *c, struct kmem_class_stats *out)
 		struct mag_slot *ms;
 		struct cpu_class *cc;
 		cpu_slots((struct mcentral *)c, cpu, &ms, &cc);
-		nmalloc += ms->nmalloc;
-		nfree += ms->nfree;
+		nmalloc += cc->nmalloc;
+		nfree += cc->nfree;
+		if (!c->cache) { /* kmalloc's and kfree's fast paths count apart */
+			nmalloc += mcache_of(cpu)->nmalloc[c->sizeclass];
+			nfree += mcache_of(cpu)->nfree[c->sizeclass];
+		}
 	}
 	out->object_size = c->elemsize;
 	out->span_pages = c->npages;

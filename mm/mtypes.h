@@ -299,16 +299,24 @@ struct depot {
 };
 
 /* A CPU's loaded magazine of one class, unpacked for the fast paths. */
+/* The entries are pointers into loaded->obj[], so that a push and a pop
+ * each compare and move one pointer:
+ *     base == loaded->obj,  base <= top <= end == base + cap
+ *     objects held == top - base;  top[MAG_CAP_MAX] is top[0]'s state
+ * With no magazine loaded, base == top == end == NULL: every push and pop
+ * goes to the slow path. */
 struct mag_slot {
-	void **obj;                    /* [cpu] loaded->obj (state pointers at
-	                                  obj + MAG_CAP_MAX); NULL: none loaded */
-	uint16_t n;                    /* [cpu] objects in it */
-	uint16_t cap;                  /* [cpu] its capacity; 0: none loaded */
-	uint8_t id;                    /* [cpu] loaded->id */
-	uint64_t nmalloc;              /* [cpu] objects handed to clients, ever */
-	uint64_t nfree;                /* [cpu] objects clients freed, ever */
+	void **top;                    /* [cpu] next free entry */
+	void **end;                    /* [cpu] past the last entry */
+	void **base;                   /* [cpu] the first entry */
+	uint64_t id;                   /* [cpu] loaded->id */
 };
 _Static_assert(sizeof(struct mag_slot) == 32, "two slots per cache line");
+
+static inline uint32_t mag_slot_n(const struct mag_slot *ms)
+{
+	return (uint32_t)(ms->top - ms->base);
+}
 
 /* The rest of a CPU's state for one class (cold). */
 struct cpu_class {
@@ -316,6 +324,10 @@ struct cpu_class {
 	struct magazine *_Atomic prev; /* [cpu,xchg] Bonwick's previous magazine */
 	struct mspan *_Atomic span;    /* [cpu,xchg] the span magazines are filled
 	                                  from (LOC_CACHED), or NULL */
+	uint64_t nmalloc;              /* [cpu] objects handed to clients, ever
+	                                  (but by kmalloc's fast path) */
+	uint64_t nfree;                /* [cpu] objects clients freed, ever (but
+	                                  by kfree's fast path) */
 };
 
 /* ---------------------------------------------------------------------------
@@ -347,8 +359,8 @@ struct mcentral {
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */
 	struct kmem_cache *cache;       /* owning cache or NULL */
 	/* Statistics. */
-	_Atomic uint64_t nfree;         /* [atomic] client frees not counted on a
-	                                   CPU (mag_slot.nfree) */
+	_Atomic uint64_t nfree;         /* [atomic] corrections to the per-CPU
+	                                   free counts (racing double frees) */
 	uint64_t spans;                 /* [central] spans of this class held */
 	uint64_t peak_spans;            /* [central] */
 	/* Racing double frees a sweep found (mspan.c), to be reported where
@@ -364,6 +376,8 @@ struct mcentral {
 struct mcache {
 	alignas(KMEM_CACHE_LINE)
 	struct mag_slot mag[KMEM_NUM_CLASSES];  /* loaded magazines: the fast paths */
+	uint64_t nmalloc[KMEM_NUM_CLASSES];     /* counted by kmalloc's fast path */
+	uint64_t nfree[KMEM_NUM_CLASSES];       /* counted by kfree's fast path */
 	struct cpu_class cls[KMEM_NUM_CLASSES]; /* previous magazines and spans */
 	bool online;                            /* written under caches lock */
 	unsigned lock_levels;                   /* [cpu] bitmask of held lock levels */
@@ -592,11 +606,12 @@ size_t mcentral_reclaim(struct mcentral *c);
 uint64_t mcentral_div_const(uint32_t elemsize);
 
 /* magazine.c */
-static inline _Atomic uint8_t **mag_slot_st(struct mag_slot *ms)
+/* The state pointer of entry e (an element of a magazine's obj[]). */
+static inline _Atomic uint8_t **mag_entry_st(void **e)
 {
-	return (_Atomic uint8_t **)(ms->obj + MAG_CAP_MAX);
+	return (_Atomic uint8_t **)(e + MAG_CAP_MAX);
 }
-void *mag_pop_checked(struct mag_slot *ms, struct mcentral *c);
+void *mag_pop_checked(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
 void *mag_alloc_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
 bool mag_free_slow(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c,
                    const void *p, _Atomic uint8_t *st);
@@ -609,7 +624,7 @@ void depot_drain(struct mcentral *c);
 
 /* mcache.c */
 bool mcache_fill(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
-void *mcache_alloc_direct(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
+void *mcache_alloc_direct(struct cpu_class *cc, struct mcentral *c);
 void mcache_flush(unsigned cpu);
 void mcache_take_over(unsigned cpu);
 static inline struct mcache *mcache_of(unsigned cpu)

@@ -44,8 +44,12 @@ B_PYTHON  := $(firstword $(wildcard /usr/bin/python3) python3)
 BENCH_BIN := $(BENCH_OUT)/bin
 # The benchmark programs: built against plain malloc (the same binary runs
 # under each LD_PRELOAD), and against mm/ directly (the kmalloc API; mm/
-# at -O2 as a kernel links it, no LTO, inline arch hooks).
+# at -O2 as a kernel links it, no LTO, inline arch hooks; the shim arch's
+# thread-local "CPU" variables then live in the executable and are reached
+# as a kernel reaches its per-CPU data, one %fs-relative access each:
+# DIRECT_TLS).
 BENCH_CFLAGS := -std=gnu11 -O2 -g $(B_WARN) -Iinclude -Imm -Iarch/host
+DIRECT_TLS   := -ftls-model=local-exec
 BENCH_PROGS  := $(BENCH_BIN)/bench-malloc $(BENCH_BIN)/bench-direct $(BENCH_BIN)/heapinit \
 	$(BENCH_BIN)/runrss
 SHIM_TEST_BIN := $(B_BUILD)/host/shim-selftest
@@ -65,7 +69,7 @@ $(BENCH_BIN)/bench-malloc: tests/bench/bench.c tests/bench/bench.h
 
 $(BENCH_BIN)/bench-direct: tests/bench/bench.c tests/bench/bench.h arch/host/shim_arch.c $(B_MM_SRC) $(B_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $(B_INLINE) -DBENCH_DIRECT -o $@ tests/bench/bench.c arch/host/shim_arch.c $(B_MM_SRC) -lpthread
+	$(CC) $(BENCH_CFLAGS) $(DIRECT_TLS) $(B_INLINE) -DBENCH_DIRECT -o $@ tests/bench/bench.c arch/host/shim_arch.c $(B_MM_SRC) -lpthread
 
 $(BENCH_BIN)/heapinit: tests/bench/heapinit.c arch/host/shim_arch.c $(B_MM_SRC) $(B_HDRS)
 	@mkdir -p $(dir $@)

@@ -105,12 +105,19 @@ static bool in_span(const struct mspan *s, const void *p)
 	return s && (uintptr_t)p >= s->base && (uintptr_t)p < s->base + s->npages * PAGE;
 }
 
+/* Objects of class cls CPU 0 handed out (kmalloc's fast path counts
+ * apart from the others). */
+static uint64_t cpu0_nmalloc(unsigned cls)
+{
+	return mcache_of(0)->nmalloc[cls] + mcache_of(0)->cls[cls].nmalloc;
+}
+
 /* CPU cpu holds nothing of class cls: no magazine, no span. */
 static bool cpu_class_empty(unsigned cpu, unsigned cls)
 {
 	struct mcache *m = mcache_of(cpu);
 	return !m->cls[cls].loaded && !atomic_load(&m->cls[cls].prev) &&
-	       !atomic_load(&m->cls[cls].span) && m->mag[cls].n == 0;
+	       !atomic_load(&m->cls[cls].span) && mag_slot_n(&m->mag[cls]) == 0;
 }
 
 static int teardown(void **state)
@@ -188,11 +195,11 @@ static void test_alloc_before_percpu_areas(void **state)
 	struct percpu *area[NCPU];
 	unsigned cls = kmem_size_class(sizeof(struct percpu));
 	for (unsigned i = 0; i < NCPU; i++) {
-		uint64_t before = mcache_of(0)->mag[cls].nmalloc;
+		uint64_t before = cpu0_nmalloc(cls);
 		area[i] = kzalloc(sizeof *area[i]);
 		assert_non_null(area[i]);
 		/* from CPU 0's cache, the only one there is */
-		assert_int_equal(mcache_of(0)->mag[cls].nmalloc, before + 1);
+		assert_int_equal(cpu0_nmalloc(cls), before + 1);
 		assert_true(in_span(span_of_ptr(area[0]), area[i])); /* one span */
 		area[i]->stack = kpage_alloc(4, 4 * PAGE, 0);
 		assert_non_null(area[i]->stack);
@@ -214,10 +221,10 @@ static void test_alloc_before_percpu_areas(void **state)
 	/* The boot CPU installs its per-CPU area: still CPU 0, same cache. */
 	host_set_early_boot(false);
 	assert_int_equal(host_cpu_claim(0), 0);
-	uint64_t before = mcache_of(0)->mag[cls].nmalloc;
+	uint64_t before = cpu0_nmalloc(cls);
 	void *more = kmalloc(sizeof(struct percpu));
 	assert_non_null(more);
-	assert_int_equal(mcache_of(0)->mag[cls].nmalloc, before + 1);
+	assert_int_equal(cpu0_nmalloc(cls), before + 1);
 	assert_true(in_span(span_of_ptr(area[0]), more));
 	kfree(more);
 
@@ -313,7 +320,7 @@ static void assert_cpu_cache_empty(unsigned cpu, const struct kmem_cache *k)
 		assert_true(cpu_class_empty(cpu, cls));
 	const struct cache_cpu *x = &k->cpu[cpu];
 	assert_true(!x->cls.loaded && !atomic_load(&x->cls.prev) && !atomic_load(&x->cls.span) &&
-	            x->mag.n == 0);
+	            mag_slot_n(&x->mag) == 0);
 }
 
 static void test_cpu_offline_and_back(void **state)

@@ -286,7 +286,7 @@ static void test_cache_span_drains(void **state)
 	/* Handed out and counted as kmalloc would. */
 	assert_int_equal(atomic_load(&sb->objstate[7]), OBJ_FREE);
 	atomic_store(&sb->objstate[7], OBJ_CLIENT);
-	mcache_of(0)->mag[CLS].nmalloc++;
+	mcache_of(0)->cls[CLS].nmalloc++;
 	mcentral_uncache_span(c, sb);
 	arch_irq_restore(f);
 	assert_int_equal(loc_of(sb), LOC_FULL);

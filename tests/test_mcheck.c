@@ -171,13 +171,13 @@ static void test_magazines(void **state)
 	for (int i = 0; i < 8; i++)
 		p[i] = kmalloc(64);
 	struct mag_slot *ms = &mcache_of(0)->mag[cls];
-	uint16_t n0 = ms->n; /* the rest of the span, filled in at the first kmalloc */
+	uint32_t n0 = mag_slot_n(ms); /* the rest of the span, filled in at the first kmalloc */
 	for (int i = 0; i < 4; i++)
 		kfree(p[i]); /* into CPU 0's loaded magazine */
 	struct mspan *s = span_of_ptr(p[0]);
-	assert_int_equal(ms->n, n0 + 4);
-	assert_ptr_equal(ms->obj[n0 + 3], p[3]);
-	assert_int_equal(atomic_load(mag_slot_st(ms)[n0 + 3]), ms->id);
+	assert_int_equal(mag_slot_n(ms), n0 + 4);
+	assert_ptr_equal(ms->top[-1], p[3]);
+	assert_int_equal(atomic_load(*mag_entry_st(ms->top - 1)), ms->id);
 	expect_clean();
 
 	/* An object whose state names the magazine but which is not in it. */
@@ -189,18 +189,17 @@ static void test_magazines(void **state)
 
 	/* A stale entry -- its object's state is not the magazine's id, as a
 	 * racing double free leaves one -- is allowed. */
-	assert_true(ms->n < ms->cap);
-	ms->obj[ms->n] = p[4];
-	mag_slot_st(ms)[ms->n] = &s->objstate[i4];
-	ms->n++;
+	assert_true(ms->top < ms->end);
+	*ms->top = p[4];
+	*mag_entry_st(ms->top) = &s->objstate[i4];
+	ms->top++;
 	expect_clean(); /* stale: the state is OBJ_CLIENT, not the id */
-	ms->n--;
+	ms->top--;
 
 	/* The slot holds more than the class's capacity. */
-	uint16_t cap = ms->cap;
-	ms->cap = (uint16_t)(mheap_.central[cls].mag_cap + 1);
+	ms->end++;
 	expect_broken();
-	ms->cap = cap;
+	ms->end--;
 	expect_clean();
 
 	/* A state that disagrees with the bits: a client object marked free. */

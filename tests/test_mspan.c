@@ -65,7 +65,7 @@ static uint32_t next_idx(struct mspan *s)
 	if (i < s->nelems) {
 		assert_int_equal(atomic_load(&s->objstate[i]), OBJ_FREE);
 		atomic_store(&s->objstate[i], OBJ_CLIENT);
-		mcache_of(arch_cpu_id())->mag[s->sizeclass].nmalloc++;
+		mcache_of(arch_cpu_id())->cls[s->sizeclass].nmalloc++;
 	}
 	arch_irq_restore(f);
 	return i;
@@ -371,7 +371,7 @@ static void set_pattern(struct mspan *s)
 	for (unsigned w = 0; w < 8; w++) {
 		atomic_store(&s->alloc_bits[w], pattern[w]);
 		/* Pretend-allocated objects are handed out and counted. */
-		mcache_of(0)->mag[1].nmalloc += (unsigned)__builtin_popcountll(pattern[w]);
+		mcache_of(0)->cls[1].nmalloc += (unsigned)__builtin_popcountll(pattern[w]);
 		for (unsigned b = 0; b < 64; b++)
 			if ((pattern[w] >> b) & 1)
 				atomic_store(&s->objstate[w * 64 + b], OBJ_CLIENT);
