@@ -17,6 +17,8 @@
 #   make install PREFIX=<dir> ARCH=<arch>   headers, libspanalloc.a, spanalloc.pc
 #   make amalgamation    build/amalgamation/spanalloc.[ch] (one .c, one .h)
 #   make test-package    the out-of-tree example from both (in test)
+#   make test-namespace  SYMBOL_PREFIX=sa_ installs for every ARCH and a kernel
+#                        with its own kmalloc/kfree built on them (in test-package)
 #   make metadata-cost   metadata bytes per managed GiB (the porting guide's figure)
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops);
