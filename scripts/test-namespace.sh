@@ -70,9 +70,10 @@ no_fp() {
 	[ -z "$hits" ] || { echo "$hits" | head -n 3; return 1; }
 }
 
-# link ARCH CC-KIND SRC-KIND OBJS...: kernel.c + kernel_aliases.c against
-# OBJS (an archive's -L/-l or an amalgamation object), at every address of
-# LINK_<arch>; the host's is run.
+# kernel_build ARCH gcc|clang FROM INCLUDES LINKWITH...: kernel.c and
+# kernel_aliases.c compiled with INCLUDES and linked with LINKWITH (the
+# installed archive's -L/-l, or the amalgamation's object): run on the host,
+# for the others linked at every address of LINK_<arch>.
 kernel_build() {
 	local a=$1 kind=$2 from=$3 inc=$4
 	shift 4
@@ -128,6 +129,16 @@ for a in $ARCHES; do
 		kernel_build "$a" $kind installed "$(pc --cflags)" $(pc --libs)
 	done
 done
+
+# CC may be another compiler for the arch: clang for riscv64 (the arch of
+# the issue), with the binutils it finds for its target.
+pre=$OUT/riscv64/prefix-clang
+run $MAKE -s --no-print-directory install ARCH=riscv64 CC="$(compiler clang riscv64)" PREFIX="$pre" \
+	SYMBOL_PREFIX=$P BUILD="$OUT/build-clang"
+[ "$(machine "$pre/lib/libspanalloc.a")" = "$(var MACHINE riscv64)" ] || die "CC=clang riscv64: wrong machine"
+run bash scripts/check-exports.sh "$pre/lib/libspanalloc.a" $P "ARCH=riscv64 CC=clang"
+hits=$(no_fp "$pre/lib/libspanalloc.a" riscv64) || die "ARCH=riscv64 CC=clang: FP registers: $hits"
+kernel_build riscv64 gcc installed-by-clang "-I$pre/include" -L"$pre/lib" -lspanalloc
 
 # The amalgamation, prefixed, compiled per arch with the library's flags.
 run $MAKE -s --no-print-directory amalgamation SYMBOL_PREFIX=$P
