@@ -1,7 +1,8 @@
 # spanalloc - top-level build.
 #
 #   make test            install what is missing, then every host test
-#   make lib ARCH=...    freestanding static library of mm/ (host, x86_64)
+#   make lib ARCH=...    the freestanding static library of mm/ as installed
+#                        (host, x86_64, aarch64, riscv64: scripts/package.mk)
 #   make gen             regenerate mm/sizeclasses.[ch]
 #   make run             boot the x86_64 demo kernel in QEMU (SMP=4 MEM=512M);
 #                        ARCH=aarch64 or ARCH=riscv64 boots those on QEMU virt
@@ -17,11 +18,15 @@
 #   make install PREFIX=<dir> ARCH=<arch>   headers, libspanalloc.a, spanalloc.pc
 #   make amalgamation    build/amalgamation/spanalloc.[ch] (one .c, one .h)
 #   make test-package    the out-of-tree example from both (in test)
+#   make test-namespace  SYMBOL_PREFIX=sa_ installs for every ARCH and a kernel
+#                        with its own kmalloc/kfree built on them (in test-package)
 #   make metadata-cost   metadata bytes per managed GiB (the porting guide's figure)
 #
-# Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
+# Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops);
+# for lib and install: EXTRA_CFLAGS (added last), SYMBOL_PREFIX (none).
 
 ARCH   ?= host
+CC_GIVEN := $(filter-out default undefined,$(origin CC))
 ifeq ($(origin CC),default)
 CC := gcc
 endif
@@ -33,16 +38,17 @@ MM_SRC := $(sort $(wildcard mm/*.c))
 WARN   := -Wall -Wextra -Werror
 CSTD   := -std=c11
 
-# The freestanding library: only the compiler's own headers.
+# The freestanding library: only the compiler's own headers.  It is one
+# object (scripts/mklib.sh): a section per function lets --gc-sections drop
+# what a kernel does not call.
 FREE_CFLAGS = $(CSTD) $(WARN) -O2 -ffreestanding -nostdlib -nostdinc \
-	-isystem $(shell $(LIBCC) -print-file-name=include) \
-	-fno-builtin -fno-stack-protector -Iinclude -Imm
-LIBCC  = $(CC)
-ifeq ($(ARCH),x86_64)
-FREE_CFLAGS += -mno-red-zone -mcmodel=kernel -fno-pic
-endif
+	-isystem $(shell $(LIBCC) -print-file-name=include) -ffunction-sections -fdata-sections \
+	-fno-builtin -fno-stack-protector -Iinclude -Imm $(KERNEL_CFLAGS_$(ARCH))
+# CC if given (it must target ARCH), else ARCH's compiler (LIBCC_<arch>,
+# KERNEL_CFLAGS_<arch>: scripts/package.mk).
+LIBCC  = $(if $(CC_GIVEN),$(CC),$(or $(LIBCC_$(ARCH)),$(CC)))
 
-LIB := $(BUILD)/$(ARCH)/libspanalloc.a
+LIB := $(BUILD)/$(ARCH)$(if $(SYMBOL_PREFIX),-$(SYMBOL_PREFIX))/libspanalloc.a
 LIB_OBJ = $(patsubst mm/%.c,$(BUILD)/$(ARCH)/mm/%.o,$(MM_SRC))
 
 .PHONY: all lib gen check-gen check-lib check-clang deps test test-unit test-tsan clean
@@ -51,13 +57,14 @@ all: lib
 
 lib: $(LIB)
 
-$(BUILD)/$(ARCH)/mm/%.o: mm/%.c mm/*.h include/*.h include/spanalloc/*.h
+$(BUILD)/$(ARCH)/mm/%.o: mm/%.c mm/*.h include/*.h include/spanalloc/*.h $(BUILD)/$(ARCH)/.cflags
 	@mkdir -p $(dir $@)
-	$(CC) $(FREE_CFLAGS) -c $< -o $@
+	$(LIBCC) $(FREE_CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
 
-$(LIB): $(LIB_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
+# One object with only the public functions global (scripts/mklib.sh).
+$(LIB): $(LIB_OBJ) scripts/mklib.sh scripts/symbols.py
+	@mkdir -p $(dir $@)
+	bash scripts/mklib.sh $@ '$(SYMBOL_PREFIX)' '$(LIBCC)' $(LIB_OBJ)
 
 gen:
 	$(PYTHON) scripts/mksizeclasses.py mm
@@ -69,12 +76,12 @@ check-gen:
 	  && echo "check-gen: mm/sizeclasses.[ch] are current" \
 	  || { echo "check-gen: mm/sizeclasses.[ch] are stale: run 'make gen'"; exit 1; }
 
-# The library's undefined symbols must be memcpy/memmove/memset/memcmp and
-# arch_* hooks only; it must build with gcc and clang for host and x86_64.
+# The library must build with gcc and clang for host and x86_64, export the
+# public API only and need only memcpy/memmove/memset/memcmp and the hooks.
 check-lib:
 	@for cc in $(CC) $(CLANG); do for a in host x86_64; do \
 	  $(MAKE) -s --no-print-directory lib ARCH=$$a CC=$$cc BUILD=$(BUILD)/lib-$$cc || exit 1; \
-	  bash scripts/check-undefined.sh $(BUILD)/lib-$$cc/$$a/libspanalloc.a "$$cc $$a" || exit 1; \
+	  bash scripts/check-exports.sh $(BUILD)/lib-$$cc/$$a/libspanalloc.a "" "$$cc $$a" || exit 1; \
 	done; done
 
 # ---------------------------------------------------------------------------
