@@ -200,18 +200,41 @@ static size_t resweep_locked(struct mcentral *c, struct mspan *s)
 	return place_span_locked(c, s);
 }
 
-/* Takes every span pushed on `unswept`, sweeps it, and places it. */
-static size_t drain_unswept_locked(struct mcentral *c)
+/* Takes the top span of the unswept stack.  Only the lock holder pops,
+ * and a span is on the stack at most once per stay on a list, so a span
+ * popped here cannot come back while the CAS is pending: no ABA. */
+static struct mspan *unswept_pop_locked(struct mcentral *c)
+{
+	struct mspan *s = atomic_load_explicit(&c->unswept, memory_order_acquire);
+	while (s && !atomic_compare_exchange_weak_explicit(&c->unswept, &s, s->unswept_next,
+	                                                   memory_order_acquire,
+	                                                   memory_order_acquire))
+		;
+	return s;
+}
+
+/* Sweeps and places up to `budget` spans pushed on `unswept` (0: all of
+ * them).  A refill passes a small budget: the spans were queued by frees,
+ * so each one swept has a free object (or is empty), and the allocation
+ * needs only one; the rest wait for the next refills or for reclaim.  So
+ * no refill sweeps more than DRAIN_BUDGET spans with the lock held and
+ * interrupts off, however many frees queued spans before it. */
+static size_t drain_unswept_locked(struct mcentral *c, unsigned budget)
 {
 	size_t released = 0;
-	struct mspan *s = atomic_exchange_explicit(&c->unswept, NULL, memory_order_acquire);
-	while (s) {
-		struct mspan *next = s->unswept_next;
+	struct mspan *s, *next = NULL;
+	if (budget == 0)
+		s = atomic_exchange_explicit(&c->unswept, NULL, memory_order_acquire);
+	else
+		s = unswept_pop_locked(c);
+	for (unsigned n = 1; s; n++) {
+		if (budget == 0)
+			next = s->unswept_next;
 		KASSERT(SS_LOC(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)) ==
 		        LOC_QUEUED);
 		list_take_locked(c, s, LOC_SWEEPING);
 		released += resweep_locked(c, s);
-		s = next;
+		s = budget == 0 ? next : n < budget ? unswept_pop_locked(c) : NULL;
 	}
 	return released;
 }
@@ -222,7 +245,7 @@ struct mspan *mcentral_cache_span(struct mcentral *c)
 {
 	lock_acquire(&c->lock);
 	for (;;) {
-		drain_unswept_locked(c);
+		drain_unswept_locked(c, DRAIN_BUDGET);
 		struct mspan *s = c->partial.first;
 		if (!s)
 			break;
@@ -288,7 +311,7 @@ size_t mcentral_reclaim(struct mcentral *c)
 {
 	depot_drain(c);
 	lock_acquire(&c->lock);
-	size_t released = drain_unswept_locked(c);
+	size_t released = drain_unswept_locked(c, 0);
 	struct span_list *lists[2] = {&c->partial, &c->full};
 	for (int i = 0; i < 2; i++) {
 		/* Take the list, then put every span back through place(). */
@@ -307,7 +330,7 @@ size_t mcentral_reclaim(struct mcentral *c)
 		}
 	}
 	/* Spans queued while we swept. */
-	released += drain_unswept_locked(c);
+	released += drain_unswept_locked(c, 0);
 	/* Last, the empty spans: kept ones and those the sweeps above found. */
 	while (c->empty.first) {
 		struct mspan *e = c->empty.first;

@@ -338,6 +338,9 @@ struct span_list {
 	uint64_t count;
 };
 
+/* Queued spans a refill sweeps at most (mcentral.c, drain_unswept_locked). */
+#define DRAIN_BUDGET 8u
+
 struct mcentral {
 	alignas(KMEM_CACHE_LINE)
 	struct spinlock lock;
