@@ -94,8 +94,24 @@ ASAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-p
 TSAN := -fsanitize=thread
 TSAN_TESTS := tests/test_stress.c tests/test_races.c
 
-ASAN_BIN := $(patsubst tests/%.c,$(BUILD)/asan/%,$(TEST_SRC))
-TSAN_BIN := $(patsubst tests/%.c,$(BUILD)/tsan/%,$(filter $(TSAN_TESTS),$(TEST_SRC)))
+# The interrupt tests also run with the host arch's inline hooks
+# (arch/host/arch_inline.h): its fast paths leave simulated interrupts on
+# (arch_fast_enter), so an interrupt can land inside one and allocate.
+FAST_TESTS := tests/test_stress.c tests/test_races.c tests/test_magazine.c
+FAST_FLAGS := -DKMEM_ARCH_INLINE='"arch_inline.h"'
+
+ASAN_BIN := $(patsubst tests/%.c,$(BUILD)/asan/%,$(TEST_SRC)) \
+	$(patsubst tests/%.c,$(BUILD)/asan/%-fast,$(FAST_TESTS))
+TSAN_BIN := $(patsubst tests/%.c,$(BUILD)/tsan/%,$(filter $(TSAN_TESTS),$(TEST_SRC))) \
+	$(patsubst tests/%.c,$(BUILD)/tsan/%-fast,$(FAST_TESTS))
+
+$(BUILD)/asan/%-fast: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h arch/host/*.h tests/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(HOST_CFLAGS) $(FAST_FLAGS) $(ASAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
+
+$(BUILD)/tsan/%-fast: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h arch/host/*.h tests/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(HOST_CFLAGS) $(FAST_FLAGS) $(TSAN) $< $(TEST_SUPP) $(MM_SRC) -lcmocka -lpthread -o $@
 
 $(BUILD)/asan/%: tests/%.c $(TEST_SUPP) $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h arch/host/*.h tests/*.h
 	@mkdir -p $(dir $@)

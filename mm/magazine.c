@@ -414,7 +414,10 @@ void depot_drain(struct mcentral *c)
 	struct magazine *m = d->full;
 	d->full = NULL;
 	atomic_store_explicit(&d->nfull, 0, memory_order_relaxed);
+	struct mspan *shared = d->shared;
+	d->shared = NULL;
 	lock_release(&d->lock);
+	mcentral_uncache_span(c, shared);
 	while (m) {
 		struct magazine *next = m->next;
 		mag_flush(c, m);

@@ -70,13 +70,18 @@
  *
  * Allocating a small object (kmalloc, kmem_cache_alloc):
  *   1. Round the size up to a class (two table lookups).
- *   2. Disable interrupts; take this CPU's magazine slot for the class.
+ *   2. Enter the allocator on this CPU: disable interrupts, or, where the
+ *      port has the optional arch_fast_enter (spanalloc/arch.h), only
+ *      raise a per-CPU depth -- an interrupt that allocates meanwhile
+ *      finds it raised and leaves this CPU's magazines alone, allocating
+ *      from its class's shared span and freeing straight to spans.  Take
+ *      this CPU's magazine slot for the class.
  *   3. Fast path: pop the loaded magazine: its last entry, if that
  *      object's state is the magazine's id; set it to CLIENT.  No lock, no
  *      atomic read-modify-write, and in kmalloc no call: the arch's
- *      optional inline hooks arch_cpu_id_fast() and
- *      arch_irq_restore_fast() (spanalloc/arch.h) let every rare case
- *      leave by a tail call, so the fast path needs no stack frame.
+ *      optional inline hooks arch_cpu_id_fast() and arch_fast_exit_hit()
+ *      let every rare case leave by a tail call, so the fast path needs no
+ *      stack frame.
  *   4. Else, interrupts still off, mag_alloc_slow (magazine.c): swap with
  *      the previous magazine if it holds objects; else take a full
  *      magazine from the class's depot (a lock taken once per magazine);
@@ -105,8 +110,8 @@
  *   2. Object index by multiply-shift; check the pointer is an object
  *      start.  One field gates the fast path: idx < span.fast_nelems,
  *      nonzero only for a kmalloc span without debug records (mtypes.h).
- *   3. Disable interrupts; the object's state must be CLIENT, and the
- *      loaded magazine must have room: store the object and its state
+ *   3. Enter the allocator (as step 2 of allocating); the object's state
+ *      must be CLIENT, and the loaded magazine must have room: store the object and its state
  *      pointer, set the state to the magazine's id.  No lock, no atomic:
  *      any CPU, any context, any object's span.
  *   4. Else mag_free_slow: swap with an empty previous magazine, or send
@@ -180,18 +185,21 @@ static inline void *slot_alloc(struct mag_slot *ms, struct cpu_class *cc, struct
 }
 
 /* Step 7 of the overview, driven from here, the top: flushes the calling
- * CPU's caches, takes over what the other CPUs can give up while they run
+ * CPU's caches (unless the caller is nested in this CPU's fast path:
+ * flush_self false, and this CPU is treated as the others), takes over
+ * what the other CPUs can give up while they run
  * (previous magazines, spans; magazine.c), empties every depot, sweeps
  * every mcentral (classes and caches) and releases empty spans to the
  * mheap.  Returns the pages released.  Interrupts off; no allocator lock
  * held. */
-size_t reclaim_all(void)
+size_t reclaim_all(bool flush_self)
 {
 	size_t n = 0;
 	unsigned self = arch_cpu_id();
-	mcache_flush(self);
+	if (flush_self)
+		mcache_flush(self);
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
-		if (cpu != self)
+		if (cpu != self || !flush_self)
 			mcache_take_over(cpu);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
 		n += mcentral_reclaim(&mheap_.central[cls]);
@@ -201,22 +209,44 @@ size_t reclaim_all(void)
 	return n;
 }
 
-/* An object of central c from this CPU's magazines; out of memory, after
- * reclaim_all and a second try.  `size` and `caller` are for the debug
- * heap. */
+/* reclaim_all from wherever the caller is (interrupts as they are, maybe
+ * nested in this CPU's fast path). */
+static size_t reclaim_here(void)
+{
+	unsigned long t = arch_fast_enter();
+	unsigned long f = irqoff_in(t);
+	size_t n = reclaim_all(!fast_nested(t));
+	irqoff_out(f, t);
+	return n;
+}
+
+/* An object of central c from this CPU's magazines (or, nested in this
+ * CPU's fast path, from the shared span); out of memory, after reclaim
+ * and a second try.  `size` and `caller` are for the debug heap. */
 static void *central_alloc(struct mcentral *c, size_t size, uintptr_t caller)
 {
-	unsigned long f = arch_irq_save();
-	struct mag_slot *ms;
-	struct cpu_class *cc;
-	cpu_slots(c, arch_cpu_id(), &ms, &cc);
-	void *p = slot_alloc(ms, cc, c);
-	if (!p) {
-		reclaim_all();
+	unsigned long t = arch_fast_enter();
+	void *p;
+	if (fast_nested(t)) {
+		arch_fast_exit(t);
+		p = mcache_alloc_shared(c);
+		if (!p) {
+			reclaim_here();
+			p = mcache_alloc_shared(c);
+		}
+	} else {
+		unsigned long f = irqoff_in(t);
+		struct mag_slot *ms;
+		struct cpu_class *cc;
 		cpu_slots(c, arch_cpu_id(), &ms, &cc);
 		p = slot_alloc(ms, cc, c);
+		if (!p) {
+			reclaim_all(true);
+			cpu_slots(c, arch_cpu_id(), &ms, &cc);
+			p = slot_alloc(ms, cc, c);
+		}
+		irqoff_out(f, t);
 	}
-	arch_irq_restore(f);
 	if (p && c->debug)
 		debug_on_alloc(p, size, caller);
 	return p;
@@ -239,9 +269,7 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
 	uint64_t npages = ((uint64_t)size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
 	if (!s) {
-		unsigned long f = arch_irq_save();
-		reclaim_all();
-		arch_irq_restore(f);
+		reclaim_here();
 		s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
 		if (!s)
 			return NULL;
@@ -266,33 +294,36 @@ static __attribute__((noinline)) void *kmalloc_caller(size_t size, uintptr_t cal
 
 #if !KMEM_DEBUG_HEAP
 /* kmalloc's slow paths, each entered by a tail call from the fast path
- * so that the fast path needs no stack frame. */
+ * so that the fast path needs no stack frame.  t is the fast path's
+ * token (arch_fast_enter). */
 
-/* Restores interrupts the long way (deferred work), then returns p. */
-static __attribute__((noinline)) void *irq_restore_ret(unsigned long f, void *p)
+/* Leaves the fast path the long way (deferred work), then returns p. */
+static __attribute__((noinline)) void *fast_exit_ret(unsigned long t, void *p)
 {
-	arch_irq_restore(f);
+	arch_fast_exit(t);
 	return p;
 }
 
 /* Both below handle small sizes only, so no caller is recorded (callers
  * are kept for large objects and the debug heap). */
 
-/* The CPU index needs arch_cpu_id(): start over on the general path. */
-static __attribute__((noinline)) void *kmalloc_no_cpu(size_t size, unsigned long f)
+/* The CPU index needs arch_cpu_id(), or the call is nested in this CPU's
+ * fast path: start over on the general path. */
+static __attribute__((noinline)) void *kmalloc_general(size_t size, unsigned long t)
 {
-	arch_irq_restore(f);
+	arch_fast_exit(t);
 	return kmalloc_caller(size, 0);
 }
 
 /* The loaded magazine of class cls is empty (or its top entry stale):
- * refill with interrupts still off (step 4 of the overview); if that finds
- * no memory, the general path retries with the OOM hook. */
-static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long f)
+ * refill with interrupts off (step 4 of the overview); if that finds no
+ * memory, the general path reclaims and retries with the OOM hook. */
+static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long t)
 {
+	unsigned long f = irqoff_in(t);
 	struct mcache *m = mcache_of(arch_cpu_id());
 	void *p = mag_alloc_slow(&m->mag[cls], &m->cls[cls], &mheap_.central[cls]);
-	arch_irq_restore(f);
+	irqoff_out(f, t);
 	return p ? p : kmalloc_caller(size, 0);
 }
 #endif
@@ -309,27 +340,27 @@ void *kmalloc(size_t size)
 		cls = kmem_size_to_class(size);
 	else
 		return kmalloc_caller(size, RET_ADDR);
-	unsigned long f = arch_irq_save();
+	unsigned long t = arch_fast_enter();
 	int cpu = arch_cpu_id_fast();
-	if (__builtin_expect(cpu < 0, 0))
-		return kmalloc_no_cpu(size, f);
+	if (__builtin_expect(cpu < 0 || fast_nested(t), 0))
+		return kmalloc_general(size, t);
 	struct mcache *m = mcache_of((unsigned)cpu);
 	struct mag_slot *ms = &m->mag[cls];
 	void **e = ms->top;
 	if (__builtin_expect(e == ms->base, 0))
-		return kmalloc_refill(size, cls, f);
+		return kmalloc_refill(size, cls, t);
 	e--;
 	void *p = *e;
 	_Atomic uint8_t *st = *mag_entry_st(e);
 	if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) != ms->id, 0))
-		return kmalloc_refill(size, cls, f);
+		return kmalloc_refill(size, cls, t);
 	ms->top = e;
 	m->nmalloc[cls]++;
 	/* Last: a byte store may alias everything above. */
 	atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
-	if (__builtin_expect(arch_irq_restore_fast(f), 1))
+	if (__builtin_expect(arch_fast_exit_hit(t), 1))
 		return p;
-	return irq_restore_ret(f, p);
+	return fast_exit_ret(t, p);
 #else
 	return kmalloc_caller(size, RET_ADDR);
 #endif
@@ -426,7 +457,7 @@ static void report_no_span(const void *p)
 
 /* Validates p as the start of an object of s; returns its index or -1
  * after reporting.  (Whether the object is a client's is decided by its
- * state, with interrupts off: small_free_irqoff.) */
+ * state, with interrupts off: small_free_entered.) */
 static long small_index(const struct mspan *s, const void *p)
 {
 	uintptr_t off = (uintptr_t)p - s->base;
@@ -459,19 +490,26 @@ static bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx)
 }
 
 /* Frees object idx of s, p its address, already checked to be an object
- * start, with interrupts off (f: the state to restore): the state must be
- * OBJ_CLIENT -- checked here, so an interrupt cannot free it in between --
- * then into this CPU's magazines (the loaded one, else mag_free_slow), or
- * straight to its span where the class has no magazines. */
-static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsigned long f)
+ * start; t is the caller's arch_fast_enter token.  With interrupts off,
+ * the state must be OBJ_CLIENT -- checked here, so an interrupt cannot free
+ * it in between -- then the object goes into this CPU's magazines (the
+ * loaded one, else mag_free_slow), or straight to its span where the class
+ * has no magazines or the call is nested in this CPU's fast path. */
+static void small_free_entered(struct mspan *s, const void *p, uint32_t idx, unsigned long t)
 {
 	_Atomic uint8_t *st = &s->objstate[idx];
 	struct mcentral *c = s->central;
 	const char *bad = NULL;
+	unsigned long f = irqoff_in(t);
 	if (atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT) {
 		bad = "object is not allocated";
 	} else if (s->dbg && !debug_on_free(s, idx, p)) {
 		/* Reported (a red zone was written); the bad call does nothing. */
+	} else if (fast_nested(t)) {
+		if (span_free(s, st, idx))
+			atomic_fetch_add_explicit(&c->nfree, 1, memory_order_relaxed);
+		else
+			bad = "object is already free (freed twice at the same moment)";
 	} else {
 		struct mag_slot *ms;
 		struct cpu_class *cc;
@@ -490,7 +528,7 @@ static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsi
 				bad = "object is already free (freed twice at the same moment)";
 		}
 	}
-	arch_irq_restore(f);
+	irqoff_out(f, t);
 	if (bad)
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, bad);
 }
@@ -501,7 +539,7 @@ void small_free(struct mspan *s, const void *p)
 {
 	long idx = small_index(s, p);
 	if (idx >= 0)
-		small_free_irqoff(s, p, (uint32_t)idx, arch_irq_save());
+		small_free_entered(s, p, (uint32_t)idx, arch_fast_enter());
 }
 
 /* Frees a large object or page run after validation. */
@@ -550,26 +588,27 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 	}
 }
 
-/* kfree's fast path found, with interrupts off, what it does not handle
- * (a CPU index only arch_cpu_id() knows, an object that is not a client's,
- * a full magazine): the general small free, interrupts still off.  Only p
- * and f are passed (and the span found again) so that the fast path keeps
- * few values live and needs no stack frame. */
-static __attribute__((noinline)) void kfree_irqoff(const void *p, unsigned long f)
+/* kfree's fast path found, inside the allocator (token t), what it does
+ * not handle (a CPU index only arch_cpu_id() knows, a call nested in this
+ * CPU's fast path, an object that is not a client's, a full magazine):
+ * the general small free.  Only p and t are passed (and the span found
+ * again) so that the fast path keeps few values live and needs no stack
+ * frame. */
+static __attribute__((noinline)) void kfree_entered(const void *p, unsigned long t)
 {
 	struct mspan *s = span_of_ptr(p);
 	uint32_t idx = span_obj_index(s, (uintptr_t)p - s->base);
-	small_free_irqoff(s, p, idx, f);
+	small_free_entered(s, p, idx, t);
 }
 
 void kfree(const void *p)
 {
 	/* Fast path: a client's object of a plain kmalloc span, and room in
 	 * this CPU's loaded magazine.  NULL and every bad pointer fail one of
-	 * these tests and go to kfree_slow or kfree_irqoff:
+	 * these tests and go to kfree_slow or kfree_entered:
 	 *   idx < fast_nelems      span is SMALL, kmalloc, not debug, idx in range
 	 *   idx * elemsize == off  p is an object start
-	 *   state == OBJ_CLIENT    a client holds it (interrupts off) */
+	 *   state == OBJ_CLIENT    a client holds it (checked inside the allocator) */
 	struct mspan *s = span_of_ptr(p);
 	if (__builtin_expect(s != NULL, 1)) {
 		uintptr_t off = (uintptr_t)p - s->base;
@@ -579,17 +618,17 @@ void kfree(const void *p)
 		                     1)) {
 			_Atomic uint8_t *st = &s->objstate[idx];
 			unsigned cls = s->sizeclass;
-			unsigned long f = arch_irq_save();
+			unsigned long t = arch_fast_enter();
 			int cpu = arch_cpu_id_fast();
-			if (__builtin_expect(cpu < 0, 0))
-				return kfree_irqoff(p, f);
+			if (__builtin_expect(cpu < 0 || fast_nested(t), 0))
+				return kfree_entered(p, t);
 			struct mcache *m = mcache_of((unsigned)cpu);
 			struct mag_slot *ms = &m->mag[cls];
 			void **e = ms->top;
 			if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT ||
 			                         e == ms->end,
 			                     0))
-				return kfree_irqoff(p, f);
+				return kfree_entered(p, t);
 			uint8_t id = (uint8_t)ms->id;
 			*e = (void *)p;
 			*mag_entry_st(e) = st;
@@ -597,9 +636,9 @@ void kfree(const void *p)
 			m->nfree[cls]++;
 			/* Last: a byte store may alias everything above. */
 			atomic_store_explicit(st, id, memory_order_relaxed);
-			if (__builtin_expect(arch_irq_restore_fast(f), 1))
+			if (__builtin_expect(arch_fast_exit_hit(t), 1))
 				return;
-			arch_irq_restore(f);
+			arch_fast_exit(t);
 			return;
 		}
 	}
@@ -744,8 +783,5 @@ int kmem_cpu_offline(unsigned cpu)
 
 size_t kmem_reclaim(void)
 {
-	unsigned long f = arch_irq_save();
-	size_t n = reclaim_all();
-	arch_irq_restore(f);
-	return n;
+	return reclaim_here();
 }

@@ -92,6 +92,28 @@ void *mcache_alloc_direct(struct cpu_class *cc, struct mcentral *c)
 	return p;
 }
 
+/* An object of central c for a context nested in this CPU's fast path
+ * (spanalloc/arch.h, arch_fast_enter), which must leave this CPU's caches
+ * alone: from the depot's shared span, under the depot lock, interrupts
+ * off.  Counted on no CPU.  NULL iff no object can be had that way. */
+void *mcache_alloc_shared(struct mcentral *c)
+{
+	unsigned long f = arch_irq_save();
+	lock_acquire(&c->depot.lock);
+	struct mspan *s = c->depot.shared;
+	_Atomic uint8_t *st;
+	void *p = span_take(&s, c, true, &st);
+	c->depot.shared = s;
+	if (p)
+		atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
+	lock_release(&c->depot.lock);
+	arch_irq_restore(f);
+	if (p)
+		atomic_fetch_add_explicit(&c->nmalloc, 1, memory_order_relaxed);
+	mcentral_report_racing(c);
+	return p;
+}
+
 /* Gives everything CPU `cpu` caches back: its magazines' objects to their
  * spans, its spans to their mcentrals. */
 void mcache_flush(unsigned cpu)

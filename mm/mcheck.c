@@ -345,6 +345,10 @@ static void check_magazines(struct checker *k, struct mcentral *c)
 		bad(k, NULL, NULL, "depot counts are wrong");
 	if (mags + nfull + nempty != c->depot.nmags)
 		bad(k, NULL, NULL, "magazines lost or duplicated");
+	struct mspan *sh = c->depot.shared;
+	if (sh && (sh->central != c || sh->on_list != 0 ||
+	           SS_LOC(atomic_load_explicit(&sh->sweepstate, memory_order_relaxed)) != LOC_CACHED))
+		bad(k, (void *)sh->base, sh, "shared span of the wrong class or state");
 }
 
 unsigned long kmem_check(void)

@@ -53,7 +53,7 @@ void central_stats(const struct mcentral *c, struct kmem_class_stats *out)
 	}
 	out->object_size = c->elemsize;
 	out->span_pages = c->npages;
-	out->nmalloc = nmalloc;
+	out->nmalloc = atomic_load_explicit(&c->nmalloc, memory_order_relaxed) + nmalloc;
 	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed) + nfree;
 	out->objects_in_use = out->nmalloc - out->nfree;
 	out->spans = c->spans;

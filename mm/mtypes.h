@@ -295,6 +295,8 @@ struct depot {
 	uint32_t nempty;               /* [depot] */
 	uint32_t full_max;             /* [const] */
 	uint32_t nmags;                /* [depot] magazines of the class alive */
+	struct mspan *shared;          /* [depot] span that contexts nested in a
+	                                  fast path allocate from (LOC_CACHED) */
 	uint64_t ids[4];               /* [depot] bit i: id i is in use */
 };
 
@@ -362,8 +364,11 @@ struct mcentral {
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */
 	struct kmem_cache *cache;       /* owning cache or NULL */
 	/* Statistics. */
-	_Atomic uint64_t nfree;         /* [atomic] corrections to the per-CPU
-	                                   free counts (racing double frees) */
+	_Atomic uint64_t nmalloc;       /* [atomic] allocations counted on no CPU
+	                                   (nested contexts) */
+	_Atomic uint64_t nfree;         /* [atomic] frees counted on no CPU (nested
+	                                   contexts), and corrections to the per-CPU
+	                                   counts (racing double frees) */
 	uint64_t spans;                 /* [central] spans of this class held */
 	uint64_t peak_spans;            /* [central] */
 	/* Racing double frees a sweep found (mspan.c), to be reported where
@@ -628,6 +633,7 @@ void depot_drain(struct mcentral *c);
 /* mcache.c */
 bool mcache_fill(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c);
 void *mcache_alloc_direct(struct cpu_class *cc, struct mcentral *c);
+void *mcache_alloc_shared(struct mcentral *c);
 void mcache_flush(unsigned cpu);
 void mcache_take_over(unsigned cpu);
 static inline struct mcache *mcache_of(unsigned cpu)
@@ -675,8 +681,39 @@ void central_stats(const struct mcentral *c, struct kmem_class_stats *out);
 void report_fault(enum kmem_fault_kind kind, const void *addr,
                   const struct mspan *s, const char *detail);
 
+/* The fast paths' entry (spanalloc/arch.h, arch_fast_enter): with a port's
+ * arch_fast_enter/exit interrupts stay on, and a call that finds the depth
+ * nonzero is nested in this CPU's fast path (an interrupt arrived there):
+ * it must leave this CPU's magazines alone.  Everything beyond the loaded
+ * magazine runs with interrupts off: irqoff_in(t) turns them off inside an
+ * entered path (a no-op when entering already did), irqoff_out undoes both. */
+#if KMEM_FAST_NESTING
+#define fast_nested(t) ((t) != 0)
+static inline unsigned long irqoff_in(unsigned long t)
+{
+	(void)t;
+	return arch_irq_save();
+}
+static inline void irqoff_out(unsigned long f, unsigned long t)
+{
+	arch_irq_restore(f);
+	arch_fast_exit(t);
+}
+#else
+#define fast_nested(t) 0
+static inline unsigned long irqoff_in(unsigned long t)
+{
+	return t;
+}
+static inline void irqoff_out(unsigned long f, unsigned long t)
+{
+	(void)t;
+	arch_irq_restore(f);
+}
+#endif
+
 /* malloc.c */
-size_t reclaim_all(void);
+size_t reclaim_all(bool flush_self);
 bool oom_retry(size_t bytes, unsigned *tries);
 /* Evaluates an allocation, retrying while the OOM hook adds memory. */
 #define WITH_OOM_RETRY(bytes, expr)                                   \

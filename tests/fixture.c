@@ -785,3 +785,56 @@ const char *fx_heapmap_verify(const struct fx_heapmap *m, const struct kmem_stat
 	return NULL;
 #undef FX_HM_FAIL
 }
+
+/* ---- CPUs as threads ---- */
+
+static void *fx_cpu_main(void *arg)
+{
+	struct fx_cpu *c = arg;
+	if (host_cpu_claim((int)c->id) != (int)c->id)
+		FX_CPU_FAIL(c, "cpu %u: no slot", c->id);
+	pthread_mutex_lock(&c->m);
+	for (;;) {
+		while (c->want == c->done)
+			pthread_cond_wait(&c->cv, &c->m);
+		int k = c->want;
+		pthread_mutex_unlock(&c->m);
+		if (k < 0)
+			return NULL;
+		if (!c->error[0])
+			c->step(c, k);
+		pthread_mutex_lock(&c->m);
+		c->done = k;
+		pthread_cond_broadcast(&c->cv);
+	}
+}
+
+void fx_cpu_start(struct fx_cpu *c)
+{
+	pthread_mutex_init(&c->m, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	assert_int_equal(pthread_create(&c->th, NULL, fx_cpu_main, c), 0);
+}
+
+void fx_cpu_run(struct fx_cpu *c, int k)
+{
+	pthread_mutex_lock(&c->m);
+	c->want = k;
+	pthread_cond_broadcast(&c->cv);
+	while (c->done != k)
+		pthread_cond_wait(&c->cv, &c->m);
+	pthread_mutex_unlock(&c->m);
+	if (c->error[0])
+		fail_msg("%s", c->error);
+}
+
+void fx_cpu_stop(struct fx_cpu *c)
+{
+	pthread_mutex_lock(&c->m);
+	c->want = -1;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->m);
+	pthread_join(c->th, NULL);
+	if (c->error[0])
+		fail_msg("%s", c->error);
+}

@@ -21,6 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+#include <stdio.h>
+
 #include "spanalloc.h"
 
 #define FX_KIB ((uint64_t)1 << 10)
@@ -227,5 +230,27 @@ const struct fx_hm_rec *fx_heapmap_find(const struct fx_heapmap *m, uint64_t phy
  * metadata region equal to st.  Returns NULL if all hold, else a
  * description of the first broken rule (in a static buffer). */
 const char *fx_heapmap_verify(const struct fx_heapmap *m, const struct kmem_stats *st);
+
+
+/* ---- CPUs as threads ---- */
+
+/* A CPU: a thread that claims slot `id` and runs step(c, k) when asked
+ * (fx_cpu_run waits for it); fx_cpu_stop ends the thread, which takes the
+ * CPU offline.  A step reports a failure with FX_CPU_FAIL; fx_cpu_run and
+ * fx_cpu_stop then fail the test in the main thread. */
+struct fx_cpu {
+	unsigned id;
+	void (*step)(struct fx_cpu *c, int k);
+	void *arg;
+	int want, done; /* step asked for, step finished; -1: exit */
+	char error[128];
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	pthread_t th;
+};
+#define FX_CPU_FAIL(c, ...) snprintf((c)->error, sizeof((c)->error), __VA_ARGS__)
+void fx_cpu_start(struct fx_cpu *c);
+void fx_cpu_run(struct fx_cpu *c, int k);
+void fx_cpu_stop(struct fx_cpu *c);
 
 #endif

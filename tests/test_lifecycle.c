@@ -30,76 +30,6 @@
 /* The calling thread's CPU slot, -1 for none (arch/host/arch.c). */
 extern _Thread_local int host_my_cpu;
 
-/* ------------------------------------------------------------------------
- * A CPU: a thread that claims a slot and runs steps when asked.  Leaving
- * (cpu_stop) ends the thread, which takes the CPU offline.
- */
-
-struct cpu {
-	unsigned id;
-	void (*step)(struct cpu *c, int k);
-	void *arg;
-	int want, done; /* step asked for, step finished; -1: exit */
-	char error[128];
-	pthread_mutex_t m;
-	pthread_cond_t cv;
-	pthread_t th;
-};
-
-#define CPU_FAIL(c, ...) snprintf((c)->error, sizeof((c)->error), __VA_ARGS__)
-
-static void *cpu_main(void *arg)
-{
-	struct cpu *c = arg;
-	if (host_cpu_claim((int)c->id) != (int)c->id)
-		CPU_FAIL(c, "cpu %u: no slot", c->id);
-	pthread_mutex_lock(&c->m);
-	for (;;) {
-		while (c->want == c->done)
-			pthread_cond_wait(&c->cv, &c->m);
-		int k = c->want;
-		pthread_mutex_unlock(&c->m);
-		if (k < 0)
-			return NULL;
-		if (!c->error[0])
-			c->step(c, k);
-		pthread_mutex_lock(&c->m);
-		c->done = k;
-		pthread_cond_broadcast(&c->cv);
-	}
-}
-
-static void cpu_start(struct cpu *c)
-{
-	pthread_mutex_init(&c->m, NULL);
-	pthread_cond_init(&c->cv, NULL);
-	assert_int_equal(pthread_create(&c->th, NULL, cpu_main, c), 0);
-}
-
-/* Runs step k on the CPU and waits for it; fails the test on its error. */
-static void cpu_run(struct cpu *c, int k)
-{
-	pthread_mutex_lock(&c->m);
-	c->want = k;
-	pthread_cond_broadcast(&c->cv);
-	while (c->done != k)
-		pthread_cond_wait(&c->cv, &c->m);
-	pthread_mutex_unlock(&c->m);
-	if (c->error[0])
-		fail_msg("%s", c->error);
-}
-
-static void cpu_stop(struct cpu *c)
-{
-	pthread_mutex_lock(&c->m);
-	c->want = -1;
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->m);
-	pthread_join(c->th, NULL);
-	if (c->error[0])
-		fail_msg("%s", c->error);
-}
-
 static bool in_span(const struct mspan *s, const void *p)
 {
 	return s && (uintptr_t)p >= s->base && (uintptr_t)p < s->base + s->npages * PAGE;
@@ -144,12 +74,12 @@ struct percpu {
 
 static struct kmem_cache *task_cache;
 
-static void ap_step(struct cpu *c, int k)
+static void ap_step(struct fx_cpu *c, int k)
 {
 	(void)k;
 	struct percpu *pc = c->arg;
 	if (pc->id != 0 || fx_first_nonzero(pc->pad, sizeof pc->pad) != (size_t)-1) {
-		CPU_FAIL(c, "cpu %u: its area was not zeroed", c->id);
+		FX_CPU_FAIL(c, "cpu %u: its area was not zeroed", c->id);
 		return;
 	}
 	pc->id = c->id;
@@ -158,27 +88,27 @@ static void ap_step(struct cpu *c, int k)
 	for (int i = 0; i < 32; i++) {
 		task[i] = kmem_cache_alloc(task_cache);
 		if (!task[i]) {
-			CPU_FAIL(c, "cpu %u: kmem_cache_alloc failed", c->id);
+			FX_CPU_FAIL(c, "cpu %u: kmem_cache_alloc failed", c->id);
 			return;
 		}
 		fx_fill(task[i], 256, (uint64_t)c->id << 8 | (unsigned)i);
 	}
 	for (int i = 0; i < 16; i++) { /* the boot CPU's early objects */
 		if (fx_check(pc->early[i], 48, 1000 + i) != (size_t)-1) {
-			CPU_FAIL(c, "cpu %u: early object %d changed", c->id, i);
+			FX_CPU_FAIL(c, "cpu %u: early object %d changed", c->id, i);
 			return;
 		}
 		kfree(pc->early[i]);
 	}
 	for (int i = 0; i < 32; i++) {
 		if (fx_check(task[i], 256, (uint64_t)c->id << 8 | (unsigned)i) != (size_t)-1) {
-			CPU_FAIL(c, "cpu %u: task object %d changed", c->id, i);
+			FX_CPU_FAIL(c, "cpu %u: task object %d changed", c->id, i);
 			return;
 		}
 		kmem_cache_free(task_cache, task[i]);
 	}
 	if (fx_check(pc->stack, 4 * PAGE, c->id) != (size_t)-1)
-		CPU_FAIL(c, "cpu %u: stack changed", c->id);
+		FX_CPU_FAIL(c, "cpu %u: stack changed", c->id);
 }
 
 static void test_alloc_before_percpu_areas(void **state)
@@ -229,18 +159,18 @@ static void test_alloc_before_percpu_areas(void **state)
 	kfree(more);
 
 	/* The other CPUs start on the areas made for them. */
-	struct cpu ap[NCPU];
+	struct fx_cpu ap[NCPU];
 	memset(ap, 0, sizeof ap);
 	for (unsigned i = 1; i < NCPU; i++) {
-		ap[i] = (struct cpu){.id = i, .step = ap_step, .arg = area[i]};
-		cpu_start(&ap[i]);
-		cpu_run(&ap[i], 1);
+		ap[i] = (struct fx_cpu){.id = i, .step = ap_step, .arg = area[i]};
+		fx_cpu_start(&ap[i]);
+		fx_cpu_run(&ap[i], 1);
 	}
 	st = fx_stats();
 	assert_int_equal(st.cpus_online, NCPU);
 	for (unsigned i = 1; i < NCPU; i++) {
 		assert_int_equal(area[i]->id, i);
-		cpu_stop(&ap[i]);
+		fx_cpu_stop(&ap[i]);
 	}
 	st = fx_stats();
 	assert_int_equal(st.cpus_online, 1);
@@ -278,18 +208,18 @@ static size_t off_len(unsigned row)
 	return row < OFF_SIZES ? off_size[row] : 96;
 }
 
-static void off_step(struct cpu *c, int k)
+static void off_step(struct fx_cpu *c, int k)
 {
 	struct off_state *o = c->arg;
 	if (k == 2 && kmem_cpu_online(c->id) != 0) { /* back online */
-		CPU_FAIL(c, "kmem_cpu_online(%u) failed", c->id);
+		FX_CPU_FAIL(c, "kmem_cpu_online(%u) failed", c->id);
 		return;
 	}
 	for (unsigned r = 0; r <= OFF_SIZES; r++)
 		for (unsigned i = 0; i < OFF_N; i++) {
 			void *p = r < OFF_SIZES ? kmalloc(off_size[r]) : kmem_cache_alloc(o->cache);
 			if (!p) {
-				CPU_FAIL(c, "step %d: allocation %u/%u failed", k, r, i);
+				FX_CPU_FAIL(c, "step %d: allocation %u/%u failed", k, r, i);
 				return;
 			}
 			fx_fill(p, off_len(r), (uint64_t)k << 32 | r << 16 | i);
@@ -329,9 +259,9 @@ static void test_cpu_offline_and_back(void **state)
 	fx_simple(64, NCPU);
 	struct off_state o = {.cache = kmem_cache_create("off", 96, 0, NULL)};
 	assert_non_null(o.cache);
-	struct cpu c2 = {.id = 2, .step = off_step, .arg = &o};
-	cpu_start(&c2);
-	cpu_run(&c2, 1);
+	struct fx_cpu c2 = {.id = 2, .step = off_step, .arg = &o};
+	fx_cpu_start(&c2);
+	fx_cpu_run(&c2, 1);
 	assert_int_equal(fx_stats().cpus_online, 2);
 	assert_false(cpu_class_empty(2, kmem_size_class(200)));
 
@@ -344,10 +274,10 @@ static void test_cpu_offline_and_back(void **state)
 	fx_assert_all_back();
 
 	/* Back online: it allocates again, from fresh spans. */
-	cpu_run(&c2, 2);
+	fx_cpu_run(&c2, 2);
 	assert_int_equal(fx_stats().cpus_online, 2);
 	off_free_rest(&o, 2);
-	cpu_stop(&c2); /* the thread's end takes CPU 2 offline */
+	fx_cpu_stop(&c2); /* the thread's end takes CPU 2 offline */
 	assert_int_equal(fx_stats().cpus_online, 1);
 	assert_cpu_cache_empty(2, o.cache);
 	kmem_cache_shrink(o.cache);

@@ -33,6 +33,8 @@ static _Atomic unsigned host_ncpus = KMEM_MAX_CPUS;
 static _Atomic bool early_boot;
 
 _Thread_local int host_my_cpu = -1;
+/* The fast paths' depth when mm/ is built with arch_inline.h. */
+_Thread_local volatile unsigned long host_fast_depth;
 _Thread_local volatile sig_atomic_t host_irq_off;        /* >0: disabled */
 /* Pending count: incremented by signal handlers that find interrupts off,
  * so it is changed only with atomic read-modify-writes (a plain ++ loses

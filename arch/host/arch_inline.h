@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 extern _Thread_local int host_my_cpu;
+extern _Thread_local volatile unsigned long host_fast_depth;
 extern _Thread_local volatile sig_atomic_t host_irq_off;
 extern _Thread_local _Atomic int host_irq_pending;
 int host_cpu_claim(int want);
@@ -51,6 +52,25 @@ static inline unsigned host_cpu_id_inline(void)
 	return (unsigned)c;
 }
 
+/* The fast paths' entry (spanalloc/arch.h, arch_fast_enter): a depth of
+ * its own, which does not hold simulated interrupts back, so that an
+ * interrupt can arrive inside a fast path and allocate there (nested). */
+static inline unsigned long host_fast_enter_inline(void)
+{
+	unsigned long old = host_fast_depth;
+	host_fast_depth = old + 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	return old;
+}
+
+static inline void host_fast_exit_inline(unsigned long t)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	host_fast_depth = t;
+}
+
+#define arch_fast_enter() host_fast_enter_inline()
+#define arch_fast_exit(t) host_fast_exit_inline(t)
 #define arch_irq_save() host_irq_save_inline()
 #define arch_irq_restore(f) host_irq_restore_inline(f)
 #define arch_cpu_id() host_cpu_id_inline()

@@ -74,5 +74,12 @@ static inline int shim_bts_inline(_Atomic uint64_t *bits, uint32_t i)
 #define arch_cpu_id() shim_cpu_id_inline()
 #define arch_irq_restore_fast(f) shim_irq_restore_fast_inline(f)
 #define arch_cpu_id_fast() (shim_t_cpu) /* negative: shim_cpu_slow decides */
+/* The fast paths' entry is the same nesting count (there are no real
+ * interrupts here): a call made while the thread is inside the allocator
+ * -- pthread_setspecific allocating while a slot is claimed -- is nested
+ * and uses the shared spans. */
+#define arch_fast_enter() shim_irq_save_inline()
+#define arch_fast_exit(t) shim_irq_restore_inline(t)
+#define arch_fast_exit_hit(t) shim_irq_restore_fast_inline(t)
 
 #endif

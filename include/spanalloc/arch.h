@@ -94,4 +94,39 @@ void arch_panic(const char *msg) __attribute__((noreturn));
 #define arch_irq_restore_fast(f) (arch_irq_restore(f), 1)
 #endif
 
+/* A fast path that leaves interrupts on (optional, inline header only).
+ * Disabling interrupts costs tens of cycles on x86 (pushf; cli ... popf),
+ * as much as the rest of a kmalloc.  A port may instead define:
+ *   arch_fast_enter()         marks this CPU as inside the allocator and
+ *                             returns the previous depth (0: it was not):
+ *                             a per-CPU counter, incremented.  The caller
+ *                             must stay on this CPU (no preemption or
+ *                             migration) until the matching exit;
+ *                             interrupts stay on.  An interrupt (or NMI)
+ *                             handler that calls the allocator meanwhile
+ *                             gets a nonzero depth, and mm/ then leaves
+ *                             this CPU's caches alone (it allocates from
+ *                             and frees to shared spans under a lock).
+ *                             A plain load and store of the counter is
+ *                             enough: a handler that interrupts between
+ *                             them runs to the end before the store.
+ *   arch_fast_exit(t)         puts depth t back;
+ *   arch_fast_exit_hit(t)     the same, returning nonzero; or 0 when the
+ *                             caller must still call arch_fast_exit(t)
+ *                             (as arch_irq_restore_fast).
+ * mm/ still disables interrupts (arch_irq_save) for everything beyond the
+ * loaded magazine: refills, locks, reclaim.  Without these hooks the fast
+ * paths use arch_irq_save/arch_irq_restore, and nothing nests. */
+#ifdef arch_fast_enter
+#define KMEM_FAST_NESTING 1
+#ifndef arch_fast_exit_hit
+#define arch_fast_exit_hit(t) (arch_fast_exit(t), 1)
+#endif
+#else
+#define KMEM_FAST_NESTING 0
+#define arch_fast_enter() arch_irq_save()
+#define arch_fast_exit(t) arch_irq_restore(t)
+#define arch_fast_exit_hit(t) arch_irq_restore_fast(t)
+#endif
+
 #endif /* SPANALLOC_ARCH_H */
