@@ -132,8 +132,9 @@ static void gate_done(struct gate *g)
 		;
 }
 
-/* Runs fn on args[0..n) (each `size` bytes) in n threads, through a new
- * gate (zeroed); returns the seconds from the gate's opening to the last gate_done(). */
+/* Runs fn on args[0..n) (each `size` bytes) in n threads through g, a
+ * new (zeroed) gate; returns the seconds from the gate's opening to the
+ * last gate_done(). */
 static double gate_run(struct gate *g, unsigned n, void *(*fn)(void *), void *args, size_t size)
 {
 	pthread_t t[MAXTHREADS];
@@ -639,7 +640,9 @@ int main(int argc, char **argv)
 			    (int)argopt(argc, argv, 4, 0, 1, 0));
 		break;
 	case 'b': bench_batch(arg(argc, argv, 2, 1, N_MAX), arg(argc, argv, 3, 1, 1 << 24)); break;
-	case 'c': bench_threads(nthreads, arg(argc, argv, 3, 1, N_MAX), arg(argc, argv, 4, 1, 1 << 24), 1024, 0); break;
+	case 'c':
+		bench_threads(nthreads, arg(argc, argv, 3, 1, N_MAX), arg(argc, argv, 4, 1, 1 << 24), 1024, 0);
+		break;
 	case 'd':
 		nthreads = (unsigned)argopt(argc, argv, 3, 2, MAXTHREADS, 2);
 		if (nthreads % 2)
