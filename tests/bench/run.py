@@ -40,6 +40,7 @@ table.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -595,14 +596,15 @@ def plots(res, out, cells):
                and res['micro'][c['id']].get('mimalloc')]
         if ids:
             names = [n for n, _ in PEERS] + [SHIM]
+            series = [(n, [res['micro'][c['id']][n] / res['micro'][c['id']]['mimalloc'] for c in ids])
+                      for n in names]
             fig, ax = plt.subplots(figsize=(13, 5))
-            bars(ax, [c['label'] for c in ids],
-                 [(n, [res['micro'][c['id']][n] / res['micro'][c['id']]['mimalloc'] for c in ids])
-                  for n in names], 'wall time / mimalloc (log)', log_scale=True)
+            bars(ax, [c['label'] for c in ids], series, 'wall time / mimalloc (log)', log_scale=True)
             ax.axhline(1, color='r', lw=0.7, ls='--')
-            ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8, 16]
+            vals = [v for _, vs in series for v in vs if v]
+            ticks = [2.0 ** k for k in range(math.floor(math.log2(min(vals))), math.ceil(math.log2(max(vals))) + 1)]
             ax.set_yticks(ticks)
-            ax.set_yticklabels([f'{t:g}' for t in ticks])
+            ax.set_yticklabels([f'1/{round(1 / t)}' if t < 1 else f'{t:g}' for t in ticks])
             ax.minorticks_off()
             ax.set_title('Multi-threaded workloads: wall time relative to mimalloc (target: spanalloc '
                          '<= 1, the dashed line)')
