@@ -7,12 +7,15 @@
 #   make test-shim   real programs (python3, sqlite3, gcc, perl, git, text
 #                    tools) under the shim, output compared byte for byte
 #                    with glibc's; shim self-tests (threads, fork, bad free)
-#   make check-bench the benchmark programs build and run (in make test)
-#   make bench       workloads (a)-(h) against every allocator, callgrind
-#                    instruction counts; build/bench/results.md and PNGs
+#   make check-bench the benchmark programs build, and every workload runs
+#                    briefly (in make test)
+#   make bench       workloads (a)-(h), (r), (t), (x) against every
+#                    allocator, callgrind instruction counts, the issue's
+#                    targets; build/bench/results.md and PNGs
 #
 # Variables: BENCH_RUNS (runs per cell, median taken; default 5),
-# BENCH_QUICK=1 (smaller workloads, for a smoke run).
+# BENCH_QUICK=1 (smaller workloads, for a smoke run), BENCH_ONLY=a64n,x,i
+# (a subset: run.py --only).
 
 # Read once, even when both the top-level Makefile (include) and -f name it.
 ifndef SPANALLOC_BENCH_MK
@@ -50,8 +53,10 @@ BENCH_BIN := $(BENCH_OUT)/bin
 # DIRECT_TLS).
 BENCH_CFLAGS := -std=gnu11 -O2 -g $(B_WARN) -Iinclude -Imm -Iarch/host
 DIRECT_TLS   := -ftls-model=local-exec
-BENCH_PROGS  := $(BENCH_BIN)/bench-malloc $(BENCH_BIN)/bench-direct $(BENCH_BIN)/heapinit \
-	$(BENCH_BIN)/runrss
+# bench-null: the same loops around a stub allocator, whose callgrind count
+# run.py subtracts (instructions of the allocator only).
+BENCH_PROGS  := $(BENCH_BIN)/bench-malloc $(BENCH_BIN)/bench-direct $(BENCH_BIN)/bench-null \
+	$(BENCH_BIN)/heapinit $(BENCH_BIN)/runrss
 SHIM_TEST_BIN := $(B_BUILD)/host/shim-selftest
 
 .PHONY: shim bench bench-build check-bench test-shim bench-deps shim-deps
@@ -70,6 +75,10 @@ $(BENCH_BIN)/bench-malloc: tests/bench/bench.c tests/bench/bench.h
 $(BENCH_BIN)/bench-direct: tests/bench/bench.c tests/bench/bench.h arch/host/shim_arch.c $(B_MM_SRC) $(B_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) $(DIRECT_TLS) $(B_INLINE) -DBENCH_DIRECT -o $@ tests/bench/bench.c arch/host/shim_arch.c $(B_MM_SRC) -lpthread
+
+$(BENCH_BIN)/bench-null: tests/bench/bench.c tests/bench/bench.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -DBENCH_NULL -o $@ tests/bench/bench.c -lpthread
 
 $(BENCH_BIN)/heapinit: tests/bench/heapinit.c arch/host/shim_arch.c $(B_MM_SRC) $(B_HDRS)
 	@mkdir -p $(dir $@)
@@ -94,15 +103,15 @@ bench-build: $(SHIM_SO) $(BENCH_PROGS)
 bench: bench-deps
 	@$(MAKE) --no-print-directory -f Makefile -f scripts/bench.mk bench-build
 	@$(B_PYTHON) tests/bench/run.py --build $(B_BUILD) --out $(BENCH_OUT) \
-		$(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_QUICK),--quick)
+		$(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_QUICK),--quick) \
+		$(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
-# make test builds every benchmark program and runs two of them briefly, so
-# `make bench` cannot rot between benchmark runs (it is not run in full).
+# make test builds every benchmark program and runs every workload briefly
+# (glibc, the shim, direct, null; no peers, no timing), so that `make bench`
+# cannot rot between benchmark runs (it is not run in full).
 check-bench: shim-deps
 	@$(MAKE) --no-print-directory -f Makefile -f scripts/bench.mk bench-build
-	@$(BENCH_BIN)/bench-direct a 64 1000 >/dev/null
-	@$(BENCH_BIN)/heapinit 1 1 >/dev/null
-	@echo "check-bench: benchmark programs build and run"
+	@$(B_PYTHON) tests/bench/run.py --build $(B_BUILD) --out $(BENCH_OUT) --smoke
 
 test-shim: shim-deps
 	@$(MAKE) --no-print-directory -f Makefile -f scripts/bench.mk $(SHIM_SO) $(SHIM_TEST_BIN)

@@ -19,8 +19,8 @@ riscv64) pkgs=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-
 grub) pkgs=(grub-pc-bin grub-common xorriso mtools qemu-system-x86) ;;
 fuzz) pkgs=(clang libclang-rt-14-dev libcmocka-dev make) ;;
 heapmap) pkgs=(gcc make libcmocka-dev python3 python3-matplotlib) ;;
-shim) pkgs=(gcc make python3 sqlite3 perl git gawk coreutils sed grep) ;;
-bench) pkgs=(gcc make python3 libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev valgrind gnuplot-nox python3-matplotlib hyperfine sqlite3 perl git gawk) ;;
+shim) pkgs=(gcc make python3 sqlite3 perl git gawk bc coreutils sed grep) ;;
+bench) pkgs=(gcc make python3 libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev valgrind gnuplot-nox python3-matplotlib hyperfine sqlite3 perl git gawk bc) ;;
 *) echo "install-deps: unknown set '$what'" >&2; exit 2 ;;
 esac
 missing=()

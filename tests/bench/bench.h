@@ -7,7 +7,11 @@
  *   bench-direct   -DBENCH_DIRECT: spanalloc's kmalloc/kfree/kpage_alloc,
  *                  mm/ linked in as a kernel would link it: -O2, no LTO,
  *                  the shim arch (arch/host/shim_arch.c) with its inline
- *                  hooks (KMEM_ARCH_INLINE).
+ *                  hooks (KMEM_ARCH_INLINE);
+ *   bench-null     -DBENCH_NULL: no allocator.  The same loops call a stub
+ *                  that returns one static buffer, so that callgrind can
+ *                  measure what the loops cost without an allocator and
+ *                  run.py can subtract it ("allocator only").
  */
 #ifndef SPANALLOC_BENCH_H
 #define SPANALLOC_BENCH_H
@@ -45,6 +49,48 @@ static inline void *b_pages(size_t npages)
 static inline void b_pages_free(void *p, size_t npages)
 {
 	kpage_free(p, npages);
+}
+#elif defined(BENCH_NULL)
+#define BENCH_ALLOCATOR "null"
+
+/* Out of line, as malloc is: a call (not a clone specialised for its
+ * argument), a result the compiler cannot know and a side effect it cannot
+ * drop.  Their own bodies are two instructions (load the address, return)
+ * and one (return). */
+#ifdef __clang__
+#define BENCH_OUTLINE __attribute__((noinline))
+#else
+#define BENCH_OUTLINE __attribute__((noipa))
+#endif
+
+static _Alignas(4096) char null_obj[512 * 4096];
+
+static inline void bench_init(void)
+{
+}
+
+BENCH_OUTLINE static void *b_alloc(size_t n)
+{
+	void *p = null_obj;
+	__asm__ volatile("" : "+r"(p) : "r"(n) : "memory");
+	return p;
+}
+
+BENCH_OUTLINE static void b_free(void *p)
+{
+	__asm__ volatile("" : : "r"(p) : "memory");
+}
+
+static inline void *b_pages(size_t npages)
+{
+	(void)npages;
+	return b_alloc(0);
+}
+
+static inline void b_pages_free(void *p, size_t npages)
+{
+	(void)npages;
+	b_free(p);
 }
 #else
 #define BENCH_ALLOCATOR "malloc"

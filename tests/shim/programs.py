@@ -154,6 +154,38 @@ git grep -c Lyon1 | head -20
 git fsck --no-progress 2>&1
 '''
 
+# Bignum factoring, as mimalloc-bench's cfrac: Pollard's rho in GNU bc,
+# whose numbers are malloc'd digit strings: 15 million allocations of 17 B
+# on average (valgrind).  The first number has three 30-bit prime factors,
+# the second a 27-bit one beside 2^127 - 1.
+BC_SCRIPT = r'''
+define g(a, b) {
+	auto t
+	while (b) { t = b; b = a % b; a = t }
+	return (a)
+}
+define rho(n, c) {
+	auto x, y, d
+	x = 2; y = 2; d = 1
+	while (d == 1) {
+		x = (x * x + c) % n
+		y = (y * y + c) % n
+		y = (y * y + c) % n
+		if (x > y) d = g(x - y, n) else d = g(y - x, n)
+	}
+	return (d)
+}
+define show(n) {
+	auto f
+	f = rho(n, 1)
+	print n, " = ", f, " * ", n / f, "\n"
+	return (0)
+}
+z = show(1000000007 * 998244353 * 1000000009)
+z = show(99999989 * (2 ^ 127 - 1))
+halt
+'''
+
 TEXT_SCRIPT = r'''
 set -e
 sort -t, -k2,2 -k1,1n text.csv > sorted.csv
@@ -176,6 +208,7 @@ def setup(workdir):
         'work.pl': PERL_SCRIPT,
         'git.sh': GIT_SCRIPT,
         'text.sh': TEXT_SCRIPT.replace('AWK', awk),
+        'rho.bc': BC_SCRIPT,
     }
     for name, text in scripts.items():
         with open(os.path.join(workdir, name), 'w') as f:
@@ -196,7 +229,9 @@ def programs(workdir):
         dict(name='text-tools', argv=['/bin/bash', 'text.sh'], env={'LC_ALL': 'C'},
              outputs=['sorted.csv', 'sums.txt']),
         dict(name='git', argv=['/bin/bash', 'git.sh'], env={'LC_ALL': 'C'}),
+        dict(name='bc', argv=['/usr/bin/bc', '-q', 'rho.bc'], env={'BC_LINE_LENGTH': '0'}),
     ]
     need = {'python3': '/usr/bin/python3', 'sqlite3': '/usr/bin/sqlite3', 'gcc': '/usr/bin/gcc',
-            'perl': '/usr/bin/perl', 'git': '/usr/bin/git', 'text-tools': '/usr/bin/sort'}
+            'perl': '/usr/bin/perl', 'git': '/usr/bin/git', 'text-tools': '/usr/bin/sort',
+            'bc': '/usr/bin/bc'}
     return [r for r in runs if os.path.exists(need[r['name']])]
