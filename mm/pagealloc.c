@@ -314,8 +314,13 @@ static bool ff_word(struct finder *f, uint64_t base)
 	return false;
 }
 
+/* Summary nodes the searches have visited, for the tests and the latency
+ * harness (their cost bound is in nodes, not time).  [heap] */
+uint64_t pages_find_steps;
+
 static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
 {
+	pages_find_steps++;
 	uint64_t base = idx << level, size = 1ull << level, end = base + size;
 	if (end <= f->lo)
 		return false;

@@ -738,6 +738,106 @@ static void test_hull_hot_add(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * Aligned search on a worst-case fragmented heap: its cost in summary
+ * nodes visited (pages_find_steps) grows with the number of tree levels,
+ * not with the heap.  Every fourth page is in use (pfn % 4 == 0), the
+ * others free: every node's longest run is 3, so a search that prunes by
+ * the longest run alone must look into every word for (1 page, align 2)
+ * ... (3 pages, align 4), and none of those fits.  The top 64 aligned
+ * pages stay free, so a fitting request is found only at the very end.
+ */
+
+static uint64_t steps_of(uint64_t n, uint64_t al, uint64_t *where)
+{
+	unsigned long f = hlock();
+	uint64_t s0 = pages_find_steps;
+	*where = pages_find_locked(n, al, 1, UINT64_MAX);
+	uint64_t s = pages_find_steps - s0;
+	hunlock(f);
+	return s;
+}
+
+struct frag_cost {
+	unsigned levels;     /* hull level - 6: levels the search walks */
+	uint64_t worst;      /* most steps of the queries below */
+};
+
+static struct frag_cost frag_measure(uint64_t mib)
+{
+	fx_simple(mib, 1);
+	clear_board();
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	uint64_t lo = align_up(POOL_PFN, 4), top = align_down(mb >> PAGE_SHIFT, 64) - 64;
+	unsigned long f = hlock();
+	for (uint64_t p = lo; p < top; p += 4) {
+		pages_set_locked(p + 1, 3, true);
+		mheap_.pages_free += 3;
+		mheap_.pages_metadata -= 3;
+	}
+	hunlock(f);
+	give(top, 64);
+	fx_assert_check();
+	/* Free runs: [lo + 4i + 1, lo + 4i + 4) and [top - 3, top + 64). */
+	const struct {
+		uint64_t n, align, want;
+	} q[] = {
+		{1, 4, top}, {3, 4, top}, {2, 4, top}, {1, 8, top}, {3, 8, top}, {4, 4, top},
+		{64, 64, top}, {2, 2, lo + 2}, {1, 2, lo + 2}, {3, 1, lo + 1},
+		{66, 4, NONE}, {1, 1ull << 20, NONE},
+	};
+	struct frag_cost c = {mheap_.sum_level - SUM_LEAF_LEVEL, 0};
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		uint64_t where;
+		uint64_t s = steps_of(q[i].n, q[i].align, &where);
+		if (where != q[i].want)
+			fail_msg("find(%llu, align %llu) = %#llx, want %#llx", (unsigned long long)q[i].n,
+			         (unsigned long long)q[i].align, (unsigned long long)where,
+			         (unsigned long long)q[i].want);
+		if (s > c.worst)
+			c.worst = s;
+	}
+	print_message("fragmented %4llu MiB heap: %u levels, aligned search worst %llu nodes\n",
+	              (unsigned long long)mib, c.levels, (unsigned long long)c.worst);
+	/* Give back what was taken so the teardown finds the heap whole. */
+	runs_scan(&scratch);
+	f = hlock();
+	for (uint64_t p = lo; p < top; p += 4) {
+		pages_set_locked(p + 1, 3, false);
+		mheap_.pages_free -= 3;
+		mheap_.pages_metadata += 3;
+	}
+	hunlock(f);
+	take(top, 64);
+	runs_scan(&scratch);
+	assert_int_equal(scratch.n, 0);
+	return c;
+}
+
+/* The bound (pagealloc.c, "Aligned search"): at most FRAG_NODES_PER_LEVEL
+ * nodes per level walked, whatever the heap size. */
+#define FRAG_NODES_PER_LEVEL 12
+
+static void test_aligned_search_logarithmic(void **state)
+{
+	(void)state;
+	static const uint64_t mibs[] = {64, 256, 1024};
+	struct frag_cost c[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = frag_measure(mibs[i]);
+		if (c[i].worst > FRAG_NODES_PER_LEVEL * (uint64_t)c[i].levels)
+			fail_msg("%llu MiB: %llu nodes for %u levels, bound %u per level",
+			         (unsigned long long)mibs[i], (unsigned long long)c[i].worst,
+			         c[i].levels, FRAG_NODES_PER_LEVEL);
+		/* each level of the search costs up to 4 pages of the heap */
+		fx_teardown_intact(NULL);
+	}
+	/* 16 times the heap, 4 more levels: the cost grows by levels. */
+	assert_true(c[2].worst <= c[0].worst + FRAG_NODES_PER_LEVEL * (c[2].levels - c[0].levels));
+	fx_simple(HEAP_MIB, 2); /* for the teardown */
+}
+
+/* ------------------------------------------------------------------------
  * Randomized differential test
  */
 
@@ -1049,6 +1149,7 @@ int main(void)
 		T(test_word_and_arena_crossing),
 		T(test_find_top),
 		T(test_random_differential),
+		cmocka_unit_test_teardown(test_aligned_search_logarithmic, teardown),
 		cmocka_unit_test(test_word_summary),
 		cmocka_unit_test_setup_teardown(test_hull_hot_add, setup_hull, teardown),
 		TS(test_sparse_map),
