@@ -273,7 +273,7 @@ int kmem_init(const struct kmem_config *cfg)
 		ex_hi = meta_base + meta_size;
 	}
 
-	memset(&mheap_, 0, sizeof(mheap_));
+	memset(&mheap_, 0, offsetof(struct mheap, amax));
 	mheap_.sum_level = SUM_ARENA_TOP;
 	lock_init(&mheap_.lock, LOCK_HEAP);
 	lock_init(&mheap_.caches_lock, LOCK_CACHES);

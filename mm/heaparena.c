@@ -38,6 +38,13 @@ void arena_image_build(void)
 		for (uint64_t j = first; j < 2 * first + 1; j++)
 			a->sum[j] = (struct psum){len, len, len};
 	}
+	/* Every aligned run of an all-free node, and its start, is the whole
+	 * node (pagealloc.c lays out levels 7..14 in order, L rounded up to
+	 * a multiple of 4 lanes a node). */
+	for (unsigned level = SUM_LEAF_LEVEL + 1, i = 0; level <= SUM_ARENA_TOP; level++)
+		for (uint64_t j = 0; j < (1ull << (SUM_ARENA_TOP - level)) * ((level + 3) & ~3u); j++)
+			a->amax[i++] = (uint16_t)(1u << level);
+	memset(a->wamax, 64, sizeof(a->wamax));
 	a->managed = ARENA_PAGES;
 }
 
@@ -53,10 +60,17 @@ _Static_assert(sizeof(struct heap_arena) % 8 == 0 && sizeof(struct l2_chunk) % 8
 static bool block_is_zero(const void *p, size_t n)
 {
 	const uint64_t *w = p; /* metadata is cache-line aligned, n a multiple of 8 */
-	uint64_t acc = 0;
-	for (size_t i = 0; i < n / 8; i++)
-		acc |= w[i];
-	return acc == 0;
+	uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+	size_t i = 0;
+	for (; i + 4 <= n / 8; i += 4) { /* four chains: a read per cycle */
+		a0 |= w[i];
+		a1 |= w[i + 1];
+		a2 |= w[i + 2];
+		a3 |= w[i + 3];
+	}
+	for (; i < n / 8; i++)
+		a0 |= w[i];
+	return (a0 | a1 | a2 | a3) == 0;
 }
 
 static void meta_zero(void *dst, size_t n)
@@ -139,7 +153,8 @@ static _Atomic(struct heap_arena *) *arena_slot_locked(uint64_t pfn, uintptr_t *
 			return NULL;
 		*bump = p + sizeof(struct l2_chunk);
 		c = (struct l2_chunk *)p;
-		meta_zero(c, sizeof(*c));
+		/* amax[] (last) is read only where written (pagealloc.c). */
+		meta_zero(c, offsetof(struct l2_chunk, amax));
 		atomic_store_explicit(&mheap_.l1[pfn >> SUM_L2_TOP], c, memory_order_release);
 	}
 	return &c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)];

@@ -102,6 +102,17 @@ int memcmp(const void *a, const void *b, size_t n);
 
 #define SPAN_MAX_WORDS (KMEM_MAX_SPAN_OBJECTS / 64)    /* 8 */
 
+/* Aligned summaries (pagealloc.c): a node at level L keeps, for
+ * k = 1 .. L-1, the longest free run inside it that starts at a multiple of
+ * 2^k pages.  Stored at every arena level (7..14, in 16-bit lanes, four
+ * to a word, for updates a word at a time) and at every third level above
+ * (17, 20, ..., 35, L-1 entries a node); the levels between are computed
+ * from the ones below. */
+#define AMAX_WORD_ENTRIES 5      /* a bitmap word (level 6): k = 1..5 */
+#define AMAX_ARENA_ENTRIES 2304  /* levels 7..14, 8 to 16 lanes a node */
+#define AMAX_CHUNK_ENTRIES 9609  /* levels 17, 20, 23, 26, u32 */
+#define AMAX_TOP_ENTRIES 4148    /* levels 29, 32, 35 */
+
 _Static_assert(KMEM_PAGE_SIZE == 4096, "pages are 4 KiB");
 _Static_assert(L1_BITS == 10, "48-bit physical space, 64 MiB arenas");
 _Static_assert(KMEM_MAX_SPAN_OBJECTS % 64 == 0, "bitmaps are whole words");
@@ -317,6 +328,8 @@ struct heap_arena {
 	uint64_t pagebits[ARENA_WORDS];           /* [heap] */
 	uint64_t managedbits[ARENA_WORDS];        /* [heap] 1 = page is in the pool */
 	struct psum sum[SUM_NODES(SUM_LEAF_LEVEL + 1, SUM_ARENA_TOP)]; /* [heap] */
+	uint16_t amax[AMAX_ARENA_ENTRIES];        /* [heap] aligned summaries */
+	uint8_t wamax[ARENA_WORDS][AMAX_WORD_ENTRIES]; /* [heap] the same per word */
 	uint64_t managed;                         /* [heap] pages given to the pool */
 };
 
@@ -325,6 +338,7 @@ extern struct heap_arena arena_free_image;
 struct l2_chunk {
 	struct heap_arena *_Atomic arenas[L2_ENTRIES];  /* [heap] writes, acquire reads */
 	struct psum sum[SUM_NODES(SUM_ARENA_TOP + 1, SUM_L2_TOP)]; /* [heap] */
+	uint32_t amax[AMAX_CHUNK_ENTRIES];                         /* [heap] */
 };
 
 /* ---------------------------------------------------------------------------
@@ -381,6 +395,8 @@ struct mheap {
 	kmem_fault_hook_t _Atomic fault_hook;
 	kmem_oom_hook_t _Atomic oom_hook;
 	bool initialised;
+	/* Last: read only where written (pagealloc.c), so init leaves it. */
+	uint64_t amax[AMAX_TOP_ENTRIES];    /* [heap] aligned summaries, levels 29..35 */
 };
 
 extern struct mheap mheap_;
@@ -451,6 +467,8 @@ struct psum sum_get(unsigned level, uint64_t idx);
 struct psum sum_of_word(uint64_t w);
 struct psum sum_combine(struct psum l, struct psum r, uint64_t half);
 bool sum_node_ok(unsigned level, uint64_t idx);
+uint64_t amax_of_word(uint64_t w, unsigned k);
+uint64_t amax_get_locked(unsigned level, uint64_t idx, unsigned k);
 
 /* fixalloc.c */
 void fixalloc_init(struct fixalloc *f, size_t size);
