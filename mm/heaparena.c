@@ -91,16 +91,46 @@ static void meta_copy(void *dst, const void *src, size_t n)
 	}
 }
 
+/* Copy rooms.  kmem_init sets aside room for a copy of every arena of the
+ * boot map ([arena_next, arena_end)); each hot-add that shares arenas puts
+ * room for theirs at the start of its region and pushes it here.  A room
+ * begins with this header, which remembers the range that was current.
+ * Every room holds exactly the copies of the arenas shared with it, so the
+ * rooms together never run out, whichever arena is copied first. */
+struct copy_room {
+	uintptr_t next, end;     /* the range current before this room */
+	struct copy_room *below; /* its room */
+};
+
+/* Makes [start, end) (cache-line aligned, room for whole copies after the
+ * header) the current room. */
+void arena_room_push_locked(uintptr_t start, uintptr_t end)
+{
+	struct copy_room *r = (struct copy_room *)start;
+	r->next = mheap_.arena_next;
+	r->end = mheap_.arena_end;
+	r->below = mheap_.arena_room;
+	mheap_.arena_room = r;
+	mheap_.arena_next = start + align_up(sizeof(*r), KMEM_CACHE_LINE);
+	mheap_.arena_end = end;
+}
+
 struct heap_arena *arena_own_locked(uint64_t pfn)
 {
 	struct heap_arena *a = arena_of_pfn(pfn);
 	KASSERT(a != NULL);
 	if (a != &arena_free_image)
 		return a;
-	/* Room was set aside at init for every arena of the boot map, and only
-	 * boot-map arenas are shared. */
 	uintptr_t p = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
-	KASSERT(p + sizeof(struct heap_arena) <= mheap_.arena_end);
+	while (p + sizeof(struct heap_arena) > mheap_.arena_end) {
+		/* This room is used up: back to the one below it. */
+		struct copy_room *r = mheap_.arena_room;
+		KASSERT(r != NULL);
+		mheap_.arena_next = r->next;
+		mheap_.arena_end = r->end;
+		mheap_.arena_room = r->below;
+		p = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
+	}
 	mheap_.arena_next = p + sizeof(struct heap_arena);
 	a = (struct heap_arena *)p;
 	meta_copy(a, &arena_free_image, sizeof(*a));
@@ -195,6 +225,34 @@ int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
 	atomic_store_explicit(slot, &arena_free_image, memory_order_release);
 	mheap_.narenas++;
 	return 0;
+}
+
+/* Whether any page of [pfn, pfn + npages) is in the pool: a word at a
+ * time in arenas that have managed pages, an arena or chunk at a time
+ * where there is none.  Under mheap.lock. */
+bool arena_managed_in_locked(uint64_t pfn, uint64_t npages)
+{
+	uint64_t end = pfn + npages;
+	for (uint64_t p = pfn; p < end;) {
+		if (!atomic_load_explicit(&mheap_.l1[p >> SUM_L2_TOP], memory_order_relaxed)) {
+			p = ((p >> SUM_L2_TOP) + 1) << SUM_L2_TOP;
+			continue;
+		}
+		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
+		if (stop > end)
+			stop = end;
+		struct heap_arena *a = arena_of_pfn(p);
+		if (a == &arena_free_image)
+			return true;
+		for (; a && a->managed && p < stop; p = (p | 63) + 1) {
+			uint64_t i = p & (ARENA_PAGES - 1), n = stop - p < 64 - (i & 63) ? stop - p : 64 - (i & 63);
+			uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << (i & 63);
+			if (a->managedbits[i >> 6] & mask)
+				return true;
+		}
+		p = stop;
+	}
+	return false;
 }
 
 /* The page belongs to the pool (free, in a span, or taken for metadata).

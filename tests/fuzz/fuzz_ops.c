@@ -1066,11 +1066,16 @@ static long hot_add(unsigned h)
 	CHECK(rc > 0 && (uint64_t)rc <= whole, "kmem_hot_add(%#llx, %llu) = %ld of %llu pages",
 	      (unsigned long long)r->base, (unsigned long long)r->length, rc,
 	      (unsigned long long)whole);
-	CHECK(s1.pages_managed == s0.pages_managed + (uint64_t)rc &&
-	              s1.pages_free == s0.pages_free + (uint64_t)rc,
-	      "kmem_hot_add = %ld: managed %llu -> %llu, free %llu -> %llu", rc,
-	      (unsigned long long)s0.pages_managed, (unsigned long long)s1.pages_managed,
-	      (unsigned long long)s0.pages_free, (unsigned long long)s1.pages_free);
+	/* every page of the region is managed: rc free, the rest (its first
+	 * pages) holding the metadata of arenas the heap had not seen */
+	CHECK(s1.pages_managed == s0.pages_managed + whole &&
+	              s1.pages_free == s0.pages_free + (uint64_t)rc &&
+	              s1.pages_metadata == s0.pages_metadata + whole - (uint64_t)rc,
+	      "kmem_hot_add = %ld of %llu: managed %llu -> %llu, free %llu -> %llu, metadata %llu -> %llu",
+	      rc, (unsigned long long)whole, (unsigned long long)s0.pages_managed,
+	      (unsigned long long)s1.pages_managed, (unsigned long long)s0.pages_free,
+	      (unsigned long long)s1.pages_free, (unsigned long long)s0.pages_metadata,
+	      (unsigned long long)s1.pages_metadata);
 	hot_lo[h] = end - (uint64_t)rc * PAGE;
 	hot_hi[h] = end;
 	return rc;
