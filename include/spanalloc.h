@@ -384,14 +384,43 @@ unsigned long kmem_check(void);
  * Out of memory
  */
 
-/* Called when an allocation fails even after every span was swept and
- * empty spans were released: with no allocator lock held, interrupts in
- * the caller's state, on the allocating CPU.  `bytes` is what was asked
- * for.  The hook may add memory (kmem_hot_add) and return true to have the
- * allocation retried (at most 8 times per call), or return false to let
- * it return NULL.  Returns the previous hook.  Context: ANY; the hook
- * runs in the context of the failing allocation. */
-typedef bool (*kmem_oom_hook_t)(size_t bytes);
+/* What an allocation that failed asks of the OOM hook. */
+enum kmem_oom_kind {
+	KMEM_OOM_OBJECT = 1, /* kmalloc, kzalloc, kcalloc, krealloc, kmalloc_aligned */
+	KMEM_OOM_CACHE,      /* kmem_cache_alloc */
+	KMEM_OOM_PAGES,      /* kpage_alloc */
+};
+
+struct kmem_oom_request {
+	enum kmem_oom_kind kind;
+	size_t bytes;        /* the size asked for (kpage_alloc: npages * page) */
+	size_t align;        /* the alignment asked for, in bytes (>= 1) */
+	uint64_t max_phys;   /* kpage_alloc's ceiling, or 0 for none */
+	/* What would satisfy it: a free run of run_pages contiguous pages
+	 * (for a small object an upper bound: one span of its class) whose
+	 * physical address is a multiple of run_align bytes (a power of two,
+	 * at least a page) and which ends at or below max_phys if that is
+	 * set.  Memory that cannot hold such a run does not help. */
+	uint64_t run_pages;
+	uint64_t run_align;
+	unsigned attempt;    /* 1 on the first call for this allocation, then 2.. */
+};
+
+/* The OOM hook.  Called when an allocation finds no memory even after
+ * every span was swept and empty spans were released, with no allocator
+ * lock held, interrupts in the caller's state, on the allocating CPU, with
+ * what the allocation needs (above).  It may add memory (kmem_hot_add)
+ * and return true to have the allocation retried, or return false to let
+ * it return NULL.  It is not called for a request no memory could satisfy
+ * (a run that cannot start at a multiple of run_align at or above page 1
+ * and end below max_phys, or below 2^KMEM_PHYS_BITS), it is called again
+ * (attempt + 1) only after it returned true and the heap did grow and the
+ * retry still failed, and at most 8 times per allocation.  A hook should
+ * add memory only where it can hold the run: above a ceiling, or where no
+ * such alignment fits, adding is useless and it should return false.
+ * Returns the previous hook.  Context: ANY; the hook runs in the context
+ * of the failing allocation. */
+typedef bool (*kmem_oom_hook_t)(const struct kmem_oom_request *req);
 kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook);
 
 /* ---------------------------------------------------------------------------

@@ -101,7 +101,8 @@ void *kmem_cache_alloc(struct kmem_cache *k)
 		return NULL;
 	}
 	uintptr_t caller = (uintptr_t)__builtin_return_address(0);
-	void *p = WITH_OOM_RETRY(k->size, cache_alloc_on_cpu(k));
+	void *p = WITH_OOM_RETRY(oom_request(KMEM_OOM_CACHE, k->size, k->align, 0),
+	                         cache_alloc_on_cpu(k));
 	if (p && k->central.debug)
 		debug_on_alloc(p, k->size, caller);
 	if (p && k->ctor)

@@ -547,15 +547,21 @@ void report_fault(enum kmem_fault_kind kind, const void *addr,
                   const struct mspan *s, const char *detail);
 
 /* malloc.c */
-bool oom_retry(size_t bytes, unsigned *tries);
-/* Evaluates an allocation, retrying while the OOM hook adds memory. */
-#define WITH_OOM_RETRY(bytes, expr)                                   \
-	({                                                            \
-		unsigned tries_ = 0;                                  \
-		void *p_;                                             \
-		while (!(p_ = (expr)) && oom_retry((bytes), &tries_)) \
-			;                                             \
-		p_;                                                   \
+struct kmem_oom_request oom_request(enum kmem_oom_kind kind, size_t bytes, size_t align,
+                                    uint64_t max_phys);
+bool oom_retry(const struct kmem_oom_request *req, unsigned *tries);
+/* Evaluates an allocation, retrying while the OOM hook adds memory for
+ * the request `req` (an oom_request(), evaluated once, on failure). */
+#define WITH_OOM_RETRY(req, expr)                                 \
+	({                                                        \
+		void *p_ = (expr);                                \
+		if (!p_) {                                        \
+			const struct kmem_oom_request req_ = (req); \
+			unsigned tries_ = 0;                      \
+			while (!p_ && oom_retry(&req_, &tries_))  \
+				p_ = (expr);                      \
+		}                                                 \
+		p_;                                               \
 	})
 void small_free(struct mspan *s, const void *p);
 void *cache_alloc_on_cpu(struct kmem_cache *k);

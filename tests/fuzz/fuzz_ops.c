@@ -552,7 +552,12 @@ static void check_null(const char *what, enum req r, size_t size, size_t align,
 	} else {
 		np = (size + PAGE - 1) / PAGE;
 	}
-	CHECK(!oom_mode || oom_calls > oom_calls_before_op,
+	/* The hook is asked unless no memory could help: a page run that
+	 * cannot start at its alignment (at page 1 or above) and end below the
+	 * ceiling (spanalloc.h). */
+	uint64_t limit = max_phys ? max_phys / PAGE : 1ull << 36;
+	bool hopeless = r == R_PAGES && (np > limit || ap > limit - np);
+	CHECK(!oom_mode || hopeless || oom_calls > oom_calls_before_op,
 	      "%s(size %zu) returned NULL without calling the OOM hook", what, size);
 	heap_changed(); /* the OOM hook may have added memory */
 	const struct fx_heapmap *m = heap_map();
@@ -1118,10 +1123,15 @@ static void op_hot_add(struct in *in)
 
 /* The OOM hook: counts its calls; in mode 2 it hot-adds the next region
  * not yet added and asks for a retry. */
-static bool oom_hook(size_t bytes)
+static bool oom_hook(const struct kmem_oom_request *req)
 {
 	oom_calls++;
-	trace("oom hook(%zu), mode %d", bytes, oom_mode);
+	trace("oom hook(kind %d, %zu bytes, align %zu, max_phys %#llx, run %llu pages, attempt %u), mode %d",
+	      (int)req->kind, req->bytes, req->align, (unsigned long long)req->max_phys,
+	      (unsigned long long)req->run_pages, req->attempt, oom_mode);
+	CHECK(req->attempt >= 1 && req->run_pages > 0 && req->run_align >= PAGE,
+	      "oom hook called with attempt %u, run %llu pages aligned %llu", req->attempt,
+	      (unsigned long long)req->run_pages, (unsigned long long)req->run_align);
 	if (oom_mode != 2)
 		return false;
 	for (unsigned h = 1; h < NHOT; h++)
