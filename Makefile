@@ -17,6 +17,8 @@
 #   make amalgamation    build/amalgamation/spanalloc.[ch] (one .c, one .h)
 #   make test-package    the out-of-tree example from both (in test)
 #   make metadata-cost   metadata bytes per managed GiB (the porting guide's figure)
+#   make latency         worst-case and percentile cost per operation (not in test;
+#                        make test runs the short test-latency)
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops).
 
@@ -128,6 +130,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-shim
 	@$(MAKE) --no-print-directory check-bench
+	@$(MAKE) --no-print-directory test-latency
 	@$(MAKE) --no-print-directory test-boot
 	@$(MAKE) --no-print-directory test-boot-multiboot
 	@$(MAKE) --no-print-directory test-boot-virt
@@ -150,3 +153,5 @@ include scripts/bench.mk
 # Packaging: install, amalgamation, test-package, check-readme-example,
 # metadata-cost.
 include scripts/package.mk
+# Cost per operation under adversarial patterns: latency, test-latency.
+include scripts/latency.mk

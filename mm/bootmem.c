@@ -210,6 +210,7 @@ static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t
 {
 	pages_grow_hull_locked(pfn + n);
 	for (uint64_t p = pfn; p < pfn + n;) {
+		pages_update_steps++;
 		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
 		if (stop > pfn + n)
 			stop = pfn + n;
@@ -358,6 +359,7 @@ static uint64_t hot_meta_bytes(uint64_t pfn, uint64_t n)
 	uint64_t bytes = 0, last_chunk = UINT64_MAX;
 	for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
 		uint64_t p = a << SUM_ARENA_TOP;
+		pages_update_steps++;
 		if (a >> L2_BITS != last_chunk &&
 		    !atomic_load_explicit(&mheap_.l1[p >> SUM_L2_TOP], memory_order_relaxed))
 			bytes += cline(sizeof(struct l2_chunk));
@@ -407,6 +409,7 @@ long kmem_hot_add(const struct kmem_region *r)
 	uint64_t shared = 0;
 	for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
 		uint64_t p = a << SUM_ARENA_TOP;
+		pages_update_steps++;
 		if (arena_of_pfn(p))
 			continue;
 		if (p >= pfn + used && p + ARENA_PAGES <= pfn + n) {

@@ -234,6 +234,7 @@ bool arena_managed_in_locked(uint64_t pfn, uint64_t npages)
 {
 	uint64_t end = pfn + npages;
 	for (uint64_t p = pfn; p < end;) {
+		pages_update_steps++;
 		if (!atomic_load_explicit(&mheap_.l1[p >> SUM_L2_TOP], memory_order_relaxed)) {
 			p = ((p >> SUM_L2_TOP) + 1) << SUM_L2_TOP;
 			continue;
@@ -244,7 +245,7 @@ bool arena_managed_in_locked(uint64_t pfn, uint64_t npages)
 		struct heap_arena *a = arena_of_pfn(p);
 		if (a == &arena_free_image)
 			return true;
-		for (; a && a->managed && p < stop; p = (p | 63) + 1) {
+		for (; a && a->managed && p < stop; p = (p | 63) + 1, pages_update_steps++) {
 			uint64_t i = p & (ARENA_PAGES - 1), n = stop - p < 64 - (i & 63) ? stop - p : 64 - (i & 63);
 			uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << (i & 63);
 			if (a->managedbits[i >> 6] & mask)

@@ -461,7 +461,7 @@ bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool 
 
 /* pagealloc.c */
 #define PAGE_NONE UINT64_MAX
-extern uint64_t pages_find_steps;
+extern uint64_t pages_find_steps, pages_update_steps;
 uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi);
 uint64_t pages_find_top_locked(uint64_t npages);
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free);

@@ -62,9 +62,13 @@
  */
 #include "mtypes.h"
 
-/* Summary nodes the searches have read, for the tests and the latency
- * harness (their cost bound is in nodes, not time).  [heap] */
-uint64_t pages_find_steps;
+/* Work counters for the tests and the latency harness, whose cost bounds
+ * are in steps, not time.  [heap]
+ *   pages_find_steps    a node a search entered, or one summary it read
+ *   pages_update_steps  a bitmap word set, a node recomputed (a stored
+ *                       node's aligned entries computed from the levels
+ *                       below count each level's merge), an arena joined */
+uint64_t pages_find_steps, pages_update_steps;
 
 static inline struct psum word_sum(uint64_t w)
 {
@@ -350,6 +354,7 @@ static void amax_vec(unsigned level, uint64_t idx, uint64_t *out);
  * node needs no look below (init and hot-add make many of them). */
 static void amax_compute(unsigned level, uint64_t idx, uint64_t *out)
 {
+	pages_update_steps++;
 	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
 	uint64_t half = 1ull << (level - 1);
 	if ((l.start == half && r.start == half) || (l.max == 0 && r.max == 0)) {
@@ -436,6 +441,7 @@ static __attribute__((noinline)) bool amax_refresh(unsigned level, uint64_t idx)
 static inline __attribute__((always_inline)) bool node_refresh(unsigned level, uint64_t idx,
                                                                bool *pch)
 {
+	pages_update_steps++;
 	struct psum *p = node_ptr(level, idx);
 	if (!p)
 		return false;
@@ -538,6 +544,7 @@ static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
 		const uint16_t *cam = &a->amax[amax_off[level - 1]];
 		const uint64_t *pad = lane_pad[level];
 		changed = false;
+		pages_update_steps += ((j - 1) >> level) - (i >> level) + 1;
 		for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
 			struct psum l, r;
 			uint64_t x[4], y[4];
@@ -647,6 +654,7 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 				a->pagebits[w] &= ~mask;
 			}
 			word_entries(a, w);
+			pages_update_steps++;
 			p += cnt;
 		}
 		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1))
