@@ -223,10 +223,14 @@ void *krealloc(void *p, size_t n);
 
 /* Returns NULL iff npages == 0, align is not a power of two, no run of
  * npages free pages with physical address aligned to max(align, page) and
- * ending at or below max_phys exists (after a sweep and retry), or
- * npages > 2^(KMEM_PHYS_BITS-12).  max_phys == 0 means no ceiling (e.g.
- * max_phys = 4 GiB for 32-bit DMA).  The lowest such run is taken.
- * Cost: O(log n) over the physical address space.  Context: ANY. */
+ * ending at or below max_phys exists (after a sweep and retry, and the OOM
+ * hook), or npages > 2^(KMEM_PHYS_BITS-12).  max_phys == 0 means no
+ * ceiling (e.g. max_phys = 4 GiB for 32-bit DMA).  The lowest such run is
+ * taken.  Cost: O(log n) in the managed address range, for any alignment
+ * and ceiling: a search reads at most 48 summary nodes per level of the
+ * page tree (its levels: log2 of the highest managed page number - 5, 13
+ * for memory below 1 GiB); taking the run updates O(npages / 64 + log n)
+ * words and nodes.  Under the mheap lock, interrupts off.  Context: ANY. */
 void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys);
 
 /* Frees a run from kpage_alloc.  npages must be what was asked for.

@@ -311,7 +311,8 @@ struct kmem_cache {
  *   pagebits bit i == 1  <=>  page i is free in the page allocator.
  *   managedbits bit i == 1  <=>  page i belongs to the pool;
  *   pagebits implies managedbits.
- *   sum[] holds summary levels 7..14 of this arena (heap order).
+ *   sum[] holds summary levels 7..14 of this arena (heap order), amax[]
+ *   and wamax[] their aligned summaries and its words' (pagealloc.c).
  *
  * Lazy arenas: an arena that the boot map (or a hot-added region) covers
  * entirely starts as the shared image arena_free_image (every page managed
