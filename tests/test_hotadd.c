@@ -37,13 +37,33 @@
 #define ARENA_BYTES ((uint64_t)1 << ARENA_SHIFT)
 #define HEAP_MIB 32 /* the boot heap: [16 MiB, 48 MiB) */
 
+/* The boot heap [16 MiB, 48 MiB) in a window of `span`. */
+static void boot_heap(uint64_t span)
+{
+	fx_reserve(span);
+	struct kmem_region r = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	assert_int_equal(fx_init(&r, 1, 2), 0);
+}
+
 static int setup(void **state)
 {
 	(void)state;
-	fx_reserve(4 * FX_GIB);
-	struct kmem_region r = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
-	assert_int_equal(fx_init(&r, 1, 2), 0);
+	boot_heap(4 * FX_GIB);
 	return 0;
+}
+
+/* Takes (free = false) or gives back [pfn, pfn + n) behind the allocator's
+ * back, accounted as metadata pages so that kmem_check() balances: a write
+ * into the arena, which copies a shared one. */
+static void set_pages(uint64_t pfn, uint64_t n, bool free)
+{
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	pages_set_locked(pfn, n, free);
+	mheap_.pages_free = free ? mheap_.pages_free + n : mheap_.pages_free - n;
+	mheap_.pages_metadata = free ? mheap_.pages_metadata - n : mheap_.pages_metadata + n;
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
@@ -219,9 +239,7 @@ static void test_failed_hot_add_leaves_nothing(void **state)
 static void test_failed_hot_add_leaves_no_chunk(void **state)
 {
 	(void)state;
-	fx_reserve(300 * FX_GIB);
-	struct kmem_region r = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
-	assert_int_equal(fx_init(&r, 1, 2), 0);
+	boot_heap(300 * FX_GIB);
 	const uint64_t base = 256 * FX_GIB;
 	unsigned hull = mheap_.sum_level;
 	assert_int_equal(hot_add(base, 64 * PG), -KMEM_ENOMEM);
@@ -293,16 +311,8 @@ static void test_whole_arenas_join_lazily(void **state)
 	assert_int_equal(fx_stats().arenas, s0.arenas + 16);
 	fx_assert_check();
 	/* One page from every shared arena: each is copied. */
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	for (uint64_t i = 1; i < 16; i++) {
-		uint64_t p = pfn0 + i * ARENA_PAGES + 7;
-		pages_set_locked(p, 1, false);
-		mheap_.pages_free--;
-		mheap_.pages_metadata++;
-	}
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	for (uint64_t i = 1; i < 16; i++)
+		set_pages(pfn0 + i * ARENA_PAGES + 7, 1, false);
 	for (uint64_t i = 1; i < 16; i++)
 		assert_ptr_not_equal(arena_of_pfn(pfn0 + i * ARENA_PAGES), &arena_free_image);
 	fx_assert_check();
@@ -313,15 +323,8 @@ static void test_whole_arenas_join_lazily(void **state)
 		assert_true(a >= (uintptr_t)fx_virt(base) &&
 		            a + sizeof(struct heap_arena) <= (uintptr_t)fx_virt(base + used * PG));
 	}
-	f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	for (uint64_t i = 1; i < 16; i++) {
-		pages_set_locked(pfn0 + i * ARENA_PAGES + 7, 1, true);
-		mheap_.pages_free++;
-		mheap_.pages_metadata--;
-	}
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	for (uint64_t i = 1; i < 16; i++)
+		set_pages(pfn0 + i * ARENA_PAGES + 7, 1, true);
 	fx_assert_check();
 	/* A run through all of them, from the first page past the metadata. */
 	uint64_t big = 15 * ARENA_PAGES;
@@ -354,27 +357,13 @@ static void test_copy_rooms_stack(void **state)
 	fx_assert_check();
 	/* B's first, then the rest in an order across rooms */
 	static const unsigned order[8] = {7, 6, 0, 4, 1, 5, 2, 3};
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	for (unsigned i = 0; i < ns; i++) {
-		pages_set_locked(shared[order[i]] + 3, 2, false);
-		mheap_.pages_free -= 2;
-		mheap_.pages_metadata += 2;
-	}
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	for (unsigned i = 0; i < ns; i++)
+		set_pages(shared[order[i]] + 3, 2, false);
 	for (unsigned i = 0; i < ns; i++)
 		assert_ptr_not_equal(arena_of_pfn(shared[i]), &arena_free_image);
 	fx_assert_check();
-	f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	for (unsigned i = 0; i < ns; i++) {
-		pages_set_locked(shared[i] + 3, 2, true);
-		mheap_.pages_free += 2;
-		mheap_.pages_metadata -= 2;
-	}
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	for (unsigned i = 0; i < ns; i++)
+		set_pages(shared[i] + 3, 2, true);
 	fx_assert_check();
 }
 
@@ -384,9 +373,7 @@ static void test_copy_rooms_stack(void **state)
 static void test_hot_add_64g_lazy(void **state)
 {
 	(void)state;
-	fx_reserve(80 * FX_GIB);
-	struct kmem_region r = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
-	assert_int_equal(fx_init(&r, 1, 2), 0);
+	boot_heap(80 * FX_GIB);
 	const uint64_t base = 8 * FX_GIB, len = 64 * FX_GIB;
 	struct kmem_stats s0 = fx_stats();
 	long added = hot_add(base, len);
@@ -418,22 +405,10 @@ static void test_hot_add_64g_lazy(void **state)
 	uintptr_t copy = (uintptr_t)arena_of_pfn(bigpfn);
 	assert_true(copy >= (uintptr_t)fx_virt(base) && copy < (uintptr_t)fx_virt(base + used * PG));
 	uint64_t top = ((base + len) >> PAGE_SHIFT) - 1;
-	f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	pages_set_locked(top, 1, false);
-	mheap_.pages_free--;
-	mheap_.pages_metadata++;
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	set_pages(top, 1, false);
 	assert_ptr_not_equal(arena_of_pfn(top), &arena_free_image);
 	fx_assert_check();
-	f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	pages_set_locked(top, 1, true);
-	mheap_.pages_free++;
-	mheap_.pages_metadata--;
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	set_pages(top, 1, true);
 	kpage_free(big, ARENA_PAGES);
 	fx_assert_check();
 }

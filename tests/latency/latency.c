@@ -526,32 +526,39 @@ static void scen_pages(struct lat *L, uint64_t mib)
  * memory below it is used, and 64 bytes aligned to 1 TiB (past the
  * window).  Steps: hook calls + 1000 per chunk the shim hot-added; bound 1
  * (one call, no growth).  ARG is unused. */
+static void *below_64m(void)
+{
+	return kpage_alloc(16, PG, 64 * MIB);
+}
+
+static void *aligned_1t(void)
+{
+	return kmalloc_aligned(64, (size_t)1 << 40);
+}
+
+/* One request that must fail: its hook calls and the shim's growth. */
+static void oom_op(struct lat *L, const char *op, void *(*request)(void))
+{
+	struct shim_info a, b;
+	shim_get_info(&a);
+	lat_begin(L);
+	void *p = request();
+	lat_stop(L);
+	shim_get_info(&b);
+	lat_end(L, op, (b.oom_calls - a.oom_calls) + 1000ull * (b.grows - a.grows), 1,
+	        "one hook call, no hot-add");
+	must(!p, "the request to fail");
+}
+
 static void scen_oom(struct lat *L, uint64_t arg)
 {
 	(void)arg;
 	must(shim_heap_ready(), "the shim's heap");
-	struct shim_info a, b;
-	while (kpage_alloc(16, PG, 64 * MIB))
+	while (below_64m())
 		; /* below the ceiling: all used */
 	for (int rep = 0; rep < 8; rep++) {
-		shim_get_info(&a);
-		lat_begin(L);
-		void *p = kpage_alloc(16, PG, 64 * MIB);
-		lat_stop(L);
-		shim_get_info(&b);
-		lat_end(L, "kpage_alloc(16, ceiling 64 MiB) fails",
-		        (b.oom_calls - a.oom_calls) + 1000ull * (b.grows - a.grows), 1,
-		        "one hook call, no hot-add");
-		must(!p, "no run below the ceiling");
-		shim_get_info(&a);
-		lat_begin(L);
-		p = kmalloc_aligned(64, (size_t)1 << 40);
-		lat_stop(L);
-		shim_get_info(&b);
-		lat_end(L, "kmalloc_aligned(64, 1 TiB) fails",
-		        (b.oom_calls - a.oom_calls) + 1000ull * (b.grows - a.grows), 1,
-		        "one hook call, no hot-add");
-		must(!p, "no object aligned to 1 TiB");
+		oom_op(L, "kpage_alloc(16, ceiling 64 MiB) fails", below_64m);
+		oom_op(L, "kmalloc_aligned(64, 1 TiB) fails", aligned_1t);
 	}
 }
 
