@@ -21,6 +21,8 @@
 #   make test-namespace  SYMBOL_PREFIX=sa_ installs for every ARCH and a kernel
 #                        with its own kmalloc/kfree built on them (in test-package)
 #   make metadata-cost   metadata bytes per managed GiB (the porting guide's figure)
+#   make latency         worst-case and percentile cost per operation (not in test;
+#                        make test runs the short test-latency)
 #
 # Variables: ARCH (host), CC (gcc), SEED (model test seed), OPS (model ops);
 # for lib and install: EXTRA_CFLAGS (added last), SYMBOL_PREFIX (none).
@@ -152,6 +154,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-shim
 	@$(MAKE) --no-print-directory check-bench
+	@$(MAKE) --no-print-directory test-latency
 	@$(MAKE) --no-print-directory test-boot
 	@$(MAKE) --no-print-directory test-boot-multiboot
 	@$(MAKE) --no-print-directory test-boot-grub
@@ -175,3 +178,5 @@ include scripts/bench.mk
 # Packaging: install, amalgamation, test-package, check-readme-example,
 # metadata-cost.
 include scripts/package.mk
+# Cost per operation under adversarial patterns: latency, test-latency.
+include scripts/latency.mk

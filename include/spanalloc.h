@@ -126,11 +126,20 @@ int kmem_init(const struct kmem_config *cfg);
 
 /* Adds memory later (hot-add, or bootloader-reclaimable memory the kernel
  * no longer needs).  The region must be USABLE or RECLAIMABLE and must not
- * overlap memory the heap already manages.  Metadata for arenas the heap
- * has not seen yet is carved from the start of the region itself.
- * Returns the number of pages added (> 0), or -KMEM_EINVAL (bad type,
- * overlap, no whole page), or -KMEM_ENOMEM (the region cannot hold its own
- * metadata).  Context: THREAD. */
+ * overlap memory the heap already manages (its own metadata included).
+ * Metadata for arenas and L2 chunks the heap has not seen yet (about 0.22%
+ * of a region in new arenas) is carved from the first pages of the region
+ * itself: those pages join the pool as metadata (kmem_stats.pages_managed
+ * and pages_metadata), are never handed out, and kfree/kpage_free of a
+ * pointer into them is reported as KMEM_FAULT_METADATA.  Arenas the region
+ * covers whole join lazily, as kmem_init's do (their metadata is written
+ * on first use).  Returns the number of pages added to the free pool
+ * (> 0), or -KMEM_EINVAL (bad type, overlap, no whole page), or
+ * -KMEM_ENOMEM (the region cannot hold its own metadata); on an error
+ * nothing changed.  Cost: O(arenas the region touches + pages of the
+ * arenas it covers only in part / 64), under the mheap lock with
+ * interrupts off (64 GiB in new arenas: about 1000 arena steps, no page
+ * walk).  Context: THREAD. */
 long kmem_hot_add(const struct kmem_region *region);
 
 /* The metadata region chosen (or given) at init. */
@@ -214,10 +223,14 @@ void *krealloc(void *p, size_t n);
 
 /* Returns NULL iff npages == 0, align is not a power of two, no run of
  * npages free pages with physical address aligned to max(align, page) and
- * ending at or below max_phys exists (after a sweep and retry), or
- * npages > 2^(KMEM_PHYS_BITS-12).  max_phys == 0 means no ceiling (e.g.
- * max_phys = 4 GiB for 32-bit DMA).  The lowest such run is taken.
- * Cost: O(log n) over the physical address space.  Context: ANY. */
+ * ending at or below max_phys exists (after a sweep and retry, and the OOM
+ * hook), or npages > 2^(KMEM_PHYS_BITS-12).  max_phys == 0 means no
+ * ceiling (e.g. max_phys = 4 GiB for 32-bit DMA).  The lowest such run is
+ * taken.  Cost: O(log n) in the managed address range, for any alignment
+ * and ceiling: a search reads at most 48 summary nodes per level of the
+ * page tree (its levels: log2 of the highest managed page number - 5, 13
+ * for memory below 1 GiB); taking the run updates O(npages / 64 + log n)
+ * words and nodes.  Under the mheap lock, interrupts off.  Context: ANY. */
 void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys);
 
 /* Frees a run from kpage_alloc.  npages must be what was asked for.
@@ -298,7 +311,8 @@ struct kmem_stats {
 	uint64_t pages_small;     /* held by small-object spans */
 	uint64_t pages_large;     /* held by large objects */
 	uint64_t pages_runs;      /* held by kpage_alloc runs */
-	uint64_t pages_metadata;  /* taken from the pool for span descriptors */
+	uint64_t pages_metadata;  /* pool pages holding metadata: span descriptors
+	                             past the reserve, hot-added arenas' own */
 	uint64_t large_objects;   /* live large objects */
 	uint64_t page_runs;       /* live page runs */
 	uint64_t metadata_bytes;  /* size of the metadata region */
@@ -374,14 +388,43 @@ unsigned long kmem_check(void);
  * Out of memory
  */
 
-/* Called when an allocation fails even after every span was swept and
- * empty spans were released: with no allocator lock held, interrupts in
- * the caller's state, on the allocating CPU.  `bytes` is what was asked
- * for.  The hook may add memory (kmem_hot_add) and return true to have the
- * allocation retried (at most 8 times per call), or return false to let
- * it return NULL.  Returns the previous hook.  Context: ANY; the hook
- * runs in the context of the failing allocation. */
-typedef bool (*kmem_oom_hook_t)(size_t bytes);
+/* What an allocation that failed asks of the OOM hook. */
+enum kmem_oom_kind {
+	KMEM_OOM_OBJECT = 1, /* kmalloc, kzalloc, kcalloc, krealloc, kmalloc_aligned */
+	KMEM_OOM_CACHE,      /* kmem_cache_alloc */
+	KMEM_OOM_PAGES,      /* kpage_alloc */
+};
+
+struct kmem_oom_request {
+	enum kmem_oom_kind kind;
+	size_t bytes;        /* the size asked for (kpage_alloc: npages * page) */
+	size_t align;        /* the alignment asked for, in bytes (>= 1) */
+	uint64_t max_phys;   /* kpage_alloc's ceiling, or 0 for none */
+	/* What would satisfy it: a free run of run_pages contiguous pages
+	 * (for a small object an upper bound: one span of its class) whose
+	 * physical address is a multiple of run_align bytes (a power of two,
+	 * at least a page) and which ends at or below max_phys if that is
+	 * set.  Memory that cannot hold such a run does not help. */
+	uint64_t run_pages;
+	uint64_t run_align;
+	unsigned attempt;    /* 1 on the first call for this allocation, then 2.. */
+};
+
+/* The OOM hook.  Called when an allocation finds no memory even after
+ * every span was swept and empty spans were released, with no allocator
+ * lock held, interrupts in the caller's state, on the allocating CPU, with
+ * what the allocation needs (above).  It may add memory (kmem_hot_add)
+ * and return true to have the allocation retried, or return false to let
+ * it return NULL.  It is not called for a request no memory could satisfy
+ * (a run that cannot start at a multiple of run_align at or above page 1
+ * and end below max_phys, or below 2^KMEM_PHYS_BITS), it is called again
+ * (attempt + 1) only after it returned true and the heap did grow and the
+ * retry still failed, and at most 8 times per allocation.  A hook should
+ * add memory only where it can hold the run: above a ceiling, or where no
+ * such alignment fits, adding is useless and it should return false.
+ * Returns the previous hook.  Context: ANY; the hook runs in the context
+ * of the failing allocation. */
+typedef bool (*kmem_oom_hook_t)(const struct kmem_oom_request *req);
 kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook);
 
 /* ---------------------------------------------------------------------------

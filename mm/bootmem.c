@@ -10,6 +10,13 @@
  * exists yet, so the walk is done in place: next_range() finds the lowest
  * usable range at or above an address in O(n^2).
  *
+ * Hot-add carves the metadata of the arenas and L2 chunks it adds from the
+ * first pages of its own region (kmem_hot_add): those pages are managed
+ * and in use as metadata, so no later hot-add can take them again and no
+ * client ever gets them; the metadata is counted before anything is
+ * written, so a failed hot-add leaves nothing behind.  Arenas it covers
+ * whole are shared like init's, with room for their copies in the region.
+ *
  * Metadata region layout (carved in this order, all cache-line aligned):
  *     mcentral[KMEM_NUM_CLASSES] | mcache[max_cpus] |
  *     l2_chunk and heap_arena for every arena touched (the arena range,
@@ -203,6 +210,7 @@ static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t
 {
 	pages_grow_hull_locked(pfn + n);
 	for (uint64_t p = pfn; p < pfn + n;) {
+		pages_update_steps++;
 		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
 		if (stop > pfn + n)
 			stop = pfn + n;
@@ -273,7 +281,7 @@ int kmem_init(const struct kmem_config *cfg)
 		ex_hi = meta_base + meta_size;
 	}
 
-	memset(&mheap_, 0, sizeof(mheap_));
+	memset(&mheap_, 0, offsetof(struct mheap, amax));
 	mheap_.sum_level = SUM_ARENA_TOP;
 	lock_init(&mheap_.lock, LOCK_HEAP);
 	lock_init(&mheap_.caches_lock, LOCK_CACHES);
@@ -335,6 +343,29 @@ int kmem_init(const struct kmem_config *cfg)
 	return 0;
 }
 
+/* What a hot-add of [pfn, pfn + n) must carve from the start of the
+ * region: an L2 chunk for every chunk it touches that is missing, and one
+ * arena's worth for every arena it touches that is missing (the struct now
+ * for an arena it covers in part or holds the metadata in, room to copy
+ * it into later for one it covers whole and shares).  Counted before
+ * anything is written, so a region that cannot hold it is refused with
+ * nothing changed. */
+static uint64_t hot_meta_bytes(uint64_t pfn, uint64_t n)
+{
+	uint64_t bytes = 0, last_chunk = UINT64_MAX;
+	for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
+		uint64_t p = a << SUM_ARENA_TOP;
+		pages_update_steps++;
+		if (a >> L2_BITS != last_chunk &&
+		    !atomic_load_explicit(&mheap_.l1[p >> SUM_L2_TOP], memory_order_relaxed))
+			bytes += cline(sizeof(struct l2_chunk));
+		last_chunk = a >> L2_BITS;
+		if (!arena_of_pfn(p))
+			bytes += cline(sizeof(struct heap_arena));
+	}
+	return bytes;
+}
+
 long kmem_hot_add(const struct kmem_region *r)
 {
 	if (!r || (r->type != KMEM_REGION_USABLE && r->type != KMEM_REGION_RECLAIMABLE))
@@ -350,31 +381,63 @@ long kmem_hot_add(const struct kmem_region *r)
 	uint64_t pfn = s >> PAGE_SHIFT, n = (e - s) >> PAGE_SHIFT;
 
 	unsigned long f = lock_irqsave(&mheap_.lock);
-	/* Overlap with managed memory: any page already in the pool (free or
-	 * used), or in the metadata region. */
-	for (uint64_t p = pfn; p < pfn + n; p++) {
-		struct heap_arena *a = arena_of_pfn(p);
-		bool in_meta = (p << PAGE_SHIFT) >= align_down(mheap_.meta_base, PAGE_SIZE) &&
-		               (p << PAGE_SHIFT) < mheap_.meta_base + mheap_.meta_size;
-		uint64_t i = p & (ARENA_PAGES - 1);
-		if (in_meta || (a && ((a->managedbits[i >> 6] >> (i & 63)) & 1))) {
-			unlock_irqrestore(&mheap_.lock, f);
-			return -KMEM_EINVAL;
-		}
-	}
-	/* Metadata for new arenas comes from the start of the region. */
-	uintptr_t bump = pfn_to_virt(pfn), bump_end = pfn_to_virt(pfn + n);
-	uintptr_t bump0 = bump;
-	int err = 0;
-	for (uint64_t p = pfn; p < pfn + n && !err; p = (p | (ARENA_PAGES - 1)) + 1)
-		err = arena_create_locked(p, &bump, bump_end);
-	uint64_t used = align_up(bump - bump0, PAGE_SIZE) >> PAGE_SHIFT;
-	if (err || used >= n) {
-		/* Arenas created so far stay (empty); nothing was added. */
+	/* Overlap with managed memory (free, used, or metadata a hot-add keeps
+	 * in its region) or with the metadata region. */
+	uint64_t ml = align_down(mheap_.meta_base, PAGE_SIZE);
+	uint64_t mh = align_up(mheap_.meta_base + mheap_.meta_size, PAGE_SIZE);
+	if ((s < mh && ml < e) || arena_managed_in_locked(pfn, n)) {
 		unlock_irqrestore(&mheap_.lock, f);
-		return -KMEM_ENOMEM;
+		return -KMEM_EINVAL;
 	}
-	add_pages_locked(pfn + used, n - used, &bump, bump, false);
+	/* (and a cache line for the header of the copy room) */
+	uint64_t meta = hot_meta_bytes(pfn, n);
+	uint64_t used = meta ? align_up(meta + KMEM_CACHE_LINE, PAGE_SIZE) >> PAGE_SHIFT : 0;
+	if (used >= n) {
+		unlock_irqrestore(&mheap_.lock, f);
+		return -KMEM_ENOMEM; /* nothing was written */
+	}
+
+	/* The metadata, from the start of the region: chunks, then the arenas
+	 * it holds or covers in part, then room for copies of the ones it
+	 * covers whole past the metadata (shared below, as kmem_init's). */
+	pages_grow_hull_locked(pfn + n);
+	uintptr_t bump = pfn_to_virt(pfn), bump_end = pfn_to_virt(pfn + used);
+	uint64_t shared = 0;
+	for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
+		uint64_t p = a << SUM_ARENA_TOP;
+		pages_update_steps++;
+		if (arena_of_pfn(p))
+			continue;
+		if (p >= pfn + used && p + ARENA_PAGES <= pfn + n) {
+			shared++;
+			continue;
+		}
+		int err = arena_create_locked(p, &bump, bump_end);
+		KASSERT(err == 0); /* counted above */
+		(void)err;
+	}
+	if (shared) {
+		uintptr_t room = align_up(bump, KMEM_CACHE_LINE);
+		arena_room_push_locked(room, room + KMEM_CACHE_LINE +
+		                                 shared * cline(sizeof(struct heap_arena)));
+		bump = room + KMEM_CACHE_LINE + shared * cline(sizeof(struct heap_arena));
+	}
+	KASSERT(bump <= bump_end);
+	/* The metadata pages are the pool's, in use: never handed out, and a
+	 * free of a pointer into them is reported as metadata (malloc.c). */
+	for (uint64_t p = pfn; p < pfn + used;) {
+		struct heap_arena *a = arena_own_locked(p);
+		uint64_t i = p & (ARENA_PAGES - 1), b = i & 63;
+		uint64_t cnt = 64 - b < pfn + used - p ? 64 - b : pfn + used - p;
+		a->managedbits[i >> 6] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
+		a->managed += cnt;
+		p += cnt;
+	}
+	mheap_.pages_managed += used;
+	mheap_.pages_metadata += used;
+	int err = add_pages_locked(pfn + used, n - used, &bump, bump, true);
+	KASSERT(err == 0); /* every chunk and arena exists or is shared */
+	(void)err;
 	unlock_irqrestore(&mheap_.lock, f);
 	return (long)(n - used);
 }

@@ -38,6 +38,13 @@ void arena_image_build(void)
 		for (uint64_t j = first; j < 2 * first + 1; j++)
 			a->sum[j] = (struct psum){len, len, len};
 	}
+	/* Every aligned run of an all-free node, and its start, is the whole
+	 * node (pagealloc.c lays out levels 7..14 in order, L rounded up to
+	 * a multiple of 4 lanes a node). */
+	for (unsigned level = SUM_LEAF_LEVEL + 1, i = 0; level <= SUM_ARENA_TOP; level++)
+		for (uint64_t j = 0; j < (1ull << (SUM_ARENA_TOP - level)) * ((level + 3) & ~3u); j++)
+			a->amax[i++] = (uint16_t)(1u << level);
+	memset(a->wamax, 64, sizeof(a->wamax));
 	a->managed = ARENA_PAGES;
 }
 
@@ -53,10 +60,17 @@ _Static_assert(sizeof(struct heap_arena) % 8 == 0 && sizeof(struct l2_chunk) % 8
 static bool block_is_zero(const void *p, size_t n)
 {
 	const uint64_t *w = p; /* metadata is cache-line aligned, n a multiple of 8 */
-	uint64_t acc = 0;
-	for (size_t i = 0; i < n / 8; i++)
-		acc |= w[i];
-	return acc == 0;
+	uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+	size_t i = 0;
+	for (; i + 4 <= n / 8; i += 4) { /* four chains: a read per cycle */
+		a0 |= w[i];
+		a1 |= w[i + 1];
+		a2 |= w[i + 2];
+		a3 |= w[i + 3];
+	}
+	for (; i < n / 8; i++)
+		a0 |= w[i];
+	return (a0 | a1 | a2 | a3) == 0;
 }
 
 static void meta_zero(void *dst, size_t n)
@@ -77,16 +91,46 @@ static void meta_copy(void *dst, const void *src, size_t n)
 	}
 }
 
+/* Copy rooms.  kmem_init sets aside room for a copy of every arena of the
+ * boot map ([arena_next, arena_end)); each hot-add that shares arenas puts
+ * room for theirs at the start of its region and pushes it here.  A room
+ * begins with this header, which remembers the range that was current.
+ * Every room holds exactly the copies of the arenas shared with it, so the
+ * rooms together never run out, whichever arena is copied first. */
+struct copy_room {
+	uintptr_t next, end;     /* the range current before this room */
+	struct copy_room *below; /* its room */
+};
+
+/* Makes [start, end) (cache-line aligned, room for whole copies after the
+ * header) the current room. */
+void arena_room_push_locked(uintptr_t start, uintptr_t end)
+{
+	struct copy_room *r = (struct copy_room *)start;
+	r->next = mheap_.arena_next;
+	r->end = mheap_.arena_end;
+	r->below = mheap_.arena_room;
+	mheap_.arena_room = r;
+	mheap_.arena_next = start + align_up(sizeof(*r), KMEM_CACHE_LINE);
+	mheap_.arena_end = end;
+}
+
 struct heap_arena *arena_own_locked(uint64_t pfn)
 {
 	struct heap_arena *a = arena_of_pfn(pfn);
 	KASSERT(a != NULL);
 	if (a != &arena_free_image)
 		return a;
-	/* Room was set aside at init for every arena of the boot map, and only
-	 * boot-map arenas are shared. */
 	uintptr_t p = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
-	KASSERT(p + sizeof(struct heap_arena) <= mheap_.arena_end);
+	while (p + sizeof(struct heap_arena) > mheap_.arena_end) {
+		/* This room is used up: back to the one below it. */
+		struct copy_room *r = mheap_.arena_room;
+		KASSERT(r != NULL);
+		mheap_.arena_next = r->next;
+		mheap_.arena_end = r->end;
+		mheap_.arena_room = r->below;
+		p = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
+	}
 	mheap_.arena_next = p + sizeof(struct heap_arena);
 	a = (struct heap_arena *)p;
 	meta_copy(a, &arena_free_image, sizeof(*a));
@@ -139,7 +183,8 @@ static _Atomic(struct heap_arena *) *arena_slot_locked(uint64_t pfn, uintptr_t *
 			return NULL;
 		*bump = p + sizeof(struct l2_chunk);
 		c = (struct l2_chunk *)p;
-		meta_zero(c, sizeof(*c));
+		/* amax[] (last) is read only where written (pagealloc.c). */
+		meta_zero(c, offsetof(struct l2_chunk, amax));
 		atomic_store_explicit(&mheap_.l1[pfn >> SUM_L2_TOP], c, memory_order_release);
 	}
 	return &c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)];
@@ -180,6 +225,35 @@ int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
 	atomic_store_explicit(slot, &arena_free_image, memory_order_release);
 	mheap_.narenas++;
 	return 0;
+}
+
+/* Whether any page of [pfn, pfn + npages) is in the pool: a word at a
+ * time in arenas that have managed pages, an arena or chunk at a time
+ * where there is none.  Under mheap.lock. */
+bool arena_managed_in_locked(uint64_t pfn, uint64_t npages)
+{
+	uint64_t end = pfn + npages;
+	for (uint64_t p = pfn; p < end;) {
+		pages_update_steps++;
+		if (!atomic_load_explicit(&mheap_.l1[p >> SUM_L2_TOP], memory_order_relaxed)) {
+			p = ((p >> SUM_L2_TOP) + 1) << SUM_L2_TOP;
+			continue;
+		}
+		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
+		if (stop > end)
+			stop = end;
+		struct heap_arena *a = arena_of_pfn(p);
+		if (a == &arena_free_image)
+			return true;
+		for (; a && a->managed && p < stop; p = (p | 63) + 1, pages_update_steps++) {
+			uint64_t i = p & (ARENA_PAGES - 1), n = stop - p < 64 - (i & 63) ? stop - p : 64 - (i & 63);
+			uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << (i & 63);
+			if (a->managedbits[i >> 6] & mask)
+				return true;
+		}
+		p = stop;
+	}
+	return false;
 }
 
 /* The page belongs to the pool (free, in a span, or taken for metadata).

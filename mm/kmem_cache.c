@@ -97,7 +97,8 @@ void *kmem_cache_alloc(struct kmem_cache *k)
 		return NULL;
 	}
 	uintptr_t caller = (uintptr_t)__builtin_return_address(0);
-	void *p = WITH_OOM_RETRY(k->size, cache_alloc_on_cpu(k, caller));
+	void *p = WITH_OOM_RETRY(oom_request(KMEM_OOM_CACHE, k->size, k->align, 0),
+	                         cache_alloc_on_cpu(k, caller));
 	if (p && k->ctor)
 		k->ctor(p);
 	return p;

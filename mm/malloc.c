@@ -152,12 +152,53 @@
 #define REDZONE_SLACK (KMEM_DEBUG_HEAP ? KMEM_REDZONE : 0)
 #define OOM_RETRIES 8
 
-/* After a failed attempt: may the OOM hook add memory for a retry?  Runs
- * with no lock held and interrupts as the caller had them. */
-bool oom_retry(size_t bytes, unsigned *tries)
+/* The OOM hook's request for an allocation of `bytes` aligned to `align`
+ * below max_phys (spanalloc.h): the run of pages it needs.  A small object
+ * needs one span of its class (at most KMEM_MAX_SPAN_PAGES pages, aligned
+ * to at most the alignment asked for, or a page). */
+struct kmem_oom_request oom_request(enum kmem_oom_kind kind, size_t bytes, size_t align,
+                                    uint64_t max_phys)
+{
+	struct kmem_oom_request r = {.kind = kind, .bytes = bytes, .align = align,
+	                             .max_phys = max_phys};
+	size_t need = (bytes ? bytes : 1) + (kind == KMEM_OOM_PAGES ? 0 : REDZONE_SLACK);
+	r.run_pages = kind != KMEM_OOM_PAGES && need <= KMEM_SMALL_MAX && align <= KMEM_SMALL_MAX
+	                  ? KMEM_MAX_SPAN_PAGES
+	                  : align_up(need, PAGE_SIZE) >> PAGE_SHIFT;
+	r.run_align = align > PAGE_SIZE ? align : PAGE_SIZE;
+	return r;
+}
+
+/* Could any memory hold the request's run: a multiple of run_align at or
+ * above page 1, ending at or below the ceiling (or the physical space)? */
+static bool oom_can_help(const struct kmem_oom_request *r)
+{
+	uint64_t limit = r->max_phys ? r->max_phys >> PAGE_SHIFT : 1ull << SUM_TOP;
+	uint64_t first = r->run_align >> PAGE_SHIFT; /* lowest aligned pfn >= 1 */
+	return r->run_align >> PAGE_SHIFT <= 1ull << SUM_TOP && r->run_pages <= limit &&
+	       first <= limit - r->run_pages;
+}
+
+static uint64_t pages_managed_now(void)
+{
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	uint64_t n = mheap_.pages_managed;
+	unlock_irqrestore(&mheap_.lock, f);
+	return n;
+}
+
+/* After a failed attempt: may the OOM hook add memory for a retry?  Only
+ * if memory could help, and again only after the hook grew the heap.
+ * Runs with no lock held and interrupts as the caller had them. */
+bool oom_retry(const struct kmem_oom_request *req, unsigned *tries)
 {
 	kmem_oom_hook_t h = atomic_load_explicit(&mheap_.oom_hook, memory_order_acquire);
-	return h && (*tries)++ < OOM_RETRIES && h(bytes);
+	if (!h || *tries >= OOM_RETRIES || !oom_can_help(req))
+		return false;
+	struct kmem_oom_request r = *req;
+	r.attempt = ++*tries;
+	uint64_t before = pages_managed_now();
+	return h(&r) && pages_managed_now() > before;
 }
 
 kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
@@ -289,7 +330,7 @@ static __attribute__((noinline)) void *kmalloc_caller(size_t size, uintptr_t cal
 {
 	if (size > KMEM_MAX_ALLOC)
 		return NULL;
-	return WITH_OOM_RETRY(size, kmalloc_once(size, caller));
+	return WITH_OOM_RETRY(oom_request(KMEM_OOM_OBJECT, size, 8, 0), kmalloc_once(size, caller));
 }
 
 #if !KMEM_DEBUG_HEAP
@@ -412,7 +453,8 @@ void *kmalloc_aligned(size_t size, size_t align)
 	if (!is_pow2(align) || size > KMEM_MAX_ALLOC)
 		return NULL;
 	uintptr_t caller = RET_ADDR;
-	return WITH_OOM_RETRY(size, aligned_once(size, align, caller));
+	return WITH_OOM_RETRY(oom_request(KMEM_OOM_OBJECT, size, align, 0),
+	                      aligned_once(size, align, caller));
 }
 
 unsigned kmem_size_class(size_t size)
@@ -713,7 +755,7 @@ void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 			return NULL;
 	}
 	uintptr_t caller = RET_ADDR;
-	return WITH_OOM_RETRY(npages << PAGE_SHIFT,
+	return WITH_OOM_RETRY(oom_request(KMEM_OOM_PAGES, npages << PAGE_SHIFT, align, max_phys),
 	                      large_alloc(npages << PAGE_SHIFT, align_pages, max_pfn, SPAN_RUN, caller));
 }
 

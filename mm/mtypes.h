@@ -123,6 +123,16 @@ int memcmp(const void *a, const void *b, size_t n);
 #define MAG_ID_MAX 0xfeu
 /* Entries per magazine; a class uses cap <= MAG_CAP_MAX of them. */
 #define MAG_CAP_MAX 64u
+/* Aligned summaries (pagealloc.c): a node at level L keeps, for
+ * k = 1 .. L-1, the longest free run inside it that starts at a multiple of
+ * 2^k pages.  Stored at every arena level (7..14, in 16-bit lanes, four
+ * to a word, for updates a word at a time) and at every third level above
+ * (17, 20, ..., 35, L-1 entries a node); the levels between are computed
+ * from the ones below. */
+#define AMAX_WORD_ENTRIES 5      /* a bitmap word (level 6): k = 1..5 */
+#define AMAX_ARENA_ENTRIES 2304  /* levels 7..14, 8 to 16 lanes a node */
+#define AMAX_CHUNK_ENTRIES 9609  /* levels 17, 20, 23, 26, u32 */
+#define AMAX_TOP_ENTRIES 4148    /* levels 29, 32, 35 */
 
 _Static_assert(KMEM_PAGE_SIZE == 4096, "pages are 4 KiB");
 _Static_assert(L1_BITS == 10, "48-bit physical space, 64 MiB arenas");
@@ -420,12 +430,14 @@ struct kmem_cache {
  *   pagebits bit i == 1  <=>  page i is free in the page allocator.
  *   managedbits bit i == 1  <=>  page i belongs to the pool;
  *   pagebits implies managedbits.
- *   sum[] holds summary levels 7..14 of this arena (heap order).
+ *   sum[] holds summary levels 7..14 of this arena (heap order), amax[]
+ *   and wamax[] their aligned summaries and its words' (pagealloc.c).
  *
- * Lazy arenas: an arena that the boot map covers entirely starts as the
- * shared image arena_free_image (every page managed and free, no span,
- * summaries all free) and gets its own copy in the metadata region on the
- * first write (arena_own_locked, under mheap.lock, published with release).
+ * Lazy arenas: an arena that the boot map (or a hot-added region) covers
+ * entirely starts as the shared image arena_free_image (every page managed
+ * and free, no span, summaries all free) and gets its own copy in room set
+ * aside for it on the first write (arena_own_locked, under mheap.lock,
+ * published with release).
  * So init neither writes nor faults in the metadata of memory nobody has
  * used yet, and an arena does not know its own address: callers that walk
  * the index compute the base from the index position.
@@ -437,6 +449,8 @@ struct heap_arena {
 	uint64_t pagebits[ARENA_WORDS];           /* [heap] */
 	uint64_t managedbits[ARENA_WORDS];        /* [heap] 1 = page is in the pool */
 	struct psum sum[SUM_NODES(SUM_LEAF_LEVEL + 1, SUM_ARENA_TOP)]; /* [heap] */
+	uint16_t amax[AMAX_ARENA_ENTRIES];        /* [heap] aligned summaries */
+	uint8_t wamax[ARENA_WORDS][AMAX_WORD_ENTRIES]; /* [heap] the same per word */
 	uint64_t managed;                         /* [heap] pages given to the pool */
 };
 
@@ -445,6 +459,7 @@ extern struct heap_arena arena_free_image;
 struct l2_chunk {
 	struct heap_arena *_Atomic arenas[L2_ENTRIES];  /* [heap] writes, acquire reads */
 	struct psum sum[SUM_NODES(SUM_ARENA_TOP + 1, SUM_L2_TOP)]; /* [heap] */
+	uint32_t amax[AMAX_CHUNK_ENTRIES];                         /* [heap] */
 };
 
 /* ---------------------------------------------------------------------------
@@ -478,8 +493,11 @@ struct mheap {
 	uint64_t meta_base, meta_size;      /* [const] physical */
 	uintptr_t meta_next, meta_end;      /* [heap] virtual bump range */
 	/* Room for the copies of lazy arenas (and the eager ones), sized at
-	 * init for every arena of the boot map: a copy never fails. */
+	 * init for every arena of the boot map and by each hot-add for the
+	 * arenas it shares: a copy never fails.  arena_room stacks the rooms
+	 * hot-adds reserved (heaparena.c); the current one is the bump range. */
 	uintptr_t arena_next, arena_end;    /* [heap] virtual bump range */
+	void *arena_room;                   /* [heap] the room below, or NULL */
 
 	struct fixalloc spanalloc;          /* [heap] struct mspan */
 	struct fixalloc spanmeta[SPAN_META_BUCKETS]; /* [heap] span metadata blocks */
@@ -502,6 +520,8 @@ struct mheap {
 	kmem_fault_hook_t _Atomic fault_hook;
 	kmem_oom_hook_t _Atomic oom_hook;
 	bool initialised;
+	/* Last: read only where written (pagealloc.c), so init leaves it. */
+	uint64_t amax[AMAX_TOP_ENTRIES];    /* [heap] aligned summaries, levels 29..35 */
 };
 
 extern struct mheap mheap_;
@@ -554,12 +574,15 @@ void arena_map_span_locked(struct mspan *s);     /* publish all pages */
 void arena_unmap_span_locked(struct mspan *s);
 int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
 int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
+void arena_room_push_locked(uintptr_t start, uintptr_t end);
+bool arena_managed_in_locked(uint64_t pfn, uint64_t npages);
 struct heap_arena *arena_own_locked(uint64_t pfn);  /* writable, copied if lazy */
 void arena_image_build(void);
 bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool */
 
 /* pagealloc.c */
 #define PAGE_NONE UINT64_MAX
+extern uint64_t pages_find_steps, pages_update_steps;
 uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi);
 uint64_t pages_find_top_locked(uint64_t npages);
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free);
@@ -571,6 +594,8 @@ struct psum sum_get(unsigned level, uint64_t idx);
 struct psum sum_of_word(uint64_t w);
 struct psum sum_combine(struct psum l, struct psum r, uint64_t half);
 bool sum_node_ok(unsigned level, uint64_t idx);
+uint64_t amax_of_word(uint64_t w, unsigned k);
+uint64_t amax_get_locked(unsigned level, uint64_t idx, unsigned k);
 
 /* fixalloc.c */
 void fixalloc_init(struct fixalloc *f, size_t size);
@@ -714,15 +739,21 @@ static inline void irqoff_out(unsigned long f, unsigned long t)
 
 /* malloc.c */
 size_t reclaim_all(bool flush_self);
-bool oom_retry(size_t bytes, unsigned *tries);
-/* Evaluates an allocation, retrying while the OOM hook adds memory. */
-#define WITH_OOM_RETRY(bytes, expr)                                   \
-	({                                                            \
-		unsigned tries_ = 0;                                  \
-		void *p_;                                             \
-		while (!(p_ = (expr)) && oom_retry((bytes), &tries_)) \
-			;                                             \
-		p_;                                                   \
+struct kmem_oom_request oom_request(enum kmem_oom_kind kind, size_t bytes, size_t align,
+                                    uint64_t max_phys);
+bool oom_retry(const struct kmem_oom_request *req, unsigned *tries);
+/* Evaluates an allocation, retrying while the OOM hook adds memory for
+ * the request `req` (an oom_request(), evaluated once, on failure). */
+#define WITH_OOM_RETRY(req, expr)                                 \
+	({                                                        \
+		void *p_ = (expr);                                \
+		if (!p_) {                                        \
+			const struct kmem_oom_request req_ = (req); \
+			unsigned tries_ = 0;                      \
+			while (!p_ && oom_retry(&req_, &tries_))  \
+				p_ = (expr);                      \
+		}                                                 \
+		p_;                                               \
 	})
 void small_free(struct mspan *s, const void *p);
 void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller);

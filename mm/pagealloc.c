@@ -19,22 +19,56 @@
  * smallest level (>= 14) with every managed pfn < 2^H.  Above it node
  * (L, 0) reads as node (H, 0) with end 0 and every other node as all in
  * use, which is what storing them would give.  So an update or a search
- * costs H - 6 levels, not 30: 12 for a 1 GiB map, 22 for 1 TiB.  Hot-add
+ * walks H - 6 levels, not 30: 12 for a 1 GiB map, 22 for 1 TiB.  Hot-add
  * above the hull raises H, computing the new (L, 0) nodes first.
+ *
+ * Alignment.  A node whose longest run is long enough may still hold no
+ * run that starts at a multiple of the alignment (every fourth page in use
+ * leaves runs of 3 everywhere and no free page at a multiple of 4), and a
+ * search that prunes by the longest run alone then looks at every word.
+ * So a node also keeps its aligned summaries: amax_k, the longest free
+ * run inside it that starts at a multiple of 2^k pages, for each
+ * 1 <= k < L (below, "Aligned summaries"; 1777 u16 per arena, 38 KiB per
+ * L2 chunk, 33 KiB in the mheap).
  *
  * Invariant, for every kept node n at level L (7 <= L <= H) with children
  * a, b:
- *     n == combine(a, b, 2^(L-1))
+ *     n == combine(a, b, 2^(L-1)),  amax(n) == amax_merge(a, b)
  * Updates walk up from the changed words and stop at the first level with
  * no change; inside an arena they index its bitmap and heap-ordered sum[]
- * directly (arena_sum_update).  Search walks the tree in address order
- * from the hull's root, skipping every node whose longest run is too
- * short: O(log n) for a search without alignment.
+ * and amax[] directly (arena_sum_update).
+ *
+ * Search walks the tree in address order from the hull's root, skipping
+ * every node wholly inside the window [lo, hi) that holds no fit: one
+ * whose longest run is too short or, for alignment 2^k, whose amax_k is.
+ *
+ * Cost, in steps (pages_find_steps: a node entered, or one summary read):
+ * a node wholly inside the window that is not skipped holds a fit, so the
+ * search ends inside it (in it, or earlier in address order); only nodes
+ * that cross lo or hi are entered without that promise.  So per level the
+ * search enters at most the node on lo's path and its sibling, the node on
+ * hi's path and its sibling, and two children of the node that holds the
+ * fit: 6.  An entered node reads its summary and at most one amax_k, which
+ * costs 1 read where it is stored and at most 1 + 2 + 4 = 7 where it is
+ * computed from the stored level two below.  Plus the root's check (7):
+ *     steps <= 48 * (H - 5) + 7,  H - 5 = the levels walked, words included
+ * (12 per level where every level is stored, i.e. inside an arena).  An
+ * update recomputes, per level it walks, the changed nodes' summaries and
+ * their L - 1 aligned entries: O((H - 6) * H) word operations, stopping
+ * early as above.  tests/test_pagealloc.c measures the search on the
+ * worst case at 64 MiB .. 1 GiB.
  *
  * Everything here runs under mheap.lock.
  */
 #include "mtypes.h"
 
+/* Work counters for the tests and the latency harness, whose cost bounds
+ * are in steps, not time.  [heap]
+ *   pages_find_steps    a node a search entered, or one summary it read
+ *   pages_update_steps  a bitmap word set, a node recomputed (a stored
+ *                       node's aligned entries computed from the levels
+ *                       below count each level's merge), an arena joined */
+uint64_t pages_find_steps, pages_update_steps;
 
 static inline struct psum word_sum(uint64_t w)
 {
@@ -84,7 +118,7 @@ static inline uint64_t tier_index(unsigned level, uint64_t idx, unsigned top)
  * Level must be in 7..36; above mheap_.sum_level the node is not kept.
  * (node_ptr and node_get inline into the walks; sum_ptr and sum_get are
  * the same for the checker and the tests.) */
-static inline struct psum *node_ptr(unsigned level, uint64_t idx)
+static inline __attribute__((always_inline)) struct psum *node_ptr(unsigned level, uint64_t idx)
 {
 	uint64_t pfn = idx << level;
 	if (level <= SUM_ARENA_TOP) {
@@ -124,7 +158,7 @@ static __attribute__((noinline)) struct psum above_hull(uint64_t idx)
 	return s;
 }
 
-static inline struct psum node_get(unsigned level, uint64_t idx)
+static inline __attribute__((always_inline)) struct psum node_get(unsigned level, uint64_t idx)
 {
 	if (level == SUM_LEAF_LEVEL)
 		return word_sum(word_of(idx << SUM_LEAF_LEVEL));
@@ -142,56 +176,415 @@ struct psum sum_get(unsigned level, uint64_t idx)
 	return node_get(level, idx);
 }
 
-/* Recomputes the summaries at levels from..sum_level above pages
- * [pfn, pfn+n).  With `all` false it stops at the first level where no
- * node changed (the levels above cannot change either). */
-static void sum_update(uint64_t pfn, uint64_t n, unsigned from, bool all)
+/* ---------------------------------------------------------------------------
+ * Aligned summaries.  For a node N at level L and 1 <= k < L,
+ *     amax_k(N) = the longest free run inside N (cut at N's end) that
+ *                 starts at a multiple of 2^k pages.
+ * For k = 0 it is max; for k >= L only N's base can be aligned, so it is
+ * start (or 0 if the base is not a multiple of 2^k).  From the children
+ * l, r (level L-1), for k < L:
+ *     amax_k(N) = max(amax_k(l), amax_k(r), cross),
+ *     cross     = floor(l.end / 2^k) * 2^k + r.start  if l.end >= 2^k
+ * (the aligned start furthest left in l's end run, continued into r; the
+ * midpoint is a multiple of 2^k).  A word's come from its bits
+ * (amax_of_word).  Stored levels: 7..14 in the arena (u16), 17, 20, 23
+ * and 26 in the L2 chunk (u32), 29, 32 and 35 in the mheap; a level in
+ * between is computed from the stored level below it, at most two levels
+ * down (at most 7 node reads).
+ */
+#define AMAX_STRIDE 3
+
+static const uint16_t amax_off[SUM_TOP + 1] = {
+	[7] = 0, [8] = 1024, [9] = 1536, [10] = 1920, [11] = 2112, [12] = 2208,
+	[13] = 2256, [14] = 2288,                        /* arena: 2304 */
+	[17] = 0, [20] = 8192, [23] = 9408, [26] = 9584, /* chunk: 9609 */
+	[29] = 0, [32] = 3584, [35] = 4080,              /* mheap: 4148 */
+};
+
+static inline bool amax_stored(unsigned level)
 {
-	uint64_t last = pfn + n - 1;
-	for (unsigned level = from; level <= mheap_.sum_level; level++) {
-		bool changed = false;
-		for (uint64_t i = pfn >> level; i <= last >> level; i++) {
-			struct psum *p = node_ptr(level, i);
-			if (!p)
-				continue;
-			struct psum v = sum_combine(node_get(level - 1, 2 * i),
-			                            node_get(level - 1, 2 * i + 1),
-			                            1ull << (level - 1));
-			if (v.start != p->start || v.max != p->max || v.end != p->end) {
-				*p = v;
-				changed = true;
-			}
+	return level <= SUM_ARENA_TOP || (level - SUM_ARENA_TOP) % AMAX_STRIDE == 0;
+}
+
+/* Entries a stored node takes: in an arena whole words of four 16-bit
+ * lanes (lane k-1 holds amax_k, lane L-1 and up the node's start), above
+ * it L - 1. */
+static inline unsigned amax_width(unsigned level)
+{
+	return level > SUM_ARENA_TOP ? level - 1 : (level + 3) & ~3u;
+}
+
+/* Index of node (level, idx)'s first entry (k = 1) in its tier's array. */
+static inline uint64_t amax_index(unsigned level, uint64_t idx, unsigned top)
+{
+	return amax_off[level] + (idx & ((1ull << (top - level)) - 1)) * amax_width(level);
+}
+
+/* Longest run of ones in x, by doubling: y[j] has bit p set iff bits
+ * p .. p + 2^j - 1 of x are, and the length is built bit by bit. */
+static unsigned longest_ones(uint64_t x)
+{
+	if (x == ~0ull)
+		return 64;
+	uint64_t y[6];
+	y[0] = x;
+	for (unsigned j = 1; j < 6; j++)
+		y[j] = y[j - 1] & (y[j - 1] >> (1u << (j - 1)));
+	uint64_t cur = x ? ~0ull : 0; /* positions with a run of >= n from them */
+	unsigned n = 0;
+	for (int j = 5; j >= 0 && cur; j--) {
+		uint64_t c = cur & (y[j] >> n);
+		if (c) {
+			cur = c;
+			n += 1u << j;
 		}
-		if (!changed && !all)
-			return;
+	}
+	return n;
+}
+
+/* amax_k of a word, 1 <= k <= 5.  Keep a free page only if every page from
+ * the multiple of 2^k below it is free: what is left are the aligned-start
+ * runs, each as long as the free run from its start.  Built k times by
+ * doubling within groups of 2^k bits. */
+uint64_t amax_of_word(uint64_t w, unsigned k)
+{
+	if (w == 0 || w == ~0ull)
+		return w ? 64 : 0;
+	unsigned g = 1u << k;
+	uint64_t group = (1ull << g) - 1, rep = ~0ull / group;
+	for (unsigned j = 0; j < k; j++) {
+		unsigned s = 1u << j;
+		uint64_t high = rep * (group ^ ((1ull << s) - 1)); /* offset in group >= s */
+		w &= (w << s) | ~high;
+	}
+	return longest_ones(w);
+}
+
+/* Above the arenas the entries of an all-free or an all-used node are not
+ * kept (they are all the node's size, or 0): init and hot-add write no
+ * entry for memory nobody has used (as they write no arena), and a new L2
+ * chunk's entries need not be cleared.  Returns whether they are implied,
+ * and their value. */
+static inline bool node_implied(unsigned level, uint64_t idx, uint64_t *v)
+{
+	if (level <= SUM_ARENA_TOP)
+		return false;
+	struct psum s = node_get(level, idx);
+	if (s.start == 1ull << level || s.max == 0) {
+		*v = s.max;
+		return true;
+	}
+	return false;
+}
+
+/* Entries k = 1 .. level-1 of a stored node; zeros where its arena or
+ * chunk is missing. */
+static void amax_load(unsigned level, uint64_t idx, uint64_t *out)
+{
+	unsigned nk = level - 1;
+	uint64_t pfn = idx << level;
+	uint64_t all;
+	if (node_implied(level, idx, &all)) {
+		for (unsigned k = 0; k < nk; k++)
+			out[k] = all;
+		return;
+	}
+	if (level <= SUM_ARENA_TOP) {
+		struct heap_arena *a = arena_of_pfn(pfn);
+		const uint16_t *p = a ? &a->amax[amax_index(level, idx, SUM_ARENA_TOP)] : NULL;
+		for (unsigned k = 0; k < nk; k++)
+			out[k] = p ? p[k] : 0;
+	} else if (level <= SUM_L2_TOP) {
+		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+		                                          memory_order_relaxed);
+		const uint32_t *p = c ? &c->amax[amax_index(level, idx, SUM_L2_TOP)] : NULL;
+		for (unsigned k = 0; k < nk; k++)
+			out[k] = p ? p[k] : 0;
+	} else {
+		memcpy(out, &mheap_.amax[amax_index(level, idx, SUM_TOP)], nk * sizeof(uint64_t));
 	}
 }
 
+/* Writes a stored node's entries above the arenas (its chunk exists);
+ * returns whether any differed. */
+static bool amax_store(unsigned level, uint64_t idx, const uint64_t *v)
+{
+	unsigned nk = level - 1;
+	uint64_t pfn = idx << level;
+	bool changed = false;
+	KASSERT(level > SUM_ARENA_TOP); /* arenas: arena_sum_update */
+	if (level <= SUM_L2_TOP) {
+		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+		                                          memory_order_relaxed);
+		uint32_t *p = &c->amax[amax_index(level, idx, SUM_L2_TOP)];
+		for (unsigned k = 0; k < nk; k++)
+			if (p[k] != v[k]) {
+				p[k] = (uint32_t)v[k];
+				changed = true;
+			}
+	} else {
+		uint64_t *p = &mheap_.amax[amax_index(level, idx, SUM_TOP)];
+		for (unsigned k = 0; k < nk; k++)
+			if (p[k] != v[k]) {
+				p[k] = v[k];
+				changed = true;
+			}
+	}
+	return changed;
+}
+
+/* out[k-1] = amax_k of a node at `level` for k = 1 .. level-1, from its
+ * children's summaries and entries (lv, rv: k = 1 .. level-2). */
+static void amax_merge(unsigned level, struct psum l, struct psum r, const uint64_t *lv,
+                       const uint64_t *rv, uint64_t *out)
+{
+	unsigned nk = level - 1;
+	for (unsigned k = 1; k <= nk; k++) {
+		uint64_t x = k < nk ? lv[k - 1] : l.start, y = k < nk ? rv[k - 1] : r.start;
+		uint64_t v = x > y ? x : y, q = l.end >> k;
+		if (q && (q << k) + r.start > v)
+			v = (q << k) + r.start;
+		out[k - 1] = v;
+	}
+}
+
+static void amax_vec(unsigned level, uint64_t idx, uint64_t *out);
+
+/* A node's entries computed from its children.  An all-free or all-used
+ * node needs no look below (init and hot-add make many of them). */
+static void amax_compute(unsigned level, uint64_t idx, uint64_t *out)
+{
+	pages_update_steps++;
+	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
+	uint64_t half = 1ull << (level - 1);
+	if ((l.start == half && r.start == half) || (l.max == 0 && r.max == 0)) {
+		for (unsigned k = 0; k + 1 < level; k++)
+			out[k] = l.max ? 2 * half : 0;
+		return;
+	}
+	uint64_t lv[SUM_TOP], rv[SUM_TOP];
+	amax_vec(level - 1, 2 * idx, lv);
+	amax_vec(level - 1, 2 * idx + 1, rv);
+	amax_merge(level, l, r, lv, rv, out);
+}
+
+/* A node's entries, stored or computed (level <= sum_level). */
+static void amax_vec(unsigned level, uint64_t idx, uint64_t *out)
+{
+	if (level == SUM_LEAF_LEVEL) {
+		uint64_t w = word_of(idx << SUM_LEAF_LEVEL);
+		for (unsigned k = 1; k < SUM_LEAF_LEVEL; k++)
+			out[k - 1] = amax_of_word(w, k);
+	} else if (amax_stored(level)) {
+		amax_load(level, idx, out);
+	} else {
+		amax_compute(level, idx, out);
+	}
+}
+
+/* amax_k of one node, any k: what the search reads.  Each node read
+ * counts a step. */
+static uint64_t amax_get(unsigned level, uint64_t idx, unsigned k)
+{
+	pages_find_steps++;
+	if (k == 0)
+		return node_get(level, idx).max;
+	if (k >= level)
+		return (idx << level) & ((1ull << k) - 1) ? 0 : node_get(level, idx).start;
+	if (level == SUM_LEAF_LEVEL)
+		return amax_of_word(word_of(idx << SUM_LEAF_LEVEL), k);
+	if (level > mheap_.sum_level)
+		return idx ? 0 : amax_get(mheap_.sum_level, 0, k);
+	if (amax_stored(level)) {
+		uint64_t pfn = idx << level, all;
+		if (node_implied(level, idx, &all))
+			return all;
+		if (level <= SUM_ARENA_TOP) {
+			struct heap_arena *a = arena_of_pfn(pfn);
+			return a ? a->amax[amax_index(level, idx, SUM_ARENA_TOP) + k - 1] : 0;
+		}
+		if (level <= SUM_L2_TOP) {
+			struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+			                                          memory_order_relaxed);
+			return c ? c->amax[amax_index(level, idx, SUM_L2_TOP) + k - 1] : 0;
+		}
+		return mheap_.amax[amax_index(level, idx, SUM_TOP) + k - 1];
+	}
+	uint64_t x = amax_get(level - 1, 2 * idx, k), y = amax_get(level - 1, 2 * idx + 1, k);
+	uint64_t v = x > y ? x : y;
+	uint64_t q = node_get(level - 1, 2 * idx).end >> k;
+	if (q) {
+		uint64_t c = (q << k) + node_get(level - 1, 2 * idx + 1).start;
+		if (c > v)
+			v = c;
+	}
+	return v;
+}
+
+uint64_t amax_get_locked(unsigned level, uint64_t idx, unsigned k)
+{
+	return amax_get(level, idx, k);
+}
+
+/* A stored node's aligned entries from its children (out of line: most
+ * nodes init and hot-add touch are all free and skip it). */
+static __attribute__((noinline)) bool amax_refresh(unsigned level, uint64_t idx)
+{
+	uint64_t a[SUM_TOP];
+	amax_compute(level, idx, a);
+	return amax_store(level, idx, a);
+}
+
+/* Recomputes node (level, idx) (level > 14) from its children: *pch
+ * whether its summary changed, return whether its aligned entries (if
+ * stored and not implied) did. */
+static inline __attribute__((always_inline)) bool node_refresh(unsigned level, uint64_t idx,
+                                                               bool *pch)
+{
+	pages_update_steps++;
+	struct psum *p = node_ptr(level, idx);
+	if (!p)
+		return false;
+	struct psum v = sum_combine(node_get(level - 1, 2 * idx), node_get(level - 1, 2 * idx + 1),
+	                            1ull << (level - 1));
+	if (v.start != p->start || v.max != p->max || v.end != p->end) {
+		*p = v;
+		*pch = true;
+	}
+	if (!amax_stored(level) || v.start == 1ull << level || v.max == 0)
+		return false; /* implied (node_implied) */
+	return amax_refresh(level, idx);
+}
+
+/* Recomputes the summaries at levels from..sum_level above pages
+ * [pfn, pfn+n).  With `all` false it stops at the first level where no
+ * node changed (the levels above cannot change either): a level whose
+ * aligned entries are not stored counts as changed while the level below
+ * it changed, as they are computed from it. */
+static void sum_update(uint64_t pfn, uint64_t n, unsigned from, bool all)
+{
+	uint64_t last = pfn + n - 1;
+	bool below = true; /* the level below changed (summaries or entries) */
+	for (unsigned level = from; level <= mheap_.sum_level; level++) {
+		bool pch = false, ach = false;
+		for (uint64_t i = pfn >> level; i <= last >> level; i++)
+			if (node_refresh(level, i, &pch))
+				ach = true;
+		bool changed = pch || (amax_stored(level) ? ach : below);
+		if (!changed && !all)
+			return;
+		below = changed;
+	}
+}
+
+/* Arena levels update their aligned entries four 16-bit lanes to a
+ * 64-bit word (no vector registers: the allocator runs where a kernel
+ * saves none).  Every value is at most 2^14, so with a guard bit on top of
+ * each lane a subtraction compares four lanes at once without a borrow
+ * crossing lanes. */
+#define LANE_ONES 0x0001000100010001ull
+#define LANE_HIGH 0x8000800080008000ull
+
+/* 0xffff in every lane whose guard bit is set in h (and nothing else). */
+static inline uint64_t lane_mask(uint64_t h)
+{
+	return (h - (h >> 15)) | h;
+}
+
+/* ~(2^k - 1) in lane k-1: the part of a run that whole 2^k blocks make. */
+static const uint64_t lane_blocks[4] = {
+	0xfff0fff8fffcfffeull, 0xff00ff80ffc0ffe0ull, 0xf000f800fc00fe00ull, 0x00008000c000e000ull};
+
+/* Per arena level (7..14): lanes k >= level, where a node keeps its start. */
+static const uint64_t lane_pad[SUM_ARENA_TOP + 1][4] = {
+	[7] = {0, 0xffffffff00000000ull, ~0ull, ~0ull},
+	[8] = {0, 0xffff000000000000ull, ~0ull, ~0ull},
+	[9] = {0, 0, ~0ull, ~0ull},
+	[10] = {0, 0, 0xffffffffffff0000ull, ~0ull},
+	[11] = {0, 0, 0xffffffff00000000ull, ~0ull},
+	[12] = {0, 0, 0xffff000000000000ull, ~0ull},
+	[13] = {0, 0, 0, ~0ull},
+	[14] = {0, 0, 0, 0xffffffffffff0000ull},
+};
+
+/* Lanes k = 4g+1 .. 4g+4 of a node from its children's x, y: max(x, y,
+ * cross) where k < the node's level, its start where `pad`.  lend, rstart
+ * and start are splat over the lanes. */
+static inline uint64_t lanes_merge(uint64_t x, uint64_t y, uint64_t blocks, uint64_t pad,
+                                   uint64_t lend, uint64_t rstart, uint64_t start)
+{
+	uint64_t v = y ^ ((x ^ y) & lane_mask(((x | LANE_HIGH) - y) & LANE_HIGH)); /* max */
+	/* Across: whole 2^k blocks of l's end, then r's start.  Where l's
+	 * end holds no block t is r's start, which y (r's amax_k, with r's
+	 * base aligned) already covers: no need to test for it. */
+	uint64_t t = (lend & blocks) + rstart;
+	v ^= (t ^ v) & lane_mask(((t | LANE_HIGH) - v - LANE_ONES) & LANE_HIGH); /* t > v */
+	return v ^ ((start ^ v) & pad);
+}
+
+static inline uint64_t lanes_load(const uint16_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
 /* The same inside one arena, for its pages [i, j) (arena-relative),
- * indexing its bitmap and heap-ordered sum[] directly.  Returns whether
- * the arena's root (level 14) changed.  Level L's nodes start at heap
- * index 2^(14-L) - 1, so level L-1's start at twice that plus one. */
+ * indexing its bitmap, heap-ordered sum[] and amax[] directly (its words'
+ * entries are current).  Returns whether the arena's root (level 14)
+ * changed.  Level L's nodes start at heap index 2^(14-L) - 1, so level
+ * L-1's start at twice that plus one. */
 static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
 {
 	bool changed = true;
 	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP && changed; level++) {
 		uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
+		unsigned nw = amax_width(level) / 4, cnw = amax_width(level - 1) / 4;
+		uint16_t *am = &a->amax[amax_off[level]];
+		const uint16_t *cam = &a->amax[amax_off[level - 1]];
+		const uint64_t *pad = lane_pad[level];
 		changed = false;
+		pages_update_steps += ((j - 1) >> level) - (i >> level) + 1;
 		for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
 			struct psum l, r;
+			uint64_t x[4], y[4];
 			if (level == SUM_LEAF_LEVEL + 1) {
+				/* words: 5 entries, then their start from k = 6 */
+				const uint8_t *el = a->wamax[2 * k], *er = a->wamax[2 * k + 1];
 				l = word_sum(a->pagebits[2 * k]);
 				r = word_sum(a->pagebits[2 * k + 1]);
+				x[0] = el[0] | (uint64_t)el[1] << 16 | (uint64_t)el[2] << 32 | (uint64_t)el[3] << 48;
+				y[0] = er[0] | (uint64_t)er[1] << 16 | (uint64_t)er[2] << 32 | (uint64_t)er[3] << 48;
+				x[1] = el[4] | l.start * (LANE_ONES << 16);
+				y[1] = er[4] | r.start * (LANE_ONES << 16);
 			} else {
 				l = a->sum[child + 2 * k];
 				r = a->sum[child + 2 * k + 1];
+				for (unsigned g = 0; g < nw; g++) { /* beyond a child's lanes: its start */
+					x[g] = g < cnw ? lanes_load(&cam[(2 * k * cnw + g) * 4]) : l.start * LANE_ONES;
+					y[g] = g < cnw ? lanes_load(&cam[((2 * k + 1) * cnw + g) * 4])
+					               : r.start * LANE_ONES;
+				}
 			}
-			struct psum v = sum_combine(l, r, 1ull << (level - 1));
+			struct psum s = sum_combine(l, r, 1ull << (level - 1));
 			struct psum *p = &a->sum[first + k];
-			if (v.start != p->start || v.max != p->max || v.end != p->end) {
-				*p = v;
+			if (s.start != p->start || s.max != p->max || s.end != p->end) {
+				*p = s;
 				changed = true;
 			}
+			bool uniform = s.max == 0 || s.start == 1ull << level; /* all used or all free */
+			uint64_t lend = l.end * LANE_ONES, rstart = r.start * LANE_ONES;
+			uint64_t start = s.start * LANE_ONES, diff = 0;
+			uint16_t *d = &am[k * nw * 4];
+			for (unsigned g = 0; g < nw; g++) {
+				uint64_t v = uniform ? s.max * LANE_ONES
+				                     : lanes_merge(x[g], y[g], lane_blocks[g], pad[g], lend, rstart,
+				                                   start);
+				diff |= lanes_load(&d[4 * g]) ^ v;
+				memcpy(&d[4 * g], &v, sizeof(v));
+			}
+			if (diff)
+				changed = true;
 		}
 	}
 	return changed;
@@ -209,13 +602,33 @@ void pages_grow_hull_locked(uint64_t end_pfn)
 {
 	while (mheap_.sum_level < SUM_TOP && (end_pfn - 1) >> mheap_.sum_level) {
 		unsigned level = mheap_.sum_level + 1;
-		struct psum *p = node_ptr(level, 0);
-		struct psum v = sum_combine(node_get(level - 1, 0), node_get(level - 1, 1),
-		                            1ull << (level - 1));
-		if (p)
-			*p = v;
+		bool pch = false;
+		node_refresh(level, 0, &pch);
 		mheap_.sum_level = level;
 	}
+}
+
+/* A word's aligned entries, after its bits changed.  A word with one run
+ * [s, e) of free pages (the common case: pages are taken and given back
+ * in runs) needs no bit work: e - align_up(s, 2^k). */
+static inline void word_entries(struct heap_arena *a, uint64_t w)
+{
+	uint64_t x = a->pagebits[w];
+	uint8_t *d = a->wamax[w];
+	if (x == ~0ull || x == 0) {
+		memset(d, x ? 64 : 0, AMAX_WORD_ENTRIES);
+		return;
+	}
+	if (((x >> ctz64(x)) & ((x >> ctz64(x)) + 1)) == 0) {
+		unsigned s = ctz64(x), e = 64 - clz64(x);
+		for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++) {
+			unsigned a0 = (s + (1u << k) - 1) & ~((1u << k) - 1);
+			d[k - 1] = (uint8_t)(a0 < e ? e - a0 : 0);
+		}
+		return;
+	}
+	for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
+		d[k - 1] = (uint8_t)amax_of_word(x, k);
 }
 
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
@@ -240,6 +653,8 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 				KASSERT((a->pagebits[w] & mask) == mask);
 				a->pagebits[w] &= ~mask;
 			}
+			word_entries(a, w);
+			pages_update_steps++;
 			p += cnt;
 		}
 		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1))
@@ -269,6 +684,7 @@ bool pages_all_free_locked(uint64_t pfn, uint64_t npages)
  */
 struct finder {
 	uint64_t n, align, lo, hi;
+	unsigned k; /* align == 2^k */
 	bool in_run, stop;
 	uint64_t run_start, found;
 };
@@ -316,6 +732,7 @@ static bool ff_word(struct finder *f, uint64_t base)
 
 static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
 {
+	pages_find_steps++;
 	uint64_t base = idx << level, size = 1ull << level, end = base + size;
 	if (end <= f->lo)
 		return false;
@@ -329,9 +746,10 @@ static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
 		struct psum s = node_get(level, idx);
 		if (s.start == size)
 			return ff_extend(f, base, end);
-		if (s.max < f->n) {
-			/* Only the edge runs matter: the start one may finish a
-			 * run, the end one may begin one. */
+		if (s.max < f->n || (f->k && amax_get(level, idx, f->k) < f->n)) {
+			/* No fit lies inside: only the edge runs matter, the
+			 * start one may finish a run, the end one may begin
+			 * one. */
 			if (s.start && ff_extend(f, base, base + s.start))
 				return true;
 			f->in_run = s.end != 0;
@@ -352,9 +770,12 @@ uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_
 		hi = limit;
 	if (npages == 0 || lo >= hi || npages > hi - lo)
 		return PAGE_NONE;
-	if (node_get(top, 0).max < npages)
-		return PAGE_NONE;
 	struct finder f = {.n = npages, .align = align ? align : 1, .lo = lo, .hi = hi};
+	f.k = ctz64(f.align);
+	if (f.k > SUM_TOP)
+		return PAGE_NONE; /* only pfn 0 is aligned, and it is never managed */
+	if (node_get(top, 0).max < npages || (f.k && amax_get(top, 0, f.k) < npages))
+		return PAGE_NONE;
 	if (!ff_visit(&f, top, 0))
 		return PAGE_NONE;
 	return f.found;
@@ -397,8 +818,9 @@ uint64_t pages_find_top_locked(uint64_t npages)
 	return top_visit(top, 0, npages);
 }
 
-/* For the checker: does stored node (level, idx) equal the combination of
- * its children?  Missing nodes are consistent by definition. */
+/* For the checker: does stored node (level, idx), and its aligned
+ * entries where they are stored, equal the combination of its children?
+ * Missing nodes are consistent by definition. */
 bool sum_node_ok(unsigned level, uint64_t idx)
 {
 	if (level > mheap_.sum_level)
@@ -408,5 +830,20 @@ bool sum_node_ok(unsigned level, uint64_t idx)
 		return true;
 	struct psum v = sum_combine(node_get(level - 1, 2 * idx), node_get(level - 1, 2 * idx + 1),
 	                            1ull << (level - 1));
-	return v.start == p->start && v.max == p->max && v.end == p->end;
+	if (v.start != p->start || v.max != p->max || v.end != p->end)
+		return false;
+	uint64_t all;
+	if (!amax_stored(level) || node_implied(level, idx, &all))
+		return true;
+	if (level == SUM_LEAF_LEVEL + 1) { /* and its words' entries */
+		struct heap_arena *a = arena_of_pfn(idx << level);
+		for (uint64_t w = (idx & (ARENA_WORDS / 2 - 1)) * 2; w < (idx & (ARENA_WORDS / 2 - 1)) * 2 + 2; w++)
+			for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
+				if (a->wamax[w][k - 1] != amax_of_word(a->pagebits[w], k))
+					return false;
+	}
+	uint64_t want[SUM_TOP], have[SUM_TOP];
+	amax_compute(level, idx, want);
+	amax_load(level, idx, have);
+	return memcmp(want, have, (level - 1) * sizeof(uint64_t)) == 0;
 }

@@ -8,6 +8,7 @@
 #   scripts/install-deps.sh heapmap make heapmap (the picture)
 #   scripts/install-deps.sh shim    make test-shim (real programs under the shim)
 #   scripts/install-deps.sh bench   make bench (peer allocators, valgrind, plots)
+#   scripts/install-deps.sh latency make latency (valgrind, plots)
 # As root it runs apt-get; otherwise it prints the command to run.
 set -euo pipefail
 what=${1:-test}
@@ -21,6 +22,7 @@ fuzz) pkgs=(clang libclang-rt-14-dev libcmocka-dev make) ;;
 heapmap) pkgs=(gcc make libcmocka-dev python3 python3-matplotlib) ;;
 shim) pkgs=(gcc make python3 sqlite3 perl git gawk bc coreutils sed grep) ;;
 bench) pkgs=(gcc make python3 libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev valgrind gnuplot-nox python3-matplotlib hyperfine sqlite3 perl git gawk bc) ;;
+latency) pkgs=(gcc make python3 valgrind python3-matplotlib) ;;
 *) echo "install-deps: unknown set '$what'" >&2; exit 2 ;;
 esac
 missing=()

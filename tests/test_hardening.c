@@ -201,10 +201,13 @@ static unsigned hook_calls;
 static bool hook_adds;
 static uint64_t next_add;
 
-static bool oom_hook(size_t bytes)
+static struct kmem_oom_request last_req;
+
+static bool oom_hook(const struct kmem_oom_request *req)
 {
 	hook_calls++;
-	assert_true(bytes > 0);
+	last_req = *req;
+	assert_true(req->bytes > 0 && req->run_pages > 0 && req->attempt >= 1);
 	/* No allocator lock is held: these take mheap.lock and a CPU cache. */
 	struct kmem_stats st = fx_stats();
 	assert_true(st.pages_managed > 0);
@@ -235,6 +238,10 @@ static void test_oom_hook_adds_memory(void **state)
 		n++;
 	assert_true(n < 4096);
 	assert_int_equal(hook_calls, 1);
+	assert_int_equal(last_req.kind, KMEM_OOM_OBJECT);
+	assert_int_equal(last_req.bytes, 64 * 1024);
+	assert_int_equal(last_req.attempt, 1);
+	assert_true(last_req.run_pages >= 16);
 	uint64_t managed = fx_stats().pages_managed;
 	/* With help: the same call succeeds after a hot-add. */
 	hook_adds = true;
@@ -249,6 +256,8 @@ static void test_oom_hook_adds_memory(void **state)
 	while (kpage_alloc(64, 0x1000, 0))
 		;
 	assert_int_equal(hook_calls, 1);
+	assert_int_equal(last_req.kind, KMEM_OOM_PAGES);
+	assert_int_equal(last_req.run_pages, 64);
 	kfree(more);
 	for (size_t i = 0; i < n; i++)
 		kfree(held[i]);

@@ -24,6 +24,7 @@
 #include "fixture.h"
 #include "host.h"
 #include "spanalloc.h"
+#include "sizeclasses.h" /* KMEM_MAX_SPAN_PAGES */
 
 #define PAGE KMEM_PAGE_SIZE
 #define HEAP_MIB 8
@@ -490,6 +491,159 @@ static void test_oom_sweep_and_retry_contiguous(void **state)
 	vec_del(&v);
 }
 
+/* ---- the OOM hook's request (issue #13.6) ---- */
+
+static unsigned hook_calls;
+static struct kmem_oom_request hook_last;
+static enum { H_DECLINE, H_CLAIM, H_ADD_BELOW, H_ADD_ABOVE } hook_mode;
+static uint64_t hook_next; /* where H_ADD_* hot-add 16 MiB */
+
+/* Records the request; declines, claims to have added memory without
+ * adding any, or hot-adds 16 MiB (below or above the request's ceiling,
+ * as a hook that heeds or ignores it would). */
+static bool rec_hook(const struct kmem_oom_request *r)
+{
+	hook_calls++;
+	hook_last = *r;
+	if (hook_mode == H_DECLINE)
+		return false;
+	if (hook_mode == H_CLAIM)
+		return true;
+	uint64_t at = hook_mode == H_ADD_BELOW ? hook_next : 900 * FX_MIB + hook_next;
+	hook_next += 16 * FX_MIB;
+	fx_usable(at, 16 * FX_MIB);
+	struct kmem_region reg = {at, 16 * FX_MIB, KMEM_REGION_USABLE};
+	assert_true(kmem_hot_add(&reg) > 0);
+	return true;
+}
+
+/* Takes every free page (the hook declines meanwhile). */
+static void drain_pages(struct vec *v)
+{
+	hook_mode = H_DECLINE;
+	for (void *p; (p = kpage_alloc(1, 1, 0)) != NULL;)
+		vec_push(v, p, PAGE);
+	assert_int_equal(fx_stats().pages_free, 0);
+}
+
+static void expect_request(enum kmem_oom_kind kind, size_t bytes, size_t align,
+                           uint64_t max_phys, uint64_t run_pages, uint64_t run_align)
+{
+	assert_int_equal(hook_calls, 1);
+	assert_int_equal(hook_last.kind, kind);
+	assert_int_equal(hook_last.bytes, bytes);
+	assert_int_equal(hook_last.align, align);
+	assert_int_equal(hook_last.max_phys, max_phys);
+	assert_int_equal(hook_last.run_pages, run_pages);
+	assert_int_equal(hook_last.run_align, run_align);
+	assert_int_equal(hook_last.attempt, 1);
+	hook_calls = 0;
+}
+
+/* Every path passes what it needs: size, alignment, ceiling, the run. */
+static void test_oom_request_says_what_is_needed(void **state)
+{
+	(void)state;
+	struct vec v = vec_new();
+	kmem_set_oom_hook(rec_hook);
+	drain_pages(&v);
+	hook_calls = 0;
+	assert_null(kmalloc(100000));
+	expect_request(KMEM_OOM_OBJECT, 100000, 8, 0, 25, PAGE);
+	assert_null(kmalloc(16384));
+	expect_request(KMEM_OOM_OBJECT, 16384, 8, 0, KMEM_MAX_SPAN_PAGES, PAGE);
+	assert_null(kmalloc_aligned(100, 64 * FX_KIB));
+	expect_request(KMEM_OOM_OBJECT, 100, 64 * FX_KIB, 0, 1, 64 * FX_KIB);
+	assert_null(kmalloc_aligned(40000, 2 * FX_MIB));
+	expect_request(KMEM_OOM_OBJECT, 40000, 2 * FX_MIB, 0, 10, 2 * FX_MIB);
+	assert_null(kpage_alloc(5, 32 * FX_KIB, 20 * FX_MIB));
+	expect_request(KMEM_OOM_PAGES, 5 * PAGE, 32 * FX_KIB, 20 * FX_MIB, 5, 32 * FX_KIB);
+	assert_null(kpage_alloc(1, 64, 0));
+	expect_request(KMEM_OOM_PAGES, PAGE, 64, 0, 1, PAGE);
+	struct kmem_cache *c = kmem_cache_create("oomreq", 200, 64, NULL);
+	if (c) { /* its descriptor may need a page there is none of */
+		assert_null(kmem_cache_alloc(c));
+		expect_request(KMEM_OOM_CACHE, 200, 64, 0, KMEM_MAX_SPAN_PAGES, PAGE);
+		kmem_cache_destroy(c);
+	}
+	fx_assert_no_faults();
+	kmem_set_oom_hook(NULL);
+	vec_free_all(&v, fr_pages);
+	vec_del(&v);
+}
+
+/* No memory could satisfy these: the hook is not asked at all. */
+static void test_oom_hook_not_asked_when_hopeless(void **state)
+{
+	(void)state;
+	kmem_set_oom_hook(rec_hook);
+	hook_mode = H_CLAIM;
+	hook_calls = 0;
+	assert_null(kpage_alloc(1, FX_MIB, 512 * FX_KIB)); /* no 1 MiB multiple below 512 KiB */
+	assert_null(kpage_alloc(200, PAGE, 512 * FX_KIB)); /* 200 pages above 128 */
+	assert_null(kpage_alloc(1, 4 * FX_MIB, 4 * FX_MIB)); /* ends past 4 MiB */
+	assert_null(kmalloc_aligned(64, (size_t)1 << 62));   /* past the physical space */
+	assert_int_equal(hook_calls, 0);
+	/* Possible in principle (page 2^28, a 1 TiB multiple): asked once. */
+	assert_null(kmalloc_aligned(64, (size_t)1 << 40));
+	assert_int_equal(hook_calls, 1);
+	assert_int_equal(hook_last.run_align, (uint64_t)1 << 40);
+	fx_assert_no_faults();
+	kmem_set_oom_hook(NULL);
+}
+
+/* A hook that returns true but adds nothing is not asked again: the
+ * allocation fails after one call, not eight. */
+static void test_oom_no_retry_without_growth(void **state)
+{
+	(void)state;
+	struct vec v = vec_new();
+	kmem_set_oom_hook(rec_hook);
+	drain_pages(&v);
+	hook_mode = H_CLAIM;
+	hook_calls = 0;
+	assert_null(kpage_alloc(16, PAGE, 0));
+	assert_int_equal(hook_calls, 1);
+	assert_null(kmalloc(100000));
+	assert_int_equal(hook_calls, 2);
+	kmem_set_oom_hook(NULL);
+	vec_free_all(&v, fr_pages);
+	vec_del(&v);
+}
+
+/* A hook that adds memory where the request can use it is asked once; one
+ * that adds memory above the ceiling is asked again (attempt 2, ...) and
+ * the allocation still fails: the ceiling is what it should have heeded. */
+static void test_oom_ceiling_below_or_above(void **state)
+{
+	(void)state;
+	struct vec v = vec_new();
+	kmem_set_oom_hook(rec_hook);
+	drain_pages(&v);
+	hook_next = 256 * FX_MIB;
+	hook_mode = H_ADD_BELOW;
+	hook_calls = 0;
+	void *p = kpage_alloc(64, 64 * FX_KIB, 512 * FX_MIB);
+	assert_non_null(p);
+	assert_int_equal(hook_calls, 1);
+	assert_true(kmem_virt_to_phys(p) >= 256 * FX_MIB && kmem_virt_to_phys(p) % (64 * FX_KIB) == 0);
+	vec_push(&v, p, 64 * PAGE);
+	/* Memory below 512 MiB is all used again; a careless hook adds at
+	 * 900 MiB and up. */
+	while ((p = kpage_alloc(1, 1, 512 * FX_MIB)) != NULL)
+		vec_push(&v, p, PAGE);
+	hook_mode = H_ADD_ABOVE;
+	hook_next = 0;
+	hook_calls = 0;
+	assert_null(kpage_alloc(1, PAGE, 512 * FX_MIB));
+	assert_int_equal(hook_last.attempt, hook_calls);
+	assert_true(hook_calls >= 2 && hook_calls <= 8);
+	fx_assert_no_faults();
+	kmem_set_oom_hook(NULL);
+	vec_free_all(&v, fr_pages);
+	vec_del(&v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -502,6 +656,10 @@ int main(void)
 		T(test_oom_kzalloc_kcalloc_krealloc),
 		T(test_oom_memory_flows_between_classes),
 		T(test_oom_sweep_and_retry_contiguous),
+		T(test_oom_request_says_what_is_needed),
+		T(test_oom_hook_not_asked_when_hopeless),
+		T(test_oom_no_retry_without_growth),
+		T(test_oom_ceiling_below_or_above),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -681,6 +681,21 @@ static void test_word_summary(void **state)
 			         (unsigned long long)got.max, (unsigned long long)got.end,
 			         (unsigned long long)start, (unsigned long long)max,
 			         (unsigned long long)end);
+		/* The aligned summaries: the longest run from a multiple of 2^a. */
+		for (unsigned a = 1; a < 6; a++) {
+			uint64_t want = 0;
+			for (unsigned b = 0; b < 64; b += 1u << a) {
+				uint64_t r = 0;
+				while (b + r < 64 && ((w >> (b + r)) & 1))
+					r++;
+				if (r > want)
+					want = r;
+			}
+			uint64_t have = amax_of_word(w, a);
+			if (have != want)
+				fail_msg("amax_of_word(%#llx, %u) = %llu, want %llu", (unsigned long long)w,
+				         a, (unsigned long long)have, (unsigned long long)want);
+		}
 	}
 }
 
@@ -738,6 +753,106 @@ static void test_hull_hot_add(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * Aligned search on a worst-case fragmented heap: its cost in summary
+ * nodes visited (pages_find_steps) grows with the number of tree levels,
+ * not with the heap.  Every fourth page is in use (pfn % 4 == 0), the
+ * others free: every node's longest run is 3, so a search that prunes by
+ * the longest run alone must look into every word for (1 page, align 2)
+ * ... (3 pages, align 4), and none of those fits.  The top 64 aligned
+ * pages stay free, so a fitting request is found only at the very end.
+ */
+
+static uint64_t steps_of(uint64_t n, uint64_t al, uint64_t *where)
+{
+	unsigned long f = hlock();
+	uint64_t s0 = pages_find_steps;
+	*where = pages_find_locked(n, al, 1, UINT64_MAX);
+	uint64_t s = pages_find_steps - s0;
+	hunlock(f);
+	return s;
+}
+
+struct frag_cost {
+	unsigned levels;     /* hull level - 5: levels the search walks */
+	uint64_t worst;      /* most steps of the queries below */
+};
+
+static struct frag_cost frag_measure(uint64_t mib)
+{
+	fx_simple(mib, 1);
+	clear_board();
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	uint64_t lo = align_up(POOL_PFN, 4), top = align_down(mb >> PAGE_SHIFT, 64) - 64;
+	unsigned long f = hlock();
+	for (uint64_t p = lo; p < top; p += 4) {
+		pages_set_locked(p + 1, 3, true);
+		mheap_.pages_free += 3;
+		mheap_.pages_metadata -= 3;
+	}
+	hunlock(f);
+	give(top, 64);
+	fx_assert_check();
+	/* Free runs: [lo + 4i + 1, lo + 4i + 4) and [top - 3, top + 64). */
+	const struct {
+		uint64_t n, align, want;
+	} q[] = {
+		{1, 4, top}, {3, 4, top}, {2, 4, top}, {1, 8, top}, {3, 8, top}, {4, 4, top},
+		{64, 64, top}, {2, 2, lo + 2}, {1, 2, lo + 2}, {3, 1, lo + 1},
+		{66, 4, NONE}, {1, 1ull << 20, NONE},
+	};
+	struct frag_cost c = {mheap_.sum_level - SUM_LEAF_LEVEL + 1, 0};
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		uint64_t where;
+		uint64_t s = steps_of(q[i].n, q[i].align, &where);
+		if (where != q[i].want)
+			fail_msg("find(%llu, align %llu) = %#llx, want %#llx", (unsigned long long)q[i].n,
+			         (unsigned long long)q[i].align, (unsigned long long)where,
+			         (unsigned long long)q[i].want);
+		if (s > c.worst)
+			c.worst = s;
+	}
+	print_message("fragmented %4llu MiB heap: %u levels, aligned search worst %llu nodes\n",
+	              (unsigned long long)mib, c.levels, (unsigned long long)c.worst);
+	/* Give back what was taken so the teardown finds the heap whole. */
+	runs_scan(&scratch);
+	f = hlock();
+	for (uint64_t p = lo; p < top; p += 4) {
+		pages_set_locked(p + 1, 3, false);
+		mheap_.pages_free -= 3;
+		mheap_.pages_metadata += 3;
+	}
+	hunlock(f);
+	take(top, 64);
+	runs_scan(&scratch);
+	assert_int_equal(scratch.n, 0);
+	return c;
+}
+
+/* The bound proved in pagealloc.c ("Cost"): a search enters at most 6
+ * nodes per level and reads at most 7 summaries for each, plus 7 at the
+ * root: 48 steps per level walked. */
+#define FRAG_NODES_PER_LEVEL 48
+
+static void test_aligned_search_logarithmic(void **state)
+{
+	(void)state;
+	static const uint64_t mibs[] = {64, 256, 1024};
+	struct frag_cost c[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = frag_measure(mibs[i]);
+		if (c[i].worst > FRAG_NODES_PER_LEVEL * (uint64_t)c[i].levels + 7)
+			fail_msg("%llu MiB: %llu nodes for %u levels, bound %u per level",
+			         (unsigned long long)mibs[i], (unsigned long long)c[i].worst,
+			         c[i].levels, FRAG_NODES_PER_LEVEL);
+		fx_teardown_intact(NULL);
+	}
+	/* 16 times the heap, 4 more levels: the cost grows by levels. */
+	assert_true(c[2].worst <= c[0].worst + FRAG_NODES_PER_LEVEL * (c[2].levels - c[0].levels));
+	fx_simple(HEAP_MIB, 2); /* for the teardown */
+}
+
+/* ------------------------------------------------------------------------
  * Randomized differential test
  */
 
@@ -782,10 +897,53 @@ static void hold(struct diff *d, uint64_t pfn, uint64_t n)
 	d->nh++;
 }
 
+/* Alignment in pages: mostly small, sometimes up to 2^20 (summary levels
+ * above the arenas). */
+static uint64_t rnd_align(struct diff *d)
+{
+	return 1ull << (rnd(d) % 4 ? rnd(d) % 9 : rnd(d) % 21);
+}
+
+/* Brute force amax_k of node (level, idx): the longest free run inside it
+ * starting at a multiple of 2^k. */
+static uint64_t bf_amax(const struct runs *r, unsigned level, uint64_t idx, unsigned k)
+{
+	uint64_t lo = idx << level, hi = lo + (1ull << level), best = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		uint64_t s = r->v[i].start > lo ? r->v[i].start : lo;
+		uint64_t e = r->v[i].end < hi ? r->v[i].end : hi;
+		if (s >= e)
+			continue;
+		uint64_t a = align_up(s, 1ull << k);
+		if (a < e && e - a > best)
+			best = e - a;
+	}
+	return best;
+}
+
+/* A random node on the path to a random free run (or anywhere), and a
+ * random alignment: its aligned summary against brute force. */
+static void diff_amax(struct diff *d)
+{
+	unsigned top = mheap_.sum_level;
+	unsigned level = SUM_LEAF_LEVEL + 1 + (unsigned)(rnd(d) % (top - SUM_LEAF_LEVEL));
+	uint64_t idx = rnd_pfn(d) >> level;
+	unsigned k = (unsigned)(rnd(d) % (level + 2));
+	unsigned long f = hlock();
+	uint64_t got = amax_get_locked(level, idx, k);
+	hunlock(f);
+	uint64_t want = bf_amax(&d->r, level, idx, k);
+	if (got != want)
+		fail_msg("amax(level %u, idx %#llx, k %u) = %llu, brute force %llu", level,
+		         (unsigned long long)idx, k, (unsigned long long)got,
+		         (unsigned long long)want);
+}
+
 static void diff_query(struct diff *d)
 {
+	diff_amax(d);
 	uint64_t n = rnd_n(d);
-	uint64_t al = 1ull << (rnd(d) % 9);
+	uint64_t al = rnd_align(d);
 	uint64_t lo = 0, hi = UINT64_MAX;
 	switch (rnd(d) % 4) {
 	case 0:
@@ -822,7 +980,7 @@ static void diff_step(struct diff *d)
 	uint64_t op = rnd(d) % 10;
 	if (op < 4) {
 		/* Allocate what first fit finds (it must match brute force). */
-		uint64_t n = rnd_n(d), al = 1ull << (rnd(d) % 9);
+		uint64_t n = rnd_n(d), al = rnd_align(d);
 		uint64_t lo = rnd(d) % 3 ? 0 : rnd_pfn(d);
 		uint64_t got = find(n, al, lo, UINT64_MAX);
 		uint64_t want = bf_find(&d->r, n, al, lo, UINT64_MAX);
@@ -1049,6 +1207,7 @@ int main(void)
 		T(test_word_and_arena_crossing),
 		T(test_find_top),
 		T(test_random_differential),
+		cmocka_unit_test_teardown(test_aligned_search_logarithmic, teardown),
 		cmocka_unit_test(test_word_summary),
 		cmocka_unit_test_setup_teardown(test_hull_hot_add, setup_hull, teardown),
 		TS(test_sparse_map),

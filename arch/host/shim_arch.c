@@ -298,7 +298,7 @@ static __thread unsigned char t_building;
 static uintptr_t win_base;      /* direct-map offset */
 static uint64_t win_size;       /* [grow_lock] reserved bytes */
 static uint64_t win_mapped;     /* [grow_lock] bytes given to the heap */
-static _Atomic unsigned grows;
+static _Atomic unsigned grows, oom_calls;
 static struct slock grow_lock;
 
 static bool reserve_window(void)
@@ -399,27 +399,49 @@ static bool window_extend(uint64_t more)
 	return true;
 }
 
-bool shim_heap_grow(size_t size)
+/* Bytes a hot-add of `chunk` bytes at the end of the heap keeps for its
+ * own metadata at its start (bootmem.c: a chunk and an arena's worth for
+ * each new arena, rounded up; an upper bound). */
+static uint64_t chunk_meta(uint64_t chunk)
 {
-	if (!shim_heap_ready() || size > PHYS_LIMIT) {
+	uint64_t arenas = chunk / CHUNK_MIN + 1;
+	return align_up(arenas * align_up(sizeof(struct heap_arena), KMEM_CACHE_LINE) +
+	                        2 * align_up(sizeof(struct l2_chunk), KMEM_CACHE_LINE) + 2 * PAGE_SIZE,
+	                PAGE_SIZE);
+}
+
+bool shim_heap_grow(const struct kmem_oom_request *req)
+{
+	if (!shim_heap_ready() || req->run_pages > PHYS_LIMIT >> KMEM_PAGE_SHIFT) {
 		errno = ENOMEM;
 		return false;
 	}
 	bool ok = false;
 	slock_acquire(&grow_lock);
-	/* The request and new arenas' metadata (about 0.2% of the chunk,
-	 * taken from its start) must fit; the hook does not know a request's
-	 * alignment, so a big one may take a second call (mm/ retries). */
-	uint64_t need = (uint64_t)size + (size >> 3);
-	need += (need >> 8) + 2 * MIB;
+	/* The next chunk starts where the heap ends; its first pages hold its
+	 * arenas' metadata.  It helps only if the run the request needs fits
+	 * after them: at a multiple of run_align, below the ceiling, inside
+	 * the window.  Alignment gaps come from the reserved window only (it
+	 * is extended in place for size, never for alignment). */
+	uint64_t run = req->run_pages << KMEM_PAGE_SHIFT;
 	uint64_t chunk = win_mapped / 4 > CHUNK_MIN ? win_mapped / 4 : CHUNK_MIN;
-	if (chunk < need)
-		chunk = need;
+	uint64_t start = 0, end = 0;
+	for (int i = 0; i < 8; i++) { /* the metadata grows with the chunk: settle */
+		start = align_up(win_mapped + chunk_meta(chunk), req->run_align);
+		end = start + run;
+		if (end < start || end - win_mapped <= chunk)
+			break;
+		chunk = align_up(end - win_mapped, CHUNK_MIN);
+	}
 	chunk = align_up(chunk, CHUNK_MIN);
+	if (end < start || end - win_mapped > chunk || (req->max_phys && end > req->max_phys))
+		goto out; /* below the ceiling, or at that alignment, nothing can be added */
+	if (start - win_mapped > win_size - win_mapped) /* the alignment is past the window */
+		goto out;
 	if (win_mapped + chunk > win_size && !window_extend(win_mapped + chunk - win_size)) {
-		/* Use what is left of the window if the request fits in it. */
+		/* Use what is left of the window if the run fits in it. */
 		chunk = align_down(win_size - win_mapped, CHUNK_MIN);
-		if (chunk < need)
+		if (end - win_mapped > chunk)
 			goto out;
 	}
 	if (mprotect((void *)(win_base + win_mapped), chunk, PROT_READ | PROT_WRITE))
@@ -432,6 +454,7 @@ bool shim_heap_grow(size_t size)
 		ok = true;
 	}
 out:
+	atomic_fetch_add_explicit(&oom_calls, 1, memory_order_relaxed);
 	slock_release(&grow_lock);
 	if (!ok)
 		errno = ENOMEM;
@@ -445,6 +468,7 @@ void shim_get_info(struct shim_info *out)
 	out->window_bytes = win_size;
 	out->mapped_bytes = win_mapped;
 	out->grows = atomic_load(&grows);
+	out->oom_calls = atomic_load(&oom_calls);
 	out->private_slots = SHIM_PRIVATE;
 	out->shared_slots = SHIM_SHARED;
 	for (int i = 0; i < SHIM_PRIVATE; i++)

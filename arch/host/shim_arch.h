@@ -27,11 +27,14 @@ static inline bool shim_heap_is_ready(void)
 	return __atomic_load_n((int *)&shim_heap_state, __ATOMIC_ACQUIRE) == 2;
 }
 
-/* The OOM hook (kmem_set_oom_hook): makes room for an allocation of
- * `size` bytes that failed: maps the next chunk of the window and
- * kmem_hot_add()s it.  Returns false iff the window cannot grow enough,
- * and then sets errno to ENOMEM (the allocation returns NULL). */
-bool shim_heap_grow(size_t size);
+/* The OOM hook (kmem_set_oom_hook): makes room for an allocation that
+ * failed: maps the next chunk of the window, big enough to hold the run the
+ * request needs (spanalloc.h) after the chunk's own metadata, and
+ * kmem_hot_add()s it.  Returns false, adding nothing, iff that chunk cannot
+ * hold the run (the request's ceiling is below it, its alignment lies past
+ * the window) or the window cannot grow enough; it then sets errno to
+ * ENOMEM (the allocation returns NULL). */
+bool shim_heap_grow(const struct kmem_oom_request *req);
 
 /* The fault hook the shim installs: one line on stderr
  * ("spanalloc: double free at 0x...: detail") and abort(), as glibc does
@@ -46,6 +49,7 @@ struct shim_info {
 	uint64_t window_bytes;     /* reserved */
 	uint64_t mapped_bytes;     /* handed to the heap so far */
 	unsigned grows;            /* hot-adds */
+	unsigned oom_calls;        /* calls of the OOM hook */
 	unsigned private_slots;    /* CPU slots owned by one thread each */
 	unsigned shared_slots;     /* slots shared under a lock */
 	unsigned slots_in_use;     /* private slots claimed now */

@@ -552,7 +552,12 @@ static void check_null(const char *what, enum req r, size_t size, size_t align,
 	} else {
 		np = (size + PAGE - 1) / PAGE;
 	}
-	CHECK(!oom_mode || oom_calls > oom_calls_before_op,
+	/* The hook is asked unless no memory could help: a page run that
+	 * cannot start at its alignment (at page 1 or above) and end below the
+	 * ceiling (spanalloc.h). */
+	uint64_t limit = max_phys ? max_phys / PAGE : 1ull << 36;
+	bool hopeless = r == R_PAGES && (np > limit || ap > limit - np);
+	CHECK(!oom_mode || hopeless || oom_calls > oom_calls_before_op,
 	      "%s(size %zu) returned NULL without calling the OOM hook", what, size);
 	heap_changed(); /* the OOM hook may have added memory */
 	const struct fx_heapmap *m = heap_map();
@@ -1066,11 +1071,16 @@ static long hot_add(unsigned h)
 	CHECK(rc > 0 && (uint64_t)rc <= whole, "kmem_hot_add(%#llx, %llu) = %ld of %llu pages",
 	      (unsigned long long)r->base, (unsigned long long)r->length, rc,
 	      (unsigned long long)whole);
-	CHECK(s1.pages_managed == s0.pages_managed + (uint64_t)rc &&
-	              s1.pages_free == s0.pages_free + (uint64_t)rc,
-	      "kmem_hot_add = %ld: managed %llu -> %llu, free %llu -> %llu", rc,
-	      (unsigned long long)s0.pages_managed, (unsigned long long)s1.pages_managed,
-	      (unsigned long long)s0.pages_free, (unsigned long long)s1.pages_free);
+	/* every page of the region is managed: rc free, the rest (its first
+	 * pages) holding the metadata of arenas the heap had not seen */
+	CHECK(s1.pages_managed == s0.pages_managed + whole &&
+	              s1.pages_free == s0.pages_free + (uint64_t)rc &&
+	              s1.pages_metadata == s0.pages_metadata + whole - (uint64_t)rc,
+	      "kmem_hot_add = %ld of %llu: managed %llu -> %llu, free %llu -> %llu, metadata %llu -> %llu",
+	      rc, (unsigned long long)whole, (unsigned long long)s0.pages_managed,
+	      (unsigned long long)s1.pages_managed, (unsigned long long)s0.pages_free,
+	      (unsigned long long)s1.pages_free, (unsigned long long)s0.pages_metadata,
+	      (unsigned long long)s1.pages_metadata);
 	hot_lo[h] = end - (uint64_t)rc * PAGE;
 	hot_hi[h] = end;
 	return rc;
@@ -1113,10 +1123,15 @@ static void op_hot_add(struct in *in)
 
 /* The OOM hook: counts its calls; in mode 2 it hot-adds the next region
  * not yet added and asks for a retry. */
-static bool oom_hook(size_t bytes)
+static bool oom_hook(const struct kmem_oom_request *req)
 {
 	oom_calls++;
-	trace("oom hook(%zu), mode %d", bytes, oom_mode);
+	trace("oom hook(kind %d, %zu bytes, align %zu, max_phys %#llx, run %llu pages, attempt %u), mode %d",
+	      (int)req->kind, req->bytes, req->align, (unsigned long long)req->max_phys,
+	      (unsigned long long)req->run_pages, req->attempt, oom_mode);
+	CHECK(req->attempt >= 1 && req->run_pages > 0 && req->run_align >= PAGE,
+	      "oom hook called with attempt %u, run %llu pages aligned %llu", req->attempt,
+	      (unsigned long long)req->run_pages, (unsigned long long)req->run_align);
 	if (oom_mode != 2)
 		return false;
 	for (unsigned h = 1; h < NHOT; h++)
