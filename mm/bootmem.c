@@ -173,7 +173,8 @@ static size_t meta_bytes(const struct map_sizes *m, unsigned cpus)
 
 static bool cfg_ok(const struct kmem_config *cfg)
 {
-	return cfg && (cfg->regions || !cfg->nregions) && cfg_cpus(cfg) <= KMEM_MAX_CPUS;
+	return cfg && (cfg->regions || !cfg->nregions) && cfg_cpus(cfg) <= KMEM_MAX_CPUS &&
+	       cfg->harden <= KMEM_HARDEN_MAX;
 }
 
 size_t kmem_metadata_size(const struct kmem_config *cfg)
@@ -326,6 +327,9 @@ int kmem_init(const struct kmem_config *cfg)
 		              sc->align_pages, sc->divmul, NULL);
 		mheap_.central[cls].debug = KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0;
 	}
+	int err = harden_init(cfg->harden, cfg->harden_seed);
+	if (err)
+		return err;
 	/* The mcaches were zeroed with the centrals: no magazine, no span. */
 	mheap_.mcaches[0].online = true;
 	mheap_.cpus_online = 1;

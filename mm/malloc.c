@@ -143,8 +143,9 @@
 #include "mtypes.h"
 
 #define RET_ADDR ((uintptr_t)__builtin_return_address(0))
-/* Debug heap: room for a red zone after every kmalloc object. */
-#define REDZONE_SLACK (KMEM_DEBUG_HEAP ? KMEM_REDZONE : 0)
+/* Debug heap or hardened mode: room for a red zone or canary after every
+ * kmalloc object (harden_init: KMEM_REDZONE, the level's slack, or 0). */
+#define REDZONE_SLACK harden_.slack
 #define OOM_RETRIES 8
 
 /* After a failed attempt: may the OOM hook add memory for a retry?  Runs
@@ -159,6 +160,9 @@ kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
 {
 	return atomic_exchange(&mheap_.oom_hook, hook);
 }
+
+static void quarantine_flush(void);
+static void quarantine_put(void *p);
 
 /* Pops the loaded magazine of *ms (steps 3-4 of the overview); interrupts
  * off, on ms's CPU. */
@@ -186,6 +190,7 @@ static inline void *slot_alloc(struct mag_slot *ms, struct cpu_class *cc, struct
 size_t reclaim_all(void)
 {
 	size_t n = 0;
+	quarantine_flush();
 	unsigned self = arch_cpu_id();
 	mcache_flush(self);
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
@@ -235,6 +240,9 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
                          enum span_state state, uintptr_t caller)
 {
 	uint64_t npages = ((uint64_t)size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+	uint32_t hl = 0; /* hardened layout (harden.c) */
+	if (state == SPAN_LARGE && harden_.level)
+		npages = harden_large_pages(size, align_pages, &hl);
 	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
 	if (!s) {
 		unsigned long f = arch_irq_save();
@@ -245,12 +253,15 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
 			return NULL;
 	}
 	s->caller = caller;
+	if (hl)
+		return harden_large_setup(s, size, hl);
 	return (void *)s->base;
 }
 
 static void *kmalloc_once(size_t size, uintptr_t caller)
 {
-	if (size + REDZONE_SLACK <= KMEM_SMALL_MAX)
+	/* Hardened level 3: kmalloc(0) is a guard page of its own. */
+	if (size + REDZONE_SLACK <= KMEM_SMALL_MAX && (size || !harden_guards()))
 		return small_alloc(kmem_size_to_class(size + REDZONE_SLACK), size, caller);
 	return large_alloc(size, 1, 0, SPAN_LARGE, caller);
 }
@@ -288,6 +299,10 @@ static __attribute__((noinline)) void *kmalloc_no_cpu(size_t size, unsigned long
  * no memory, the general path retries with the OOM hook. */
 static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long f)
 {
+	if (harden_.level) { /* hardened: no magazines, checks on the general path */
+		arch_irq_restore(f);
+		return kmalloc_caller(size, 0);
+	}
 	struct mcache *m = mcache_of(arch_cpu_id());
 	void *p = mag_alloc_slow(&m->mag[cls], &m->cls[cls], &mheap_.central[cls]);
 	arch_irq_restore(f);
@@ -355,7 +370,8 @@ static void *aligned_once(size_t size, size_t align, uintptr_t caller)
 {
 	if (align <= 8)
 		return kmalloc_once(size, caller);
-	size_t need = (size ? size : 1) + REDZONE_SLACK;
+	size_t want = size ? size : 1;
+	size_t need = want + REDZONE_SLACK; /* a large object's slack is large_alloc's */
 	if (align <= PAGE_SIZE) {
 		/* Objects of a class whose size is a multiple of align start
 		 * at multiples of align from a page-aligned base. */
@@ -365,12 +381,12 @@ static void *aligned_once(size_t size, size_t align, uintptr_t caller)
 				cls++;
 			return small_alloc(cls, size, caller);
 		}
-		return large_alloc(need, 1, 0, SPAN_LARGE, caller);
+		return large_alloc(want, 1, 0, SPAN_LARGE, caller);
 	}
 	/* A power-of-two class is naturally aligned (its spans are). */
 	if (need <= align && align <= KMEM_SMALL_MAX)
 		return small_alloc(kmem_size_to_class(align), size, caller);
-	return large_alloc(need, align >> PAGE_SHIFT, 0, SPAN_LARGE, caller);
+	return large_alloc(want, align >> PAGE_SHIFT, 0, SPAN_LARGE, caller);
 }
 
 void *kmalloc_aligned(size_t size, size_t align)
@@ -465,8 +481,11 @@ static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsi
 	_Atomic uint8_t *st = &s->objstate[idx];
 	struct mcentral *c = s->central;
 	const char *bad = NULL;
-	if (atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT) {
-		bad = "object is not allocated";
+	bool quarantined = false;
+	unsigned state = atomic_load_explicit(st, memory_order_relaxed);
+	if (state != OBJ_CLIENT) {
+		bad = state == OBJ_QUARANTINE ? "object is not allocated (freed before, in the quarantine)"
+		                              : "object is not allocated";
 	} else if (s->dbg && !debug_on_free(s, idx, p)) {
 		/* Reported (a red zone was written); the bad call does nothing. */
 	} else {
@@ -474,7 +493,13 @@ static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsi
 		struct cpu_class *cc;
 		cpu_slots(c, arch_cpu_id(), &ms, &cc);
 		uint32_t n = ms->n;
-		if (n < ms->cap) {
+		if ((c->debug & DEBUG_HARDEN) && harden_quarantine_wants(s->elemsize)) {
+			/* Hardened: held back (harden.c), given back by
+			 * quarantine_release. */
+			atomic_store_explicit(st, OBJ_QUARANTINE, memory_order_relaxed);
+			ms->nfree++;
+			quarantined = true;
+		} else if (n < ms->cap) {
 			ms->obj[n] = (void *)p;
 			mag_slot_st(ms)[n] = st;
 			atomic_store_explicit(st, ms->id, memory_order_relaxed);
@@ -490,6 +515,8 @@ static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsi
 	arch_irq_restore(f);
 	if (bad)
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, bad);
+	if (quarantined)
+		quarantine_put((void *)p);
 }
 
 /* Validates and frees a small object (object caches, debug spans, the
@@ -501,7 +528,8 @@ void small_free(struct mspan *s, const void *p)
 		small_free_irqoff(s, p, (uint32_t)idx, arch_irq_save());
 }
 
-/* Frees a large object or page run after validation. */
+/* Frees a large object or page run after validation; a hardened large
+ * object is checked first (harden.c) and may go into the quarantine. */
 static void whole_free(struct mspan *s, const void *p, enum span_state want)
 {
 	uint32_t expect = (uint32_t)want;
@@ -509,7 +537,57 @@ static void whole_free(struct mspan *s, const void *p, enum span_state want)
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "freed twice at once");
 		return;
 	}
+	if (s->hflags) {
+		bool q = harden_.level >= 2 && harden_quarantine_wants(s->npages << PAGE_SHIFT);
+		if (!harden_large_free(s, p, q)) {
+			/* Reported (its canary was written): left allocated. */
+			atomic_store_explicit(&s->state, (uint32_t)want, memory_order_release);
+			return;
+		}
+		if (q) {
+			quarantine_put((void *)p);
+			return;
+		}
+		harden_large_release(s);
+	}
 	mheap_free_large(s, want);
+}
+
+/* ---------------------------------------------------------------------------
+ * The quarantine (hardened level >= 2; harden.c keeps the ring)
+ */
+
+/* Gives back an object that left the quarantine: its zeros checked, a
+ * small one to its span (a taken object keeps its span alive, so the
+ * lookup is of the span it was freed from), a large one to the mheap. */
+static void quarantine_release(void *p)
+{
+	struct mspan *s = span_of_ptr(p);
+	if (atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL) {
+		uint32_t idx = span_obj_index(s, (uintptr_t)p - s->base);
+		harden_small_leaves(s, p);
+		unsigned long f = arch_irq_save();
+		span_free(s, &s->objstate[idx], idx); /* no freed bit yet: cannot fail */
+		arch_irq_restore(f);
+		return;
+	}
+	harden_large_release(s);
+	mheap_free_large(s, SPAN_LARGE);
+}
+
+/* Puts a freed object (its state already says so) into the quarantine,
+ * and releases what the bounds push out. */
+static void quarantine_put(void *p)
+{
+	for (void *old = harden_quarantine_put(p); old; old = harden_quarantine_take(false))
+		quarantine_release(old);
+}
+
+/* Empties the quarantine (reclaim, out of memory). */
+static void quarantine_flush(void)
+{
+	for (void *p; (p = harden_quarantine_take(true));)
+		quarantine_release(p);
 }
 
 /* The live span p points into, or NULL after reporting why there is none. */
@@ -533,7 +611,7 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 		small_free(s, p);
 		return;
 	case SPAN_LARGE:
-		if ((uintptr_t)p != s->base)
+		if ((uintptr_t)p != harden_large_start(s))
 			report_fault(KMEM_FAULT_INTERIOR, p, s, "inside a large object");
 		else
 			whole_free(s, p, SPAN_LARGE);
@@ -542,7 +620,9 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "page run freed with kfree");
 		return;
 	default:
-		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "span is being freed");
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s,
+		             s->hflags & HL_QUARANTINE ? "freed before, in the quarantine"
+		                                       : "span is being freed");
 		return;
 	}
 }
@@ -620,8 +700,8 @@ size_t ksize(const void *p)
 		return s->dbg ? s->dbg[idx].size : s->elemsize;
 	}
 	case SPAN_LARGE:
-		if ((uintptr_t)p == s->base)
-			return s->npages << PAGE_SHIFT;
+		if ((uintptr_t)p == harden_large_start(s))
+			return s->hflags ? s->hsize : s->npages << PAGE_SHIFT;
 		report_fault(KMEM_FAULT_INTERIOR, p, s, "inside a large object");
 		return 0;
 	case SPAN_RUN:
