@@ -579,7 +579,10 @@ static void quarantine_release(void *p)
  * and releases what the bounds push out. */
 static void quarantine_put(void *p)
 {
-	for (void *old = harden_quarantine_put(p); old; old = harden_quarantine_take(false))
+	void *old = harden_quarantine_put(p); /* the ring was full */
+	if (old)
+		quarantine_release(old);
+	while ((old = harden_quarantine_take(false))) /* over the byte bound */
 		quarantine_release(old);
 }
 
