@@ -204,6 +204,26 @@ size_t reclaim_all(void)
 	return n;
 }
 
+static bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx);
+
+/* Hardened mode: slot 0 of a span of three or more objects is not handed
+ * out but kept zeroed, so that an underflow of the span's first object
+ * meets zeros (checked at its free) like any other underflow.  It goes
+ * back to its span at once and comes round again after a sweep; only a
+ * span with nothing else free hands it out.  p is what slot_alloc gave;
+ * interrupts off. */
+static void *skip_head_slot(struct mcentral *c, struct mag_slot *ms, struct cpu_class *cc,
+                            void *p)
+{
+	struct mspan *s = span_of_ptr(p);
+	if ((uintptr_t)p != s->base || s->nelems < 3)
+		return p;
+	span_free(s, &s->objstate[0], 0); /* just taken: no freed bit yet */
+	ms->nmalloc--;
+	void *q = slot_alloc(ms, cc, c);
+	return q ? q : slot_alloc(ms, cc, c);
+}
+
 /* An object of central c from this CPU's magazines; out of memory, after
  * reclaim_all and a second try.  `size` and `caller` are for the debug
  * heap. */
@@ -219,6 +239,8 @@ static void *central_alloc(struct mcentral *c, size_t size, uintptr_t caller)
 		cpu_slots(c, arch_cpu_id(), &ms, &cc);
 		p = slot_alloc(ms, cc, c);
 	}
+	if (p && (c->debug & DEBUG_HARDEN))
+		p = skip_head_slot(c, ms, cc, p);
 	arch_irq_restore(f);
 	if (p && c->debug)
 		debug_on_alloc(p, size, caller);

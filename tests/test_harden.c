@@ -409,6 +409,44 @@ static void test_overflow_past_slack(void **state)
 	kfree(c);
 }
 
+static void test_head_slot_kept_zeroed(void **state)
+{
+	(void)state;
+	/* A fresh span of many objects: slot 0 is not handed out ... */
+	unsigned char *p = kmalloc(100);
+	struct mspan *s = span_of_ptr(p);
+	assert_true(s->nelems >= 3);
+	assert_ptr_equal(p, (unsigned char *)s->base + s->elemsize);
+	assert_int_equal(obj_state((void *)s->base), OBJ_FREE);
+	/* ... so the first object's underflow meets its zeros. */
+	p[-1] = 'A';
+	kfree(p);
+	fx_expect_fault_at(KMEM_FAULT_OVERFLOW, p);
+	p[-1] = 0;
+	/* It is handed out only when nothing else of its span is free. */
+	enum { MAXN = 64 };
+	void *held[MAXN];
+	uint32_t n = s->nelems - 2;
+	assert_true(n < MAXN);
+	for (uint32_t i = 0; i < n; i++) {
+		held[i] = kmalloc(100);
+		assert_ptr_equal(span_of_ptr(held[i]), s);
+		assert_ptr_not_equal(held[i], (void *)s->base);
+	}
+	void *last = kmalloc(100);
+	assert_ptr_equal(last, (void *)s->base);
+	kfree(last);
+	for (uint32_t i = 0; i < n; i++)
+		kfree(held[i]);
+	kfree(p);
+	/* Small spans of fewer than three objects use every slot. */
+	unsigned char *q = kmalloc(2048 - KMEM_HARDEN_SLACK2);
+	struct mspan *t = span_of_ptr(q);
+	assert_int_equal(t->nelems, 2);
+	assert_ptr_equal(q, (unsigned char *)t->base);
+	kfree(q);
+}
+
 /* ---- large objects ---- */
 
 static void test_large_object_layout(void **state)
@@ -800,6 +838,7 @@ int main(void)
 		AT(test_underflow_found_at_free, 1), AT(test_underflow_found_at_free, 2),
 		AT(test_underflow_found_at_free, 3),
 		AT(test_overflow_past_slack, 1), AT(test_overflow_past_slack, 2),
+		AT(test_head_slot_kept_zeroed, 2), AT(test_head_slot_kept_zeroed, 3),
 		AT(test_large_object_layout, 1), AT(test_large_object_layout, 2),
 		AT(test_large_object_layout, 3),
 		AT(test_large_write_after_free, 1), AT(test_large_write_after_free, 2),

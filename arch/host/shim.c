@@ -18,9 +18,10 @@
  * SPANALLOC_HARDEN=n (read at the first allocation) builds the heap at
  * hardening level n (spanalloc.h, "Hardened mode"; shim_arch.c).  At
  * level >= 1 calloc does not clear what kmalloc already zeroed, and at
- * exit a process that is down to one thread in the allocator empties the
- * quarantine and runs kmem_check(), so that a corrupted canary or a
- * write into freed memory that no later call met is still reported.
+ * exit a process that is down to one thread in the allocator runs
+ * kmem_check() (every live canary, every free or quarantined object's
+ * zeros), so that an overflow or a write into freed memory that no later
+ * call met is still reported.
  *
  * Environment (read at exit only):
  *   SPANALLOC_SHIM_REPORT=file  append one line per process at exit: pid,
@@ -253,7 +254,7 @@ __attribute__((destructor)) static void shim_harden_exit(void)
 	shim_get_info(&in);
 	if (in.slots_in_use > 1)
 		return;
-	kmem_reclaim();
+	/* Not kmem_reclaim first: it would give empty spans back unlooked at. */
 	kmem_check();
 }
 
