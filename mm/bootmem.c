@@ -318,7 +318,8 @@ int kmem_init(const struct kmem_config *cfg)
 	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan));
 	spanmeta_init();
 	fixalloc_init(&mheap_.magalloc, sizeof(struct magazine));
-	fixalloc_init(&mheap_.dbgalloc, KMEM_MAX_SPAN_OBJECTS * sizeof(struct obj_debug));
+	for (unsigned b = 0; b < DBG_BUCKETS; b++)
+		fixalloc_init(&mheap_.dbgalloc[b], dbg_bucket_objs(b) * sizeof(struct obj_debug));
 	fixalloc_init(&mheap_.cachealloc, sizeof(struct kmem_cache) + cpus * sizeof(struct cache_cpu));
 
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {

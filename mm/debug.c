@@ -33,6 +33,12 @@ const unsigned char *mem_first_not(const void *p, size_t n, unsigned char val)
 			return b;
 		b++;
 	}
+	for (; end - b >= 32; b += 32) {
+		uint64_t w[4];
+		memcpy(w, b, 32);
+		if ((w[0] ^ all) | (w[1] ^ all) | (w[2] ^ all) | (w[3] ^ all))
+			break;
+	}
 	for (; end - b >= 8; b += 8) {
 		uint64_t w;
 		memcpy(&w, b, 8);

@@ -147,8 +147,9 @@ int harden_init(unsigned level, uint64_t seed)
 	if (level >= 2) {
 		unsigned long f = lock_irqsave(&mheap_.lock);
 		harden_.ring = meta_carve_locked(KMEM_QUARANTINE_OBJECTS * sizeof(void *), 8);
+		harden_.sizes = meta_carve_locked(KMEM_QUARANTINE_OBJECTS * sizeof(uint32_t), 8);
 		unlock_irqrestore(&mheap_.lock, f);
-		if (!harden_.ring)
+		if (!harden_.ring || !harden_.sizes)
 			return -KMEM_ENOMEM;
 	}
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
@@ -189,10 +190,14 @@ const unsigned char *canary_first_bad(const void *obj, const void *p, size_t n)
 
 void canary_fill(void *obj, void *p, size_t n)
 {
-	unsigned char *b = p;
+	unsigned char *b = p, *end = b + n;
 	size_t off = (size_t)(b - (unsigned char *)obj);
-	for (size_t i = 0; i < n; i++)
-		b[i] = canary_byte(off + i);
+	while (b < end && ((uintptr_t)b & 7))
+		*b++ = canary_byte(off++);
+	for (; end - b >= 8; b += 8, off += 8)
+		memcpy(b, &harden_.canary, 8);
+	while (b < end)
+		*b++ = canary_byte(off++);
 }
 
 /* Acquire loads of a record's generation (debug.c writes it). */
@@ -434,45 +439,41 @@ bool harden_quarantine_wants(uint64_t bytes)
 	return harden_.ring && bytes <= KMEM_QUARANTINE_BYTES / 4;
 }
 
-/* Appends p (its state already says quarantined); when the ring is full,
- * the oldest entry comes out in exchange and is returned for the caller
- * to release (malloc.c, quarantine_release), else NULL. */
-void *harden_quarantine_put(void *p)
+static void *pop_oldest_locked(void)
 {
-	void *old = NULL;
-	uint64_t b = obj_bytes(p);
-	unsigned long f = lock_irqsave(&harden_.lock);
-	if (harden_.n == KMEM_QUARANTINE_OBJECTS) {
-		old = harden_.ring[harden_.head];
-		harden_.head = (harden_.head + 1) % KMEM_QUARANTINE_OBJECTS;
-		harden_.n--;
-		harden_.bytes -= obj_bytes(old);
-		harden_.evicted++;
-	}
-	harden_.ring[(harden_.head + harden_.n) % KMEM_QUARANTINE_OBJECTS] = p;
-	harden_.n++;
-	harden_.bytes += b;
-	unlock_irqrestore(&harden_.lock, f);
-	return old;
+	void *p = harden_.ring[harden_.head];
+	harden_.bytes -= harden_.sizes[harden_.head];
+	harden_.head = (harden_.head + 1) % KMEM_QUARANTINE_OBJECTS;
+	harden_.n--;
+	harden_.evicted++;
+	return p;
 }
 
-/* The oldest entry if the ring holds more than KMEM_QUARANTINE_BYTES (or
- * any entry, with `all`: reclaim), taken out; NULL if none. */
-void *harden_quarantine_take(bool all)
+/* One trip under the lock: appends p (if not NULL; its state already
+ * says quarantined, `bytes` is what it holds back), then takes out, oldest
+ * first, what the bounds push out -- everything with `all` (reclaim) --
+ * up to max >= 1 entries into out[], for the caller to give back
+ * (malloc.c, quarantine_release).  Returns how many; max means there may
+ * be more. */
+unsigned harden_quarantine(void *p, uint32_t bytes, bool all, void **out, unsigned max)
 {
-	void *p = NULL;
+	unsigned k = 0;
 	if (!harden_.ring)
-		return NULL;
+		return 0;
 	unsigned long f = lock_irqsave(&harden_.lock);
-	if (harden_.n && (all || harden_.bytes > KMEM_QUARANTINE_BYTES)) {
-		p = harden_.ring[harden_.head];
-		harden_.head = (harden_.head + 1) % KMEM_QUARANTINE_OBJECTS;
-		harden_.n--;
-		harden_.bytes -= obj_bytes(p);
-		harden_.evicted++;
+	if (p) {
+		if (harden_.n == KMEM_QUARANTINE_OBJECTS)
+			out[k++] = pop_oldest_locked();
+		uint32_t i = (harden_.head + harden_.n) % KMEM_QUARANTINE_OBJECTS;
+		harden_.ring[i] = p;
+		harden_.sizes[i] = bytes;
+		harden_.n++;
+		harden_.bytes += bytes;
 	}
+	while (k < max && harden_.n && (all || harden_.bytes > KMEM_QUARANTINE_BYTES))
+		out[k++] = pop_oldest_locked();
 	unlock_irqrestore(&harden_.lock, f);
-	return p;
+	return k;
 }
 
 /* A small object leaving the quarantine: still all zeros?  Else reports
@@ -495,7 +496,8 @@ unsigned long harden_check_quarantine(uint64_t *small, uint64_t *large)
 	uint64_t bytes = 0;
 	*small = *large = 0;
 	for (uint32_t i = 0; i < harden_.n; i++) {
-		void *p = harden_.ring[(harden_.head + i) % KMEM_QUARANTINE_OBJECTS];
+		uint32_t at = (harden_.head + i) % KMEM_QUARANTINE_OBJECTS;
+		void *p = harden_.ring[at];
 		struct mspan *s = span_of_ptr(p);
 		uint32_t st = s ? atomic_load_explicit(&s->state, memory_order_relaxed) : SPAN_DEAD;
 		bool ok = false;
@@ -509,12 +511,12 @@ unsigned long harden_check_quarantine(uint64_t *small, uint64_t *large)
 			ok = (s->hflags & HL_QUARANTINE) && (uintptr_t)p == harden_large_start(s);
 			*large += ok;
 		}
-		if (!ok) {
+		if (!ok || harden_.sizes[at] != obj_bytes(p)) {
 			problems++;
 			report_fault(KMEM_FAULT_CORRUPT, p, s, "quarantine entry is not a quarantined object");
 			continue;
 		}
-		bytes += obj_bytes(p);
+		bytes += harden_.sizes[at];
 	}
 	if (bytes != harden_.bytes) {
 		problems++;

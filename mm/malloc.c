@@ -162,7 +162,7 @@ kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
 }
 
 static void quarantine_flush(void);
-static void quarantine_put(void *p);
+static void quarantine_put(void *p, uint32_t bytes);
 
 /* Pops the loaded magazine of *ms (steps 3-4 of the overview); interrupts
  * off, on ms's CPU. */
@@ -538,7 +538,7 @@ static void small_free_irqoff(struct mspan *s, const void *p, uint32_t idx, unsi
 	if (bad)
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, bad);
 	if (quarantined)
-		quarantine_put((void *)p);
+		quarantine_put((void *)p, (uint32_t)s->elemsize);
 }
 
 /* Validates and frees a small object (object caches, debug spans, the
@@ -567,7 +567,7 @@ static void whole_free(struct mspan *s, const void *p, enum span_state want)
 			return;
 		}
 		if (q) {
-			quarantine_put((void *)p);
+			quarantine_put((void *)p, (uint32_t)(s->npages << PAGE_SHIFT));
 			return;
 		}
 		harden_large_release(s);
@@ -597,22 +597,30 @@ static void quarantine_release(void *p)
 	mheap_free_large(s, SPAN_LARGE);
 }
 
-/* Puts a freed object (its state already says so) into the quarantine,
- * and releases what the bounds push out. */
-static void quarantine_put(void *p)
+/* Puts p into the quarantine (p NULL: nothing), or with `all` empties it,
+ * releasing what comes out, a few at a time outside its lock. */
+static void quarantine_cycle(void *p, uint32_t bytes, bool all)
 {
-	void *old = harden_quarantine_put(p); /* the ring was full */
-	if (old)
-		quarantine_release(old);
-	while ((old = harden_quarantine_take(false))) /* over the byte bound */
-		quarantine_release(old);
+	void *out[4];
+	unsigned n;
+	do {
+		n = harden_quarantine(p, bytes, all, out, 4);
+		p = NULL;
+		for (unsigned i = 0; i < n; i++)
+			quarantine_release(out[i]);
+	} while (n == 4);
+}
+
+/* A freed object (its state already says so) into the quarantine. */
+static void quarantine_put(void *p, uint32_t bytes)
+{
+	quarantine_cycle(p, bytes, false);
 }
 
 /* Empties the quarantine (reclaim, out of memory). */
 static void quarantine_flush(void)
 {
-	for (void *p; (p = harden_quarantine_take(true));)
-		quarantine_release(p);
+	quarantine_cycle(NULL, 0, true);
 }
 
 /* The live span p points into, or NULL after reporting why there is none. */

@@ -266,6 +266,20 @@ struct mspan {
 	uint32_t hflags;               /* HL_* */
 };
 
+/* Debug records come in blocks for up to 16, 64, 256 or 512 objects:
+ * hardened mode gives every kmalloc span records, most spans hold far
+ * fewer than KMEM_MAX_SPAN_OBJECTS objects. */
+#define DBG_BUCKETS 4
+static inline unsigned dbg_bucket(uint32_t nelems)
+{
+	return nelems <= 16 ? 0 : nelems <= 64 ? 1 : nelems <= 256 ? 2 : 3;
+}
+static inline uint32_t dbg_bucket_objs(unsigned b)
+{
+	return b == 3 ? KMEM_MAX_SPAN_OBJECTS : 16u << (2 * b);
+}
+_Static_assert(KMEM_MAX_SPAN_OBJECTS == 512, "the last debug bucket holds the biggest span");
+
 /* A small span's metadata block: alloc_bits[nw] | freed_bits[nw] |
  * objstate[nelems + 1], nw = ceil(nelems / 64), from one of the
  * SPAN_META_BUCKETS fixallocs (the smallest that fits). */
@@ -472,7 +486,7 @@ struct mheap {
 	struct fixalloc spanmeta[SPAN_META_BUCKETS]; /* [heap] span metadata blocks */
 	struct fixalloc magalloc;           /* [heap] struct magazine */
 	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
-	struct fixalloc dbgalloc;           /* [heap] obj_debug[KMEM_MAX_SPAN_OBJECTS] */
+	struct fixalloc dbgalloc[DBG_BUCKETS]; /* [heap] obj_debug[dbg_bucket_objs(b)] */
 
 	struct mcentral *central;           /* [const] KMEM_NUM_CLASSES entries */
 	struct mcache *mcaches;             /* [const] max_cpus entries */
@@ -708,6 +722,7 @@ struct harden {
 	/* The quarantine, a FIFO ring under `lock`. */
 	struct spinlock lock;
 	void **ring;                   /* [lock] KMEM_QUARANTINE_OBJECTS entries */
+	uint32_t *sizes;               /* [lock] bytes each entry holds back */
 	uint32_t head, n;              /* [lock] oldest entry, entries */
 	uint64_t bytes;                /* [lock] bytes held */
 	uint64_t evicted;              /* [lock] statistics: objects that left it */
@@ -727,8 +742,7 @@ bool harden_large_free(struct mspan *s, const void *p, bool quarantine);
 void harden_large_release(struct mspan *s);
 unsigned long harden_check_large(struct mspan *s);
 bool harden_quarantine_wants(uint64_t bytes);
-void *harden_quarantine_put(void *p);
-void *harden_quarantine_take(bool all);
+unsigned harden_quarantine(void *p, uint32_t bytes, bool all, void **out, unsigned max);
 void harden_small_leaves(struct mspan *s, const void *p);
 unsigned long harden_check_quarantine(uint64_t *small, uint64_t *large);
 
