@@ -455,7 +455,8 @@ unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *
  *      frees or KMEM_QUARANTINE_BYTES of them have passed (one global FIFO
  *      under a lock, emptied by kmem_reclaim() and before an allocation
  *      fails).  A double free of a quarantined object is reported
- *      deterministically, however late; its zeros are checked when it
+ *      deterministically (however many allocations came in between, as
+ *      long as it is within those bounds); its zeros are checked when it
  *      leaves the quarantine.
  *   3  as 2, with guard pages through the protect hook below (without a
  *      hook, level 3 is level 2): kmalloc(0) returns a unique pointer to
@@ -465,6 +466,9 @@ unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *
  *      its free fault.
  */
 #define KMEM_HARDEN_MAX 3
+/* (Level 2's quarantine skips objects above KMEM_QUARANTINE_BYTES / 4; at
+ * level >= 1 every kmalloc and kfree takes the slow paths: costs in the
+ * README, what each level catches in mm/harden.c and tests/misuse/.) */
 #define KMEM_HARDEN_SLACK1 16u
 #define KMEM_HARDEN_SLACK2 32u
 #define KMEM_QUARANTINE_OBJECTS 1024u
@@ -483,9 +487,10 @@ unsigned kmem_harden_level(void);
  * before it writes the range or hands it to anyone).  Returns true on
  * success; on false the allocator goes on without that guard.  Called with
  * no allocator lock held, interrupts in the state of the kmalloc/kfree
- * (or kmem_reclaim) that needs it: a kernel whose TLB shootdown needs
- * interrupts must not allocate large or zero-size objects with
- * interrupts off at level 3.  Set it after kmem_init() (which clears it)
+ * that needs it, or off (kmem_reclaim, and an allocation that ran out of
+ * memory, empty the quarantine with interrupts off): a kernel whose TLB
+ * shootdown needs interrupts must defer it.  mprotect-style hooks split
+ * mappings: a refused call only costs that guard.  Set it after kmem_init() (which clears it)
  * and before the first allocation; returns the previous hook.
  * Context: QUIESCE. */
 enum kmem_access { KMEM_ACCESS_NONE = 0, KMEM_ACCESS_RW = 1 };

@@ -66,26 +66,40 @@
  * before (not for kmalloc_aligned above a page) and one after; a
  * quarantined one is unmapped whole; kmalloc(0) is one unmapped page.
  *
- * What each level catches, per size (the misuse suite measures it):
- *              8 B / 4 KiB objects               256 KiB objects
- *   0  bad frees                              bad frees
- *   1  + write after free (at reuse), read    + read after free reads
- *        after free reads zeros, 1 B over/       zeros, 1 B over/under-
- *        underflow (at free), zero-size          flow (canary / the page
- *        write, uninitialised memory             before), uninitialised
- *   2  + 32 B over/underflow, double free     + delayed double free,
- *        after reuse (quarantine)                write after free (zeros
- *                                                checked on leaving)
- *   3  + zero-size read (guard page)          + read/write after free and
- *                                                over/underflow past the
- *                                                canary: guard faults
+ * Slot 0.  A span's first object has no slot before it: its underflow
+ * would land in whatever page precedes the span.  So a hardened span of
+ * three or more objects does not hand out slot 0 while it has another
+ * free slot (malloc.c, skip_head_slot): the slot stays zeroed, and the
+ * first object's underflow meets zeros.  (When it is handed out after
+ * all, or the span holds one or two objects, the page before is checked
+ * if it belongs to a hardened span, and not otherwise.)
+ *
+ * What each level catches (tests/misuse/expected.txt has every cell; C
+ * caught, F faulted, P prevented, - missed; "at exit": the shim's
+ * kmem_check when the process ends):
+ *                          8 B / 4 KiB            256 KiB
+ *   0  bad frees           C                      C
+ *   1  + 1 B over/under    C (at free)            over C, under -
+ *        32 B over/under   C (free or at exit;    over C, under -
+ *                          8 B under: -)
+ *        1 MiB memcpy over C (own canary)         C
+ *        read after free   P (zeros)              P (zeros)
+ *        write after free  C (at reuse or exit)   -
+ *        zero-size write   C; read -
+ *        uninitialised     P                      P
+ *   2  + double free after reuse  C               C
+ *        32 B underflow at 8 B    C
+ *        read/write after free with reuse: P / C (quarantine)
+ *   3  + zero-size read    C (guard page)
+ *        underflow                                C (head guard)
+ *        read after free                          C (unmapped)
+ * Missed at every level: a single write 1 MiB past an object (it lands
+ * in some other memory; found only if that is a canary or free slot
+ * checked later), and writes that store what was there already.
  */
 #include "mtypes.h"
 
 struct harden harden_;
-
-/* Records of hardened large objects need no fixalloc: the span keeps
- * hsize and hflags. */
 
 static uint64_t mix64(uint64_t x)
 {
