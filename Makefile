@@ -15,6 +15,7 @@
 #   make heapmap         draw build/heapmap.png of a sample heap
 #   make shim            build/host/libspanalloc-malloc.so (LD_PRELOAD malloc)
 #   make bench           spanalloc vs glibc/jemalloc/mimalloc/tcmalloc (not in test)
+#   make misuse          heap misuse caught per hardening level, vs the peers
 #   make install PREFIX=<dir> ARCH=<arch>   headers, libspanalloc.a, spanalloc.pc
 #   make amalgamation    build/amalgamation/spanalloc.[ch] (one .c, one .h)
 #   make test-package    the out-of-tree example from both (in test)
@@ -153,6 +154,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-shim
+	@$(MAKE) --no-print-directory test-misuse
 	@$(MAKE) --no-print-directory check-bench
 	@$(MAKE) --no-print-directory test-latency
 	@$(MAKE) --no-print-directory test-boot
@@ -175,6 +177,8 @@ include boot/arch.mk
 include scripts/hardening.mk
 # The LD_PRELOAD malloc shim and the benchmarks: shim, test-shim, bench.
 include scripts/bench.mk
+# The heap misuse suite at every hardening level: test-misuse, misuse.
+include scripts/misuse.mk
 # Packaging: install, amalgamation, test-package, check-readme-example,
 # metadata-cost.
 include scripts/package.mk

@@ -104,6 +104,12 @@ struct kmem_config {
 	 * is excluded from the pool even if the map calls it usable. */
 	uint64_t metadata_base;
 	uint64_t metadata_size;
+	/* Optional: the hardening level, 0..KMEM_HARDEN_MAX (see "Hardened
+	 * mode" below; 0, the default, is the normal heap), and a secret for
+	 * its canaries (0: one derived from the heap's addresses, which is not
+	 * secret; give entropy, e.g. from RDRAND or getrandom). */
+	unsigned harden;
+	uint64_t harden_seed;
 };
 
 /* Bytes of metadata region kmem_init() needs for this map: arena metadata
@@ -116,7 +122,7 @@ struct kmem_config {
 size_t kmem_metadata_size(const struct kmem_config *cfg);
 
 /* Builds the heap over the map.  Returns 0, or -KMEM_EINVAL (malformed
- * config, no usable page), or -KMEM_ENOMEM (no usable range can hold the
+ * config, no usable page, harden > KMEM_HARDEN_MAX), or -KMEM_ENOMEM (no usable range can hold the
  * metadata region, or the caller's region is too small).  On success CPU 0
  * is online and every API below works.  Calling it again discards the old
  * heap (for tests and warm restarts; no object from the old heap may be
@@ -462,6 +468,77 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
  * `emit` must not call the allocator.  Cost: O(managed pages).
  * Context: QUIESCE. */
 unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg);
+
+/* ---------------------------------------------------------------------------
+ * Hardened mode: kmem_config.harden = level (the malloc shim:
+ * SPANALLOC_HARDEN=level).  Chosen at kmem_init() for the whole heap; level
+ * 0 is the normal heap and costs nothing (the checks live on the slow
+ * paths, which every kmalloc and kfree takes at level >= 1: the kmalloc
+ * classes then have no magazines).  Object caches keep their own
+ * per-cache debug flags (kmem_cache_create_debug) and are not hardened.
+ * Each level adds to the one below; what each catches, per object size,
+ * is in mm/harden.c's table and the misuse suite (tests/misuse/).
+ *
+ *   0  bad frees (double, interior, wild, free page) are reported, before
+ *      anything changes -- as always.
+ *   1  zero on free, checked at reuse: a freed object is zeroed, and the
+ *      zeros are checked when it is handed out again (a write after free
+ *      is reported as KMEM_FAULT_USE_AFTER_FREE), so every object kmalloc
+ *      returns is zeroed, and a read after free reads zeros.  Canaries:
+ *      every object gets at least KMEM_HARDEN_SLACK1 bytes of slack
+ *      holding a secret pattern (never a zero byte), checked at kfree
+ *      together with the bytes on either side of the object (the
+ *      neighbours' canaries and zeros: underflows), and by kmem_check()
+ *      (every live canary, every free slot's zeros) -- KMEM_FAULT_OVERFLOW.
+ *      Large objects: zeroed at allocation and at free, the canary in the
+ *      rest of their last page.  kmalloc(0) is a slot of canary: any write
+ *      to it is caught at kfree.  ksize() is the size asked for.
+ *   2  as 1 with KMEM_HARDEN_SLACK2 bytes of slack, and a quarantine:
+ *      freed objects are not reused until KMEM_QUARANTINE_OBJECTS later
+ *      frees or KMEM_QUARANTINE_BYTES of them have passed (one global FIFO
+ *      under a lock, emptied by kmem_reclaim() and before an allocation
+ *      fails).  A double free of a quarantined object is reported
+ *      deterministically (however many allocations came in between, as
+ *      long as it is within those bounds); its zeros are checked when it
+ *      leaves the quarantine.
+ *   3  as 2, with guard pages through the protect hook below (without a
+ *      hook, level 3 is level 2): kmalloc(0) returns a unique pointer to
+ *      a page that faults on read and write; large objects get a guard
+ *      page before and after (kmalloc_aligned above a page: after only);
+ *      a quarantined large object is unmapped, so reads and writes after
+ *      its free fault.
+ */
+#define KMEM_HARDEN_MAX 3
+/* (Level 2's quarantine skips objects above KMEM_QUARANTINE_BYTES / 4; at
+ * level >= 1 every kmalloc and kfree takes the slow paths: costs in the
+ * README, what each level catches in mm/harden.c and tests/misuse/.) */
+#define KMEM_HARDEN_SLACK1 16u
+#define KMEM_HARDEN_SLACK2 32u
+#define KMEM_QUARANTINE_OBJECTS 1024u
+#define KMEM_QUARANTINE_BYTES (8u << 20)
+
+/* The level in effect (kmem_config.harden; 2 for a 3 without a protect
+ * hook at the time of the call).  Context: ANY. */
+unsigned kmem_harden_level(void);
+
+/* Optional page-protection hook, for kernels with page tables (and the
+ * shim: mprotect).  spanalloc's core never changes page tables itself;
+ * with this hook, hardened level 3 asks for guard pages.  `addr` and
+ * `bytes` are page aligned and lie in managed memory (direct-map
+ * addresses).  KMEM_ACCESS_NONE: every access to the range must fault
+ * until the allocator gives it back with KMEM_ACCESS_RW (which it does
+ * before it writes the range or hands it to anyone).  Returns true on
+ * success; on false the allocator goes on without that guard.  Called with
+ * no allocator lock held, interrupts in the state of the kmalloc/kfree
+ * that needs it, or off (kmem_reclaim, and an allocation that ran out of
+ * memory, empty the quarantine with interrupts off): a kernel whose TLB
+ * shootdown needs interrupts must defer it.  mprotect-style hooks split
+ * mappings: a refused call only costs that guard.  Set it after kmem_init() (which clears it)
+ * and before the first allocation; returns the previous hook.
+ * Context: QUIESCE. */
+enum kmem_access { KMEM_ACCESS_NONE = 0, KMEM_ACCESS_RW = 1 };
+typedef bool (*kmem_protect_hook_t)(void *addr, size_t bytes, enum kmem_access access);
+kmem_protect_hook_t kmem_set_protect_hook(kmem_protect_hook_t hook);
 
 /* ---------------------------------------------------------------------------
  * Heap map

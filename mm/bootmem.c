@@ -180,7 +180,8 @@ static size_t meta_bytes(const struct map_sizes *m, unsigned cpus)
 
 static bool cfg_ok(const struct kmem_config *cfg)
 {
-	return cfg && (cfg->regions || !cfg->nregions) && cfg_cpus(cfg) <= KMEM_MAX_CPUS;
+	return cfg && (cfg->regions || !cfg->nregions) && cfg_cpus(cfg) <= KMEM_MAX_CPUS &&
+	       cfg->harden <= KMEM_HARDEN_MAX;
 }
 
 size_t kmem_metadata_size(const struct kmem_config *cfg)
@@ -325,7 +326,8 @@ int kmem_init(const struct kmem_config *cfg)
 	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan));
 	spanmeta_init();
 	fixalloc_init(&mheap_.magalloc, sizeof(struct magazine));
-	fixalloc_init(&mheap_.dbgalloc, KMEM_MAX_SPAN_OBJECTS * sizeof(struct obj_debug));
+	for (unsigned b = 0; b < DBG_BUCKETS; b++)
+		fixalloc_init(&mheap_.dbgalloc[b], dbg_bucket_objs(b) * sizeof(struct obj_debug));
 	fixalloc_init(&mheap_.cachealloc, sizeof(struct kmem_cache) + cpus * sizeof(struct cache_cpu));
 
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
@@ -334,6 +336,9 @@ int kmem_init(const struct kmem_config *cfg)
 		              sc->align_pages, sc->divmul, NULL);
 		mheap_.central[cls].debug = KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0;
 	}
+	int err = harden_init(cfg->harden, cfg->harden_seed);
+	if (err)
+		return err;
 	/* The mcaches were zeroed with the centrals: no magazine, no span. */
 	mheap_.mcaches[0].online = true;
 	mheap_.cpus_online = 1;

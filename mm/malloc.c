@@ -148,8 +148,9 @@
 #include "mtypes.h"
 
 #define RET_ADDR ((uintptr_t)__builtin_return_address(0))
-/* Debug heap: room for a red zone after every kmalloc object. */
-#define REDZONE_SLACK (KMEM_DEBUG_HEAP ? KMEM_REDZONE : 0)
+/* Debug heap or hardened mode: room for a red zone or canary after every
+ * kmalloc object (harden_init: KMEM_REDZONE, the level's slack, or 0). */
+#define REDZONE_SLACK harden_.slack
 #define OOM_RETRIES 8
 
 /* The OOM hook's request for an allocation of `bytes` aligned to `align`
@@ -206,6 +207,9 @@ kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook)
 	return atomic_exchange(&mheap_.oom_hook, hook);
 }
 
+static void quarantine_flush(void);
+static void quarantine_put(void *p, uint32_t bytes);
+
 /* Pops the loaded magazine of *ms (steps 3-4 of the overview); interrupts
  * off, on ms's CPU. */
 static inline void *slot_alloc(struct mag_slot *ms, struct cpu_class *cc, struct mcentral *c)
@@ -236,6 +240,7 @@ static inline void *slot_alloc(struct mag_slot *ms, struct cpu_class *cc, struct
 size_t reclaim_all(bool flush_self)
 {
 	size_t n = 0;
+	quarantine_flush();
 	unsigned self = arch_cpu_id();
 	if (flush_self)
 		mcache_flush(self);
@@ -259,6 +264,26 @@ static size_t reclaim_here(void)
 	size_t n = reclaim_all(!fast_nested(t));
 	irqoff_out(f, t);
 	return n;
+}
+
+static bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx);
+
+/* Hardened mode: slot 0 of a span of three or more objects is not handed
+ * out but kept zeroed, so that an underflow of the span's first object
+ * meets zeros (checked at its free) like any other underflow.  It goes
+ * back to its span at once and comes round again after a sweep; only a
+ * span with nothing else free hands it out.  p is what slot_alloc gave;
+ * interrupts off. */
+static void *skip_head_slot(struct mcentral *c, struct mag_slot *ms, struct cpu_class *cc,
+                            void *p)
+{
+	struct mspan *s = span_of_ptr(p);
+	if ((uintptr_t)p != s->base || s->nelems < 3)
+		return p;
+	span_free(s, &s->objstate[0], 0); /* just taken: no freed bit yet */
+	cc->nmalloc--;
+	void *q = slot_alloc(ms, cc, c);
+	return q ? q : slot_alloc(ms, cc, c);
 }
 
 /* An object of central c from this CPU's magazines (or, nested in this
@@ -286,6 +311,8 @@ static void *central_alloc(struct mcentral *c, size_t size, uintptr_t caller)
 			cpu_slots(c, arch_cpu_id(), &ms, &cc);
 			p = slot_alloc(ms, cc, c);
 		}
+		if (p && (c->debug & DEBUG_HARDEN))
+			p = skip_head_slot(c, ms, cc, p);
 		irqoff_out(f, t);
 	}
 	if (p && c->debug)
@@ -308,6 +335,9 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
                          enum span_state state, uintptr_t caller)
 {
 	uint64_t npages = ((uint64_t)size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+	uint32_t hl = 0; /* hardened layout (harden.c) */
+	if (state == SPAN_LARGE && harden_.level)
+		npages = harden_large_pages(size, align_pages, &hl);
 	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
 	if (!s) {
 		reclaim_here();
@@ -316,12 +346,15 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
 			return NULL;
 	}
 	s->caller = caller;
+	if (hl)
+		return harden_large_setup(s, size, hl);
 	return (void *)s->base;
 }
 
 static void *kmalloc_once(size_t size, uintptr_t caller)
 {
-	if (size + REDZONE_SLACK <= KMEM_SMALL_MAX)
+	/* Hardened level 3: kmalloc(0) is a guard page of its own. */
+	if (size + REDZONE_SLACK <= KMEM_SMALL_MAX && (size || !harden_guards()))
 		return small_alloc(kmem_size_to_class(size + REDZONE_SLACK), size, caller);
 	return large_alloc(size, 1, 0, SPAN_LARGE, caller);
 }
@@ -362,6 +395,10 @@ static __attribute__((noinline)) void *kmalloc_general(size_t size, unsigned lon
 static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, unsigned long t)
 {
 	unsigned long f = irqoff_in(t);
+	if (harden_.level) { /* hardened: no magazines, checks on the general path */
+		irqoff_out(f, t);
+		return kmalloc_caller(size, 0);
+	}
 	struct mcache *m = mcache_of(arch_cpu_id());
 	void *p = mag_alloc_slow(&m->mag[cls], &m->cls[cls], &mheap_.central[cls]);
 	irqoff_out(f, t);
@@ -430,7 +467,8 @@ static void *aligned_once(size_t size, size_t align, uintptr_t caller)
 {
 	if (align <= 8)
 		return kmalloc_once(size, caller);
-	size_t need = (size ? size : 1) + REDZONE_SLACK;
+	size_t want = size ? size : 1;
+	size_t need = want + REDZONE_SLACK; /* a large object's slack is large_alloc's */
 	if (align <= PAGE_SIZE) {
 		/* Objects of a class whose size is a multiple of align start
 		 * at multiples of align from a page-aligned base. */
@@ -440,12 +478,12 @@ static void *aligned_once(size_t size, size_t align, uintptr_t caller)
 				cls++;
 			return small_alloc(cls, size, caller);
 		}
-		return large_alloc(need, 1, 0, SPAN_LARGE, caller);
+		return large_alloc(want, 1, 0, SPAN_LARGE, caller);
 	}
 	/* A power-of-two class is naturally aligned (its spans are). */
 	if (need <= align && align <= KMEM_SMALL_MAX)
 		return small_alloc(kmem_size_to_class(align), size, caller);
-	return large_alloc(need, align >> PAGE_SHIFT, 0, SPAN_LARGE, caller);
+	return large_alloc(want, align >> PAGE_SHIFT, 0, SPAN_LARGE, caller);
 }
 
 void *kmalloc_aligned(size_t size, size_t align)
@@ -543,8 +581,11 @@ static void small_free_entered(struct mspan *s, const void *p, uint32_t idx, uns
 	struct mcentral *c = s->central;
 	const char *bad = NULL;
 	unsigned long f = irqoff_in(t);
-	if (atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT) {
-		bad = "object is not allocated";
+	bool quarantined = false;
+	unsigned state = atomic_load_explicit(st, memory_order_relaxed);
+	if (state != OBJ_CLIENT) {
+		bad = state == OBJ_QUARANTINE ? "object is not allocated (freed before, in the quarantine)"
+		                              : "object is not allocated";
 	} else if (s->dbg && !debug_on_free(s, idx, p)) {
 		/* Reported (a red zone was written); the bad call does nothing. */
 	} else if (fast_nested(t)) {
@@ -557,7 +598,13 @@ static void small_free_entered(struct mspan *s, const void *p, uint32_t idx, uns
 		struct cpu_class *cc;
 		cpu_slots(c, arch_cpu_id(), &ms, &cc);
 		void **e = ms->top;
-		if (e != ms->end) {
+		if ((c->debug & DEBUG_HARDEN) && harden_quarantine_wants(s->elemsize)) {
+			/* Hardened: held back (harden.c), given back by
+			 * quarantine_release. */
+			atomic_store_explicit(st, OBJ_QUARANTINE, memory_order_relaxed);
+			cc->nfree++;
+			quarantined = true;
+		} else if (e != ms->end) {
 			*e = (void *)p;
 			*mag_entry_st(e) = st;
 			ms->top = e + 1;
@@ -573,6 +620,8 @@ static void small_free_entered(struct mspan *s, const void *p, uint32_t idx, uns
 	irqoff_out(f, t);
 	if (bad)
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, bad);
+	if (quarantined)
+		quarantine_put((void *)p, (uint32_t)s->elemsize);
 }
 
 /* Validates and frees a small object (object caches, debug spans, the
@@ -584,7 +633,8 @@ void small_free(struct mspan *s, const void *p)
 		small_free_entered(s, p, (uint32_t)idx, arch_fast_enter());
 }
 
-/* Frees a large object or page run after validation. */
+/* Frees a large object or page run after validation; a hardened large
+ * object is checked first (harden.c) and may go into the quarantine. */
 static void whole_free(struct mspan *s, const void *p, enum span_state want)
 {
 	uint32_t expect = (uint32_t)want;
@@ -592,7 +642,68 @@ static void whole_free(struct mspan *s, const void *p, enum span_state want)
 		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "freed twice at once");
 		return;
 	}
+	if (s->hflags) {
+		bool q = harden_.level >= 2 && harden_quarantine_wants(s->npages << PAGE_SHIFT);
+		if (!harden_large_free(s, p, q)) {
+			/* Reported (its canary was written): left allocated. */
+			atomic_store_explicit(&s->state, (uint32_t)want, memory_order_release);
+			return;
+		}
+		if (q) {
+			quarantine_put((void *)p, (uint32_t)(s->npages << PAGE_SHIFT));
+			return;
+		}
+		harden_large_release(s);
+	}
 	mheap_free_large(s, want);
+}
+
+/* ---------------------------------------------------------------------------
+ * The quarantine (hardened level >= 2; harden.c keeps the ring)
+ */
+
+/* Gives back an object that left the quarantine: its zeros checked, a
+ * small one to its span (a taken object keeps its span alive, so the
+ * lookup is of the span it was freed from), a large one to the mheap. */
+static void quarantine_release(void *p)
+{
+	struct mspan *s = span_of_ptr(p);
+	if (atomic_load_explicit(&s->state, memory_order_acquire) == SPAN_SMALL) {
+		uint32_t idx = span_obj_index(s, (uintptr_t)p - s->base);
+		harden_small_leaves(s, p);
+		unsigned long f = arch_irq_save();
+		span_free(s, &s->objstate[idx], idx); /* no freed bit yet: cannot fail */
+		arch_irq_restore(f);
+		return;
+	}
+	harden_large_release(s);
+	mheap_free_large(s, SPAN_LARGE);
+}
+
+/* Puts p into the quarantine (p NULL: nothing), or with `all` empties it,
+ * releasing what comes out, a few at a time outside its lock. */
+static void quarantine_cycle(void *p, uint32_t bytes, bool all)
+{
+	void *out[4];
+	unsigned n;
+	do {
+		n = harden_quarantine(p, bytes, all, out, 4);
+		p = NULL;
+		for (unsigned i = 0; i < n; i++)
+			quarantine_release(out[i]);
+	} while (n == 4);
+}
+
+/* A freed object (its state already says so) into the quarantine. */
+static void quarantine_put(void *p, uint32_t bytes)
+{
+	quarantine_cycle(p, bytes, false);
+}
+
+/* Empties the quarantine (reclaim, out of memory). */
+static void quarantine_flush(void)
+{
+	quarantine_cycle(NULL, 0, true);
 }
 
 /* The live span p points into, or NULL after reporting why there is none. */
@@ -616,7 +727,7 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 		small_free(s, p);
 		return;
 	case SPAN_LARGE:
-		if ((uintptr_t)p != s->base)
+		if ((uintptr_t)p != harden_large_start(s))
 			report_fault(KMEM_FAULT_INTERIOR, p, s, "inside a large object");
 		else
 			whole_free(s, p, SPAN_LARGE);
@@ -625,7 +736,9 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "page run freed with kfree");
 		return;
 	default:
-		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s, "span is being freed");
+		report_fault(KMEM_FAULT_DOUBLE_FREE, p, s,
+		             s->hflags & HL_QUARANTINE ? "freed before, in the quarantine"
+		                                       : "span is being freed");
 		return;
 	}
 }
@@ -704,8 +817,8 @@ size_t ksize(const void *p)
 		return s->dbg ? s->dbg[idx].size : s->elemsize;
 	}
 	case SPAN_LARGE:
-		if ((uintptr_t)p == s->base)
-			return s->npages << PAGE_SHIFT;
+		if ((uintptr_t)p == harden_large_start(s))
+			return s->hflags ? s->hsize : s->npages << PAGE_SHIFT;
 		report_fault(KMEM_FAULT_INTERIOR, p, s, "inside a large object");
 		return 0;
 	case SPAN_RUN:

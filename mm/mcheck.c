@@ -114,6 +114,7 @@ struct checker {
 	uint64_t shared; /* arenas that are the shared all-free image */
 	uint64_t mag_objects; /* objects whose state names a magazine */
 	uint64_t mag_entries; /* distinct valid magazine entries */
+	uint64_t quarantined, quarantined_large; /* objects whose state says so */
 };
 
 static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
@@ -155,7 +156,11 @@ static void check_small_span(struct checker *k, struct mspan *s)
 		void *obj = (void *)(s->base + (uintptr_t)i * s->elemsize);
 		if (st == OBJ_FREE ? taken && !freed : !taken || freed)
 			bad(k, obj, s, "object state disagrees with the span's bits");
-		if (st != OBJ_FREE && st != OBJ_CLIENT) {
+		if (st == OBJ_QUARANTINE) {
+			k->quarantined++;
+			if (!(s->central->debug & DEBUG_HARDEN))
+				bad(k, obj, s, "object quarantined in a class that is not hardened");
+		} else if (st != OBJ_FREE && st != OBJ_CLIENT) {
 			k->mag_objects++;
 			if (!s->central->mag_cap)
 				bad(k, obj, s, "object in a magazine of a class without magazines");
@@ -203,7 +208,9 @@ static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 			continue;
 		uint64_t pfn = base + i;
 		uint32_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
-		if (state != SPAN_SMALL && state != SPAN_LARGE && state != SPAN_RUN) {
+		/* A quarantined large object (harden.c) is still a large object. */
+		bool quarantined = state == SPAN_FREEING && (s->hflags & HL_QUARANTINE);
+		if (state != SPAN_SMALL && state != SPAN_LARGE && state != SPAN_RUN && !quarantined) {
 			bad(k, (void *)pfn_to_virt(pfn), s, "page maps to a dead span");
 			continue;
 		}
@@ -222,9 +229,11 @@ static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 		}
 		if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) != 0)
 			bad(k, (void *)pfn_to_virt(pfn), s, "large object or page run on kfree's fast path");
-		if (state == SPAN_LARGE) {
+		if (state == SPAN_LARGE || quarantined) {
 			k->large += s->npages;
 			k->large_objects++;
+			k->quarantined_large += quarantined;
+			k->problems += harden_check_large(s);
 		} else {
 			k->runs += s->npages;
 			k->page_runs++;
@@ -405,6 +414,10 @@ unsigned long kmem_check(void)
 		bad(&k, NULL, NULL, "mcentral span counts differ from the arena map");
 	if (k.mag_objects != k.mag_entries)
 		bad(&k, NULL, NULL, "objects in a magazine state differ from magazine entries");
+	uint64_t qs, ql;
+	k.problems += harden_check_quarantine(&qs, &ql);
+	if (qs != k.quarantined || ql != k.quarantined_large)
+		bad(&k, NULL, NULL, "quarantined objects differ from quarantine entries");
 	arch_irq_restore(f);
 	return k.problems;
 }

@@ -53,10 +53,11 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	void *meta = NULL;
 	struct obj_debug *dbg = NULL;
 	unsigned bucket = central ? spanmeta_bucket(central->nelems) : 0;
+	struct fixalloc *dbgfa = central ? &mheap_.dbgalloc[dbg_bucket(central->nelems)] : NULL;
 	if (s && central) {
 		meta = fixalloc_alloc_locked(&mheap_.spanmeta[bucket]);
 		if (meta && central->debug)
-			dbg = fixalloc_alloc_locked(&mheap_.dbgalloc);
+			dbg = fixalloc_alloc_locked(dbgfa);
 		if (!meta || (central->debug && !dbg)) {
 			if (meta)
 				fixalloc_free_locked(&mheap_.spanmeta[bucket], meta);
@@ -70,7 +71,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 		pfn = pages_find_locked(npages, align_pages, 1, max_pfn ? max_pfn : UINT64_MAX);
 	if (pfn == PAGE_NONE) {
 		if (dbg)
-			fixalloc_free_locked(&mheap_.dbgalloc, dbg);
+			fixalloc_free_locked(dbgfa, dbg);
 		if (meta)
 			fixalloc_free_locked(&mheap_.spanmeta[bucket], meta);
 		if (s)
@@ -92,7 +93,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 		s->meta_bucket = (uint8_t)bucket;
 		span_init_small(s, central, meta);
 		if (dbg) {
-			memset(dbg, 0, mheap_.dbgalloc.size);
+			memset(dbg, 0, dbgfa->size);
 			s->dbg = dbg;
 			debug_poison_span(s);
 		}
@@ -121,7 +122,7 @@ void mheap_free_span_locked(struct mspan *s)
 		mheap_.pages_small -= s->npages;
 		fixalloc_free_locked(&mheap_.spanmeta[s->meta_bucket], (void *)s->alloc_bits);
 		if (s->dbg)
-			fixalloc_free_locked(&mheap_.dbgalloc, s->dbg);
+			fixalloc_free_locked(&mheap_.dbgalloc[dbg_bucket(s->nelems)], s->dbg);
 	}
 	pages_set_locked(s->pfn, s->npages, true);
 	mheap_.pages_free += s->npages;

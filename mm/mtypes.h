@@ -117,10 +117,14 @@ int memcmp(const void *a, const void *b, size_t n);
  *   1 .. MAG_ID_MAX     free, held by the magazine with that id (of the
  *                       span's class)
  *   OBJ_FREE            free in the span: never handed out, or given back
- *                       to it (its freed bit set or already swept) */
+ *                       to it (its freed bit set or already swept)
+ *   OBJ_QUARANTINE      freed by its client, held by the hardened mode's
+ *                       quarantine (harden.c): taken, no freed bit, no
+ *                       magazine */
 #define OBJ_CLIENT 0x00u
 #define OBJ_FREE 0xffu
-#define MAG_ID_MAX 0xfeu
+#define OBJ_QUARANTINE 0xfeu
+#define MAG_ID_MAX 0xfdu
 /* Entries per magazine; a class uses cap <= MAG_CAP_MAX of them. */
 #define MAG_CAP_MAX 64u
 /* Aligned summaries (pagealloc.c): a node at level L keeps, for
@@ -146,7 +150,8 @@ _Static_assert(KMEM_SMALL_OBJ_MAX == KMEM_SMALL_MAX, "header and table agree");
  * (asserted at KMEM_DEBUG >= 2).  fixalloc has no lock: it is used only
  * under mheap.lock.
  */
-enum lock_level { LOCK_CACHES = 1, LOCK_DEPOT = 2, LOCK_CENTRAL = 3, LOCK_HEAP = 4 };
+enum lock_level { LOCK_CACHES = 1, LOCK_DEPOT = 2, LOCK_CENTRAL = 3, LOCK_HEAP = 4,
+                  LOCK_QUARANTINE = 5 /* harden.c: a leaf, taken with no other held */ };
 
 struct spinlock {
 	_Atomic unsigned locked;
@@ -201,7 +206,8 @@ struct kmem_cache;
 /* Per-object debug record (debug spans only), in the metadata region. */
 struct obj_debug {
 	uint32_t size;    /* bytes asked for */
-	uint32_t live;    /* 1 while allocated */
+	uint32_t live;    /* generation: % 4 == 2 while allocated, 0 free,
+	                     odd while changing (debug.c, harden.c) */
 	uintptr_t caller; /* allocating return address */
 };
 
@@ -265,7 +271,24 @@ struct mspan {
 	struct obj_debug *dbg;         /* [const] debug spans: nelems records,
 	                                  each written by its object's owner */
 	uintptr_t caller;              /* large objects/runs: allocating caller */
+	/* Hardened large objects (harden.c), [const]; 0 otherwise. */
+	uint64_t hsize;                /* bytes asked for */
+	uint32_t hflags;               /* HL_* */
 };
+
+/* Debug records come in blocks for up to 16, 64, 256 or 512 objects:
+ * hardened mode gives every kmalloc span records, most spans hold far
+ * fewer than KMEM_MAX_SPAN_OBJECTS objects. */
+#define DBG_BUCKETS 4
+static inline unsigned dbg_bucket(uint32_t nelems)
+{
+	return nelems <= 16 ? 0 : nelems <= 64 ? 1 : nelems <= 256 ? 2 : 3;
+}
+static inline uint32_t dbg_bucket_objs(unsigned b)
+{
+	return b == 3 ? KMEM_MAX_SPAN_OBJECTS : 16u << (2 * b);
+}
+_Static_assert(KMEM_MAX_SPAN_OBJECTS == 512, "the last debug bucket holds the biggest span");
 
 /* A small span's metadata block: alloc_bits[nw] | freed_bits[nw] |
  * objstate[nelems + 1], nw = ceil(nelems / 64), from one of the
@@ -503,7 +526,7 @@ struct mheap {
 	struct fixalloc spanmeta[SPAN_META_BUCKETS]; /* [heap] span metadata blocks */
 	struct fixalloc magalloc;           /* [heap] struct magazine */
 	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
-	struct fixalloc dbgalloc;           /* [heap] obj_debug[KMEM_MAX_SPAN_OBJECTS] */
+	struct fixalloc dbgalloc[DBG_BUCKETS]; /* [heap] obj_debug[dbg_bucket_objs(b)] */
 
 	struct mcentral *central;           /* [const] KMEM_NUM_CLASSES entries */
 	struct mcache *mcaches;             /* [const] max_cpus entries */
@@ -759,12 +782,55 @@ void small_free(struct mspan *s, const void *p);
 void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller);
 
 /* debug.c */
+const unsigned char *mem_first_not(const void *p, size_t n, unsigned char val);
 void debug_on_alloc(void *p, size_t size, uintptr_t caller);
 bool debug_on_free(struct mspan *s, uint32_t idx, const void *p);
 void debug_poison_span(struct mspan *s);
 unsigned long debug_check_span(struct mspan *s);
 void report_fault_caller(enum kmem_fault_kind kind, const void *addr,
                          const struct mspan *s, const char *detail, uintptr_t caller);
+
+/* harden.c: hardened mode.  DEBUG_HARDEN (with POISON, REDZONE and
+ * CALLER) marks the kmalloc classes' mcentrals at level >= 1: zeros for
+ * poison, the secret canary pattern for red zones, neighbour checks. */
+#define DEBUG_HARDEN 0x100u
+#define HL_HARDENED 1u   /* a hardened large object: hsize is its size */
+#define HL_HEAD 2u       /* a guard page before it (object at base + page) */
+#define HL_TAIL 4u       /* a guard page after it (the span's last page) */
+#define HL_ZERO 8u       /* a zero-size object: its one page is a guard */
+#define HL_QUARANTINE 16u /* freed, in the quarantine (state SPAN_FREEING) */
+#define HL_PROT 32u      /* quarantined and unmapped whole (level 3) */
+struct harden {
+	unsigned level;                /* [const] after kmem_init */
+	size_t slack;                  /* [const] bytes added to every kmalloc size */
+	uint64_t canary;               /* [const] secret, no zero byte */
+	kmem_protect_hook_t _Atomic protect; /* QUIESCE writes */
+	/* The quarantine, a FIFO ring under `lock`. */
+	struct spinlock lock;
+	void **ring;                   /* [lock] KMEM_QUARANTINE_OBJECTS entries */
+	uint32_t *sizes;               /* [lock] bytes each entry holds back */
+	uint32_t head, n;              /* [lock] oldest entry, entries */
+	uint64_t bytes;                /* [lock] bytes held */
+	uint64_t evicted;              /* [lock] statistics: objects that left it */
+};
+extern struct harden harden_;
+int harden_init(unsigned level, uint64_t seed);
+unsigned char canary_byte(size_t offset);
+const unsigned char *canary_first_bad(const void *obj, const void *p, size_t n);
+void canary_fill(void *obj, void *p, size_t n);
+uintptr_t harden_near_bad(uintptr_t a, uintptr_t b);
+bool harden_guards(void);
+bool harden_protect(uintptr_t addr, size_t bytes, bool none);
+uint64_t harden_large_pages(size_t size, uint64_t align_pages, uint32_t *flags);
+void *harden_large_setup(struct mspan *s, size_t size, uint32_t flags);
+uintptr_t harden_large_start(const struct mspan *s);
+bool harden_large_free(struct mspan *s, const void *p, bool quarantine);
+void harden_large_release(struct mspan *s);
+unsigned long harden_check_large(struct mspan *s);
+bool harden_quarantine_wants(uint64_t bytes);
+unsigned harden_quarantine(void *p, uint32_t bytes, bool all, void **out, unsigned max);
+void harden_small_leaves(struct mspan *s, const void *p);
+unsigned long harden_check_quarantine(uint64_t *small, uint64_t *large);
 
 /* kmem_cache.c */
 void kmem_caches_cpu_flush(unsigned cpu);

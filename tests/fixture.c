@@ -123,10 +123,21 @@ void fx_protect(uint64_t phys, uint64_t len)
 	fx_mprotect(lo, hi, PROT_NONE);
 }
 
+static unsigned fx_harden_level;
+static uint64_t fx_harden_seed;
+
+void fx_set_harden(unsigned level, uint64_t seed)
+{
+	fx_harden_level = level;
+	fx_harden_seed = seed;
+}
+
 void fx_config(struct kmem_config *cfg, const struct kmem_region *r, size_t n,
                unsigned cpus)
 {
 	memset(cfg, 0, sizeof *cfg);
+	cfg->harden = fx_harden_level;
+	cfg->harden_seed = fx_harden_seed;
 	cfg->regions = r;
 	cfg->nregions = n;
 	cfg->direct_map_offset = (uintptr_t)fx_win;

@@ -64,6 +64,10 @@ int fx_init(const struct kmem_region *r, size_t n, unsigned cpus);
 int fx_init_meta(const struct kmem_region *r, size_t n, unsigned cpus,
                  uint64_t meta_base, uint64_t meta_size);
 
+/* The hardening level (and canary seed) fx_config puts in every config
+ * from now on (kmem_config.harden; 0 unless a test sets it). */
+void fx_set_harden(unsigned level, uint64_t seed);
+
 /* Fills a kmem_config for the current window. */
 void fx_config(struct kmem_config *cfg, const struct kmem_region *r,
                size_t n, unsigned cpus);

@@ -15,6 +15,14 @@
  *     zero pages, as glibc's mmap'd chunks) instead of writing them.
  * A bad free (double, interior, wild) prints one line and aborts.
  *
+ * SPANALLOC_HARDEN=n (read at the first allocation) builds the heap at
+ * hardening level n (spanalloc.h, "Hardened mode"; shim_arch.c).  At
+ * level >= 1 calloc does not clear what kmalloc already zeroed, and at
+ * exit a process that is down to one thread in the allocator runs
+ * kmem_check() (every live canary, every free or quarantined object's
+ * zeros), so that an overflow or a write into freed memory that no later
+ * call met is still reported.
+ *
  * Environment (read at exit only):
  *   SPANALLOC_SHIM_REPORT=file  append one line per process at exit: pid,
  *                               executable, allocations, heap size
@@ -90,8 +98,8 @@ EXPORT void *calloc(size_t n, size_t size)
 		return NULL;
 	}
 	char *p = malloc(total);
-	if (!p)
-		return NULL;
+	if (!p || shim_harden)
+		return p; /* hardened: handed out zeroed */
 	if (total >= CALLOC_MADVISE && ((uintptr_t)p & (PAGE - 1)) == 0) {
 		/* A large object is page aligned and owned by us alone. */
 		size_t whole = total & ~(PAGE - 1);
@@ -234,6 +242,20 @@ static uint64_t window_resident_kib(const struct shim_info *in)
 			kib += (vec[i] & 1) * (PAGE / 1024);
 	}
 	return kib;
+}
+
+/* Hardened mode's last look (see the top of the file).  The report below
+ * runs its own kmem_check, with a hook that does not abort. */
+__attribute__((destructor)) static void shim_harden_exit(void)
+{
+	if (!shim_harden || !shim_heap_is_ready())
+		return;
+	struct shim_info in;
+	shim_get_info(&in);
+	if (in.slots_in_use > 1)
+		return;
+	/* Not kmem_reclaim first: it would give empty spans back unlooked at. */
+	kmem_check();
 }
 
 __attribute__((destructor)) static void shim_report(void)

@@ -26,6 +26,14 @@
  * allocator.  That lock is taken before any allocator lock and never while
  * one is held, so it adds no lock-order cycle.
  *
+ * Hardened mode.  SPANALLOC_HARDEN=n (0..3) is kmem_config.harden, with a
+ * canary secret from getrandom.  The protect hook (kmem_set_protect_hook)
+ * is mprotect; at level 3 a SIGSEGV handler names a fault on a page of the
+ * heap window that mm/ unmapped (a guard page) or outside the memory given
+ * to the heap, in one "spanalloc:" line, before the default action kills
+ * the process.  (A program that installs its own SIGSEGV handler replaces
+ * it; a refused mprotect, e.g. at vm.max_map_count, only costs the guard.)
+ *
  * fork.  pthread_atfork handlers take the grow lock, the shared slot
  * locks and every allocator lock (caches < mcentrals < mheap) before fork
  * and release them in both processes afterwards.  In the child, the other
@@ -41,9 +49,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mtypes.h"
@@ -326,8 +337,57 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 
+unsigned shim_harden;
+
+static bool shim_protect(void *addr, size_t bytes, enum kmem_access access)
+{
+	return mprotect(addr, bytes, access == KMEM_ACCESS_NONE ? PROT_NONE
+	                                                        : PROT_READ | PROT_WRITE) == 0;
+}
+
+/* One line naming the fault if it is on the heap window, then the default
+ * action (SA_RESETHAND: the access faults again and kills the process). */
+static void guard_fault(int sig, siginfo_t *si, void *ctx)
+{
+	(void)sig;
+	(void)ctx;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	if (a < win_base || a - win_base >= win_size)
+		return;
+	bool mapped = a - win_base < win_mapped;
+	char buf[256];
+	size_t n = sf_str(buf, 64, "spanalloc: ");
+	n += sf_str(buf + n, 64, mapped ? "guard page hit at " : "access outside the heap's memory at ");
+	n += sf_hex(buf + n, a);
+	n += sf_str(buf + n, 100, mapped ? ": unmapped heap page (use after free, overflow, zero-size object)"
+	                                 : ": wild or far out-of-bounds access");
+	buf[n++] = '\n';
+	write_all(buf, n);
+}
+
+/* SPANALLOC_HARDEN: one digit 0..KMEM_HARDEN_MAX, or unset/empty for 0. */
+static bool harden_from_env(unsigned *level)
+{
+	const char *h = getenv("SPANALLOC_HARDEN");
+	*level = 0;
+	if (!h || !*h)
+		return true;
+	if (h[1] || h[0] < '0' || h[0] > '0' + KMEM_HARDEN_MAX)
+		return false;
+	*level = (unsigned)(h[0] - '0');
+	return true;
+}
+
 static void heap_build(void)
 {
+	unsigned level;
+	if (!harden_from_env(&level)) {
+		write_all("spanalloc: SPANALLOC_HARDEN must be one digit, 0 to 3\n", 54);
+		abort();
+	}
+	uint64_t seed = 0;
+	if (level && getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed)
+		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&seed;
 	if (!reserve_window())
 		goto fail;
 	if (mprotect((void *)win_base, CHUNK_MIN, PROT_READ | PROT_WRITE))
@@ -338,12 +398,24 @@ static void heap_build(void)
 		.nregions = 1,
 		.direct_map_offset = win_base,
 		.max_cpus = KMEM_MAX_CPUS,
+		.harden = level,
+		.harden_seed = seed,
 	};
 	if (kmem_init(&cfg))
 		goto fail;
 	win_mapped = CHUNK_MIN;
 	kmem_set_fault_hook(shim_fault_abort);
 	kmem_set_oom_hook(shim_heap_grow);
+	kmem_set_protect_hook(shim_protect);
+	shim_harden = level;
+	if (level >= 3) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = guard_fault;
+		sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
+		sigaction(SIGSEGV, &sa, NULL);
+		sigaction(SIGBUS, &sa, NULL);
+	}
 	/* pthread_key_create does not allocate. */
 	if (pthread_key_create(&slot_key, slot_release))
 		goto fail;

@@ -57,4 +57,7 @@ struct shim_info {
 };
 void shim_get_info(struct shim_info *out);
 
+/* The hardening level the heap was built with (SPANALLOC_HARDEN). */
+extern unsigned shim_harden;
+
 #endif

@@ -19,6 +19,7 @@ Workloads (tests/bench/bench.c, heapinit.c, tests/shim/programs.py):
 plus instructions per operation for (a) and (b) under callgrind, of the
 allocator only (the loop's own cost, measured with bench-null, taken off),
 and a table of the issue's targets, met or missed.
+  (z) hardened mode: (a), (b) and two of (f) at SPANALLOC_HARDEN=0..3
 
 Every allocator runs the same binary: peers and the shim through
 LD_PRELOAD, "spanalloc-direct" links mm/ and calls kmalloc/kfree/
@@ -653,6 +654,8 @@ def write_results(res, out, baseline):
     res['targets'] = targets(res, baseline)
     res['plots'] = plots(res, out, cells)
     text = report(res, cells)
+    if res.get('harden'):
+        text += '\n' + harden_report(res, res['quick'])
     with open(os.path.join(out, 'results.md'), 'w') as f:
         f.write(text)
     with open(os.path.join(out, 'results.json'), 'w') as f:
@@ -683,6 +686,98 @@ def smoke(bins, shim, heapinit):
         f'({time.time() - t0:.1f} s)')
 
 
+# ---------------------------------------------------------------------------
+# Hardened mode's cost (--only z): the shim at SPANALLOC_HARDEN=0..3 against
+# glibc on (a) 64 B and 4 KiB pairs, (b) the random batch and two real
+# programs.  Self-contained: run_harden() and harden_report() only.
+
+HARDEN_LEVELS = [0, 1, 2, 3]
+
+
+def harden_cells(quick):
+    q = 10 if quick else 1
+    return [
+        dict(id='a64', label='(a) malloc+free 64 B', args=['a', 64, 2_000_000 // q]),
+        dict(id='a4096', label='(a) malloc+free 4096 B', args=['a', 4096, 1_000_000 // q]),
+        dict(id='b', label='(b) random 8..1024 B, batch 1000', args=['b', 1_000_000 // q, 1000]),
+    ]
+
+
+def harden_bench(binary, args, preload, level):
+    env = run_env(preload)
+    if level is not None:
+        env['SPANALLOC_HARDEN'] = str(level)
+    p = subprocess.run([binary] + [str(a) for a in args], env=env, capture_output=True, text=True,
+                       timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f'{binary} {args} at level {level}: status {p.returncode}: {p.stderr[-400:]}')
+    return float(re.search(r'ns_per_op=([0-9.]+)', p.stdout).group(1))
+
+
+def run_harden(bins, shim, runs, quick, runrss, workdir):
+    allocs = [('glibc', None, None)] + [(f'L{lv}', shim, lv) for lv in HARDEN_LEVELS]
+    out = {'micro': {}, 'programs': {}}
+    for cell in harden_cells(quick):
+        times = {n: [] for n, _, _ in allocs}
+        for r in range(runs):
+            for name, path, lv in allocs[r % len(allocs):] + allocs[:r % len(allocs)]:
+                times[name].append(harden_bench(bins['malloc'], cell['args'], path, lv))
+        out['micro'][cell['id']] = {n: median(v) for n, v in times.items()}
+        log(f'  (z) {cell["label"]:34s} ' + '  '.join(f'{n}={out["micro"][cell["id"]][n]:.1f}'
+                                                     for n, _, _ in allocs))
+    programs.setup(workdir)
+    for run in programs.programs(workdir):
+        if run['name'] not in ('python3', 'sqlite3'):
+            continue
+        walls = {n: [] for n, _, _ in allocs}
+        rss = {n: [] for n, _, _ in allocs}
+        run_program(run, workdir, None, runrss)  # warm the page cache
+        for r in range(max(1, min(runs, 3))):
+            for name, path, lv in allocs[r % len(allocs):] + allocs[:r % len(allocs)]:
+                env = dict(run.get('env', {}))
+                if lv is not None:
+                    env['SPANALLOC_HARDEN'] = str(lv)
+                w, m = run_program(dict(run, env=env), workdir, path, runrss)
+                walls[name].append(w)
+                rss[name].append(m)
+        out['programs'][run['name']] = {n: dict(wall=median(walls[n]), rss_kib=median(rss[n]))
+                                        for n, _, _ in allocs}
+        log(f'  (z) {run["name"]:11s} ' + '  '.join(
+            f'{n}={out["programs"][run["name"]][n]["wall"]:.2f}s' for n, _, _ in allocs))
+    return out
+
+
+def harden_report(res, quick):
+    h = res['harden']
+    names = ['glibc'] + [f'L{lv}' for lv in HARDEN_LEVELS]
+    L = ['## (z) hardened mode: cost of each level (SPANALLOC_HARDEN=0..3)\n',
+         'The shim at each hardening level against glibc, same binaries as (a), (b) and (f).  '
+         'Medians; ratios over glibc (cost = ratio - 1).  Level 0 is the default heap.\n',
+         '| workload | ' + ' | '.join(f'{n} ns' for n in names) + ' | ' +
+         ' | '.join(f'L{lv} /glibc' for lv in HARDEN_LEVELS) + ' |',
+         '|' + '---|' * (1 + len(names) + len(HARDEN_LEVELS))]
+    for cell in harden_cells(quick):
+        r = h['micro'].get(cell['id'])
+        if r:
+            L.append(f'| {cell["label"]} | ' + ' | '.join(fmt(r[n]) for n in names) + ' | ' +
+                     ' | '.join(ratio(r[f'L{lv}'], r['glibc']) for lv in HARDEN_LEVELS) + ' |')
+    for prog, r in h['programs'].items():
+        L.append(f'| (f) {prog}, wall s | ' + ' | '.join(fmt(r[n]['wall'], 2) for n in names) + ' | ' +
+                 ' | '.join(ratio(r[f'L{lv}']['wall'], r['glibc']['wall']) for lv in HARDEN_LEVELS) + ' |')
+        L.append(f'| (f) {prog}, peak RSS MiB | ' +
+                 ' | '.join(fmt(r[n]['rss_kib'] / 1024, 1) for n in names) + ' | ' +
+                 ' | '.join(ratio(r[f'L{lv}']['rss_kib'], r['glibc']['rss_kib']) for lv in HARDEN_LEVELS) +
+                 ' |')
+    L.append('')
+    L.append('Commands: `SPANALLOC_HARDEN=<level> LD_PRELOAD=build/host/libspanalloc-malloc.so '
+             'build/bench/bin/bench-malloc <args>`; args: ' +
+             '; '.join(f'{c["id"]}: `{" ".join(map(str, c["args"]))}`' for c in harden_cells(quick)) +
+             '.  `python3 tests/bench/run.py --only z`.\n')
+    return '\n'.join(L)
+
+# (end of the hardened-mode section)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--build', default='build')
@@ -691,7 +786,7 @@ def main():
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--only', default='',
                     help='comma list of workload letters (a,b,c,d,e,g,r,t,x; f programs, h heap init, '
-                         'i instructions) and cell ids (a64n, xvt2, ...)')
+                         'i instructions, z hardened mode) and cell ids (a64n, xvt2, ...)')
     ap.add_argument('--baseline', default=os.path.join(HERE, 'results', 'before-magazines.json'),
                     help='an earlier results.json for the "nothing gets worse" targets')
     ap.add_argument('--smoke', action='store_true', help='run every workload once, tiny (make check-bench)')
@@ -709,7 +804,7 @@ def main():
         return
     only = set(x for x in args.only.split(',') if x)
     cells = micro_cells(10 if args.quick else 1)
-    known = {c['group'] for c in cells} | {c['id'] for c in cells} | set('fhi')
+    known = {c['group'] for c in cells} | {c['id'] for c in cells} | set('fhiz')
     if only - known:
         sys.exit(f'bench: --only: unknown {", ".join(sorted(only - known))} '
                  f'(known: {", ".join(sorted(known))})')
@@ -745,6 +840,9 @@ def main():
                                        program_runs(args.quick, args.runs), runrss)
     if not only or 'h' in only:
         res['heapinit'] = run_heapinit(heapinit, args.quick)
+    if not only or 'z' in only:
+        res['harden'] = run_harden(bins, shim, args.runs, args.quick, runrss,
+                                   os.path.join(os.path.abspath(args.out), 'programs-harden'))
     res['machine']['load_end'] = os.getloadavg()[0]
     write_results(res, args.out, load_baseline(args.baseline))
     log(f'bench: done in {time.time() - t0:.0f} s; {os.path.join(args.out, "results.md")}')
