@@ -770,27 +770,19 @@ static void test_multiboot2_elf_sections(void **state)
 
 	/* Malformed: headers below ELF32's 40 bytes, more headers than the
 	 * tag holds, a tag shorter than its own fields. */
-	uint32_t t;
-	mbi_common(&m);
-	mbi_mmap(&m, mb2_pc, 6);
-	t = mbi_elf(&m, sec, 2, 40);
-	put(m.b, t + 12, 32, 4);
-	b = mbi_end(&m);
-	assert_int_equal(kmem_memmap_multiboot2(b, 0, r, 32), -KMEM_EINVAL);
-	free(b);
-	mbi_common(&m);
-	mbi_mmap(&m, mb2_pc, 6);
-	t = mbi_elf(&m, sec, 2, 64);
-	put(m.b, t + 8, 3, 4);
-	b = mbi_end(&m);
-	assert_int_equal(kmem_memmap_multiboot2(b, 0, r, 32), -KMEM_EINVAL);
-	free(b);
-	mbi_common(&m);
-	mbi_mmap(&m, mb2_pc, 6);
-	mbi_tag(&m, 9, 16);
-	b = mbi_end(&m);
-	assert_int_equal(kmem_memmap_multiboot2(b, 0, r, 32), -KMEM_EINVAL);
-	free(b);
+	for (int bad = 0; bad < 3; bad++) {
+		mbi_common(&m);
+		mbi_mmap(&m, mb2_pc, 6);
+		if (bad == 2) {
+			mbi_tag(&m, 9, 16);
+		} else {
+			uint32_t t = mbi_elf(&m, sec, 2, bad ? 64 : 40);
+			put(m.b, t + (bad ? 8 : 12), bad ? 3 : 32, 4); /* num 3; entsize 32 */
+		}
+		b = mbi_end(&m);
+		assert_int_equal(kmem_memmap_multiboot2(b, 0, r, 32), -KMEM_EINVAL);
+		free(b);
+	}
 }
 
 /* Random corruption of a good structure (bytes flipped inside its
@@ -807,6 +799,9 @@ static void test_multiboot2_corruption(void **state)
 	put(m.b, t + 8, 48, 4);
 	efi_desc(m.b + t + 16, 7, 0x100000, 0x100, 0);
 	efi_desc(m.b + t + 64, 9, 0x300000, 0x4, 0);
+	static const uint64_t sec[][3] = {{1, 0x100000, 0x5000}, {2, 0x900000, 0x1234},
+	                                  {3, 0x901240, 0x100}};
+	mbi_elf(&m, sec, 3, 64);
 	uint8_t *good = mbi_end(&m);
 	uint32_t total = m.n;
 	uint64_t seed = fx_seed();
