@@ -3,7 +3,7 @@
  * number of single pages kpage_alloc(1, 0, 0) then hands out until NULL,
  *   - after another CPU allocated and freed many small objects and page
  *     runs and stays online and idle (its loaded magazines keep what the
- *     header says they keep);
+ *     header says they keep), counted on either CPU;
  *   - on fragmented heaps, where the span descriptors of the runs take
  *     pool pages from the top and the runs take the lowest pages (the
  *     race of the two ends the count replays), for many random layouts;
@@ -29,22 +29,21 @@
 #define T(fn) cmocka_unit_test_teardown(fn, fx_teardown_all_back)
 
 /* Takes single pages with kpage_alloc(1, 0, 0) until NULL, then frees
- * them all; returns how many it got. */
+ * them all; returns how many it got.  The pages are chained through
+ * themselves, so it needs no host memory and may run on a CPU thread. */
 static size_t drain_pages(void)
 {
-	size_t cap = 1 << 16, n = 0;
-	void **p = malloc(cap * sizeof(void *));
-	assert_non_null(p);
-	while ((p[n] = kpage_alloc(1, 0, 0)) != NULL) {
-		if (++n == cap) {
-			cap *= 2;
-			p = realloc(p, cap * sizeof(void *));
-			assert_non_null(p);
-		}
+	size_t n = 0;
+	void *head = NULL;
+	for (void **p; (p = kpage_alloc(1, 0, 0)) != NULL; n++) {
+		*p = head;
+		head = p;
 	}
-	for (size_t i = 0; i < n; i++)
-		kpage_free(p[i], 1);
-	free(p);
+	while (head) {
+		void *next = *(void **)head;
+		kpage_free(head, 1);
+		head = next;
+	}
 	return n;
 }
 
@@ -117,6 +116,39 @@ static void test_exact_after_other_cpu_churn(void **state)
 	fx_assert_no_faults();
 }
 
+/* From the other CPU: CPU 0 churned and stays online; CPU 1 counts and
+ * then takes the pages. */
+struct count_on_cpu {
+	size_t count, got;
+};
+
+static void count_step(struct fx_cpu *c, int k)
+{
+	struct count_on_cpu *r = c->arg;
+	if (k == 1)
+		r->count = kmem_free_pages();
+	else
+		r->got = drain_pages();
+}
+
+static void test_exact_from_another_cpu(void **state)
+{
+	(void)state;
+	fx_simple(64, 2);
+	struct churn ch = {.seed = fx_seed(), .n = 3000};
+	churn_step(&(struct fx_cpu){.id = 0, .arg = &ch}, 7);
+	struct count_on_cpu r = {0, 0};
+	struct fx_cpu c1 = {.id = 1, .step = count_step, .arg = &r};
+	fx_cpu_start(&c1);
+	fx_cpu_run(&c1, 1);
+	fx_cpu_run(&c1, 2);
+	fx_cpu_stop(&c1);
+	print_message("CPU 1 counted %zu free pages and got %zu\n", r.count, r.got);
+	assert_true(r.count > 0);
+	assert_int_equal(r.count, r.got);
+	fx_assert_no_faults();
+}
+
 /* Runs kept live at random split the pool into free runs of every
  * length, some shorter than the descriptor pages' windows: the count
  * must still be what the loop gets, layout after layout. */
@@ -177,6 +209,61 @@ static void workload_round(uint64_t seed)
 	fx_cpu_stop(&c1);
 }
 
+/* Combs: free runs of `gap` pages between kept single pages, all over
+ * the pool.  Below 16 no window for the descriptor pages exists, so every
+ * grow takes one page; at 16 and above every free run holds windows and
+ * the two ends meet inside one of them. */
+static void test_exact_on_combs(void **state)
+{
+	(void)state;
+	const size_t gaps[] = {2, 7, 15, 16, 17, 23, 31, 32, 33, 47, 100};
+	for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+		for (unsigned mib = 4; mib <= 6; mib++) {
+			fx_simple(mib, 1);
+			size_t n = 0;
+			static void *keep[8192], *gap[8192];
+			while (n < 8192 && (gap[n] = kpage_alloc(gaps[g], 0, 0)) != NULL) {
+				keep[n] = kpage_alloc(1, 0, 0);
+				n++;
+				if (!keep[n - 1])
+					break;
+			}
+			for (size_t i = 0; i < n; i++)
+				kpage_free(gap[i], gaps[g]);
+			size_t count = kmem_free_pages();
+			size_t got = drain_pages();
+			if (count != got)
+				fail_msg("comb of %zu free pages, %u MiB: count %zu, kpage_alloc(1) got %zu",
+				         gaps[g], mib, count, got);
+			for (size_t i = 0; i < n; i++)
+				if (keep[i])
+					kpage_free(keep[i], 1);
+			fx_assert_all_back();
+		}
+	}
+	fx_assert_no_faults();
+}
+
+/* Heaps of every size, page by page over more than one grow's worth of
+ * descriptors: the two ends meet at every offset, the last window whole,
+ * one page short of whole, or absent. */
+static void test_exact_at_every_meeting_point(void **state)
+{
+	(void)state;
+	fx_reserve(FX_GIB + 8 * FX_MIB);
+	for (uint64_t extra = 0; extra < 400; extra++) {
+		struct kmem_region r = {FX_SIMPLE_BASE, 2 * FX_MIB + extra * KMEM_PAGE_SIZE,
+		                        KMEM_REGION_USABLE};
+		assert_int_equal(fx_init(&r, 1, 1), 0);
+		size_t count = kmem_free_pages();
+		size_t got = drain_pages();
+		if (count != got)
+			fail_msg("heap of 2 MiB + %llu pages: count %zu, kpage_alloc(1) got %zu",
+			         (unsigned long long)extra, count, got);
+	}
+	fx_assert_no_faults();
+}
+
 /* The count before a workload on two CPUs equals the count after it,
  * once everything is freed.  The first workload on a fresh heap is the
  * exception: the magazines and span bitmaps it needs beyond the metadata
@@ -208,7 +295,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_exact_after_other_cpu_churn),
+		T(test_exact_from_another_cpu),
 		T(test_exact_on_fragmented_heaps),
+		T(test_exact_on_combs),
+		T(test_exact_at_every_meeting_point),
 		T(test_same_before_and_after_workload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
