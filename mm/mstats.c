@@ -9,6 +9,8 @@
  * So objects_in_use = nmalloc - nfree is what clients hold, whether the
  * freed objects wait in magazines or in spans; it is exact whenever no
  * call is in flight.  Page counters are kept under mheap.lock.
+ *
+ * Also here: kmem_free_pages, the exact count of free memory (below).
  */
 #include "mtypes.h"
 
@@ -84,7 +86,8 @@ int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
  * windows the top end would take, walked from the top down, each checked
  * against how far the bottom end has got by then.  The model must match
  * fixalloc.c and mheap_alloc_span; test_freemem.c checks it against the
- * real loop.
+ * real loop.  (Once a single-page run needs no descriptor, as issue #14.7
+ * asks, the count is pages_free and all of this goes.)
  */
 #define FREEMEM_GROW_PAGES 16 /* meta_carve_locked's FIXALLOC_GROW_PAGES */
 
