@@ -34,7 +34,8 @@
 #                                              SBI TIME); build/riscv64-alt-virt
 #
 # Variables as for the x86_64 kernel (boot/kernel.mk): SMP (4), MEM (512M),
-# BOOT_TIMEOUT (120), STRESS_OPS, KERNEL_INJECT, KMEM_DEBUG.  A change of
+# BOOT_TIMEOUT (120), STRESS_OPS, KERNEL_INJECT, KMEM_DEBUG, FREE_PAGES_DRAIN,
+# FREE_PAGES_MUST_MATCH.  A change of
 # flags rebuilds everything (build/<build>-virt/.cflags).
 
 ifeq ($(.DEFAULT_GOAL),)
@@ -117,7 +118,9 @@ V_MMCF_$(1) = -std=c11 -O2 -g $$(V_WARN) -ffreestanding -nostdinc \
 	-DKMEM_ARCH_INLINE='"arch_inline.h"' $$(if $$(KMEM_DEBUG),-DKMEM_DEBUG=$$(KMEM_DEBUG))
 V_CF_$(1)   = -std=gnu11 -O2 -g $$(V_WARN) $$(V_PICOLIBC) -fno-stack-protector $$(V_ARCH_$(2)) \
 	$$(V_DEFS_$(1)) -Iinclude -Iarch/$(2) -Iboot/virt -Iboot/$(2) -Iboot \
-	$$(if $$(STRESS_OPS),-DSTRESS_OPS=$$(STRESS_OPS)) $$(if $$(KERNEL_INJECT),-DKERNEL_INJECT=$$(KERNEL_INJECT))
+	$$(if $$(STRESS_OPS),-DSTRESS_OPS=$$(STRESS_OPS)) $$(if $$(KERNEL_INJECT),-DKERNEL_INJECT=$$(KERNEL_INJECT)) \
+	$$(if $$(FREE_PAGES_DRAIN),-DFREE_PAGES_DRAIN=$$(FREE_PAGES_DRAIN)) \
+	$$(if $$(FREE_PAGES_MUST_MATCH),-DFREE_PAGES_MUST_MATCH=$$(FREE_PAGES_MUST_MATCH))
 V_SRC_$(1)  := $$(filter-out $$(V_EXCL_$(1)),$$(sort $$(wildcard boot/virt/*.c boot/$(2)/*.c arch/$(2)/*.c))) \
 	boot/workload.c boot/selftest.c boot/kprintf.c
 V_OBJ_$(1)  := $$(patsubst %.c,$$(V_OUT_$(1))/%.o,$$(V_SRC_$(1))) \

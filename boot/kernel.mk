@@ -16,7 +16,10 @@
 # Variables: SMP (4), MEM (512M), BOOT_TIMEOUT (seconds, 120),
 # STRESS_OPS (steps per CPU, default in boot/workload.c), KERNEL_INJECT
 # (1-4: a deliberate failure, to check the runner; see boot/workload.c),
-# KMEM_DEBUG (mm/ assertion level, mm/mtypes.h; default 1).
+# KMEM_DEBUG (mm/ assertion level, mm/mtypes.h; default 1), FREE_PAGES_DRAIN
+# (1: prove the free-page figure by taking every page), FREE_PAGES_MUST_MATCH
+# (1: fail unless free pages after the workload equal those before; both in
+# boot/workload.c).
 # A change of flags rebuilds everything (<kernel's directory>/.cflags).
 
 # Alone (make -f boot/kernel.mk), the default goal is the kernel; included,
@@ -56,7 +59,8 @@ K_MM_CFLAGS := -std=c11 -O2 -g $(K_WARN) $(K_ARCH_FLAGS) -Iinclude -Imm \
 K_CFLAGS := -std=gnu11 -O2 -g $(K_WARN) $(K_ARCH_FLAGS) \
 	-I$(EFI_INC) -I$(EFI_INC)/x86_64 -I$(EFI_INC)/protocol -DGNU_EFI_USE_MS_ABI \
 	-Iinclude -Iarch/x86_64 -Iboot $(if $(STRESS_OPS),-DSTRESS_OPS=$(STRESS_OPS)) \
-	$(if $(KERNEL_INJECT),-DKERNEL_INJECT=$(KERNEL_INJECT))
+	$(if $(KERNEL_INJECT),-DKERNEL_INJECT=$(KERNEL_INJECT)) $(if $(FREE_PAGES_DRAIN),-DFREE_PAGES_DRAIN=$(FREE_PAGES_DRAIN)) \
+	$(if $(FREE_PAGES_MUST_MATCH),-DFREE_PAGES_MUST_MATCH=$(FREE_PAGES_MUST_MATCH))
 
 # Both kernels are built from one object list: boot/ (but for the UEFI
 # entry and the UEFI map), arch/x86_64/ and mm/, plus each kernel's entry.

@@ -93,7 +93,13 @@ static void test_edges(void)
 static void test_aligned(void)
 {
 	ST_CHECK(kmalloc_aligned(10, 3) == NULL, "kmalloc_aligned with align 3");
-	ST_CHECK(kmalloc_aligned(10, 0) == NULL, "kmalloc_aligned with align 0");
+	void *n0 = kmalloc_aligned(10, 0); /* 0: the natural alignment, kmalloc's */
+	ST_CHECK(n0 && ((uintptr_t)n0 & 7) == 0 && ksize(n0) >= 10, "kmalloc_aligned(10, 0) = %p", n0);
+	kfree(n0);
+	void *r0 = kpage_alloc(1, 0, 0); /* and a page's for a page run */
+	ST_CHECK(r0 && ((uintptr_t)r0 & (KMEM_PAGE_SIZE - 1)) == 0, "kpage_alloc(1, 0, 0) = %p", r0);
+	kpage_free(r0, 1);
+	ST_CHECK(kpage_alloc(1, 3 * KMEM_PAGE_SIZE, 0) == NULL, "kpage_alloc with align 3 pages");
 	for (size_t align = 1; align <= 65536; align <<= 1) {
 		size_t sizes[4] = {1, align / 2 + 1, align, 3 * align};
 		for (int k = 0; k < 4; k++) {

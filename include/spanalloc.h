@@ -195,9 +195,11 @@ void *kzalloc(size_t size);
  * would return NULL. */
 void *kcalloc(size_t n, size_t size);
 
-/* Returns NULL iff align is not a power of two, size > KMEM_MAX_ALLOC, or
- * memory is exhausted.  Otherwise the object is aligned to `align` (any
- * power of two; below 8 means 8).  Freed with kfree().  Context: ANY. */
+/* Returns NULL iff align is neither 0 nor a power of two, size >
+ * KMEM_MAX_ALLOC, or memory is exhausted.  Otherwise the object is aligned
+ * to `align` (any power of two; below 8 means 8; 0 means the natural
+ * alignment: kmalloc_aligned(size, 0) is kmalloc(size)).  Freed with
+ * kfree().  Context: ANY. */
 void *kmalloc_aligned(size_t size, size_t align);
 
 /* Frees an object from kmalloc/kzalloc/kcalloc/krealloc/kmalloc_aligned or
@@ -234,8 +236,9 @@ void *krealloc(void *p, size_t n);
  * allocator.
  */
 
-/* Returns NULL iff npages == 0, align is not a power of two, no run of
- * npages free pages with physical address aligned to max(align, page) and
+/* Returns NULL iff npages == 0, align is neither 0 nor a power of two, no
+ * run of npages free pages with physical address aligned to max(align,
+ * page) (align 0: the natural alignment, a page) and
  * ending at or below max_phys exists (after a sweep and retry, and the OOM
  * hook), or npages > 2^(KMEM_PHYS_BITS-12).  max_phys == 0 means no
  * ceiling (e.g. max_phys = 4 GiB for 32-bit DMA).  The lowest such run is
@@ -297,6 +300,27 @@ int kmem_cache_destroy(struct kmem_cache *cache);
  * flushed or idle-empty, free pages equal managed pages iff no object is
  * live.  Returns the number of pages given back.  Context: THREAD. */
 size_t kmem_reclaim(void);
+
+/* Exact free memory, for a kernel's `free`/meminfo: reclaims as
+ * kmem_reclaim() does (from any CPU: the calling CPU's caches are flushed,
+ * the other CPUs' previous magazines and cached spans are taken over,
+ * every depot and the hardened quarantine emptied, every empty span given
+ * back), then returns the number of pages kpage_alloc(1, 0, 0) would hand
+ * out, one call after another, before it returned NULL, if nothing else
+ * allocated meanwhile and no OOM hook added memory.  That is the free
+ * pages less the pool pages the span descriptors of that many runs would
+ * take (mm/mstats.c), so it is below kmem_stats.pages_free.
+ * Not counted, because no reclaim from another CPU can take them while
+ * that CPU runs: the objects in each other online CPU's loaded magazines
+ * (one per size class and per object cache, of at most
+ * min(64, max(2, 32 KiB / object size)) objects), and so the pages of
+ * every span one of them keeps partly free.
+ * With the other CPUs offline (kmem_cpu_offline), nothing is left out.
+ * Cost: kmem_reclaim's, then O(managed memory / 64 pages + free span
+ * descriptors + free pages / 341) under the mheap lock, interrupts off.
+ * Context: THREAD, on any online CPU; exact when no other CPU allocates
+ * or frees meanwhile. */
+size_t kmem_free_pages(void);
 
 /* ---------------------------------------------------------------------------
  * Statistics

@@ -488,6 +488,8 @@ static void *aligned_once(size_t size, size_t align, uintptr_t caller)
 
 void *kmalloc_aligned(size_t size, size_t align)
 {
+	if (align == 0)
+		align = 8; /* natural: what kmalloc gives */
 	if (!is_pow2(align) || size > KMEM_MAX_ALLOC)
 		return NULL;
 	uintptr_t caller = RET_ADDR;
@@ -858,6 +860,8 @@ void *krealloc(void *p, size_t n)
 
 void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 {
+	if (align == 0)
+		align = PAGE_SIZE; /* natural: a page */
 	if (npages == 0 || !is_pow2(align) || npages > (1ull << SUM_TOP))
 		return NULL;
 	uint64_t align_pages = align > PAGE_SIZE ? align >> PAGE_SHIFT : 1;

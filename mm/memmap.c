@@ -494,12 +494,15 @@ long kmem_memmap_uefi(const void *map, size_t map_size, size_t desc_size,
 
 enum {
 	MB2_TAG_END = 0, MB2_TAG_MODULE = 3, MB2_TAG_MEMINFO = 4, MB2_TAG_MMAP = 6,
-	MB2_TAG_FRAMEBUFFER = 8, MB2_TAG_EFI_MMAP = 17, MB2_TAG_EFI_BS = 18,
+	MB2_TAG_FRAMEBUFFER = 8, MB2_TAG_ELF_SECTIONS = 9, MB2_TAG_EFI_MMAP = 17,
+	MB2_TAG_EFI_BS = 18,
 };
 /* Minimum sizes of the tags read (header included). */
 enum {
 	MB2_HDR = 8, MB2_MODULE_MIN = 16, MB2_MEMINFO_MIN = 16, MB2_MMAP_HDR = 16,
 	MB2_MMAP_ENTRY_MIN = 24, MB2_FB_MIN = 30, MB2_EFI_MMAP_HDR = 16,
+	MB2_ELF_HDR = 20, /* u32 type, size, num, entsize, shndx (GRUB's layout) */
+	ELF32_SHDR = 40, ELF64_SHDR = 64,
 };
 struct mb2_mmap_entry {
 	uint64_t base_addr, length;
@@ -579,6 +582,48 @@ static long mb2_memory(const char *mbi, uint32_t total, struct kmem_region *out,
 	return 0;
 }
 
+/* The ELF-symbols tag: GRUB loads the kernel's sections that the image
+ * does not (symbol and string tables, debug info) into memory the map
+ * calls usable and puts their addresses in sh_addr; the allocated ones
+ * are the image, at their link addresses.  Every section with an address
+ * and a size is reserved; runs less than a page apart become one region
+ * (no whole page lies between them), so a kernel's dozens of sections
+ * take a few entries. */
+static long mb2_elf_sections(const char *t, uint32_t size, struct kmem_region *out, size_t cap,
+                             size_t *np)
+{
+	size_t n = *np;
+	if (size < MB2_ELF_HDR)
+		return -KMEM_EINVAL;
+	uint32_t num = memmap_ld32(t, 8), esize = memmap_ld32(t, 12);
+	bool is64 = esize >= ELF64_SHDR;
+	if (esize < ELF32_SHDR || (size - MB2_ELF_HDR) / esize < num)
+		return -KMEM_EINVAL;
+	uint64_t lo = 0, hi = 0; /* the run being gathered, [lo, hi) */
+	for (uint32_t i = 0; i < num; i++) {
+		const char *sh = t + MB2_ELF_HDR + (size_t)i * esize;
+		uint64_t addr = is64 ? memmap_ld64(sh, 16) : memmap_ld32(sh, 12);
+		uint64_t len = is64 ? memmap_ld64(sh, 32) : memmap_ld32(sh, 20);
+		if (memmap_ld32(sh, 4) == 0 || addr == 0 || len == 0)
+			continue; /* SHT_NULL, or not in memory */
+		if (len > UINT64_MAX - addr)
+			len = UINT64_MAX - addr;
+		if (hi && addr >= lo && (addr <= hi || addr - hi < KMEM_PAGE_SIZE)) {
+			if (addr + len > hi)
+				hi = addr + len;
+			continue;
+		}
+		if (hi)
+			MEMMAP_ADD(lo, hi - lo, KMEM_REGION_RESERVED);
+		lo = addr;
+		hi = addr + len;
+	}
+	if (hi)
+		MEMMAP_ADD(lo, hi - lo, KMEM_REGION_RESERVED);
+	*np = n;
+	return 0;
+}
+
 long kmem_memmap_multiboot2(const void *mbi, uint64_t mbi_phys, struct kmem_region *out,
                             size_t cap)
 {
@@ -610,6 +655,10 @@ long kmem_memmap_multiboot2(const void *mbi, uint64_t mbi_phys, struct kmem_regi
 			MEMMAP_ADD(memmap_ld64(b, off + 8),
 			           (uint64_t)memmap_ld32(b, off + 16) * memmap_ld32(b, off + 24),
 			           KMEM_REGION_RESERVED);
+		} else if (t == MB2_TAG_ELF_SECTIONS) {
+			err = mb2_elf_sections(b + off, size, out, cap, &n);
+			if (err)
+				return err;
 		}
 		off += (size + 7) & ~7u;
 	}

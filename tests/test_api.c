@@ -661,20 +661,49 @@ static void test_kmalloc_aligned_rejects(void **state)
 	snap_assert_same(&sn, NULL);
 }
 
-/* "Returns NULL iff align is not a power of two": 0 is not one.  Kept
- * separate so that a different reading shows up as one clear failure. */
-static void test_align_zero_is_not_a_power_of_two(void **state)
+/* Align 0 is the natural alignment (issue #14.8: a kernel passed 0 and
+ * panicked at boot): kmalloc_aligned(size, 0) is kmalloc(size), with its
+ * alignment; kpage_alloc(n, 0, max) is page aligned.  Any other
+ * non-power of two is still refused, by both. */
+static void test_align_zero_is_natural(void **state)
 {
 	(void)state;
-	void *p = kmalloc_aligned(16, 0);
-	if (p)
+	const size_t sizes[] = {0, 1, 8, 24, 100, 4096, 5000, KMEM_SMALL_MAX, KMEM_SMALL_MAX + 1,
+	                        3 * PAGE + 7};
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		size_t s = sizes[i];
+		void *p = kmalloc_aligned(s, 0);
+		if (!p)
+			fail_msg("kmalloc_aligned(%zu, 0) returned NULL", s);
+		assert_aligned(p, promised_align(s));
+		assert_true(ksize(p) >= s);
+		assert_in_pool(p, s ? s : 1);
+		memset(p, 0x3c, s);
 		kfree(p);
-	assert_null(p);
-	void *r = kpage_alloc(1, 0, 0);
-	if (r)
-		kpage_free(r, 1);
-	assert_null(r);
+	}
+	for (size_t n = 1; n <= 9; n += 4) {
+		void *r = kpage_alloc(n, 0, 0);
+		if (!r)
+			fail_msg("kpage_alloc(%zu, 0, 0) returned NULL", n);
+		assert_aligned(r, PAGE);
+		assert_in_pool(r, n * PAGE);
+		memset(r, 0x3c, n * PAGE);
+		kpage_free(r, n);
+	}
+	/* with a ceiling: the lowest run, below it */
+	void *low = kpage_alloc(2, 0, FX_SIMPLE_BASE + 64 * FX_MIB);
+	assert_non_null(low);
+	assert_true(kmem_virt_to_phys(low) + 2 * PAGE <= FX_SIMPLE_BASE + 64 * FX_MIB);
+	kpage_free(low, 2);
+	const size_t bad[] = {3, 12, PAGE + 1, 3 * PAGE, SIZE_MAX};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (kpage_alloc(1, bad[i], 0) != NULL)
+			fail_msg("kpage_alloc(1, %zu, 0) accepted a non-power of two", bad[i]);
+		if (kmalloc_aligned(16, bad[i]) != NULL)
+			fail_msg("kmalloc_aligned(16, %zu) accepted a non-power of two", bad[i]);
+	}
 	fx_assert_no_faults();
+	fx_assert_all_back();
 }
 
 /* ------------------------------------------------------------------------
@@ -2097,7 +2126,7 @@ int main(void)
 		T(test_krealloc_failure_leaves_object),
 		T(test_kmalloc_aligned_all_powers),
 		T(test_kmalloc_aligned_rejects),
-		T(test_align_zero_is_not_a_power_of_two),
+		T(test_align_zero_is_natural),
 		T(test_kpage_every_size_to_512),
 		T(test_kpage_alignment),
 		T(test_kpage_lowest_and_ceiling),

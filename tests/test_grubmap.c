@@ -14,10 +14,14 @@
  * is read at the address GRUB put it and must give:
  *   - the regions the kernel printed from it: the first N lines under
  *     "kmem_memmap_multiboot2): N regions", parsed from the log;
+ *     (the logs predate the adapter's reading of the ELF-symbols tag, 9:
+ *     what it reserves for the sections is added to them here);
  *   - what its own memory map tag (6) says, worked out here from the raw
  *     E820 entries: each entry's pages under its type (usable rounded
- *     inward, the rest outward), the MBI's pages reserved, and no other
- *     usable byte;
+ *     inward, the rest outward), the MBI's pages and those of every
+ *     section of its ELF-symbols tag (the kernel image, and the symbol,
+ *     string and debug sections GRUB loaded after it) reserved, and no
+ *     other usable byte;
  *   - an error, not a map, when total_size is cut (the end tag lost).
  * Run from the repository root (make test-unit does).
  */
@@ -156,6 +160,38 @@ static void assert_covered(const struct kmem_region *r, long n, uint64_t lo, uin
 		fail_msg("0x%" PRIx64 " is in no region of type %u", lo, type);
 }
 
+/* The MBI's ELF-symbols tag (9), found and read by this test's own walk:
+ * the byte ranges of the sections that have an address and a size.
+ * GRUB's layout: u32 type, size, num, entsize, shndx, then the headers. */
+static size_t elf_sections(const uint8_t *mbi, size_t len, uint64_t (*out)[2], size_t cap)
+{
+	size_t k = 0;
+	for (size_t off = 8; off + 8 <= len;) {
+		uint32_t type = ld32(mbi + off), size = ld32(mbi + off + 4);
+		if (type == 0)
+			break;
+		if (type == 9) {
+			uint32_t num = ld32(mbi + off + 8), esize = ld32(mbi + off + 12);
+			assert_int_equal(esize, 64); /* the demo kernel is ELF64 */
+			assert_true(20 + (uint64_t)num * esize <= size);
+			for (uint32_t i = 0; i < num; i++) {
+				const uint8_t *sh = mbi + off + 20 + i * esize;
+				uint64_t addr = ld64(sh + 16), bytes = ld64(sh + 32);
+				if (ld32(sh + 4) == 0 || addr == 0 || bytes == 0)
+					continue;
+				assert_true(k < cap);
+				out[k][0] = addr;
+				out[k][1] = addr + bytes;
+				k++;
+			}
+		}
+		off += (size + 7) & ~(size_t)7;
+	}
+	return k;
+}
+
+#define MAXS 64
+
 /* One boot's log and MBI, and the MBI read as the kernel read it. */
 struct booted {
 	struct printed p;
@@ -163,6 +199,8 @@ struct booted {
 	size_t len;
 	struct kmem_region r[MAXR];
 	long n; /* regions in r[], or the adapter's error */
+	uint64_t sec[MAXS][2]; /* the ELF sections' byte ranges */
+	size_t nsec;
 };
 
 /* cmocka setup: *state is a struct grub_boot on entry, its struct booted
@@ -177,6 +215,7 @@ static int load_boot(void **state)
 	assert_int_equal(g->len, g->p.mbi_size);
 	assert_int_equal(ld32(g->mbi), g->p.mbi_size);
 	g->n = kmem_memmap_multiboot2(g->mbi, g->p.mbi_phys, g->r, MAXR);
+	g->nsec = elf_sections(g->mbi, g->len, g->sec, MAXS);
 	*state = g;
 	return 0;
 }
@@ -189,15 +228,49 @@ static int free_boot(void **state)
 	return 0;
 }
 
+/* The regions the kernel printed, with the sections reserved on top. */
 static void test_grub_as_booted(void **state)
 {
 	const struct booted *g = *state;
-	assert_int_equal(g->n, (long)g->p.n);
+	struct kmem_region e[MAXR + MAXS];
+	size_t ne = g->p.n;
+	memcpy(e, g->p.r, ne * sizeof(e[0]));
+	for (size_t i = 0; i < g->nsec; i++)
+		e[ne++] = (struct kmem_region){g->sec[i][0], g->sec[i][1] - g->sec[i][0],
+		                               KMEM_REGION_RESERVED};
+	long want = kmem_memmap_normalize(e, ne, MAXR + MAXS);
+	assert_true(g->nsec >= 2); /* the image and what GRUB loaded after it */
+	assert_int_equal(g->n, want);
 	for (long i = 0; i < g->n; i++) {
-		assert_int_equal(g->r[i].base, g->p.r[i].base);
-		assert_int_equal(g->r[i].length, g->p.r[i].length);
-		assert_int_equal(g->r[i].type, g->p.r[i].type);
+		assert_int_equal(g->r[i].base, e[i].base);
+		assert_int_equal(g->r[i].length, e[i].length);
+		assert_int_equal(g->r[i].type, e[i].type);
 	}
+}
+
+/* [lo, hi) less the holes h[0..nh) (sorted, disjoint), in regions of r:
+ * the parts outside the holes usable, the holes reserved; returns the
+ * usable bytes. */
+static uint64_t usable_less_holes(const struct kmem_region *r, long n, uint64_t lo, uint64_t hi,
+                                  uint64_t (*h)[2], size_t nh)
+{
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < nh && lo < hi; i++) {
+		if (h[i][1] <= lo || h[i][0] >= hi)
+			continue;
+		if (h[i][0] > lo) {
+			assert_covered(r, n, lo, h[i][0], KMEM_REGION_USABLE);
+			bytes += h[i][0] - lo;
+		}
+		assert_covered(r, n, h[i][0] > lo ? h[i][0] : lo, h[i][1] < hi ? h[i][1] : hi,
+		               KMEM_REGION_RESERVED);
+		lo = h[i][1];
+	}
+	if (lo < hi) {
+		assert_covered(r, n, lo, hi, KMEM_REGION_USABLE);
+		bytes += hi - lo;
+	}
+	return bytes;
 }
 
 static void test_grub_raw_map(void **state)
@@ -216,7 +289,32 @@ static void test_grub_raw_map(void **state)
 	const uint8_t *t = mmap_tag(g->mbi, g->len);
 	uint32_t size = ld32(t + 4), esize = ld32(t + 8);
 	assert_int_equal(esize, 24);
-	uint64_t mlo = down(g->p.mbi_phys), mhi = up(g->p.mbi_phys + g->p.mbi_size);
+	/* The holes the adapter must make in usable memory: the MBI and the
+	 * sections, each rounded out to pages, sorted and merged. */
+	uint64_t hole[MAXS + 1][2];
+	size_t nh = 0;
+	hole[nh][0] = down(g->p.mbi_phys);
+	hole[nh++][1] = up(g->p.mbi_phys + g->p.mbi_size);
+	for (size_t i = 0; i < g->nsec; i++) {
+		hole[nh][0] = down(g->sec[i][0]);
+		hole[nh++][1] = up(g->sec[i][1]);
+	}
+	for (size_t i = 1; i < nh; i++) /* insertion sort by start */
+		for (size_t j = i; j > 0 && hole[j][0] < hole[j - 1][0]; j--) {
+			uint64_t a = hole[j][0], b = hole[j][1];
+			hole[j][0] = hole[j - 1][0], hole[j][1] = hole[j - 1][1];
+			hole[j - 1][0] = a, hole[j - 1][1] = b;
+		}
+	size_t m = 0;
+	for (size_t i = 0; i < nh; i++)
+		if (m && hole[i][0] <= hole[m - 1][1]) {
+			if (hole[i][1] > hole[m - 1][1])
+				hole[m - 1][1] = hole[i][1];
+		} else {
+			hole[m][0] = hole[i][0], hole[m][1] = hole[i][1];
+			m++;
+		}
+	nh = m;
 	uint64_t usable = 0, prev_end = 0, nusable = 0;
 	for (uint32_t off = 16; off + esize <= size; off += esize) {
 		uint64_t a = ld64(t + off), l = ld64(t + off + 8);
@@ -227,19 +325,12 @@ static void test_grub_raw_map(void **state)
 			assert_covered(r, n, down(a), up(a + l), KMEM_REGION_RESERVED);
 			continue;
 		}
-		uint64_t lo = up(a), hi = down(a + l);
 		nusable++;
-		usable += hi - lo;
-		if (mlo < hi && lo < mhi) { /* the MBI is in this entry */
-			usable -= mhi - mlo;
-			assert_covered(r, n, lo, mlo, KMEM_REGION_USABLE);
-			assert_covered(r, n, mhi, hi, KMEM_REGION_USABLE);
-		} else {
-			assert_covered(r, n, lo, hi, KMEM_REGION_USABLE);
-		}
+		usable += usable_less_holes(r, n, up(a), down(a + l), hole, nh);
 	}
 	assert_true(nusable >= 2);
-	assert_covered(r, n, mlo, mhi, KMEM_REGION_RESERVED);
+	for (size_t i = 0; i < nh; i++)
+		assert_covered(r, n, hole[i][0], hole[i][1], KMEM_REGION_RESERVED);
 	uint64_t got = 0;
 	for (long i = 0; i < n; i++)
 		got += r[i].type == KMEM_REGION_USABLE ? r[i].length : 0;

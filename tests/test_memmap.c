@@ -682,6 +682,109 @@ static void test_multiboot2_malformed(void **state)
 	free(good);
 }
 
+/* An ELF-symbols tag (9) of n section headers of esize bytes (64: ELF64,
+ * 40: ELF32), each {sh_type, sh_addr, sh_size}; returns the tag's offset. */
+static uint32_t mbi_elf(struct mbi *m, const uint64_t (*sec)[3], unsigned n, uint32_t esize)
+{
+	uint32_t off = mbi_tag(m, 9, 20 + n * esize);
+	put(m->b, off + 8, n, 4);
+	put(m->b, off + 12, esize, 4);
+	put(m->b, off + 16, n ? n - 1 : 0, 4);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *sh = m->b + off + 20 + i * esize;
+		memset(sh, 0, esize);
+		put(sh, 4, sec[i][0], 4);
+		if (esize >= 64) {
+			put(sh, 8, sec[i][0] == 1 ? 0x2 : 0, 8); /* SHF_ALLOC on PROGBITS */
+			put(sh, 16, sec[i][1], 8);
+			put(sh, 32, sec[i][2], 8);
+		} else {
+			put(sh, 12, sec[i][1], 4);
+			put(sh, 20, sec[i][2], 4);
+		}
+	}
+	return off;
+}
+
+/* GRUB leaves the kernel's section data (symbol and string tables, debug
+ * info: sections the image does not load) in memory its map calls
+ * usable; the adapter reserves every section with an address and a size,
+ * joining runs less than a page apart. */
+static void test_multiboot2_elf_sections(void **state)
+{
+	(void)state;
+	struct mbi m;
+	struct kmem_region r[32];
+	const uint64_t sec[][3] = {
+		{0, 0, 0},                  /* SHT_NULL */
+		{1, 0x100000, 0x5000},      /* .text (the image, identity-linked) */
+		{8, 0x105000, 0x2800},      /* .bss, NOBITS */
+		{1, 0, 0x300},              /* .comment: not in memory */
+		{1, 0x900000, 0x1234},      /* .debug_info, loaded by GRUB */
+		{2, 0x901240, 0x100},       /* .symtab: same page run */
+		{3, 0x902400, 0x10},        /* .strtab: less than a page on */
+		{3, 0x2000000, 0},          /* empty */
+		{1, 0x3000010, 0x10},       /* far away: its own region */
+	};
+	for (int elf64 = 0; elf64 < 2; elf64++) {
+		mbi_common(&m);
+		mbi_mmap(&m, mb2_pc, 6);
+		mbi_elf(&m, sec, 9, elf64 ? 64 : 40);
+		void *b = mbi_end(&m);
+		long n = kmem_memmap_multiboot2(b, 0x10000, r, 32);
+		assert_normal(r, n);
+		assert_int_equal(type_at(r, n, 0), U);          /* .comment's address 0 */
+		assert_int_equal(type_at(r, n, 0xff000), R);    /* the BIOS area, as before */
+		assert_int_equal(type_at(r, n, 0x100000), R);
+		assert_int_equal(type_at(r, n, 0x107fff), R);
+		assert_int_equal(type_at(r, n, 0x108000), U);
+		assert_int_equal(type_at(r, n, 0x8ff000), U);
+		assert_int_equal(type_at(r, n, 0x900000), R);
+		assert_int_equal(type_at(r, n, 0x902fff), R);
+		assert_int_equal(type_at(r, n, 0x903000), U);
+		assert_int_equal(type_at(r, n, 0x2000000), U);  /* the empty one */
+		assert_int_equal(type_at(r, n, 0x3000000), R);
+		assert_int_equal(type_at(r, n, 0x3001000), U);
+		/* exactly those pages left test_multiboot2's usable total */
+		assert_int_equal(bytes_of(r, n, U), 0x1ff7b000 - 0x8000 - 0x3000 - 0x1000);
+		free(b);
+	}
+
+	/* A kernel's many sections a few bytes apart take one entry: the
+	 * caller's array need not grow with them. */
+	uint64_t many[64][3];
+	for (unsigned i = 0; i < 64; i++) {
+		many[i][0] = 1;
+		many[i][1] = 0x900000 + i * 0x1100;
+		many[i][2] = 0x1000;
+	}
+	mbi_common(&m);
+	mbi_mmap(&m, mb2_pc, 6);
+	mbi_elf(&m, many, 40, 64);
+	void *b = mbi_end(&m);
+	long n = kmem_memmap_multiboot2(b, 0x10000, r, 16);
+	assert_true(n > 0);
+	assert_int_equal(type_at(r, n, 0x900000 + 39 * 0x1100 + 0xfff), R);
+	assert_int_equal(type_at(r, n, 0x900000 + 40 * 0x1100 + 0x1000), U);
+	free(b);
+
+	/* Malformed: headers below ELF32's 40 bytes, more headers than the
+	 * tag holds, a tag shorter than its own fields. */
+	for (int bad = 0; bad < 3; bad++) {
+		mbi_common(&m);
+		mbi_mmap(&m, mb2_pc, 6);
+		if (bad == 2) {
+			mbi_tag(&m, 9, 16);
+		} else {
+			uint32_t t = mbi_elf(&m, sec, 2, bad ? 64 : 40);
+			put(m.b, t + (bad ? 8 : 12), bad ? 3 : 32, 4); /* num 3; entsize 32 */
+		}
+		b = mbi_end(&m);
+		assert_int_equal(kmem_memmap_multiboot2(b, 0, r, 32), -KMEM_EINVAL);
+		free(b);
+	}
+}
+
 /* Random corruption of a good structure (bytes flipped inside its
  * length, tag sizes, entry sizes and types included; not total_size,
  * which is the length the adapter is given): every call gives a normal
@@ -696,6 +799,9 @@ static void test_multiboot2_corruption(void **state)
 	put(m.b, t + 8, 48, 4);
 	efi_desc(m.b + t + 16, 7, 0x100000, 0x100, 0);
 	efi_desc(m.b + t + 64, 9, 0x300000, 0x4, 0);
+	static const uint64_t sec[][3] = {{1, 0x100000, 0x5000}, {2, 0x900000, 0x1234},
+	                                  {3, 0x901240, 0x100}};
+	mbi_elf(&m, sec, 3, 64);
 	uint8_t *good = mbi_end(&m);
 	uint32_t total = m.n;
 	uint64_t seed = fx_seed();
@@ -899,6 +1005,7 @@ int main(void)
 		cmocka_unit_test(test_multiboot1),
 		cmocka_unit_test(test_multiboot2),
 		cmocka_unit_test(test_multiboot2_malformed),
+		cmocka_unit_test(test_multiboot2_elf_sections),
 		cmocka_unit_test(test_multiboot2_corruption),
 		cmocka_unit_test(test_limine),
 		cmocka_unit_test(test_uefi),

@@ -103,9 +103,19 @@ long kmem_memmap_multiboot1(const void *info, uint64_t info_phys, uintptr_t phys
  * (17, the UEFI table below) unless boot services still run (tag 18);
  * else the memory map tag (6; entry_size a multiple of 8, >= 24; E820
  * types as above); else basic meminfo (4); else -KMEM_EINVAL.  Reserves
- * the boot information, every module (tag 3) and the framebuffer (tag 8:
- * pitch * height bytes).  Modules and the MBI are all the loader leaves
- * in usable memory: the spec gives it nothing reclaimable. */
+ * the boot information, every module (tag 3), the framebuffer (tag 8:
+ * pitch * height bytes) and every section of the ELF-symbols tag (9:
+ * u32 num, entsize, shndx as GRUB writes them, then num section headers
+ * of entsize bytes, ELF32 from 40, ELF64 from 64) that has an address and
+ * a size: GRUB loads the sections the image does not hold (symbol and
+ * string tables, debug info) into memory the map calls usable.  An
+ * allocated section's address is its link address: the kernel image for
+ * an identity-linked kernel; a higher-half kernel reserves its image's
+ * physical pages itself (the range at the virtual address is reserved
+ * too, as if physical: nothing above 2^48, the image's size at worst
+ * below).  Those and the
+ * MBI are all the loader leaves in usable memory: the spec gives it
+ * nothing reclaimable. */
 long kmem_memmap_multiboot2(const void *mbi, uint64_t mbi_phys, struct kmem_region *out,
                             size_t cap);
 

@@ -725,7 +725,7 @@ static void op_aligned(struct in *in)
 	} else {
 		static const size_t bad[] = {0, 3, 24, 4097, 12288, SIZE_MAX, (size_t)1 << 63 | 1};
 		align = bad[b % (sizeof bad / sizeof *bad)];
-		valid = false;
+		valid = align == 0; /* 0: the natural alignment, kmalloc's */
 	}
 	uint64_t large0 = stats().large_objects;
 	uint8_t *p = kmalloc_aligned(s, align);
@@ -853,7 +853,7 @@ static void op_pages(struct in *in)
 		align = (size_t)1 << (b % 24);
 	} else {
 		align = b & 1 ? 0 : 3 * PAGE;
-		valid = false;
+		valid = valid && align == 0; /* 0: the natural alignment, a page */
 	}
 	uint64_t ceil = 0;
 	switch (c % 12) {
