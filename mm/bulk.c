@@ -41,6 +41,23 @@
  */
 #include "mtypes.h"
 
+/* Inside an entered path (arch_fast_enter), the loaded magazine may be
+ * pushed and popped as kmalloc and kfree do; the magazine slow paths need
+ * interrupts off as well.  slow_in/slow_out turn them off and on around
+ * one such call (no-ops where entering turned them off already). */
+static inline unsigned long slow_in(unsigned long t)
+{
+	return irqoff_in(t);
+}
+
+static inline void slow_out(unsigned long f)
+{
+	if (KMEM_FAST_NESTING)
+		arch_irq_restore(f);
+	else
+		(void)f;
+}
+
 /* ---------------------------------------------------------------------------
  * Allocation
  */
@@ -56,7 +73,6 @@ static size_t alloc_entered(struct mcentral *c, size_t n, void **p)
 		arch_fast_exit(t);
 		return 0;
 	}
-	unsigned long f = irqoff_in(t);
 	struct mag_slot *ms;
 	struct cpu_class *cc;
 	cpu_slots(c, arch_cpu_id(), &ms, &cc);
@@ -77,12 +93,14 @@ static size_t alloc_entered(struct mcentral *c, size_t n, void **p)
 		cc->nmalloc += i - i0;
 		if (i == n)
 			break;
+		unsigned long f = slow_in(t);
 		void *q = mag_alloc_slow(ms, cc, c);
+		slow_out(f);
 		if (!q)
 			break;
 		p[i++] = q;
 	}
-	irqoff_out(f, t);
+	arch_fast_exit(t);
 	return i;
 }
 
@@ -130,7 +148,7 @@ struct free_to {
 	uint32_t limit;
 };
 
-static uint32_t free_route(struct mspan *s, struct kmem_cache *k, unsigned cpu,
+static inline uint32_t free_route(struct mspan *s, struct kmem_cache *k, unsigned cpu,
                            struct free_to *to)
 {
 	uint32_t fast = atomic_load_explicit(&s->fast_nelems, memory_order_relaxed);
@@ -153,52 +171,76 @@ static uint32_t free_route(struct mspan *s, struct kmem_cache *k, unsigned cpu,
 }
 
 /* Frees p[0..n) the quick way while it can; returns how many entries it
- * dealt with (freed, or NULL), stopping at the first it cannot vouch for
- * (see the header). */
-static size_t free_entered(struct kmem_cache *k, size_t n, void *const *p)
+ * dealt with, stopping at the first it cannot vouch for (see the header;
+ * a NULL stops it too, and the caller's kfree skips it).  The outer loop
+ * finds a span, the inner one frees the objects that follow in it, with
+ * the span's fields and the slot's top in locals: a byte store (the
+ * state) may alias anything, and would make the compiler reload them. */
+static inline __attribute__((always_inline)) size_t free_entered(struct kmem_cache *k, size_t n,
+                                                                 void *const *p)
 {
 	unsigned long t = arch_fast_enter();
 	if (fast_nested(t)) {
 		arch_fast_exit(t);
 		return 0;
 	}
-	unsigned long f = irqoff_in(t);
 	unsigned cpu = arch_cpu_id();
-	struct mspan *s = NULL;
-	struct free_to to;
-	size_t i;
-	for (i = 0; i < n; i++) {
-		const void *q = p[i];
-		if (!q)
-			continue;
-		uintptr_t off = (uintptr_t)q - (s ? s->base : 0);
-		if (!s || off >= (s->npages << PAGE_SHIFT)) {
-			s = span_of_ptr(q);
-			if (!s || !free_route(s, k, cpu, &to))
-				break;
-			off = (uintptr_t)q - s->base;
-		}
-		uint32_t idx = span_obj_index(s, off);
-		if (idx >= to.limit || (uintptr_t)idx * s->elemsize != off)
+	void *const *q = p, *const *qend = p + n;
+	while (q != qend) {
+		struct free_to to;
+		struct mspan *s = span_of_ptr(*q);
+		if (!s || !free_route(s, k, cpu, &to))
 			break;
-		_Atomic uint8_t *st = &s->objstate[idx];
-		if (atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT)
-			break;
-		void **e = to.ms->top;
-		if (e == to.ms->end) {
-			if (!mag_free_slow(to.ms, to.cc, to.c, q, st))
+		/* The span's objects are at base + [0, bytes): an offset below
+		 * bytes has a valid index (the division constant is exact
+		 * there).  Until the loop leaves, the objects pushed keep the
+		 * span alive (they are in this CPU's loaded magazine). */
+		uintptr_t base = s->base;
+		uint64_t elemsize = s->elemsize, divmul = s->divmul;
+		uintptr_t bytes = to.limit * elemsize;
+		_Atomic uint8_t *objstate = s->objstate;
+		void **top = to.ms->top, **end = to.ms->end;
+		uint8_t id = (uint8_t)to.ms->id;
+		uintptr_t off = (uintptr_t)*q - base;
+		bool stop = off >= bytes; /* in the span's tail */
+		while (!stop) {
+			uint32_t idx = (uint32_t)((off * divmul) >> KMEM_DIV_SHIFT);
+			_Atomic uint8_t *st = &objstate[idx];
+			if (idx * elemsize != off ||
+			    atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT) {
+				stop = true;
 				break;
-			s = NULL; /* earlier objects may have left this CPU */
-			continue;
+			}
+			if (top == end) {
+				*to.count += (uint64_t)(top - to.ms->top);
+				to.ms->top = top;
+				unsigned long f = slow_in(t);
+				stop = !mag_free_slow(to.ms, to.cc, to.c, *q, st);
+				slow_out(f);
+				/* The slot changed, and earlier objects may have
+				 * left this CPU with the magazine: look the span up
+				 * again. */
+				top = to.ms->top;
+				q += !stop;
+				break;
+			}
+			*top = (void *)(base + off); /* *q, without keeping it live */
+			*mag_entry_st(top) = st;
+			top++;
+			atomic_store_explicit(st, id, memory_order_relaxed);
+			if (++q == qend)
+				break;
+			off = (uintptr_t)*q - base;
+			if (off >= bytes)
+				break; /* another span: look it up */
 		}
-		*e = (void *)q;
-		*mag_entry_st(e) = st;
-		to.ms->top = e + 1;
-		(*to.count)++;
-		atomic_store_explicit(st, (uint8_t)to.ms->id, memory_order_relaxed);
+		*to.count += (uint64_t)(top - to.ms->top);
+		to.ms->top = top;
+		if (stop)
+			break;
 	}
-	irqoff_out(f, t);
-	return i;
+	arch_fast_exit(t);
+	return (size_t)(q - p);
 }
 
 void kfree_bulk(size_t n, void **p)
@@ -206,7 +248,7 @@ void kfree_bulk(size_t n, void **p)
 	for (size_t i = 0; i < n;) {
 		i += free_entered(NULL, n - i, p + i);
 		if (i < n)
-			kfree(p[i++]); /* frees it, or reports it */
+			kfree(p[i++]); /* frees it, reports it, or skips a NULL */
 	}
 }
 
