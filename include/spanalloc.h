@@ -366,10 +366,12 @@ uint64_t kmem_grace_period_start(void);
 
 /* The grace period `cookie` has ended: every CPU passed a quiescent state
  * after kmem_grace_period_start returned it.  Frees every object deferred
- * before that start (on any CPU, online or not) and returns how many.  A
- * cookie never returned by start, or 0, frees nothing new.  Cost: O(CPUs +
- * objects freed), each free as kfree.  Context: ANY (it frees with
- * kfree, whose faults it may report). */
+ * before that start or an earlier one (on any CPU, online or not) and
+ * returns how many; done() calls may come in any order.  A cookie start
+ * has not returned yet, or 0, is ignored (returns 0).  Cost: O(CPUs +
+ * objects freed), each free as in kfree_bulk.  Context: ANY (it frees with
+ * kfree_bulk, whose fault reports -- a debug or hardened check failing at
+ * the free -- it may make). */
 size_t kmem_grace_period_done(uint64_t cookie);
 
 struct kmem_defer_stats {

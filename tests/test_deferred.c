@@ -287,6 +287,40 @@ static void test_other_cpus_batches(void **state)
 	fx_assert_no_faults();
 }
 
+/* Hardened mode (level 2): a deferred object keeps its contents and its
+ * canary stays checked (kmem_check) until the grace period ends; then it
+ * is freed as kfree frees it: zeroed and quarantined.  kfree_bulk of
+ * hardened objects (the single path) zeroes them too. */
+static void test_hardened_mode(void **state)
+{
+	(void)state;
+	fx_set_harden(2, 0x1234);
+	fx_simple(64, 2);
+	fx_set_harden(0, 0);
+	assert_int_equal(kmem_harden_level(), 2);
+	enum { N = 100 };
+	static char *p[N], *q[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(100 + i);
+		q[i] = kmalloc(40);
+		fx_fill(p[i], 100 + i, i);
+		memset(q[i], 0x77, 40);
+		assert_int_equal(kfree_deferred(p[i]), 0);
+	}
+	fx_assert_check();
+	for (int i = 0; i < N; i++)
+		assert_int_equal(fx_check(p[i], 100 + i, i), (size_t)-1);
+	assert_int_equal(kmem_grace_period_done(kmem_grace_period_start()), N);
+	kfree_bulk(N, (void **)q);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(fx_first_nonzero(p[i], 100 + i), (size_t)-1);
+		assert_int_equal(fx_first_nonzero(q[i], 40), (size_t)-1);
+	}
+	expect_none_pending();
+	fx_assert_no_faults();
+	fx_assert_all_back();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +328,7 @@ int main(void)
 		T(test_overlapping_grace_periods),
 		T(test_bad_and_double_deferred_frees),
 		T(test_other_cpus_batches),
+		cmocka_unit_test(test_hardened_mode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
