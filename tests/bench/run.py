@@ -232,12 +232,15 @@ def run_heapinit(binary, quick):
     return out
 
 
-def callgrind_total(binary, args, preload):
+def callgrind_total(binary, args, preload, inside=()):
+    """Instructions the program executes; with `inside`, only those inside
+    the functions named (and their callees: --toggle-collect)."""
     with tempfile.NamedTemporaryFile(suffix='.cg', delete=False) as f:
         path = f.name
     try:
-        p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={path}', binary]
-                           + [str(a) for a in args], env=run_env(preload),
+        p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={path}'] +
+                           [f'--toggle-collect={fn}' for fn in inside] + [binary] +
+                           [str(a) for a in args], env=run_env(preload),
                            capture_output=True, text=True, timeout=900)
         if p.returncode != 0:
             raise RuntimeError(f'callgrind {binary} {args}: {p.stderr[-400:]}')
@@ -789,7 +792,8 @@ def harden_report(res, quick):
 # collects only inside the named API functions (--toggle-collect, callees
 # included), so the loop costs nothing and no stub is subtracted; two
 # object counts, the difference per extra object (first refills cancel).
-# Self-contained: run_bulk(), bulk_smoke() and bulk_report() only.
+# Self-contained: run_bulk(), bulk_smoke() and bulk_report() (and
+# callgrind_total's `inside`).
 
 BULK_SIZE = 64
 BULK_BATCHES = [16, 64]
@@ -806,25 +810,6 @@ BULK_ROWS = [
 ]
 
 
-def callgrind_in(binary, args, fns):
-    """Instructions executed inside the functions fns (and their callees)."""
-    with tempfile.NamedTemporaryFile(suffix='.cg', delete=False) as f:
-        path = f.name
-    try:
-        p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={path}'] +
-                           [f'--toggle-collect={fn}' for fn in fns] + [binary] + [str(a) for a in args],
-                           capture_output=True, text=True, timeout=900)
-        if p.returncode != 0:
-            raise RuntimeError(f'callgrind {binary} {args}: {p.stderr[-400:]}')
-        with open(path) as f:
-            for line in f:
-                if line.startswith('summary:') or line.startswith('totals:'):
-                    return int(line.split()[1])
-    finally:
-        os.unlink(path)
-    raise RuntimeError('callgrind: no totals')
-
-
 def run_bulk(bins, runs, quick):
     n1, n2 = (32768, 65536) if quick else (65536, 131072)
     direct = bins['direct']
@@ -832,8 +817,8 @@ def run_bulk(bins, runs, quick):
     for rid, label, ms, fs, mb, fb in BULK_ROWS:
         for batch in BULK_BATCHES:
             def per_obj(mode, fns):
-                i1 = callgrind_in(direct, ['k', mode, BULK_SIZE, batch, n1], fns)
-                i2 = callgrind_in(direct, ['k', mode, BULK_SIZE, batch, n2], fns)
+                i1 = callgrind_total(direct, ['k', mode, BULK_SIZE, batch, n1], None, fns)
+                i2 = callgrind_total(direct, ['k', mode, BULK_SIZE, batch, n2], None, fns)
                 return (i2 - i1) / (n2 - n1)
             single, bulk = per_obj(ms, fs), per_obj(mb, fb)
             row = dict(label=label, batch=batch, single=single, bulk=bulk, ratio=single / bulk)
