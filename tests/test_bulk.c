@@ -461,7 +461,8 @@ static void *churn(void *arg)
 		for (size_t i = 0; i < n; i++)
 			if (fx_check(mine[i], 200, (uintptr_t)mine[i] ^ id) != (size_t)-1)
 				xerrors++;
-		struct mailbox *out = &box[(id + 1) % XCPUS], *in = &box[id];
+		/* CPU id (1..XCPUS) reads box id - 1 and writes the next. */
+		struct mailbox *out = &box[id % XCPUS], *in = &box[id - 1];
 		size_t half = n / 2;
 		pthread_mutex_lock(&out->m);
 		size_t room = sizeof out->obj / sizeof out->obj[0] - out->n;
