@@ -545,6 +545,41 @@ static void test_bulk_debug_cache(void **state)
 	assert_int_equal(kmem_cache_destroy(k), 0);
 }
 
+#if KMEM_FAST_NESTING
+/* Bulk calls nested in this CPU's fast path (an interrupt that arrived
+ * there, simulated by entering by hand) leave the CPU's magazines alone:
+ * they take the single paths (the shared span, frees to the spans). */
+static void test_nested_bulk_leaves_magazines_alone(void **state)
+{
+	(void)state;
+	struct kmem_cache *k = kmem_cache_create("bulk-nest", 64, 0, ctor);
+	void *p[40], *q[40];
+	assert_int_equal(kmem_cache_alloc_bulk(k, 40, p), 40); /* warm magazines */
+	kmem_cache_free_bulk(k, 40, p);
+	for (int i = 0; i < 40; i++)
+		q[i] = kmalloc(64);
+	struct mag_slot cache_before = k->cpu[0].mag;
+	unsigned long t = arch_fast_enter();
+	ctor_calls = 0;
+	assert_int_equal(kmem_cache_alloc_bulk(k, 40, p), 40);
+	assert_int_equal(ctor_calls, 40);
+	expect_objects(k, p, 40, 8);
+	struct mag_slot kmalloc_before = mcache_of(0)->mag[kmem_size_class(64)];
+	kmem_cache_free_bulk(k, 40, p);
+	kfree_bulk(40, q);
+	for (int i = 0; i < 40; i++) {
+		assert_int_equal(state_of(p[i]), OBJ_FREE);
+		assert_int_equal(state_of(q[i]), OBJ_FREE);
+	}
+	assert_memory_equal(&k->cpu[0].mag, &cache_before, sizeof cache_before);
+	assert_memory_equal(&mcache_of(0)->mag[kmem_size_class(64)], &kmalloc_before,
+	                    sizeof kmalloc_before);
+	arch_fast_exit(t);
+	fx_assert_no_faults();
+	assert_int_equal(kmem_cache_destroy(k), 0);
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -556,6 +591,9 @@ int main(void)
 		T(test_bulk_across_cpus),
 		T(test_bulk_concurrent),
 		T(test_bulk_debug_cache),
+#if KMEM_FAST_NESTING
+		T(test_nested_bulk_leaves_magazines_alone),
+#endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

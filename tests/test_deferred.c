@@ -287,6 +287,51 @@ static void test_other_cpus_batches(void **state)
 	fx_assert_no_faults();
 }
 
+/* Out of metadata for a new batch: -KMEM_ENOMEM and nothing changed (the
+ * object is still the caller's); the batches already made are freed by
+ * the next grace period, and deferring works again. */
+static void test_no_metadata_for_a_batch(void **state)
+{
+	(void)state;
+	fx_reserve(FX_GIB);
+	struct kmem_region r = {FX_SIMPLE_BASE, 4 * FX_MIB, KMEM_REGION_USABLE};
+	assert_int_equal(fx_init(&r, 1, 1), 0);
+	/* The per-CPU batch heads are made on first use: now. */
+	assert_int_equal(kfree_deferred(kmalloc(16)), 0);
+	assert_int_equal(kmem_grace_period_done(kmem_grace_period_start()), 1);
+	enum { MAX = 200000 };
+	void **p = calloc(MAX, sizeof(void *));
+	size_t n = 0;
+	while (n < MAX && (p[n] = kmalloc(16)))
+		n++;
+	static void *pages[1024];
+	size_t np = 0;
+	while (np < 1024 && (pages[np] = kpage_alloc(1, 0x1000, 0)))
+		np++;
+	assert_true(np < 1024); /* the pool is empty */
+	size_t deferred = 0;
+	int rc = 0;
+	while (deferred < n && (rc = kfree_deferred(p[deferred])) == 0)
+		deferred++;
+	assert_int_equal(rc, -KMEM_ENOMEM);
+	assert_true(deferred > 0 && deferred < n);
+	assert_int_equal(state_of(p[deferred]), OBJ_CLIENT); /* still the caller's */
+	assert_int_equal(dstats().pending, deferred);
+	fx_assert_no_faults();
+	fx_assert_check();
+	assert_int_equal(kmem_grace_period_done(kmem_grace_period_start()), deferred);
+	assert_int_equal(kfree_deferred(p[deferred]), 0); /* a batch block is free again */
+	assert_int_equal(kmem_grace_period_done(kmem_grace_period_start()), 1);
+	for (size_t i = deferred + 1; i < n; i++)
+		kfree(p[i]);
+	for (size_t i = 0; i < np; i++)
+		kpage_free(pages[i], 1);
+	free(p);
+	expect_none_pending();
+	fx_assert_no_faults();
+	fx_assert_all_back();
+}
+
 /* Hardened mode (level 2): a deferred object keeps its contents and its
  * canary stays checked (kmem_check) until the grace period ends; then it
  * is freed as kfree frees it: zeroed and quarantined.  kfree_bulk of
@@ -328,6 +373,7 @@ int main(void)
 		T(test_overlapping_grace_periods),
 		T(test_bad_and_double_deferred_frees),
 		T(test_other_cpus_batches),
+		cmocka_unit_test(test_no_metadata_for_a_batch),
 		cmocka_unit_test(test_hardened_mode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
