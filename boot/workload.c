@@ -555,6 +555,156 @@ static void maybe_inject(struct cpu_work *w)
 	}
 }
 
+/* --- deferred free: a lock-free lookup table (issue #15.3) ---------------- */
+
+/*
+ * kfree_deferred at work.  A table of RCU_SLOTS pointers to objects of a
+ * poisoned object cache (KMEM_DEBUG_POISON: a freed object is filled with
+ * 0x6b at once).  After the stress, every CPU looks up random slots with no
+ * lock and checks the object it finds (magic, its slot, a checksum of its
+ * generation: poison or another object's contents fail them), and every
+ * fourth step replaces a slot's object with a new one (atomic exchange)
+ * and hands the old one to kmem_cache_free_deferred.  Grace periods: each
+ * CPU counts a quiescent state after every lookup; whichever CPU gets the
+ * driver's try-lock starts one (kmem_grace_period_start, then a snapshot
+ * of the counts) or, once every other CPU's count moved (or it left the
+ * phase), ends it with kmem_grace_period_done.  The exchanges, counts and
+ * cookies are sequentially consistent: a lookup that starts after a CPU's
+ * counted quiescent state cannot find an object unpublished before the
+ * grace period started.  A mismatch is an early free: the run fails if
+ * one is seen, and unless every deferred object was freed at the end.
+ */
+#define RCU_SLOTS 64
+#define RCU_STEPS 6000 /* per CPU */
+#define RCU_MAGIC 0x726375216f626a21ull
+#define RCU_LEFT UINT64_MAX /* a CPU's count once it left the phase */
+
+struct rcu_obj {
+	uint64_t magic;
+	uint32_t slot, gen;
+	uint64_t check;
+	uint64_t pad[5];
+};
+
+static struct {
+	struct kmem_cache *cache;
+	struct rcu_obj *_Atomic table[RCU_SLOTS];
+	_Atomic uint64_t qs[BOOT_MAX_CPUS];
+	_Atomic int driver;                  /* try-lock of the fields below */
+	bool gp_on;
+	uint64_t cookie, snap[BOOT_MAX_CPUS];
+	_Atomic uint32_t gen;
+	_Atomic uint64_t reads, deferred, freed, grace_periods, early;
+} R;
+
+static uint64_t rcu_check(uint32_t slot, uint32_t gen)
+{
+	return pat_word(RCU_MAGIC ^ slot, gen);
+}
+
+static struct rcu_obj *rcu_new(uint32_t slot)
+{
+	struct rcu_obj *o = kmem_cache_alloc(R.cache);
+	if (!o)
+		null_fail("kmem_cache_alloc (deferred-free table)", sizeof(*o));
+	o->magic = RCU_MAGIC;
+	o->slot = slot;
+	o->gen = atomic_fetch_add(&R.gen, 1);
+	o->check = rcu_check(slot, o->gen);
+	return o;
+}
+
+/* Starts or ends a grace period, if no other CPU is at it. */
+static void rcu_drive(unsigned cpu)
+{
+	if (atomic_exchange(&R.driver, 1))
+		return;
+	if (!R.gp_on) {
+		R.cookie = kmem_grace_period_start();
+		for (unsigned c = 0; c < W.ncpus; c++)
+			R.snap[c] = atomic_load(&R.qs[c]);
+		R.gp_on = true;
+	} else {
+		bool passed = true;
+		for (unsigned c = 0; c < W.ncpus && passed; c++) {
+			uint64_t q = atomic_load(&R.qs[c]);
+			passed = c == cpu || q == RCU_LEFT || q != R.snap[c];
+		}
+		if (passed) {
+			atomic_fetch_add(&R.freed, kmem_grace_period_done(R.cookie));
+			atomic_fetch_add(&R.grace_periods, 1);
+			R.gp_on = false;
+		}
+	}
+	atomic_store(&R.driver, 0);
+}
+
+static void rcu_defer(struct rcu_obj *old)
+{
+	int rc = kmem_cache_free_deferred(R.cache, old);
+	if (rc != 0)
+		kfail("kmem_cache_free_deferred(%p) = %d", (void *)old, rc);
+	atomic_fetch_add(&R.deferred, 1);
+}
+
+static void deferred_demo(struct cpu_work *w)
+{
+	unsigned cpu = w->cpu;
+	if (cpu == 0) {
+		R.cache = must(kmem_cache_create_debug("wl-rcu", sizeof(struct rcu_obj), 0, NULL,
+		                                       KMEM_DEBUG_POISON),
+		               "the deferred-free cache");
+		for (uint32_t i = 0; i < RCU_SLOTS; i++)
+			atomic_store(&R.table[i], rcu_new(i));
+	}
+	barrier("deferred-free table ready");
+	uint64_t rng = w->rng ^ 0x5deece66dull;
+	for (unsigned step = 0; step < RCU_STEPS; step++) {
+		uint64_t r = rng_next(&rng);
+		uint32_t i = (uint32_t)(r % RCU_SLOTS);
+		struct rcu_obj *o = atomic_load(&R.table[i]); /* the lookup */
+		if (o->magic != RCU_MAGIC || o->slot != i || o->check != rcu_check(o->slot, o->gen))
+			atomic_fetch_add(&R.early, 1);
+		atomic_fetch_add_explicit(&R.reads, 1, memory_order_relaxed);
+		atomic_store(&R.qs[cpu], atomic_load(&R.qs[cpu]) + 1); /* quiescent */
+		if ((r >> 32) % 4 == 0)
+			rcu_defer(atomic_exchange(&R.table[i], rcu_new(i)));
+		if (step % 8 == 7)
+			rcu_drive(cpu);
+	}
+	atomic_store(&R.qs[cpu], RCU_LEFT);
+	barrier("deferred-free lookups done"); /* no reader is left */
+	if (cpu != 0)
+		return;
+	for (uint32_t i = 0; i < RCU_SLOTS; i++)
+		rcu_defer(atomic_exchange(&R.table[i], NULL));
+	if (R.gp_on) { /* every CPU has left: the grace period is over */
+		atomic_fetch_add(&R.freed, kmem_grace_period_done(R.cookie));
+		atomic_fetch_add(&R.grace_periods, 1);
+	}
+	atomic_fetch_add(&R.freed, kmem_grace_period_done(kmem_grace_period_start()));
+	atomic_fetch_add(&R.grace_periods, 1);
+	struct kmem_defer_stats ds;
+	kmem_get_defer_stats(&ds);
+	uint64_t deferred = atomic_load(&R.deferred), freed = atomic_load(&R.freed);
+	uint64_t early = atomic_load(&R.early);
+	kprintf("deferred free: %u CPUs made %lu lock-free lookups in a %u-slot table and replaced "
+	        "%lu objects: %lu deferred, %lu freed after %lu grace periods, %lu pending, "
+	        "early frees seen %lu\n",
+	        W.ncpus, (unsigned long)atomic_load(&R.reads), RCU_SLOTS,
+	        (unsigned long)(deferred - RCU_SLOTS), (unsigned long)deferred, (unsigned long)freed,
+	        (unsigned long)atomic_load(&R.grace_periods), (unsigned long)ds.pending,
+	        (unsigned long)early);
+	if (early)
+		kfail("deferred free: %lu lookups found a freed object", (unsigned long)early);
+	if (freed != deferred || ds.pending || ds.deferred != ds.freed)
+		kfail("deferred free: %lu deferred, %lu freed, %lu pending", (unsigned long)deferred,
+		      (unsigned long)freed, (unsigned long)ds.pending);
+	int rc = kmem_cache_destroy(R.cache);
+	if (rc != 0)
+		kfail("kmem_cache_destroy(wl-rcu) = %d after every grace period", rc);
+}
+
 /* --- the run, on every CPU -------------------------------------------------- */
 
 /* Bytes of the CPU's kernel stack ever used (it was painted with 0x5a). */
@@ -632,6 +782,7 @@ void workload_cpu(struct percpu *pc)
 		arch_cpu_relax();
 	}
 	w->stress_us = uptime_us() - t0;
+	deferred_demo(w);
 
 	barrier("stress done"); /* nobody sends any more */
 	drain_inbox(w);

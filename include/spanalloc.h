@@ -292,6 +292,111 @@ size_t kmem_cache_shrink(struct kmem_cache *cache);
 int kmem_cache_destroy(struct kmem_cache *cache);
 
 /* ---------------------------------------------------------------------------
+ * Bulk allocation and free (Linux's names and contracts; mm/bulk.c).
+ * spanalloc has no gfp flags, so Linux's flags argument is left out.
+ * Each call enters the allocator (interrupts off) once per batch, or once
+ * per magazine it empties or fills, instead of once per object.
+ */
+
+/* Allocates n objects of the cache into p[0..n).  All or nothing: returns
+ * n, or 0 when memory ran out (after the reclaim and OOM hook retries
+ * kmem_cache_alloc makes) -- every object it had taken is then freed again
+ * and p's contents are undefined.  Returns 0 also for n == 0 and for a
+ * cache that is not live (reported, KMEM_FAULT_WRONG_CACHE).  The ctor,
+ * if any, runs on every object before the call returns.  Cost: O(n), with
+ * the per-object fast path of a magazine pop.  Context: ANY. */
+size_t kmem_cache_alloc_bulk(struct kmem_cache *cache, size_t n, void **p);
+
+/* Frees p[0..n), objects of the cache; NULL entries are skipped.
+ * cache == NULL means kfree_bulk.  Each entry is checked as
+ * kmem_cache_free checks it: a bad one (double free, interior, wild,
+ * another cache's object, ...) is reported through the fault hook and not
+ * freed, and the rest of the batch is freed all the same.  Context: ANY. */
+void kmem_cache_free_bulk(struct kmem_cache *cache, size_t n, void **p);
+
+/* kfree of p[0..n): any mix of kmalloc objects of any size (large ones
+ * too) and object caches' objects; NULL entries are skipped; each bad
+ * entry is reported as kfree reports it, the others are freed.
+ * Context: ANY. */
+void kfree_bulk(size_t n, void **p);
+
+/* ---------------------------------------------------------------------------
+ * Deferred free (kfree_rcu-style; mm/deferred.c has the design).
+ *
+ * kfree_deferred(p) gives p up now, but the allocator frees it only after
+ * a grace period: readers that may still hold p (found through a
+ * lock-free structure p was removed from before the call) can go on
+ * reading it until the kernel reports that every CPU has passed a
+ * quiescent state.  The kernel does that with two calls:
+ *
+ *     c = kmem_grace_period_start();   // when it starts a grace period
+ *     ... every CPU passes a quiescent state ...
+ *     kmem_grace_period_done(c);       // frees what was deferred before
+ *                                      // the start that returned c
+ *
+ * Grace periods may overlap and end in any order; done(c) frees every
+ * object deferred before start() returned c or any earlier cookie, and
+ * never one deferred after it.  Nothing else frees deferred objects early:
+ * not kmem_reclaim, not an allocation that runs out of memory, not
+ * kmem_cpu_offline (a CPU that goes offline leaves its batches, and the
+ * next kmem_grace_period_done on any CPU frees them).  Memory held by
+ * deferred objects is not available until then: under memory pressure a
+ * kernel should end a grace period (its OOM hook may call
+ * kmem_grace_period_done for a grace period that has ended).
+ *
+ * The object is validated when it is deferred: a bad pointer is reported
+ * at once, as kfree reports it, and a second kfree/kfree_deferred of a
+ * deferred object is reported as a double free.  The allocator keeps the
+ * pointers in metadata (per-CPU batches of up to KMEM_DEFER_BATCH), and
+ * never writes into the object: until the grace period ends its contents
+ * stay exactly as the client left them (in the debug heap and hardened
+ * mode its poison, zeroing and canary checks happen when it is freed).
+ * A deferred object is counted in use (kmem_get_class_stats) until freed.
+ */
+#define KMEM_DEFER_BATCH 61u
+
+/* Returns 0 when p is deferred (or is NULL); -KMEM_EINVAL when p is not a
+ * live object kfree would accept (reported through the fault hook,
+ * nothing changed); -KMEM_ENOMEM when no metadata is left for a new batch
+ * (nothing changed: p is still the caller's, who may free it itself after
+ * its own grace period, or retry).  Cost: O(1): a per-CPU lock with
+ * interrupts off, and once per KMEM_DEFER_BATCH objects the mheap lock.
+ * Context: ANY. */
+int kfree_deferred(const void *p);
+
+/* kfree_deferred of an object of `cache`; an object of another cache or
+ * of kmalloc is reported (KMEM_FAULT_WRONG_CACHE) and -KMEM_EINVAL
+ * returned. */
+int kmem_cache_free_deferred(struct kmem_cache *cache, void *p);
+
+/* Starts a grace period: returns its cookie (never 0).  Objects deferred
+ * before this call are freed by kmem_grace_period_done(cookie) or a later
+ * cookie's done.  Cost: one atomic add.  Context: ANY. */
+uint64_t kmem_grace_period_start(void);
+
+/* The grace period `cookie` has ended: every CPU passed a quiescent state
+ * after kmem_grace_period_start returned it.  Frees every object deferred
+ * before that start or an earlier one (on any CPU, online or not) and
+ * returns how many; done() calls may come in any order.  A cookie start
+ * has not returned yet, or 0, is ignored (returns 0).  Cost: O(CPUs +
+ * objects freed), each free as in kfree_bulk.  Context: ANY (it frees with
+ * kfree_bulk, whose fault reports -- a debug or hardened check failing at
+ * the free -- it may make). */
+size_t kmem_grace_period_done(uint64_t cookie);
+
+struct kmem_defer_stats {
+	uint64_t deferred;  /* objects given to kfree_deferred, ever */
+	uint64_t freed;     /* of those, freed after their grace period, ever */
+	uint64_t pending;   /* deferred - freed: waiting for a grace period */
+	uint64_t started;   /* the last cookie kmem_grace_period_start returned */
+	uint64_t completed; /* the highest cookie reported done */
+	uint64_t batches;   /* metadata blocks holding pending objects */
+};
+
+/* Counts, exact at quiescence.  Context: ANY. */
+void kmem_get_defer_stats(struct kmem_defer_stats *out);
+
+/* ---------------------------------------------------------------------------
  * Reclaim
  */
 

@@ -115,6 +115,7 @@ struct checker {
 	uint64_t mag_objects; /* objects whose state names a magazine */
 	uint64_t mag_entries; /* distinct valid magazine entries */
 	uint64_t quarantined, quarantined_large; /* objects whose state says so */
+	uint64_t deferred, deferred_large;       /* the same for kfree_deferred */
 };
 
 static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
@@ -160,6 +161,8 @@ static void check_small_span(struct checker *k, struct mspan *s)
 			k->quarantined++;
 			if (!(s->central->debug & DEBUG_HARDEN))
 				bad(k, obj, s, "object quarantined in a class that is not hardened");
+		} else if (st == OBJ_DEFERRED) {
+			k->deferred++;
 		} else if (st != OBJ_FREE && st != OBJ_CLIENT) {
 			k->mag_objects++;
 			if (!s->central->mag_cap)
@@ -210,7 +213,10 @@ static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 		uint32_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
 		/* A quarantined large object (harden.c) is still a large object. */
 		bool quarantined = state == SPAN_FREEING && (s->hflags & HL_QUARANTINE);
-		if (state != SPAN_SMALL && state != SPAN_LARGE && state != SPAN_RUN && !quarantined) {
+		/* So is one waiting for its grace period (deferred.c). */
+		bool deferred = state == SPAN_FREEING && (s->hflags & HL_DEFERRED);
+		if (state != SPAN_SMALL && state != SPAN_LARGE && state != SPAN_RUN && !quarantined &&
+		    !deferred) {
 			bad(k, (void *)pfn_to_virt(pfn), s, "page maps to a dead span");
 			continue;
 		}
@@ -229,10 +235,11 @@ static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 		}
 		if (atomic_load_explicit(&s->fast_nelems, memory_order_relaxed) != 0)
 			bad(k, (void *)pfn_to_virt(pfn), s, "large object or page run on kfree's fast path");
-		if (state == SPAN_LARGE || quarantined) {
+		if (state == SPAN_LARGE || quarantined || deferred) {
 			k->large += s->npages;
 			k->large_objects++;
 			k->quarantined_large += quarantined;
+			k->deferred_large += deferred;
 			k->problems += harden_check_large(s);
 		} else {
 			k->runs += s->npages;
@@ -418,6 +425,9 @@ unsigned long kmem_check(void)
 	k.problems += harden_check_quarantine(&qs, &ql);
 	if (qs != k.quarantined || ql != k.quarantined_large)
 		bad(&k, NULL, NULL, "quarantined objects differ from quarantine entries");
+	k.problems += deferred_check(&qs, &ql);
+	if (qs != k.deferred || ql != k.deferred_large)
+		bad(&k, NULL, NULL, "deferred objects differ from deferred batch entries");
 	arch_irq_restore(f);
 	return k.problems;
 }

@@ -120,11 +120,15 @@ int memcmp(const void *a, const void *b, size_t n);
  *                       to it (its freed bit set or already swept)
  *   OBJ_QUARANTINE      freed by its client, held by the hardened mode's
  *                       quarantine (harden.c): taken, no freed bit, no
- *                       magazine */
+ *                       magazine
+ *   OBJ_DEFERRED        given to kfree_deferred, waiting for its grace
+ *                       period in a batch (deferred.c): taken, no freed
+ *                       bit, no magazine */
 #define OBJ_CLIENT 0x00u
 #define OBJ_FREE 0xffu
 #define OBJ_QUARANTINE 0xfeu
-#define MAG_ID_MAX 0xfdu
+#define OBJ_DEFERRED 0xfdu
+#define MAG_ID_MAX 0xfcu
 /* Entries per magazine; a class uses cap <= MAG_CAP_MAX of them. */
 #define MAG_CAP_MAX 64u
 /* Aligned summaries (pagealloc.c): a node at level L keeps, for
@@ -151,7 +155,8 @@ _Static_assert(KMEM_SMALL_OBJ_MAX == KMEM_SMALL_MAX, "header and table agree");
  * under mheap.lock.
  */
 enum lock_level { LOCK_CACHES = 1, LOCK_DEPOT = 2, LOCK_CENTRAL = 3, LOCK_HEAP = 4,
-                  LOCK_QUARANTINE = 5 /* harden.c: a leaf, taken with no other held */ };
+                  LOCK_QUARANTINE = 5, /* harden.c: a leaf, taken with no other held */
+                  LOCK_DEFER = 6 /* deferred.c: per-CPU batches, a leaf as well */ };
 
 struct spinlock {
 	_Atomic unsigned locked;
@@ -543,6 +548,11 @@ struct mheap {
 	kmem_fault_hook_t _Atomic fault_hook;
 	kmem_oom_hook_t _Atomic oom_hook;
 	bool initialised;
+	/* Deferred free (deferred.c): the grace-period generation, the
+	 * highest generation reported done, and its per-CPU batches (made in
+	 * metadata on first use). */
+	_Atomic uint64_t defer_gen, defer_done;
+	struct kmem_defer *_Atomic defer;
 	/* Last: read only where written (pagealloc.c), so init leaves it. */
 	uint64_t amax[AMAX_TOP_ENTRIES];    /* [heap] aligned summaries, levels 29..35 */
 };
@@ -800,6 +810,7 @@ void report_fault_caller(enum kmem_fault_kind kind, const void *addr,
 #define HL_ZERO 8u       /* a zero-size object: its one page is a guard */
 #define HL_QUARANTINE 16u /* freed, in the quarantine (state SPAN_FREEING) */
 #define HL_PROT 32u      /* quarantined and unmapped whole (level 3) */
+#define HL_DEFERRED 64u  /* given to kfree_deferred (state SPAN_FREEING, deferred.c) */
 struct harden {
 	unsigned level;                /* [const] after kmem_init */
 	size_t slack;                  /* [const] bytes added to every kmalloc size */
@@ -831,6 +842,10 @@ bool harden_quarantine_wants(uint64_t bytes);
 unsigned harden_quarantine(void *p, uint32_t bytes, bool all, void **out, unsigned max);
 void harden_small_leaves(struct mspan *s, const void *p);
 unsigned long harden_check_quarantine(uint64_t *small, uint64_t *large);
+
+/* deferred.c: kmem_check's part (QUIESCE): every batch entry is a
+ * deferred object; counts the small and large ones. */
+unsigned long deferred_check(uint64_t *small, uint64_t *large);
 
 /* kmem_cache.c */
 void kmem_caches_cpu_flush(unsigned cpu);

@@ -25,6 +25,16 @@
  *                                slots of 1000 live objects (16..512 B) N
  *                                times, then exits; the next round's threads
  *                                take over the previous threads' slots
+ *   bench k MODE SIZE BATCH N    the bulk API against the single calls: N
+ *                                objects of SIZE B in batches of BATCH, each
+ *                                batch allocated, then freed; MODE 0: an
+ *                                object cache, kmem_cache_alloc/_free per
+ *                                object; 1: the same cache,
+ *                                kmem_cache_alloc_bulk/_free_bulk per batch;
+ *                                2: kmalloc and kfree per object; 3: kmalloc
+ *                                per object, kfree_bulk per batch (without
+ *                                a bulk API -- malloc, null -- bulk calls are
+ *                                loops of single ones)
  *   bench g NPAGES N             page runs: N allocate+free of NPAGES pages
  *                                (NPAGES 0: random 1..512 pages, 16 live)
  *   bench r THREADS N LIVE MAX   large live sets: each thread keeps LIVE
@@ -619,14 +629,56 @@ static uint64_t argopt(int argc, char **argv, int i, uint64_t lo, uint64_t hi, u
 	return i < argc ? parse(argv, i, lo, hi) : def;
 }
 
+/* (k) */
+static void bench_bulk(unsigned mode, size_t size, size_t batch, uint64_t n)
+{
+	b_cache_t c = b_cache_new(size);
+	void **p = malloc(batch * sizeof(void *));
+	if (!p)
+		die("out of memory");
+	uint64_t rounds = (n + batch - 1) / batch;
+	double t0 = now();
+	for (uint64_t r = 0; r < rounds; r++) {
+		switch (mode) {
+		case 0:
+			for (size_t i = 0; i < batch; i++)
+				p[i] = b_cache_alloc(c);
+			escape(p);
+			for (size_t i = 0; i < batch; i++)
+				b_cache_free(c, p[i]);
+			break;
+		case 1:
+			if (!b_cache_alloc_bulk(c, batch, p))
+				die("bulk allocation failed");
+			escape(p);
+			b_cache_free_bulk(c, batch, p);
+			break;
+		default:
+			for (size_t i = 0; i < batch; i++)
+				p[i] = b_alloc(size);
+			escape(p);
+			if (mode == 3) {
+				b_free_bulk(batch, p);
+			} else {
+				for (size_t i = 0; i < batch; i++)
+					b_free(p[i]);
+			}
+			break;
+		}
+	}
+	report(now() - t0, rounds * batch);
+	free(p);
+}
+
 /* Operation counts: a product with the thread count must not overflow. */
 #define N_MAX (UINT64_MAX / 1024 / MAXTHREADS)
 #define SIZE_MAX_ARG (1u << 20)
+#define KMEM_BULK_SIZE_MAX 32768 /* (k): object caches hold up to 32 KiB */
 
 int main(int argc, char **argv)
 {
 	if (argc < 2 || argv[1][0] == 0 || argv[1][1] != 0) {
-		fprintf(stderr, "usage: bench a|b|c|d|e|g|r|t|x ... (see tests/bench/bench.c)\n");
+		fprintf(stderr, "usage: bench a|b|c|d|e|g|k|r|t|x ... (see tests/bench/bench.c)\n");
 		return 2;
 	}
 	bench_init();
@@ -651,6 +703,10 @@ int main(int argc, char **argv)
 		break;
 	case 'e':
 		bench_larson(nthreads, (unsigned)arg(argc, argv, 3, 1, 1000000), arg(argc, argv, 4, 1, N_MAX));
+		break;
+	case 'k':
+		bench_bulk((unsigned)arg(argc, argv, 2, 0, 3), arg(argc, argv, 3, 1, KMEM_BULK_SIZE_MAX),
+			   arg(argc, argv, 4, 1, 1 << 20), arg(argc, argv, 5, 1, N_MAX));
 		break;
 	case 'g': bench_pages(arg(argc, argv, 2, 0, 1 << 20), arg(argc, argv, 3, 1, N_MAX)); break;
 	case 'r':

@@ -50,6 +50,39 @@ static inline void b_pages_free(void *p, size_t npages)
 {
 	kpage_free(p, npages);
 }
+
+/* (k) the bulk API, and the single calls it is compared with. */
+typedef struct kmem_cache *b_cache_t;
+
+static inline b_cache_t b_cache_new(size_t size)
+{
+	return kmem_cache_create("bench", size, 0, NULL);
+}
+
+static inline void *b_cache_alloc(b_cache_t c)
+{
+	return kmem_cache_alloc(c);
+}
+
+static inline void b_cache_free(b_cache_t c, void *p)
+{
+	kmem_cache_free(c, p);
+}
+
+static inline int b_cache_alloc_bulk(b_cache_t c, size_t n, void **p)
+{
+	return kmem_cache_alloc_bulk(c, n, p) == n;
+}
+
+static inline void b_cache_free_bulk(b_cache_t c, size_t n, void **p)
+{
+	kmem_cache_free_bulk(c, n, p);
+}
+
+static inline void b_free_bulk(size_t n, void **p)
+{
+	kfree_bulk(n, p);
+}
 #elif defined(BENCH_NULL)
 #define BENCH_ALLOCATOR "null"
 
@@ -92,7 +125,9 @@ static inline void b_pages_free(void *p, size_t npages)
 	(void)npages;
 	b_free(p);
 }
-#else
+#endif
+
+#if !defined(BENCH_DIRECT) && !defined(BENCH_NULL)
 #define BENCH_ALLOCATOR "malloc"
 
 static inline void bench_init(void)
@@ -121,5 +156,48 @@ static inline void b_pages_free(void *p, size_t npages)
 	free(p);
 }
 #endif
+
+#if !defined(BENCH_DIRECT)
+/* (k) without a bulk API (malloc, null): object caches are sizes, bulk
+ * calls are loops of single ones. */
+typedef size_t b_cache_t;
+
+static inline b_cache_t b_cache_new(size_t size)
+{
+	return size;
+}
+
+static inline void *b_cache_alloc(b_cache_t c)
+{
+	return b_alloc(c);
+}
+
+static inline void b_cache_free(b_cache_t c, void *p)
+{
+	(void)c;
+	b_free(p);
+}
+
+static inline int b_cache_alloc_bulk(b_cache_t c, size_t n, void **p)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!(p[i] = b_alloc(c)))
+			return 0;
+	return 1;
+}
+
+static inline void b_free_bulk(size_t n, void **p)
+{
+	for (size_t i = 0; i < n; i++)
+		b_free(p[i]);
+}
+
+static inline void b_cache_free_bulk(b_cache_t c, size_t n, void **p)
+{
+	(void)c;
+	b_free_bulk(n, p);
+}
+#endif
+
 
 #endif

@@ -20,6 +20,9 @@ plus instructions per operation for (a) and (b) under callgrind, of the
 allocator only (the loop's own cost, measured with bench-null, taken off),
 and a table of the issue's targets, met or missed.
   (z) hardened mode: (a), (b) and two of (f) at SPANALLOC_HARDEN=0..3
+  (k) the bulk API: instructions per object of kmem_cache_alloc_bulk /
+      kmem_cache_free_bulk / kfree_bulk against the single calls, batches
+      of 16 and 64 (spanalloc-direct only: the peers have no bulk API)
 
 Every allocator runs the same binary: peers and the shim through
 LD_PRELOAD, "spanalloc-direct" links mm/ and calls kmalloc/kfree/
@@ -229,12 +232,15 @@ def run_heapinit(binary, quick):
     return out
 
 
-def callgrind_total(binary, args, preload):
+def callgrind_total(binary, args, preload, inside=()):
+    """Instructions the program executes; with `inside`, only those inside
+    the functions named (and their callees: --toggle-collect)."""
     with tempfile.NamedTemporaryFile(suffix='.cg', delete=False) as f:
         path = f.name
     try:
-        p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={path}', binary]
-                           + [str(a) for a in args], env=run_env(preload),
+        p = subprocess.run(['valgrind', '--tool=callgrind', f'--callgrind-out-file={path}'] +
+                           [f'--toggle-collect={fn}' for fn in inside] + [binary] +
+                           [str(a) for a in args], env=run_env(preload),
                            capture_output=True, text=True, timeout=900)
         if p.returncode != 0:
             raise RuntimeError(f'callgrind {binary} {args}: {p.stderr[-400:]}')
@@ -656,6 +662,8 @@ def write_results(res, out, baseline):
     text = report(res, cells)
     if res.get('harden'):
         text += '\n' + harden_report(res, res['quick'])
+    if res.get('bulk'):
+        text += '\n' + bulk_report(res)
     with open(os.path.join(out, 'results.md'), 'w') as f:
         f.write(text)
     with open(os.path.join(out, 'results.json'), 'w') as f:
@@ -778,6 +786,88 @@ def harden_report(res, quick):
 # (end of the hardened-mode section)
 
 
+# ---------------------------------------------------------------------------
+# The bulk API (--only k): instructions per object inside the allocator,
+# single calls against bulk calls, bench-direct's workload (k).  Callgrind
+# collects only inside the named API functions (--toggle-collect, callees
+# included), so the loop costs nothing and no stub is subtracted; two
+# object counts, the difference per extra object (first refills cancel).
+# Self-contained: run_bulk(), bulk_smoke() and bulk_report() (and
+# callgrind_total's `inside`).
+
+BULK_SIZE = 64
+BULK_BATCHES = [16, 64]
+BULK_TARGET = 2.0  # issue #15: at least 2x fewer instructions per object
+# (row id, label, single mode, its functions, bulk mode, its functions)
+BULK_ROWS = [
+    ('cache', 'kmem_cache_alloc + kmem_cache_free vs kmem_cache_alloc_bulk + kmem_cache_free_bulk',
+     0, ('kmem_cache_alloc', 'kmem_cache_free'), 1, ('kmem_cache_alloc_bulk', 'kmem_cache_free_bulk')),
+    ('cache-alloc', 'kmem_cache_alloc vs kmem_cache_alloc_bulk',
+     0, ('kmem_cache_alloc',), 1, ('kmem_cache_alloc_bulk',)),
+    ('cache-free', 'kmem_cache_free vs kmem_cache_free_bulk',
+     0, ('kmem_cache_free',), 1, ('kmem_cache_free_bulk',)),
+    ('kfree', 'kfree vs kfree_bulk (objects from kmalloc)', 2, ('kfree',), 3, ('kfree_bulk',)),
+]
+
+
+def run_bulk(bins, runs, quick):
+    n1, n2 = (32768, 65536) if quick else (65536, 131072)
+    direct = bins['direct']
+    out = {'n': [n1, n2], 'rows': {}}
+    for rid, label, ms, fs, mb, fb in BULK_ROWS:
+        for batch in BULK_BATCHES:
+            def per_obj(mode, fns):
+                i1 = callgrind_total(direct, ['k', mode, BULK_SIZE, batch, n1], None, fns)
+                i2 = callgrind_total(direct, ['k', mode, BULK_SIZE, batch, n2], None, fns)
+                return (i2 - i1) / (n2 - n1)
+            single, bulk = per_obj(ms, fs), per_obj(mb, fb)
+            row = dict(label=label, batch=batch, single=single, bulk=bulk, ratio=single / bulk)
+            if rid in ('cache', 'kfree'):
+                wall = {}
+                for mode in (ms, mb):
+                    wall[mode] = median([run_bench(direct, ['k', mode, BULK_SIZE, batch,
+                                                            (2_000_000 if not quick else 200_000)], None)
+                                         for _ in range(runs)])
+                row['wall_single'], row['wall_bulk'] = wall[ms], wall[mb]
+            out['rows'][f'{rid}{batch}'] = row
+            log(f'  (k) {rid:11s} batch {batch:2d}: {single:.1f} -> {bulk:.1f} instructions per object, '
+                f'{single / bulk:.2f}x')
+    return out
+
+
+def bulk_smoke(bins, shim):
+    """(k) once per mode, tiny, under glibc, the shim, direct and null."""
+    for mode in range(4):
+        args = ['k', mode, BULK_SIZE, 16, 64]
+        run_bench(bins['malloc'], args, None, timeout=120)
+        run_bench(bins['malloc'], args, shim, timeout=120)
+        run_bench(bins['null'], args, None, timeout=120)
+        run_bench(bins['direct'], args, None, timeout=120)
+
+
+def bulk_report(res):
+    b = res['bulk']
+    L = ['## (k) bulk API: instructions per object, single calls vs bulk calls\n',
+         f'`build/bench/bin/bench-direct k MODE {BULK_SIZE} BATCH N`: objects of {BULK_SIZE} B in batches, '
+         'each batch allocated, then freed (MODE 0: an object cache with kmem_cache_alloc/_free per object; '
+         '1: kmem_cache_alloc_bulk/_free_bulk per batch; 2: kmalloc/kfree per object; 3: kmalloc per '
+         'object, kfree_bulk per batch).  Instructions counted by callgrind inside the functions named '
+         '(`--toggle-collect`, callees included), at N = ' + f'{b["n"][0]} and {b["n"][1]}' +
+         ', per extra object.  Ratio = single / bulk; the target (issue #15) is at least '
+         f'{BULK_TARGET:g}x for batches of 16 or more.  Wall ns per object (direct, median): single / bulk.\n',
+         '| calls | batch | single instr/object | bulk instr/object | ratio | target | wall ns single / bulk |',
+         '|---|---|---|---|---|---|---|']
+    for row in b['rows'].values():
+        met = 'met' if row['ratio'] >= BULK_TARGET else '**missed**'
+        wall = (f'{row["wall_single"]:.1f} / {row["wall_bulk"]:.1f}' if 'wall_single' in row else '-')
+        L.append(f'| {row["label"]} | {row["batch"]} | {row["single"]:.1f} | {row["bulk"]:.1f} | '
+                 f'{row["ratio"]:.2f}x | {met} | {wall} |')
+    L.append('\nCommand: `python3 tests/bench/run.py --only k` (part of `make bench`).\n')
+    return '\n'.join(L)
+
+# (end of the bulk API section)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--build', default='build')
@@ -786,7 +876,7 @@ def main():
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--only', default='',
                     help='comma list of workload letters (a,b,c,d,e,g,r,t,x; f programs, h heap init, '
-                         'i instructions, z hardened mode) and cell ids (a64n, xvt2, ...)')
+                         'i instructions, z hardened mode, k bulk API) and cell ids (a64n, xvt2, ...)')
     ap.add_argument('--baseline', default=os.path.join(HERE, 'results', 'before-magazines.json'),
                     help='an earlier results.json for the "nothing gets worse" targets')
     ap.add_argument('--smoke', action='store_true', help='run every workload once, tiny (make check-bench)')
@@ -804,7 +894,7 @@ def main():
         return
     only = set(x for x in args.only.split(',') if x)
     cells = micro_cells(10 if args.quick else 1)
-    known = {c['group'] for c in cells} | {c['id'] for c in cells} | set('fhiz')
+    known = {c['group'] for c in cells} | {c['id'] for c in cells} | set('fhizk')
     if only - known:
         sys.exit(f'bench: --only: unknown {", ".join(sorted(only - known))} '
                  f'(known: {", ".join(sorted(known))})')
@@ -822,6 +912,7 @@ def main():
                      'scripts/install-deps.sh bench installs the peers)')
     if args.smoke:
         smoke(bins, shim, heapinit)
+        bulk_smoke(bins, shim)
         return
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
@@ -843,6 +934,11 @@ def main():
     if not only or 'z' in only:
         res['harden'] = run_harden(bins, shim, args.runs, args.quick, runrss,
                                    os.path.join(os.path.abspath(args.out), 'programs-harden'))
+    if not only or 'k' in only:
+        if shutil.which('valgrind'):
+            res['bulk'] = run_bulk(bins, args.runs, args.quick)
+        else:
+            log('  (no valgrind: bulk instruction counts skipped)')
     res['machine']['load_end'] = os.getloadavg()[0]
     write_results(res, args.out, load_baseline(args.baseline))
     log(f'bench: done in {time.time() - t0:.0f} s; {os.path.join(args.out, "results.md")}')
