@@ -779,6 +779,10 @@ bool oom_retry(const struct kmem_oom_request *req, unsigned *tries);
 		p_;                                               \
 	})
 void small_free(struct mspan *s, const void *p);
+/* Shared with nolock.c: object index of p in s or -1 (reported), and the
+ * lock-free give-back of a client's object to its span. */
+long small_index(const struct mspan *s, const void *p);
+bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx);
 void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller);
 
 /* debug.c */
