@@ -15,8 +15,13 @@
  * The pattern: CPUs in a ring, each allocating batches of one class and
  * freeing its left neighbour's, pipelined (two batches in flight per CPU)
  * so that frees of spans other CPUs filled and gave back overlap with
- * refills that sweep and place spans.  Batches are larger than what the
- * magazines and the depot hold, so frees reach the spans (mag_flush).
+ * refills that sweep and place spans.  Even rounds free with kfree:
+ * batches are larger than what the magazines and the depot hold, so frees
+ * reach the spans a magazine at a time (mag_flush).  Odd rounds free with
+ * kfree_nolock, which never exchanges magazines: once the CPU's loaded
+ * magazine is full every free goes to its span alone (span_free), one
+ * Dekker check per object, while the other CPUs' refills drain and place
+ * the spans those frees queue.
  * At the end, with every CPU waiting (quiescent), kmem_check runs before
  * any reclaim: a listed span holding frees is exactly what it reports.
  * Then every CPU reclaims, and the pages not in use (free plus metadata:
@@ -129,7 +134,10 @@ void smp_stress_phase(unsigned cpu, unsigned ncpus)
 			uint64_t *p = left->obj[r % 2][i];
 			if (p[0] != ss_tag(from, r, i) || p[SS_SIZE / 8 - 1] != ~p[0])
 				kfail("smp-stress: cpu %u: object %p of cpu %u corrupted", cpu, (void *)p, from);
-			kfree(p);
+			if (r % 2)
+				kfree_nolock(p);
+			else
+				kfree(p);
 			frees++;
 		}
 		atomic_store_explicit(&left->consumed, r + 1, memory_order_release);
