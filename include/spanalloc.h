@@ -227,11 +227,13 @@ void *krealloc(void *p, size_t n);
  * the class is empty (or the CPU was interrupted inside the allocator, or
  * the port has no arch_fast_enter: then this step is skipped always), and
  * the class's depot is locked or has no object in a full magazine or its
- * shared span.  It never sweeps the mcentral, grows the heap, reclaims or
- * calls the OOM hook.  The object is a kmalloc object (kfree or
+ * shared span, and that span cannot be traded for one of the class's
+ * listed spans with room (the class's lock is busy, or it lists none).
+ * It never drains queued spans, grows the heap, reclaims or calls the OOM
+ * hook.  The object is a kmalloc object (kfree or
  * kfree_nolock frees it; same alignment).  Cost: O(1), a few dozen
- * instructions; one trylock on the class's depot when the magazine is
- * empty.  Context: ANY, NMI included. */
+ * instructions; when the magazine is empty, a trylock on the class's
+ * depot, and rarely one on its mcentral.  Context: ANY, NMI included. */
 void *kmalloc_nolock(size_t size);
 
 /* Frees a small object (any kmalloc class or object cache, however it was

@@ -24,10 +24,15 @@
  *      object from the top full magazine (kept at one or more objects, so
  *      the depot never lists an empty "full" magazine) or from the
  *      depot's shared span (LOC_CACHED, owned by the depot lock holder;
- *      swept in place if frees wait in it, never traded for another span:
- *      that takes the mcentral lock).  A trylock takes no part in the lock
- *      order (it cannot wait), so it skips lock.c's order check, whose
- *      per-CPU record the interrupted code owns.
+ *      swept in place if frees wait in it).  When that span is used up
+ *      with no frees waiting (or there is none), and the mcentral's lock
+ *      is free too (a second trylock), it goes on the full list and a
+ *      partial or kept empty span takes its place
+ *      (mcentral_try_trade_span) -- no drain of queued spans, no sweep of
+ *      a listed span, no new span from the mheap: those can take long or
+ *      release pages under mheap.lock.  A trylock takes no part in the
+ *      lock order (it cannot wait), so it skips lock.c's order check,
+ *      whose per-CPU record the interrupted code owns (lock_try).
  *   3. For a free, the object's span: the state byte and one atomic
  *      test-and-set of its freed bit, then mcentral_freed's CAS push on the
  *      lock-free unswept stack -- the path kfree already takes when nested,
@@ -48,26 +53,38 @@
  */
 #include "mtypes.h"
 
-/* The trylock of rule 2: no waiting, so no order check (lock.c). */
-static bool try_lock(struct spinlock *l)
+/* The next object of s (the depot's shared span, the depot lock held),
+ * sweeping s in place once if it runs out with frees waiting; NULL if it
+ * has none. */
+static void *shared_take(struct mcentral *c, struct mspan *s)
 {
-	return !atomic_load_explicit(&l->locked, memory_order_relaxed) &&
-	       !atomic_exchange_explicit(&l->locked, 1, memory_order_acquire);
+	for (int swept = 0;;) {
+		uint32_t idx = span_next_free_index(s);
+		if (idx < s->nelems) {
+			_Atomic uint8_t *st = &s->objstate[idx];
+			void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+			if (atomic_load_explicit(st, memory_order_relaxed) == OBJ_FREE) {
+				atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
+				return p;
+			}
+			/* As span_take (mcache.c): it stays where its state says. */
+			racing_free_found(c, p, s, "freed twice at the same moment (found when reused)");
+			continue;
+		}
+		if (swept++ || !span_has_freed(s) || !span_sweep(s))
+			return NULL;
+	}
 }
 
-static void try_unlock(struct spinlock *l)
-{
-	atomic_store_explicit(&l->locked, 0, memory_order_release);
-}
-
-/* Rule 2: an object of c from its depot, or NULL if the depot lock is
- * busy or it has none to give. */
+/* Rule 2: an object of c from its depot, or NULL if a lock is busy or
+ * neither a full magazine nor the shared span nor a listed span with room
+ * has one. */
 static void *depot_take_one(struct mcentral *c)
 {
 	struct depot *d = &c->depot;
 	void *p = NULL;
 	unsigned long f = arch_irq_save();
-	if (!try_lock(&d->lock)) {
+	if (!lock_try(&d->lock)) {
 		arch_irq_restore(f);
 		return NULL;
 	}
@@ -81,27 +98,13 @@ static void *depot_take_one(struct mcentral *c)
 			atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
 		}
 	}
-	struct mspan *s = d->shared;
-	for (int swept = 0; !p && s; swept++) {
-		uint32_t idx = span_next_free_index(s);
-		if (idx < s->nelems) {
-			_Atomic uint8_t *st = &s->objstate[idx];
-			void *q = (void *)(s->base + (uintptr_t)idx * s->elemsize);
-			if (atomic_load_explicit(st, memory_order_relaxed) == OBJ_FREE) {
-				atomic_store_explicit(st, OBJ_CLIENT, memory_order_relaxed);
-				p = q;
-			} else {
-				/* As span_take (mcache.c): it stays where its state
-				 * says. */
-				racing_free_found(c, q, s,
-				                  "freed twice at the same moment (found when reused)");
-			}
-			continue;
-		}
-		if (swept || !span_has_freed(s) || !span_sweep(s))
-			break;
-	}
-	try_unlock(&d->lock);
+	if (!p && d->shared)
+		p = shared_take(c, d->shared);
+	/* A span from the mcentral's lists for the shared one, if its lock
+	 * is free too (mcentral.c). */
+	if (!p && mcentral_try_trade_span(c, &d->shared) && d->shared)
+		p = shared_take(c, d->shared);
+	lock_try_release(&d->lock);
 	arch_irq_restore(f);
 	if (p)
 		atomic_fetch_add_explicit(&c->nmalloc, 1, memory_order_relaxed);

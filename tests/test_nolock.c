@@ -110,6 +110,41 @@ static void test_depot_trylock(void **state)
 		kfree_nolock(got[i]);
 }
 
+/* With the depot empty, a listed span with room becomes the depot's
+ * shared span -- only if the mcentral's lock is free: busy, NULL. */
+static void test_trade_for_listed_span(void **state)
+{
+	(void)state;
+	const size_t size = 1024;
+	struct mcentral *c = central_of(size);
+	const unsigned n = 3 * c->nelems;
+	void *obj[3 * 64];
+	assert_true(n <= 3 * 64);
+	for (unsigned i = 0; i < n; i++)
+		assert_non_null(obj[i] = kmalloc(size));
+	for (unsigned i = 0; i < n; i += 2) {
+		kfree(obj[i]);
+		obj[i] = NULL;
+	}
+	kmem_reclaim(); /* magazines and depots empty, spans swept: partial */
+	assert_non_null(c->partial.first);
+	assert_null(c->depot.shared);
+	atomic_store(&c->lock.locked, 1);
+	void *busy = kmalloc_nolock(size);
+	atomic_store(&c->lock.locked, 0);
+	assert_null(busy);
+	assert_null(c->depot.shared);
+	void *p = kmalloc_nolock(size);
+	assert_non_null(p);
+	assert_non_null(c->depot.shared);
+	assert_ptr_equal(span_of_ptr(p), c->depot.shared);
+	assert_int_equal(state_of(p), OBJ_CLIENT);
+	fx_assert_check();
+	kfree_nolock(p);
+	for (unsigned i = 0; i < n; i++)
+		kfree(obj[i]);
+}
+
 #if KMEM_FAST_NESTING
 /* Outside the allocator the CPU's own loaded magazine serves first, and
  * a free goes back into it, exactly as kmalloc/kfree. */
@@ -527,6 +562,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_depot_trylock),
+		T(test_trade_for_listed_span),
 #if KMEM_FAST_NESTING
 		T(test_own_magazine_outside_allocator),
 		T(test_nested_uses_shared_span),
