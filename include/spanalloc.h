@@ -230,8 +230,8 @@ void *krealloc(void *p, size_t n);
  * shared span, and that span cannot be traded for one of the class's
  * listed spans with room (the class's lock is busy, or it lists none).
  * It never drains queued spans, grows the heap, reclaims or calls the OOM
- * hook.  The object is a kmalloc object (kfree or
- * kfree_nolock frees it; same alignment).  Cost: O(1), a few dozen
+ * hook.  The object is a kmalloc object (kfree or kfree_nolock frees it;
+ * same alignment).  Cost: O(1), a few dozen
  * instructions; when the magazine is empty, a trylock on the class's
  * depot, and rarely one on its mcentral.  Context: ANY, NMI included. */
 void *kmalloc_nolock(size_t size);
