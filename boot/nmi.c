@@ -10,9 +10,10 @@
  * The handler (IDT vector 2, on IST1) allocates with kmalloc_nolock, fills
  * the object with a pattern, keeps a few per CPU and frees older ones with
  * kfree_nolock after checking their pattern.  It never prints and never
- * takes a lock.  This port has no arch_fast_enter, so kmalloc_nolock here
- * takes objects from the depots only (NULL when none is there or a depot
- * lock is busy) and kfree_nolock frees straight to the span.
+ * takes a lock.  Where the NMI finds its CPU outside the allocator
+ * (arch_fast_enter's depth 0, arch/x86_64/arch_inline.h) kmalloc_nolock
+ * pops the CPU's magazine; inside, the depot under trylocks (NULL when a
+ * lock is busy or it has nothing).
  *
  * Life cycle: started after every AP is up (so no NMI meets the BSP's
  * INIT/SIPI sequence half written in the ICR), finished on the BSP after
@@ -38,7 +39,7 @@ static struct {
 	void (*tick)(struct percpu *pc); /* the workload's timer hook */
 	_Atomic bool active;
 	_Atomic unsigned in_flight;      /* senders between the check and the send */
-	_Atomic unsigned long sent, handled, irqs_off, ok, null, frees, bad;
+	_Atomic unsigned long sent, handled, inside, ok, null, frees, bad;
 	struct nmi_cpu cpu[BOOT_MAX_CPUS];
 } N;
 
@@ -66,9 +67,13 @@ bool nmi_demo_handle(uint64_t rflags)
 	if (!N.ncpus)
 		return false; /* not started: an unexpected NMI */
 	atomic_fetch_add(&N.handled, 1);
-	if (!(rflags & 0x200))
-		atomic_fetch_add(&N.irqs_off, 1);
-	struct nmi_cpu *c = &N.cpu[this_cpu()->cpu];
+	/* Inside the allocator: in a fast path (arch_fast_enter's depth) or
+	 * with interrupts off (its slow paths and locks, or an interrupt
+	 * handler). */
+	struct percpu *pc = this_cpu();
+	if (pc->fast_depth || !(rflags & 0x200))
+		atomic_fetch_add(&N.inside, 1);
+	struct nmi_cpu *c = &N.cpu[pc->cpu];
 	for (int k = 0; k < 2; k++) {
 		uint64_t r = rng_next(&c->rng);
 		uint32_t size = nmi_sizes[r % 8];
@@ -131,11 +136,12 @@ void nmi_demo_finish(void)
 			}
 	arch_irq_restore(f);
 	unsigned long sent = atomic_load(&N.sent), handled = atomic_load(&N.handled);
-	kprintf("nmi: %lu NMIs sent through the local APIC, %lu handled (%lu with interrupts off "
-	        "where they landed); kmalloc_nolock %lu ok, %lu NULL; kfree_nolock %lu, %lu kept "
-	        "to the end freed by kfree; %lu corrupted\n",
-	        sent, handled, atomic_load(&N.irqs_off), atomic_load(&N.ok), atomic_load(&N.null),
-	        atomic_load(&N.frees), kept, atomic_load(&N.bad));
+	kprintf("nmi: %lu NMIs sent through the local APIC, %lu handled (%lu merged with one "
+	        "pending), %lu of them inside the allocator or with interrupts off; kmalloc_nolock "
+	        "%lu ok, %lu NULL; kfree_nolock %lu, %lu kept to the end freed by kfree; "
+	        "%lu corrupted\n",
+	        sent, handled, sent - handled, atomic_load(&N.inside), atomic_load(&N.ok),
+	        atomic_load(&N.null), atomic_load(&N.frees), kept, atomic_load(&N.bad));
 	if (atomic_load(&N.bad))
 		kfail("nmi: %lu objects of the NMI handler corrupted", atomic_load(&N.bad));
 	if (!handled || handled > sent)
