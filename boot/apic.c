@@ -224,3 +224,8 @@ void lapic_send_sipi(uint32_t apic_id, uint8_t page)
 {
 	lapic_icr(apic_id, 0x4600 | page); /* start-up, vector = page number */
 }
+
+void lapic_send_nmi(uint32_t apic_id)
+{
+	lapic_icr(apic_id, 0x4400); /* NMI, level assert (the vector is ignored) */
+}

@@ -217,6 +217,8 @@ void isr_dispatch(struct intr_frame *f);
 void isr_dispatch(struct intr_frame *f)
 {
 	uint64_t v = f->vector;
+	if (v == 2 && nmi_demo_handle(f->rflags))
+		return; /* boot/nmi.c */
 	if (v < 32) {
 		exception_report(f);
 	} else if (v == VEC_TIMER) {

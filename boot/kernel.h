@@ -141,6 +141,19 @@ void udelay(uint64_t us);
 /* uptime_us (boot/demo.h): since timer_calibrate */
 void lapic_send_init(uint32_t apic_id);
 void lapic_send_sipi(uint32_t apic_id, uint8_t page);
+/* Sends an NMI (ICR delivery mode NMI); from one context at a time per
+ * CPU: the timer interrupt (boot/nmi.c), after the APs are up. */
+void lapic_send_nmi(uint32_t apic_id);
+
+/* --- boot/nmi.c: NMIs that call kmalloc_nolock/kfree_nolock -------------- */
+
+/* After every AP is up: each timer tick sends an NMI to the next CPU. */
+void nmi_demo_start(struct percpu **cpus, unsigned ncpus);
+/* On the BSP after its workload: stops, frees what the handlers kept,
+ * prints the counts (kfail on corruption). */
+void nmi_demo_finish(void);
+/* Vector 2 (isr_dispatch): false if the demo is not running. */
+bool nmi_demo_handle(uint64_t interrupted_rflags);
 
 /* --- boot/smp.c ---------------------------------------------------------- */
 

@@ -107,7 +107,9 @@ static void kmain_bsp(void *unused)
 	unsigned running = smp_start_aps(workload_cpus(), workload_cpu);
 	if (running != ncpus)
 		kfail("%u of %u CPUs running", running, ncpus);
+	nmi_demo_start(workload_cpus(), ncpus);
 	workload_cpu(&bsp_percpu);
+	nmi_demo_finish();
 	workload_finish();
 	cpu_halt_forever();
 }

@@ -228,6 +228,38 @@ size_t ksize(const void *p);
  * is reported through the fault hook and NULL is returned.  Context: ANY. */
 void *krealloc(void *p, size_t n);
 
+/* Allocation from any context, an NMI included, and from an interrupt that
+ * arrives while its CPU is inside the allocator (mm/nolock.c): it never
+ * waits for a lock, so it cannot deadlock.  Returns NULL iff size >
+ * KMEM_SMALL_MAX, the heap runs in hardened mode or the debug heap, or no
+ * object can be had without waiting: the calling CPU's loaded magazine of
+ * the class is empty (or the CPU was interrupted inside the allocator, or
+ * the port has no arch_fast_enter: then this step is skipped always), and
+ * the class's depot is locked or has no object in a full magazine or its
+ * shared span, and that span cannot be traded for one of the class's
+ * listed spans with room (the class's lock is busy, or it lists none).
+ * It never drains queued spans, grows the heap, reclaims or calls the OOM
+ * hook.  The object is a kmalloc object (kfree or kfree_nolock frees it;
+ * same alignment).  Cost: O(1), a few dozen
+ * instructions; when the magazine is empty, a trylock on the class's
+ * depot, and rarely one on its mcentral.  Context: ANY, NMI included. */
+void *kmalloc_nolock(size_t size);
+
+/* Frees a small object (any kmalloc class or object cache, however it was
+ * allocated) from any context, an NMI included, without waiting: into the
+ * calling CPU's loaded magazine when it has room and the CPU is not
+ * interrupted inside the allocator (ports with arch_fast_enter), else
+ * straight to its span (lock-free).  kfree_nolock(NULL) does nothing.  Bad
+ * pointers are reported as kfree reports them, except that a pointer with
+ * no live span is always KMEM_FAULT_WILD (the finer diagnosis takes a
+ * lock); a large object or page run is not freed but reported as
+ * KMEM_FAULT_WRONG_KIND (its free takes the mheap lock: free it later with
+ * kfree/kpage_free from a context that may).  Debug and hardened objects
+ * are checked as kfree checks them but never quarantined.  Cost: O(1),
+ * lock-free.  Context: ANY, NMI included; the fault hook then runs in that
+ * context. */
+void kfree_nolock(const void *p);
+
 /* Largest size kmalloc accepts: 2^KMEM_PHYS_BITS / 2. */
 #define KMEM_MAX_ALLOC ((size_t)1 << (KMEM_PHYS_BITS - 1))
 

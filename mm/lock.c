@@ -65,3 +65,14 @@ void unlock_irqrestore(struct spinlock *l, unsigned long flags)
 	lock_release(l);
 	arch_irq_restore(flags);
 }
+
+bool lock_try(struct spinlock *l)
+{
+	return !atomic_load_explicit(&l->locked, memory_order_relaxed) &&
+	       !atomic_exchange_explicit(&l->locked, 1, memory_order_acquire);
+}
+
+void lock_try_release(struct spinlock *l)
+{
+	atomic_store_explicit(&l->locked, 0, memory_order_release);
+}

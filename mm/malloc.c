@@ -266,7 +266,6 @@ static size_t reclaim_here(void)
 	return n;
 }
 
-static bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx);
 
 /* Hardened mode: slot 0 of a span of three or more objects is not handed
  * out but kept zeroed, so that an underflow of the span's first object
@@ -540,7 +539,7 @@ static void report_no_span(const void *p)
 /* Validates p as the start of an object of s; returns its index or -1
  * after reporting.  (Whether the object is a client's is decided by its
  * state, with interrupts off: small_free_entered.) */
-static long small_index(const struct mspan *s, const void *p)
+long small_index(const struct mspan *s, const void *p)
 {
 	uintptr_t off = (uintptr_t)p - s->base;
 	uint32_t idx = span_obj_index(s, off);
@@ -559,7 +558,7 @@ static long small_index(const struct mspan *s, const void *p)
  * state first, then the freed bit (mspan.c, span_sweep checks the state),
  * then the queueing check (mcentral_freed).  Returns false if the bit was
  * set already: another free of the object raced this one. */
-static bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx)
+bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx)
 {
 	/* Read before the bit goes in (the taken object keeps the span
 	 * alive); the RMW below orders it. */
@@ -928,7 +927,10 @@ int kmem_cpu_offline(unsigned cpu)
 {
 	if (cpu >= mheap_.max_cpus)
 		return -KMEM_EINVAL;
-	unsigned long f = arch_irq_save();
+	/* Entered as the fast paths are, so that kmalloc_nolock in an NMI
+	 * meanwhile (nolock.c) leaves this CPU's magazines alone. */
+	unsigned long t = arch_fast_enter();
+	unsigned long f = irqoff_in(t);
 	mcache_flush(cpu);
 	lock_acquire(&mheap_.caches_lock);
 	struct mcache *c = mcache_of(cpu);
@@ -936,7 +938,8 @@ int kmem_cpu_offline(unsigned cpu)
 		c->online = false;
 		mheap_.cpus_online--;
 	}
-	unlock_irqrestore(&mheap_.caches_lock, f);
+	lock_release(&mheap_.caches_lock);
+	irqoff_out(f, t);
 	return 0;
 }
 

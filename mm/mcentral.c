@@ -241,32 +241,51 @@ static size_t drain_unswept_locked(struct mcentral *c, unsigned budget)
 
 /* Hands a span with a free object to a CPU's cache; grows from the mheap
  * if the class has none.  Returns NULL iff the mheap is out of pages. */
+/* The first partial span, swept and LOC_CACHED for the caller; NULL if
+ * there is none or a kfree queued it meanwhile (it is then on unswept). */
+static struct mspan *take_partial_locked(struct mcentral *c)
+{
+	struct mspan *s = c->partial.first;
+	if (!s)
+		return NULL;
+	uint64_t expect = SS_MAKE(SS_GEN(atomic_load_explicit(&s->sweepstate, memory_order_relaxed)),
+	                          LOC_PARTIAL);
+	if (!atomic_compare_exchange_strong(&s->sweepstate, &expect,
+	                                    SS_MAKE(SS_GEN(expect), LOC_CACHED)))
+		return NULL;
+	list_remove(&c->partial, s);
+	s->on_list = 0;
+	span_sweep(s);
+	return s;
+}
+
+/* A kept empty span (already swept, and no kfree acts on LOC_EMPTY, so
+ * no CAS is needed), LOC_CACHED for the caller; or NULL. */
+static struct mspan *take_empty_locked(struct mcentral *c)
+{
+	struct mspan *e = c->empty.first;
+	if (e)
+		list_take_locked(c, e, LOC_CACHED);
+	return e;
+}
+
 struct mspan *mcentral_cache_span(struct mcentral *c)
 {
 	lock_acquire(&c->lock);
 	for (;;) {
 		drain_unswept_locked(c, DRAIN_BUDGET);
-		struct mspan *s = c->partial.first;
-		if (!s)
+		if (!c->partial.first)
 			break;
-		uint64_t expect = SS_MAKE(SS_GEN(atomic_load_explicit(&s->sweepstate,
-		                                                      memory_order_relaxed)),
-		                          LOC_PARTIAL);
-		/* Fails iff a kfree queued it since the drain: drain again. */
-		if (!atomic_compare_exchange_strong(&s->sweepstate, &expect,
-		                                    SS_MAKE(SS_GEN(expect), LOC_CACHED)))
-			continue;
-		list_remove(&c->partial, s);
-		s->on_list = 0;
-		span_sweep(s);
-		lock_release(&c->lock);
-		return s;
+		/* NULL iff a kfree queued it since the drain: drain again. */
+		struct mspan *s = take_partial_locked(c);
+		if (s) {
+			lock_release(&c->lock);
+			return s;
+		}
 	}
-	/* No partial span: reuse a kept empty one (already swept, and no
-	 * kfree acts on LOC_EMPTY, so no CAS is needed). */
-	struct mspan *e = c->empty.first;
+	/* No partial span: reuse a kept empty one. */
+	struct mspan *e = take_empty_locked(c);
 	if (e) {
-		list_take_locked(c, e, LOC_CACHED);
 		lock_release(&c->lock);
 		return e;
 	}
@@ -283,25 +302,54 @@ struct mspan *mcentral_cache_span(struct mcentral *c)
 	return s;
 }
 
+/* Places s (the caller's, LOC_CACHED) on the full list if it is
+ * exhausted with no free waiting (the usual case): full as it is, no
+ * sweep, and no release to the mheap.  Every object is below freeindex,
+ * so
+ *     alloc_count == nelems == live objects
+ * and the next sweep (after a free queues it) starts from there.
+ * Returns false, doing nothing, otherwise. */
+static bool place_exhausted_locked(struct mcentral *c, struct mspan *s)
+{
+	if (atomic_load_explicit(&s->freeindex, memory_order_relaxed) != s->nelems ||
+	    span_has_freed(s))
+		return false;
+	s->alloc_count = (uint16_t)s->nelems;
+	place_span_locked(c, s);
+	return true;
+}
+
 /* A CPU gives back the span it cached (exhausted, or on a flush). */
 void mcentral_uncache_span(struct mcentral *c, struct mspan *s)
 {
 	if (!s)
 		return;
 	lock_acquire(&c->lock);
-	if (atomic_load_explicit(&s->freeindex, memory_order_relaxed) == s->nelems &&
-	    !span_has_freed(s)) {
-		/* Exhausted with no free waiting (the usual case): full as it
-		 * is, no sweep.  Every object is below freeindex, so
-		 *     alloc_count == nelems == live objects
-		 * and the next sweep (after a free queues it) starts from
-		 * there. */
-		s->alloc_count = (uint16_t)s->nelems;
-		place_span_locked(c, s);
-	} else {
+	if (!place_exhausted_locked(c, s))
 		resweep_locked(c, s);
-	}
 	lock_release(&c->lock);
+}
+
+/* kmalloc_nolock's refill of the depot's shared span *sp (nolock.c):
+ * never waits, never drains, sweeps a listed span or grows.  Returns
+ * false, changing nothing, if c's lock is busy or *sp is not NULL or
+ * exhausted with no frees waiting.  Else puts *sp on the full list and
+ * replaces it with a partial or kept empty span (LOC_CACHED, the
+ * caller's) or NULL.  Interrupts off. */
+bool mcentral_try_trade_span(struct mcentral *c, struct mspan **sp)
+{
+	if (!lock_try(&c->lock))
+		return false;
+	/* One test of *sp, the one that places it: a free may land on it at
+	 * any moment. */
+	bool traded = !*sp || place_exhausted_locked(c, *sp);
+	if (traded) {
+		*sp = take_partial_locked(c);
+		if (!*sp)
+			*sp = take_empty_locked(c);
+	}
+	lock_try_release(&c->lock);
+	return traded;
 }
 
 /* Gives the depot's full magazines back to their spans, sweeps every span

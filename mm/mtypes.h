@@ -567,6 +567,12 @@ extern struct mheap mheap_;
 void lock_init(struct spinlock *l, enum lock_level level);
 void lock_acquire(struct spinlock *l);
 void lock_release(struct spinlock *l);
+/* Takes l only if it is free, never waits: no lock order applies, and
+ * the debug order record is left alone (nolock.c: an NMI's trylock must
+ * not touch the record of the code it interrupted).  Released with
+ * lock_try_release. */
+bool lock_try(struct spinlock *l);
+void lock_try_release(struct spinlock *l);
 unsigned long lock_irqsave(struct spinlock *l);
 void unlock_irqrestore(struct spinlock *l, unsigned long flags);
 
@@ -665,6 +671,7 @@ void mcentral_init(struct mcentral *c, unsigned sizeclass, uint32_t elemsize,
 void mcentral_set_magazines(struct mcentral *c, bool on);
 struct mspan *mcentral_cache_span(struct mcentral *c);
 void mcentral_uncache_span(struct mcentral *c, struct mspan *s);
+bool mcentral_try_trade_span(struct mcentral *c, struct mspan **sp);
 void mcentral_push_unswept(struct mcentral *c, struct mspan *s);
 void mcentral_freed(struct mspan *s, uint64_t sweepstate_before);
 void mcentral_report_racing(struct mcentral *c);
@@ -789,6 +796,10 @@ bool oom_retry(const struct kmem_oom_request *req, unsigned *tries);
 		p_;                                               \
 	})
 void small_free(struct mspan *s, const void *p);
+/* Shared with nolock.c: object index of p in s or -1 (reported), and the
+ * lock-free give-back of a client's object to its span. */
+long small_index(const struct mspan *s, const void *p);
+bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx);
 void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller);
 
 /* debug.c */

@@ -121,12 +121,12 @@ if [ -n "$virt" ]; then
 	fi
 	[ -r "$elf" ] || { echo "qemu-run: $elf not built (make kernel-$arch)" >&2; exit 2; }
 	log="$(dirname "$elf")/boot-${smp}cpu-${mem}.log"
-	echo "qemu-run: $arch virt, TCG, -smp $smp, -m $mem, semihosting, timeout ${tmo}s; log $log"
+	echo "qemu-run: $arch virt, multi-threaded TCG, -smp $smp, -m $mem, semihosting, timeout ${tmo}s; log $log"
 	start=$(date +%s%N)
 	watchdog "$tmo" & wd=$!
 	# shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
 	timeout --foreground -k 5 "$tmo" \
-		"$qemu" "${machine[@]}" -accel tcg -smp "$smp" -m "$mem" "${monitor_args[@]}" \
+		"$qemu" "${machine[@]}" -accel tcg,thread=multi -smp "$smp" -m "$mem" "${monitor_args[@]}" \
 		-nodefaults -display none -no-reboot \
 		-chardev stdio,id=con,mux=$mux,signal=off "${serial[@]}" \
 		-semihosting-config enable=on,target=native,chardev=con \

@@ -116,6 +116,14 @@ static const char *region_name(uint32_t t)
 
 /* --- main ------------------------------------------------------------------ */
 
+/* Every CPU: the SMP ordering stress (smpstress.c), then the workload. */
+static unsigned cpus_running;
+static void cpu_main(struct percpu *pc)
+{
+	smp_stress_phase(pc->cpu, cpus_running);
+	workload_cpu(pc);
+}
+
 int main(void)
 {
 	paint_boot_stack();
@@ -173,10 +181,11 @@ int main(void)
 	plat_irq_enable();
 	selftest_run();
 
-	unsigned running = smp_start(workload_cpus(), workload_cpu, hw_ids, ncpus);
+	cpus_running = ncpus;
+	unsigned running = smp_start(workload_cpus(), cpu_main, hw_ids, ncpus);
 	if (running != ncpus)
 		kfail("%u of %u CPUs running", running, ncpus);
-	workload_cpu(&bsp_percpu);
+	cpu_main(&bsp_percpu);
 	workload_finish();
 	return 1; /* not reached: workload_finish ends the run */
 }

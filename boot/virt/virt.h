@@ -90,4 +90,10 @@ unsigned smp_start(struct percpu **cpus, void (*hook)(struct percpu *pc), const 
 /* This image, from the linker script (linker.ld). */
 extern char __kernel_start[], __kernel_end[], __stack_bottom[], __stack[];
 
+/* --- boot/virt/smpstress.c ------------------------------------------------ */
+
+/* The SMP ordering stress, on every CPU (cpu of ncpus) before the
+ * workload: cross-CPU frees of one class, kmem_check, pages back. */
+void smp_stress_phase(unsigned cpu, unsigned ncpus);
+
 #endif /* BOOT_VIRT_H */
