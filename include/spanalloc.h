@@ -224,7 +224,9 @@ void *krealloc(void *p, size_t n);
 
 /* ---------------------------------------------------------------------------
  * Page runs: npages physically contiguous pages, never touched by the
- * allocator.
+ * allocator.  A run of up to 127 pages costs no metadata of its own (the
+ * byte per page its arena keeps for every page says what it is); a longer
+ * one has a span descriptor (192 bytes: at most 1.5 bytes a page).
  */
 
 /* Returns NULL iff npages == 0, align is not a power of two, no run of
@@ -523,9 +525,13 @@ unsigned kmem_harden_level(void);
 
 /* Optional page-protection hook, for kernels with page tables (and the
  * shim: mprotect).  spanalloc's core never changes page tables itself;
- * with this hook, hardened level 3 asks for guard pages.  `addr` and
- * `bytes` are page aligned and lie in managed memory (direct-map
- * addresses).  KMEM_ACCESS_NONE: every access to the range must fault
+ * with this hook, hardened level 3 asks for guard pages, and at every
+ * level the guard pages that keep client pages away from allocator
+ * metadata (a page at each end of the metadata region, of every run of
+ * pool pages taken for metadata and of a hot-add's metadata; never given
+ * back) are unmapped -- those made before the hook is set when it is set.
+ * `addr` and `bytes` are page aligned and lie in managed memory or the
+ * metadata region (direct-map addresses).  KMEM_ACCESS_NONE: every access to the range must fault
  * until the allocator gives it back with KMEM_ACCESS_RW (which it does
  * before it writes the range or hands it to anyone).  Returns true on
  * success; on false the allocator goes on without that guard.  Called with
@@ -534,7 +540,8 @@ unsigned kmem_harden_level(void);
  * memory, empty the quarantine with interrupts off): a kernel whose TLB
  * shootdown needs interrupts must defer it.  mprotect-style hooks split
  * mappings: a refused call only costs that guard.  Set it after kmem_init() (which clears it)
- * and before the first allocation; returns the previous hook.
+ * and before the first allocation; returns the previous hook.  Setting
+ * it costs a walk of every arena's page kinds.
  * Context: QUIESCE. */
 enum kmem_access { KMEM_ACCESS_NONE = 0, KMEM_ACCESS_RW = 1 };
 typedef bool (*kmem_protect_hook_t)(void *addr, size_t bytes, enum kmem_access access);
