@@ -150,9 +150,10 @@ test-tsan: $(TSAN_BIN)
 GUARD_BIN := $(BUILD)/host/guardfault
 $(GUARD_BIN): tests/guardfault.c arch/host/shim_arch.c $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h arch/host/*.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O1 -g -Iinclude -Imm -Iarch/host -o $@ tests/guardfault.c arch/host/shim_arch.c $(MM_SRC) -lpthread
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iinclude -Imm -Iarch/host -DKMEM_ARCH_INLINE='"shim_arch_inline.h"' -o $@ tests/guardfault.c arch/host/shim_arch.c $(MM_SRC) -lpthread
 
 test-guard: $(GUARD_BIN)
+	@$(CLANG) -std=gnu11 $(WARN) -Iinclude -Imm -Iarch/host -DKMEM_ARCH_INLINE='"shim_arch_inline.h"' -fsyntax-only tests/guardfault.c
 	@$(GUARD_BIN)
 
 test: deps
