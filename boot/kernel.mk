@@ -48,7 +48,10 @@ K_ARCH_FLAGS := -ffreestanding -fno-stack-protector -fno-stack-check \
 	-fshort-wchar -mno-red-zone -maccumulate-outgoing-args -mgeneral-regs-only \
 	-nostdinc -isystem $(shell $(K_CC) -print-file-name=include)
 K_WARN  := -Wall -Wextra -Werror
+# mm/ inlines the fast hooks of arch/x86_64/arch_inline.h (interrupts stay
+# on in the fast paths: arch_fast_enter).
 K_MM_CFLAGS := -std=c11 -O2 -g $(K_WARN) $(K_ARCH_FLAGS) -Iinclude -Imm \
+	-Iarch/x86_64 -DKMEM_ARCH_INLINE='"arch_inline.h"' \
 	$(if $(KMEM_DEBUG),-DKMEM_DEBUG=$(KMEM_DEBUG))
 K_CFLAGS := -std=gnu11 -O2 -g $(K_WARN) $(K_ARCH_FLAGS) \
 	-I$(EFI_INC) -I$(EFI_INC)/x86_64 -I$(EFI_INC)/protocol -DGNU_EFI_USE_MS_ABI \

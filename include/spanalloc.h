@@ -180,9 +180,12 @@ int kmem_cpu_offline(unsigned cpu);
 
 /* Returns NULL iff size > KMEM_MAX_ALLOC or memory is exhausted (after the
  * allocator swept every span and retried).  kmalloc(0) returns a unique
- * minimum-size object that must be freed.  Cost: O(1) fast path
- * (~a dozen instructions), amortised O(1) refill; large objects O(log n)
- * page search.  Context: ANY. */
+ * minimum-size object that must be freed.  Cost: O(1) fast path (a pop
+ * from this CPU's magazine: no lock, no atomic read-modify-write), an
+ * amortised O(1) refill (a magazine from the class's depot, or objects
+ * from a span, bounded work per refill); large objects: an O(log n) page
+ * search, then O(pages) to map every page of the run to its span (under
+ * the mheap lock, interrupts off).  Context: ANY. */
 void *kmalloc(size_t size);
 
 /* kmalloc, zero-filled. */
@@ -201,9 +204,13 @@ void *kmalloc_aligned(size_t size, size_t align);
  * kmem_cache_alloc.  kfree(NULL) does nothing.  A pointer that is not the
  * start of a live object (double free, interior pointer, wild pointer, a
  * free page, a page run) is reported through the fault hook and the heap
- * is left unchanged.  Cost: O(1), lock-free for small objects (an atomic
- * OR on the span's freed bitmap); large objects O(log n) under the mheap
- * lock.  Context: ANY. */
+ * is left unchanged.  Cost: O(1) for small objects: a push onto this
+ * CPU's magazine (no lock, no atomic read-modify-write); when it is full,
+ * an exchange with the class's depot (one lock) or, with the depot full,
+ * the objects go back to their spans (an atomic OR each on the span's
+ * freed bitmap); large objects O(pages)
+ * (the run's page map is cleared) plus O(log n) summary updates under the
+ * mheap lock.  Context: ANY. */
 void kfree(const void *p);
 
 /* Usable size of a live object (>= the size asked for); 0 for NULL or for
@@ -384,6 +391,25 @@ kmem_fault_hook_t kmem_set_fault_hook(kmem_fault_hook_t hook);
 /* "double free", "interior pointer", ... */
 const char *kmem_fault_name(enum kmem_fault_kind kind);
 
+/* What is caught.  kfree, ksize, kmem_cache_free and kpage_free of
+ * anything but a live object or run (a second free, an interior, wild or
+ * metadata pointer, a free page, an object of another cache) is reported
+ * through the fault hook and changes nothing, on every build and at every
+ * hardening level: the checks read out-of-band state, never the object.
+ * Two frees of one object racing on two CPUs are caught too (exactly one
+ * is reported; the object is freed once).
+ *
+ * What is not.  A free is two steps on its CPU: read the object's state
+ * ("live"), then record it as free.  A second free of an object that
+ * stalls between the two (its vCPU preempted by a hypervisor, an SMI, an
+ * NMI) for as long as it takes the object's first free, the release of its
+ * whole span and the reuse of the same address by a new client on other
+ * CPUs, records the new client's object as free.  That takes a double free
+ * by the client and a stall longer than a span's lifetime; nothing bounds
+ * it in software without an atomic read-modify-write on every free, which
+ * the fast path leaves out.  A free is never lost and no allocator data is
+ * corrupted by it: the damage is the client's object, handed out twice. */
+
 /* Walks all metadata and verifies every invariant: page bitmaps against
  * summaries and counts, the arena map against spans, span bitmaps against
  * counts, span lists against states, statistics against pages.  Returns
@@ -431,7 +457,9 @@ struct kmem_oom_request {
  * add memory only where it can hold the run: above a ceiling, or where no
  * such alignment fits, adding is useless and it should return false.
  * Returns the previous hook.  Context: ANY; the hook runs in the context
- * of the failing allocation. */
+ * of the failing allocation, which may be an interrupt handler: there it
+ * must not call kmem_hot_add (Context: THREAD) and should return false
+ * (or schedule the hot-add for a thread and return false). */
 typedef bool (*kmem_oom_hook_t)(const struct kmem_oom_request *req);
 kmem_oom_hook_t kmem_set_oom_hook(kmem_oom_hook_t hook);
 

@@ -243,7 +243,8 @@ printf '%s\n' '#include "mtypes.h"' 'int zz_internal_count;' 'int zz_internal_he
 	'int zz_new_api(int x) { return zz_internal_helper(x); }' > "$new/mm/zz_new.c"
 run $MAKE -s --no-print-directory -C "$new" lib ARCH=host SYMBOL_PREFIX=$P BUILD=build
 run bash scripts/check-exports.sh "$new/build/host-$P/libspanalloc.a" $P "new API (library)" "$new"
-nm "$new/build/host-$P/libspanalloc.a" | grep -q ' T sa_zz_new_api$' || die "sa_zz_new_api not exported"
+# grep -q would close the pipe early (SIGPIPE to nm: pipefail fails it): read all.
+nm "$new/build/host-$P/libspanalloc.a" | grep -c ' T sa_zz_new_api$' >/dev/null || die "sa_zz_new_api not exported"
 run python3 scripts/amalgamate.py --root "$new" --prefix $P "$new/amalgamation"
 grep -q '^int sa_zz_new_api(int x);' "$new/amalgamation/spanalloc.h" || die "amalgamated header lacks sa_zz_new_api"
 run gcc $(free_flags gcc host) -c "$new/amalgamation/spanalloc.c" -o "$new/amalgamation.o"

@@ -32,6 +32,7 @@ struct percpu {
 	struct percpu *self;     /* %gs:0 */
 	unsigned cpu;            /* %gs:8: index 0..ncpus-1 given to the allocator */
 	uint32_t apic_id;        /* local APIC ID (from the MADT) */
+	unsigned long fast_depth; /* %gs:16: arch_fast_enter's depth (arch_inline.h) */
 	_Alignas(16) struct tss64 tss;
 	void *stack;             /* kernel stack (NULL: the BSP's static one) */
 	size_t stack_pages;
@@ -45,6 +46,7 @@ struct percpu {
 
 _Static_assert(offsetof(struct percpu, self) == 0, "%gs:0 is self");
 _Static_assert(offsetof(struct percpu, cpu) == 8, "%gs:8 is the CPU index");
+_Static_assert(offsetof(struct percpu, fast_depth) == 16, "%gs:16 is the fast-path depth");
 
 static inline struct percpu *this_cpu(void)
 {
