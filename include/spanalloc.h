@@ -493,8 +493,9 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 
 /* Lists live objects, one line per (class or cache, allocating caller):
  *   leak <class> <object size> <cache|-> caller=<hex> objects=<n>
- * (caller=0 where the span does not record callers; large objects and page
- * runs as class "large"/"run").  Returns the number of live objects.
+ * (caller=0 where the span does not record callers, and for page runs of
+ * up to 127 pages, which have no span; large objects and page runs as
+ * class "large"/"run").  Returns the number of live objects.
  * `emit` must not call the allocator.  Cost: O(managed pages).
  * Context: QUIESCE. */
 unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg);
