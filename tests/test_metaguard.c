@@ -494,6 +494,51 @@ static void test_bad_frees_of_descriptorless_runs(void **state)
 	fx_assert_no_faults();
 }
 
+/* Two CPUs free the same descriptorless page at once, many times: the
+ * free is decided under mheap.lock, so exactly one succeeds and the other
+ * is reported; nothing is freed twice. */
+enum { RACE_ROUNDS = 400 };
+static void *_Atomic race_page;
+static pthread_barrier_t race_bar;
+
+static void *race_freer(void *arg)
+{
+	host_cpu_claim((int)(uintptr_t)arg);
+	for (int i = 0; i < RACE_ROUNDS; i++) {
+		pthread_barrier_wait(&race_bar);
+		kpage_free(atomic_load(&race_page), 1);
+		pthread_barrier_wait(&race_bar);
+	}
+	host_cpu_release();
+	return NULL;
+}
+
+static void test_racing_frees_of_a_descriptorless_page(void **state)
+{
+	(void)state;
+	fx_simple(64, 3);
+	pthread_t th[2];
+	pthread_barrier_init(&race_bar, NULL, 3);
+	for (uintptr_t i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, race_freer, (void *)(i + 1)), 0);
+	uint64_t free0 = fx_stats().pages_free;
+	for (int i = 0; i < RACE_ROUNDS; i++) {
+		void *p = kpage_alloc(1, PG, 0);
+		assert_non_null(p);
+		atomic_store(&race_page, p);
+		pthread_barrier_wait(&race_bar); /* both free it */
+		pthread_barrier_wait(&race_bar);
+		assert_int_equal(fx_fault_count(), (unsigned long)i + 1);
+		assert_int_equal(fx_stats().pages_free, free0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&race_bar);
+	assert_int_equal(fx_last_fault().kind, KMEM_FAULT_FREE_PAGE);
+	fx_faults_reset();
+	fx_assert_check();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -504,6 +549,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_single_pages_share, fx_teardown_all_back),
 		cmocka_unit_test_teardown(test_metadata_per_page_run, fx_teardown_all_back),
 		cmocka_unit_test_teardown(test_bad_frees_of_descriptorless_runs, fx_teardown_all_back),
+		cmocka_unit_test_teardown(test_racing_frees_of_a_descriptorless_page,
+		                          fx_teardown_all_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
