@@ -13,6 +13,7 @@
 #   make run BOOT=grub, make test-boot-grub: by GRUB (Multiboot2) from an ISO
 #   make fuzz            libFuzzer over operation sequences (FUZZ_SECONDS=60)
 #   make heapmap         draw build/heapmap.png of a sample heap
+#   make test-guard      an overflow into a guard page faults under the shim's arch (in test)
 #   make shim            build/host/libspanalloc-malloc.so (LD_PRELOAD malloc)
 #   make bench           spanalloc vs glibc/jemalloc/mimalloc/tcmalloc (not in test)
 #   make misuse          heap misuse caught per hardening level, vs the peers
@@ -54,7 +55,7 @@ LIBCC  = $(if $(CC_GIVEN),$(CC),$(or $(LIBCC_$(ARCH)),$(CC)))
 LIB := $(BUILD)/$(ARCH)$(if $(SYMBOL_PREFIX),-$(SYMBOL_PREFIX))/libspanalloc.a
 LIB_OBJ = $(patsubst mm/%.c,$(BUILD)/$(ARCH)/mm/%.o,$(MM_SRC))
 
-.PHONY: all lib gen check-gen check-lib check-clang deps test test-unit test-tsan clean
+.PHONY: all lib gen check-gen check-lib check-clang deps test test-unit test-tsan test-guard clean
 
 all: lib
 
@@ -148,6 +149,17 @@ test-unit: $(ASAN_BIN)
 test-tsan: $(TSAN_BIN)
 	@bash scripts/run-tests.sh $(TSAN_BIN)
 
+# Guard pages under the malloc shim's arch (mprotect): an overflow off a
+# client page into one faults (tests/guardfault.c).
+GUARD_BIN := $(BUILD)/host/guardfault
+$(GUARD_BIN): tests/guardfault.c arch/host/shim_arch.c $(MM_SRC) mm/*.h include/*.h include/spanalloc/*.h arch/host/*.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -Iinclude -Imm -Iarch/host -DKMEM_ARCH_INLINE='"shim_arch_inline.h"' -o $@ tests/guardfault.c arch/host/shim_arch.c $(MM_SRC) -lpthread
+
+test-guard: $(GUARD_BIN)
+	@$(CLANG) -std=gnu11 $(WARN) -Iinclude -Imm -Iarch/host -DKMEM_ARCH_INLINE='"shim_arch_inline.h"' -fsyntax-only tests/guardfault.c
+	@$(GUARD_BIN)
+
 test: deps
 	@$(MAKE) --no-print-directory check-gen
 	@$(MAKE) --no-print-directory check-lib
@@ -156,6 +168,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-package
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-tsan
+	@$(MAKE) --no-print-directory test-guard
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-shim
 	@$(MAKE) --no-print-directory test-misuse

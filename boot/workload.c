@@ -822,6 +822,41 @@ struct cpu_summary {
 	uint64_t by_kind[K_NKINDS];
 };
 
+/* The pages a client can allocate and touch, as a share of the usable
+ * pages in the map (issue #14.7): memory filled with single pages, each
+ * written (linked through its first word), freed, filled again. */
+static uint64_t map_usable_pages; /* demo_heap_init */
+
+static uint64_t fill_with_pages(void)
+{
+	void *head = NULL, *p;
+	uint64_t n = 0;
+	while ((p = kpage_alloc(1, KMEM_PAGE_SIZE, 0)) != NULL) {
+		*(void **)p = head;
+		head = p;
+		n++;
+	}
+	while (head) {
+		p = *(void **)head;
+		kpage_free(head, 1);
+		head = p;
+	}
+	return n;
+}
+
+static void report_page_share(void)
+{
+	uint64_t first = fill_with_pages(), second = fill_with_pages();
+	uint64_t pct100 = map_usable_pages ? second * 10000 / map_usable_pages : 0;
+	kprintf("pages a client can allocate and touch, filling memory twice: %lu, %lu of %lu "
+	        "usable in the map = %lu.%02lu%%\n",
+	        (unsigned long)first, (unsigned long)second, (unsigned long)map_usable_pages,
+	        (unsigned long)(pct100 / 100), (unsigned long)(pct100 % 100));
+	if (first != second)
+		kfail("the second fill got %lu pages, the first %lu", (unsigned long)second,
+		      (unsigned long)first);
+}
+
 static unsigned long check_problems;
 
 static void check_hook(const struct kmem_fault *f)
@@ -945,6 +980,8 @@ void workload_finish(void)
 	 * still online (kmem_free_pages reclaims, this CPU's caches
 	 * included), go offline, reclaim. */
 	W.free_after = kmem_free_pages();
+	report_page_share();
+
 	if (kmem_cpu_offline(0) != 0)
 		kfail("kmem_cpu_offline(0) failed");
 	size_t reclaimed = kmem_reclaim();
@@ -1054,6 +1091,7 @@ void demo_heap_init(const struct kmem_region *regions, size_t n, unsigned ncpus,
 		.max_cpus = ncpus,
 	};
 	size_t need = kmem_metadata_size(&cfg);
+	map_usable_pages = usable_bytes / KMEM_PAGE_SIZE;
 	int rc = kmem_init(&cfg);
 	if (rc != 0)
 		kfail("kmem_init returned %d (metadata needed: %zu bytes)", rc, need);

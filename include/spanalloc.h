@@ -265,7 +265,9 @@ void kfree_nolock(const void *p);
 
 /* ---------------------------------------------------------------------------
  * Page runs: npages physically contiguous pages, never touched by the
- * allocator.
+ * allocator.  A run of up to 127 pages costs no metadata of its own (the
+ * byte per page its arena keeps for every page says what it is); a longer
+ * one has a span descriptor (192 bytes: at most 1.5 bytes a page).
  */
 
 /* Returns NULL iff npages == 0, align is neither 0 nor a power of two, no
@@ -444,17 +446,16 @@ size_t kmem_reclaim(void);
  * every depot and the hardened quarantine emptied, every empty span given
  * back), then returns the number of pages kpage_alloc(1, 0, 0) would hand
  * out, one call after another, before it returned NULL, if nothing else
- * allocated meanwhile and no OOM hook added memory.  That is the free
- * pages less the pool pages the span descriptors of that many runs would
- * take (mm/mstats.c), so it is below kmem_stats.pages_free.
+ * allocated meanwhile and no OOM hook added memory.  A single page
+ * takes no descriptor or other metadata, so that is kmem_stats.pages_free
+ * after the reclaim.
  * Not counted, because no reclaim from another CPU can take them while
  * that CPU runs: the objects in each other online CPU's loaded magazines
  * (one per size class and per object cache, of at most
  * min(64, max(2, 32 KiB / object size)) objects), and so the pages of
  * every span one of them keeps partly free.
  * With the other CPUs offline (kmem_cpu_offline), nothing is left out.
- * Cost: kmem_reclaim's, then O(managed memory / 64 pages + free span
- * descriptors + free pages / 341) under the mheap lock, interrupts off.
+ * Cost: kmem_reclaim's, then O(1) under the mheap lock.
  * Context: THREAD, on any online CPU; exact when no other CPU allocates
  * or frees meanwhile. */
 size_t kmem_free_pages(void);
@@ -652,8 +653,9 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 
 /* Lists live objects, one line per (class or cache, allocating caller):
  *   leak <class> <object size> <cache|-> caller=<hex> objects=<n>
- * (caller=0 where the span does not record callers; large objects and page
- * runs as class "large"/"run").  Returns the number of live objects.
+ * (caller=0 where the span does not record callers, and for page runs of
+ * up to 127 pages, which have no span; large objects and page runs as
+ * class "large"/"run").  Returns the number of live objects.
  * `emit` must not call the allocator.  Cost: O(managed pages).
  * Context: QUIESCE. */
 unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg);
@@ -712,9 +714,13 @@ unsigned kmem_harden_level(void);
 
 /* Optional page-protection hook, for kernels with page tables (and the
  * shim: mprotect).  spanalloc's core never changes page tables itself;
- * with this hook, hardened level 3 asks for guard pages.  `addr` and
- * `bytes` are page aligned and lie in managed memory (direct-map
- * addresses).  KMEM_ACCESS_NONE: every access to the range must fault
+ * with this hook, hardened level 3 asks for guard pages, and at every
+ * level the guard pages that keep client pages away from allocator
+ * metadata (a page at each end of the metadata region, of every run of
+ * pool pages taken for metadata and of a hot-add's metadata; never given
+ * back) are unmapped -- those made before the hook is set when it is set.
+ * `addr` and `bytes` are page aligned and lie in managed memory or the
+ * metadata region (direct-map addresses).  KMEM_ACCESS_NONE: every access to the range must fault
  * until the allocator gives it back with KMEM_ACCESS_RW (which it does
  * before it writes the range or hands it to anyone).  Returns true on
  * success; on false the allocator goes on without that guard.  Called with
@@ -723,7 +729,8 @@ unsigned kmem_harden_level(void);
  * memory, empty the quarantine with interrupts off): a kernel whose TLB
  * shootdown needs interrupts must defer it.  mprotect-style hooks split
  * mappings: a refused call only costs that guard.  Set it after kmem_init() (which clears it)
- * and before the first allocation; returns the previous hook.
+ * and before the first allocation; returns the previous hook.  Setting
+ * it costs a walk of every arena's page kinds.
  * Context: QUIESCE. */
 enum kmem_access { KMEM_ACCESS_NONE = 0, KMEM_ACCESS_RW = 1 };
 typedef bool (*kmem_protect_hook_t)(void *addr, size_t bytes, enum kmem_access access);

@@ -18,11 +18,20 @@
  * whole are shared like init's, with room for their copies in the region.
  *
  * Metadata region layout (carved in this order, all cache-line aligned):
+ *     guard page |
  *     mcentral[KMEM_NUM_CLASSES] | mcache[max_cpus] |
  *     l2_chunk and heap_arena for every arena touched (the arena range,
  *     [arena_next, arena_end): arenas the map covers whole are shared
  *     until their first write and copied here then) |
- *     span descriptor reserve (fixalloc), about 1/1024 of managed memory
+ *     span descriptor reserve (fixalloc), about 1/1024 of managed memory |
+ *     guard page
+ * The guard pages (the first and last pages the region touches) hold
+ * nothing: a client's overflow off the pool page below lands there
+ * (fixalloc.c, guard gaps).  Only a guard page wholly inside the region
+ * is given to the protect hook: the rest of a partial one is not the
+ * allocator's to unmap.  A
+ * hot-add's metadata is laid out the same way: guard | chunks and arenas
+ * | guard, then the region's pool pages.
  */
 #include "mtypes.h"
 
@@ -175,7 +184,7 @@ static size_t meta_bytes(const struct map_sizes *m, unsigned cpus)
 	             m->chunks * cline(sizeof(struct l2_chunk)) +
 	             m->arenas * cline(sizeof(struct heap_arena)) + reserve +
 	             4 * KMEM_CACHE_LINE;
-	return (size_t)align_up(b, PAGE_SIZE);
+	return (size_t)align_up(b, PAGE_SIZE) + 2 * PAGE_SIZE; /* and the guards */
 }
 
 static bool cfg_ok(const struct kmem_config *cfg)
@@ -290,8 +299,14 @@ int kmem_init(const struct kmem_config *cfg)
 	mheap_.max_cpus = cpus;
 	mheap_.meta_base = meta_base;
 	mheap_.meta_size = meta_size;
-	mheap_.meta_next = (uintptr_t)meta_base + mheap_.offset;
-	mheap_.meta_end = mheap_.meta_next + meta_size;
+	/* Between the guard pages: the first and last pages it touches
+	 * (excluded from the pool, as the region). */
+	uint64_t data_lo = align_down(meta_base, PAGE_SIZE) + PAGE_SIZE;
+	uint64_t data_hi = align_up(meta_base + meta_size, PAGE_SIZE) - PAGE_SIZE;
+	if (data_hi < data_lo || data_hi - data_lo < need - 2 * PAGE_SIZE)
+		return -KMEM_ENOMEM;
+	mheap_.meta_next = (uintptr_t)data_lo + mheap_.offset;
+	mheap_.meta_end = (uintptr_t)data_hi + mheap_.offset;
 
 	uintptr_t *bump = &mheap_.meta_next;
 	uintptr_t end = mheap_.meta_end;
@@ -394,9 +409,10 @@ long kmem_hot_add(const struct kmem_region *r)
 		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_EINVAL;
 	}
-	/* (and a cache line for the header of the copy room) */
+	/* (and a cache line for the header of the copy room, and a guard
+	 * page on either side) */
 	uint64_t meta = hot_meta_bytes(pfn, n);
-	uint64_t used = meta ? align_up(meta + KMEM_CACHE_LINE, PAGE_SIZE) >> PAGE_SHIFT : 0;
+	uint64_t used = meta ? (align_up(meta + KMEM_CACHE_LINE, PAGE_SIZE) >> PAGE_SHIFT) + 2 : 0;
 	if (used >= n) {
 		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_ENOMEM; /* nothing was written */
@@ -406,7 +422,7 @@ long kmem_hot_add(const struct kmem_region *r)
 	 * it holds or covers in part, then room for copies of the ones it
 	 * covers whole past the metadata (shared below, as kmem_init's). */
 	pages_grow_hull_locked(pfn + n);
-	uintptr_t bump = pfn_to_virt(pfn), bump_end = pfn_to_virt(pfn + used);
+	uintptr_t bump = pfn_to_virt(pfn + !!used), bump_end = pfn_to_virt(pfn + used - !!used);
 	uint64_t shared = 0;
 	for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
 		uint64_t p = a << SUM_ARENA_TOP;
@@ -440,9 +456,14 @@ long kmem_hot_add(const struct kmem_region *r)
 	}
 	mheap_.pages_managed += used;
 	mheap_.pages_metadata += used;
+	if (used) {
+		guard_page_locked(pfn);
+		guard_page_locked(pfn + used - 1);
+	}
 	int err = add_pages_locked(pfn + used, n - used, &bump, bump, true);
 	KASSERT(err == 0); /* every chunk and arena exists or is shared */
 	(void)err;
 	unlock_irqrestore(&mheap_.lock, f);
+	guards_protect();
 	return (long)(n - used);
 }

@@ -243,6 +243,8 @@ unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *
 				struct mspan *s = atomic_load_explicit(&a->spans[p], memory_order_relaxed);
 				if (s && s->pfn == base + p)
 					leak_span(&t, s);
+				else if (!s && a->pagekind[p] >= 1 && a->pagekind[p] <= RUN_INLINE_MAX)
+					leak_add(&t, NULL, SPAN_RUN, 0); /* a run without a descriptor */
 			}
 		}
 	}

@@ -118,7 +118,10 @@ unsigned kmem_harden_level(void)
 
 kmem_protect_hook_t kmem_set_protect_hook(kmem_protect_hook_t hook)
 {
-	return atomic_exchange(&harden_.protect, hook);
+	kmem_protect_hook_t old = atomic_exchange(&harden_.protect, hook);
+	if (hook)
+		guards_protect_all(); /* the guard pages made before (fixalloc.c) */
+	return old;
 }
 
 bool harden_guards(void)

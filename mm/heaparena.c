@@ -264,3 +264,38 @@ bool pfn_is_managed(uint64_t pfn)
 	uint64_t i = pfn & (ARENA_PAGES - 1);
 	return a && ((a->managedbits[i >> 6] >> (i & 63)) & 1);
 }
+
+/* Descriptorless page runs (mtypes.h, PKIND_*): marks the pages of the
+ * run [pfn, pfn + npages) live (its first page says its length) or not.
+ * The pages are in use, so their arenas are already owned.  Under
+ * mheap.lock. */
+void arena_run_mark_locked(uint64_t pfn, uint64_t npages, bool live)
+{
+	KASSERT(npages >= 1 && npages <= RUN_INLINE_MAX);
+	for (uint64_t i = 0; i < npages; i++) {
+		struct heap_arena *a = arena_of_pfn(pfn + i);
+		KASSERT(a != NULL && a != &arena_free_image);
+		a->pagekind[(pfn + i) & (ARENA_PAGES - 1)] =
+			(uint8_t)(!live ? PKIND_NONE : i ? PKIND_RUN_TAIL : npages);
+	}
+}
+
+/* The live descriptorless run holding page pfn: its first page and
+ * length.  At most RUN_INLINE_MAX steps back.  Under mheap.lock. */
+bool arena_run_of_locked(uint64_t pfn, uint64_t *head, uint64_t *npages)
+{
+	for (uint64_t p = pfn; pfn - p < RUN_INLINE_MAX; p--) {
+		struct heap_arena *a = arena_of_pfn(p);
+		if (!a)
+			return false;
+		unsigned k = a->pagekind[p & (ARENA_PAGES - 1)];
+		if (k >= 1 && k <= RUN_INLINE_MAX) {
+			*head = p;
+			*npages = k;
+			return p + k > pfn;
+		}
+		if (k != PKIND_RUN_TAIL || p == 0)
+			return false;
+	}
+	return false;
+}

@@ -40,13 +40,15 @@ static void line_end(struct emitter *e)
 	e->emit(e->line.buf, e->arg);
 }
 
-enum page_kind { PK_NONE, PK_FREE, PK_META, PK_SPAN };
+enum page_kind { PK_NONE, PK_FREE, PK_META, PK_SPAN, PK_RUN };
 
 static enum page_kind kind_of(struct heap_arena *a, uint64_t i, struct mspan **sp)
 {
 	*sp = atomic_load_explicit(&a->spans[i], memory_order_relaxed);
 	if (*sp)
 		return PK_SPAN;
+	if (a->pagekind[i] != PKIND_NONE && a->pagekind[i] != PKIND_GUARD)
+		return PK_RUN; /* a page run without a descriptor (mtypes.h) */
 	if ((a->pagebits[i >> 6] >> (i & 63)) & 1)
 		return PK_FREE;
 	if ((a->managedbits[i >> 6] >> (i & 63)) & 1)
@@ -84,6 +86,16 @@ static void emit_arena(struct emitter *e, struct heap_arena *a, uint64_t base)
 		if (k == PK_SPAN) {
 			if (base + i == s->pfn)
 				emit_span(e, s);
+			i++;
+			continue;
+		}
+		if (k == PK_RUN) {
+			if (a->pagekind[i] <= RUN_INLINE_MAX) {
+				line_begin(e, "run");
+				field(e, (base + i) << PAGE_SHIFT, 16);
+				field(e, a->pagekind[i], 10);
+				line_end(e);
+			}
 			i++;
 			continue;
 		}

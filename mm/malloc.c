@@ -505,7 +505,24 @@ unsigned kmem_size_class(size_t size)
  * Freeing
  */
 
-/* Why p has no span: a free page, allocator metadata, or wild.  Decided
+/* Reports a fault at p, in the descriptorless page run [head, head + len)
+ * if len != 0 (described as the span it would have had). */
+static void report_run_fault(enum kmem_fault_kind kind, const void *p, uint64_t head,
+                             uint64_t len, const char *why)
+{
+	struct mspan view;
+	if (len) {
+		memset(&view, 0, sizeof view);
+		view.base = pfn_to_virt(head);
+		view.pfn = head;
+		view.npages = len;
+		atomic_store_explicit(&view.state, SPAN_RUN, memory_order_relaxed);
+	}
+	report_fault(kind, p, len ? &view : NULL, why);
+}
+
+/* Why p has no span: a free page, allocator metadata, a descriptorless
+ * page run, or wild.  Decided
  * under mheap.lock, so a span being released concurrently (unmapped, pages
  * not yet free) is not mistaken for metadata; reported after unlocking. */
 static void report_no_span(const void *p)
@@ -514,6 +531,7 @@ static void report_no_span(const void *p)
 	uint64_t phys = (uint64_t)((uintptr_t)p - mheap_.offset);
 	enum kmem_fault_kind kind = KMEM_FAULT_WILD;
 	const char *why = "not in memory the heap manages";
+	uint64_t head = 0, len = 0;
 	if (phys >= mheap_.meta_base && phys - mheap_.meta_base < mheap_.meta_size) {
 		kind = KMEM_FAULT_METADATA;
 		why = "inside the metadata region";
@@ -527,13 +545,17 @@ static void report_no_span(const void *p)
 		} else if (span_of_pfn(pfn)) {
 			kind = KMEM_FAULT_DOUBLE_FREE;
 			why = "page was reused meanwhile";
+		} else if (arena_run_of_locked(pfn, &head, &len)) {
+			kind = KMEM_FAULT_WRONG_KIND;
+			why = "page run: not an object (kpage_free frees it)";
 		} else if ((a->managedbits[i >> 6] >> (i & 63)) & 1) {
 			kind = KMEM_FAULT_METADATA;
-			why = "page holds allocator metadata";
+			why = a->pagekind[i] == PKIND_GUARD ? "guard page next to allocator metadata"
+			                                    : "page holds allocator metadata";
 		}
 		unlock_irqrestore(&mheap_.lock, f);
 	}
-	report_fault(kind, p, NULL, why);
+	report_run_fault(kind, p, head, len, why);
 }
 
 /* Validates p as the start of an object of s; returns its index or -1
@@ -857,6 +879,43 @@ void *krealloc(void *p, size_t n)
  * Page runs
  */
 
+/* A descriptorless page run (kpage_free's lookup finds it in the arena,
+ * mheap.c); out of pages, after reclaim and a second try.  Its caller is
+ * not recorded (no descriptor to keep it in). */
+static void *run_alloc(uint64_t npages, uint64_t align_pages, uint64_t max_pfn)
+{
+	uint64_t pfn = mheap_alloc_run(npages, align_pages, max_pfn);
+	if (pfn == PAGE_NONE) {
+		reclaim_here();
+		pfn = mheap_alloc_run(npages, align_pages, max_pfn);
+		if (pfn == PAGE_NONE)
+			return NULL;
+	}
+	return (void *)pfn_to_virt(pfn);
+}
+
+/* kpage_free of a pointer without a span: a descriptorless run, or a bad
+ * pointer (reported). */
+static void run_free(const void *p, size_t npages)
+{
+	uint64_t head, len;
+	bool at_start = ((uintptr_t)p & (PAGE_SIZE - 1)) == 0;
+	switch (mheap_free_run(virt_to_pfn((uintptr_t)p), at_start, npages, &head, &len)) {
+	case RUN_FREED:
+		return;
+	case RUN_NONE:
+		report_no_span(p);
+		return;
+	case RUN_INTERIOR:
+		report_run_fault(KMEM_FAULT_INTERIOR, p, head, len, "inside a page run");
+		return;
+	case RUN_BAD_SIZE:
+		report_run_fault(KMEM_FAULT_BAD_SIZE, p, head, len,
+		                 "page count differs from the allocation");
+		return;
+	}
+}
+
 void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 {
 	if (align == 0)
@@ -871,15 +930,21 @@ void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 			return NULL;
 	}
 	uintptr_t caller = RET_ADDR;
+	if (npages <= RUN_INLINE_MAX)
+		return WITH_OOM_RETRY(oom_request(KMEM_OOM_PAGES, npages << PAGE_SHIFT, align, max_phys),
+		                      run_alloc(npages, align_pages, max_pfn));
 	return WITH_OOM_RETRY(oom_request(KMEM_OOM_PAGES, npages << PAGE_SHIFT, align, max_phys),
 	                      large_alloc(npages << PAGE_SHIFT, align_pages, max_pfn, SPAN_RUN, caller));
 }
 
 void kpage_free(void *p, size_t npages)
 {
-	struct mspan *s = p ? span_or_report(p) : NULL;
-	if (!s)
+	struct mspan *s = p ? span_of_ptr(p) : NULL;
+	if (!s) {
+		if (p)
+			run_free(p, npages);
 		return;
+	}
 	uint32_t state = atomic_load_explicit(&s->state, memory_order_acquire);
 	if (state == SPAN_SMALL || state == SPAN_LARGE) {
 		report_fault(KMEM_FAULT_WRONG_KIND, p, s, "object freed with kpage_free");

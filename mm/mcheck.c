@@ -116,6 +116,7 @@ struct checker {
 	uint64_t mag_entries; /* distinct valid magazine entries */
 	uint64_t quarantined, quarantined_large; /* objects whose state says so */
 	uint64_t deferred, deferred_large;       /* the same for kfree_deferred */
+	uint64_t run_left, run_next; /* descriptorless run: pages still due, next pfn */
 };
 
 static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
@@ -189,6 +190,50 @@ static void check_small_span(struct checker *k, struct mspan *s)
 	k->small_spans++;
 }
 
+/* A page's kind (mtypes.h, PKIND_*): a descriptorless run is live pages
+ * in a row, without a span, its first page counting them; a guard page is
+ * in use, without a span. */
+static void check_page_kind(struct checker *k, struct heap_arena *a, uint64_t pfn,
+                            const struct mspan *s)
+{
+	uint64_t i = pfn & (ARENA_PAGES - 1);
+	unsigned kind = a->pagekind[i];
+	void *at = (void *)pfn_to_virt(pfn);
+	if (kind == PKIND_NONE) {
+		if (k->run_left)
+			bad(k, at, NULL, "page run ends before its length");
+		k->run_left = 0;
+		return;
+	}
+	if (s)
+		bad(k, at, s, "page of a span marked as a run or guard page");
+	if ((a->pagebits[i >> 6] >> (i & 63)) & 1)
+		bad(k, at, NULL, "run or guard page is free");
+	if (!((a->managedbits[i >> 6] >> (i & 63)) & 1))
+		bad(k, at, NULL, "run or guard page outside the pool");
+	if (kind == PKIND_RUN_TAIL) {
+		if (!k->run_left || pfn != k->run_next)
+			bad(k, at, NULL, "page run page without its first page");
+		else
+			k->run_left--;
+		k->run_next = pfn + 1;
+		return;
+	}
+	if (k->run_left)
+		bad(k, at, NULL, "page run ends before its length");
+	k->run_left = 0;
+	if (kind == PKIND_GUARD)
+		return;
+	if (kind > RUN_INLINE_MAX) {
+		bad(k, at, NULL, "unknown page kind");
+		return;
+	}
+	k->runs += kind;
+	k->page_runs++;
+	k->run_left = kind - 1;
+	k->run_next = pfn + 1;
+}
+
 static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 {
 	/* A shared arena (heaparena.c): the image is checked in full at its
@@ -207,6 +252,7 @@ static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 	}
 	for (uint64_t i = 0; i < ARENA_PAGES; i++) {
 		struct mspan *s = atomic_load_explicit(&a->spans[i], memory_order_relaxed);
+		check_page_kind(k, a, base + i, s);
 		if (!s)
 			continue;
 		uint64_t pfn = base + i;
@@ -395,6 +441,8 @@ unsigned long kmem_check(void)
 	if (mheap_.arena_next > mheap_.arena_end)
 		bad(&k, NULL, NULL, "arena copies overran their reserve");
 
+	if (k.run_left)
+		bad(&k, NULL, NULL, "the last page run ends before its length");
 	if (k.free != mheap_.pages_free)
 		bad(&k, NULL, NULL, "free page count differs from the bitmaps");
 	if (k.small != mheap_.pages_small || k.large != mheap_.pages_large ||

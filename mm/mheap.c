@@ -111,7 +111,10 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	}
 	atomic_store_explicit(&s->state, (uint32_t)state, memory_order_relaxed);
 	arena_map_span_locked(s); /* release: s is complete */
+	bool guards = mheap_.nguard_queue || mheap_.guard_rescan; /* fixalloc made some */
 	unlock_irqrestore(&mheap_.lock, f);
+	if (guards)
+		guards_protect();
 	return s;
 }
 
@@ -155,4 +158,52 @@ void mheap_free_large(struct mspan *s, enum span_state was)
 	}
 	mheap_free_span_locked(s);
 	unlock_irqrestore(&mheap_.lock, f);
+}
+
+/* A page run of at most RUN_INLINE_MAX pages without a descriptor: its
+ * pages say what they are (heap_arena.pagekind), so a kernel that fills
+ * memory with page runs spends no metadata on them.  Placed as
+ * mheap_alloc_span places a span.  Returns its first pfn or PAGE_NONE. */
+uint64_t mheap_alloc_run(uint64_t npages, uint64_t align_pages, uint64_t max_pfn)
+{
+	KASSERT(npages >= 1 && npages <= RUN_INLINE_MAX);
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	uint64_t pfn = pages_find_locked(npages, align_pages, 1, max_pfn ? max_pfn : UINT64_MAX);
+	if (pfn != PAGE_NONE) {
+		pages_set_locked(pfn, npages, false); /* owns the arenas */
+		arena_run_mark_locked(pfn, npages, true);
+		mheap_.pages_free -= npages;
+		mheap_.pages_runs += npages;
+		mheap_.page_runs++;
+	}
+	unlock_irqrestore(&mheap_.lock, f);
+	return pfn;
+}
+
+/* Frees the descriptorless run that starts at page pfn (at_start: the
+ * pointer was that page's first byte) and has npages pages.  Decided and
+ * done under the lock, so of two frees of one run exactly one succeeds.
+ * Otherwise changes nothing and says why: pfn is in no such run
+ * (RUN_NONE), not at its start, or npages is not its length; *head and
+ * *len then describe the run, for the report. */
+enum run_free mheap_free_run(uint64_t pfn, bool at_start, uint64_t npages, uint64_t *head,
+                             uint64_t *len)
+{
+	enum run_free r = RUN_FREED;
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	if (!arena_run_of_locked(pfn, head, len))
+		r = RUN_NONE;
+	else if (*head != pfn || !at_start)
+		r = RUN_INTERIOR;
+	else if (*len != npages)
+		r = RUN_BAD_SIZE;
+	if (r == RUN_FREED) {
+		arena_run_mark_locked(pfn, npages, false);
+		pages_set_locked(pfn, npages, true);
+		mheap_.pages_free += npages;
+		mheap_.pages_runs -= npages;
+		mheap_.page_runs--;
+	}
+	unlock_irqrestore(&mheap_.lock, f);
+	return r;
 }

@@ -480,7 +480,24 @@ struct heap_arena {
 	uint16_t amax[AMAX_ARENA_ENTRIES];        /* [heap] aligned summaries */
 	uint8_t wamax[ARENA_WORDS][AMAX_WORD_ENTRIES]; /* [heap] the same per word */
 	uint64_t managed;                         /* [heap] pages given to the pool */
+	uint8_t pagekind[ARENA_PAGES];            /* [heap] PKIND_*, for pages without a span */
 };
+
+/* What a page without a span is, beyond free (pagebits) or not (heap_arena.
+ * pagekind[]): a page run of at most RUN_INLINE_MAX pages has no span
+ * descriptor (kpage_alloc's common case costs no metadata of its own);
+ * its first page says how long it is, the others that they follow one.
+ *   PKIND_NONE    free, or a page of a span, or metadata
+ *   1 .. RUN_INLINE_MAX  the first page of a live descriptorless run of
+ *                        that many pages (spans[] NULL on all of them)
+ *   PKIND_RUN_TAIL  a later page of such a run
+ *   PKIND_GUARD   a guard page: metadata (pages_metadata) that nothing ever
+ *              reads or writes, between allocator data and pages a client
+ *              can get (fixalloc.c), unmapped through the protect hook */
+#define PKIND_NONE 0u
+#define RUN_INLINE_MAX 127u
+#define PKIND_RUN_TAIL 0x80u
+#define PKIND_GUARD 0xffu
 
 extern struct heap_arena arena_free_image;
 
@@ -526,6 +543,12 @@ struct mheap {
 	 * hot-adds reserved (heaparena.c); the current one is the bump range. */
 	uintptr_t arena_next, arena_end;    /* [heap] virtual bump range */
 	void *arena_room;                   /* [heap] the room below, or NULL */
+	/* Guard pages made under the lock, to be protected once it is
+	 * released (fixalloc.c, guards_protect); a full queue asks for a
+	 * scan of every arena instead. */
+	uint64_t guard_queue[8];            /* [heap] pfns */
+	unsigned nguard_queue;              /* [heap] */
+	bool guard_rescan;                  /* [heap] */
 
 	struct fixalloc spanalloc;          /* [heap] struct mspan */
 	struct fixalloc spanmeta[SPAN_META_BUCKETS]; /* [heap] span metadata blocks */
@@ -618,6 +641,8 @@ bool arena_managed_in_locked(uint64_t pfn, uint64_t npages);
 struct heap_arena *arena_own_locked(uint64_t pfn);  /* writable, copied if lazy */
 void arena_image_build(void);
 bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool */
+void arena_run_mark_locked(uint64_t pfn, uint64_t npages, bool live);
+bool arena_run_of_locked(uint64_t pfn, uint64_t *head, uint64_t *npages);
 
 /* pagealloc.c */
 #define PAGE_NONE UINT64_MAX
@@ -641,6 +666,9 @@ void fixalloc_init(struct fixalloc *f, size_t size);
 void *fixalloc_alloc_locked(struct fixalloc *f);
 void fixalloc_free_locked(struct fixalloc *f, void *p);
 void *meta_carve_locked(size_t size, size_t align);
+void guard_page_locked(uint64_t pfn);
+void guards_protect(void);
+void guards_protect_all(void);
 
 /* mspan.c */
 void span_init_small(struct mspan *s, struct mcentral *c, void *meta);
@@ -729,6 +757,10 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 void mheap_free_span(struct mspan *s);
 void mheap_free_span_locked(struct mspan *s);
 void mheap_free_large(struct mspan *s, enum span_state was);
+uint64_t mheap_alloc_run(uint64_t npages, uint64_t align_pages, uint64_t max_pfn);
+enum run_free { RUN_FREED, RUN_NONE, RUN_INTERIOR, RUN_BAD_SIZE };
+enum run_free mheap_free_run(uint64_t pfn, bool at_start, uint64_t npages, uint64_t *head,
+                             uint64_t *len);
 
 /* fmt.c: one line of text, truncated at 199 characters. */
 struct fmtbuf {

@@ -4,14 +4,17 @@
  *
  * For maps of one usable region of 1 GiB, 4 GiB, 64 GiB and 1 TiB
  * (max_cpus = 8) it prints the metadata region kmem_init() carves
- * (kmem_metadata_size(): arena maps, bitmaps and summaries, the arena
- * index, mcentrals, mcaches, the initial span-descriptor reserve) in bytes
+ * (kmem_metadata_size(): arena maps, bitmaps, page kinds and summaries,
+ * the arena index, mcentrals, mcaches, the initial span-descriptor reserve,
+ * a guard page at each end) in bytes
  * per managed GiB and as a share of managed memory.  Up to 4 GiB it also
  * builds the heap over a simulated physical window and checks that the
  * region kmem_init() took is that size and that region + pool = the map
  * (fails otherwise).  Not counted above: the library's static data (the
  * mheap and the shared all-free arena image, printed last) and span descriptors past the reserve, which come
- * from pool pages as spans are made (kmem_stats.pages_metadata).
+ * from pool pages as spans are made (kmem_stats.pages_metadata), in runs
+ * with a guard page at each end.  Page runs of up to 127 pages take no
+ * descriptor.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -73,7 +76,8 @@ int main(void)
 	}
 	printf("metadata-cost: plus %zu bytes of static data (the mheap %zu, the shared "
 	       "all-free arena image %zu) and span descriptors past the reserve from pool "
-	       "pages (kmem_stats.pages_metadata)\n",
+	       "pages (kmem_stats.pages_metadata: runs of 32 pages and a guard page; page runs "
+	       "of up to 127 pages take none)\n",
 	       sizeof(struct mheap) + sizeof(arena_free_image), sizeof(struct mheap),
 	       sizeof(arena_free_image));
 	return 0;

@@ -39,6 +39,26 @@ static void *va(uint64_t phys)
 
 /* Every page of s, at a few offsets, maps to s; the pages around it
  * do not. */
+/* A page run of at most RUN_INLINE_MAX pages has no span: every page of
+ * it, and no page outside, is found in the arenas' page kinds as that run
+ * (mheap.c, mheap_free_run's lookup). */
+static void assert_run_pages(const void *p, uint64_t n)
+{
+	uint64_t pfn = virt_to_pfn((uintptr_t)p), head, len;
+	unsigned long f = arch_irq_save();
+	lock_acquire(&mheap_.lock);
+	for (uint64_t i = 0; i < n; i++) {
+		assert_null(span_of_pfn(pfn + i));
+		assert_true(arena_run_of_locked(pfn + i, &head, &len));
+		assert_int_equal(head, pfn);
+		assert_int_equal(len, n);
+	}
+	assert_false(arena_run_of_locked(pfn - 1, &head, &len) && head == pfn);
+	assert_false(arena_run_of_locked(pfn + n, &head, &len) && head == pfn);
+	lock_release(&mheap_.lock);
+	arch_irq_restore(f);
+}
+
 static void assert_span_pages(struct mspan *s)
 {
 	assert_non_null(s);
@@ -57,9 +77,11 @@ static void assert_span_pages(struct mspan *s)
 
 static void assert_unmapped(uint64_t phys, uint64_t len)
 {
+	uint64_t head, n;
 	for (uint64_t a = phys; a < phys + len; a += PG) {
 		assert_null(span_of_ptr(va(a)));
 		assert_null(span_of_ptr(va(a + PG - 1)));
+		assert_false(arena_run_of_locked(a >> PAGE_SHIFT, &head, &n)); /* quiescent */
 	}
 }
 
@@ -116,30 +138,37 @@ static void test_large_and_runs(void **state)
 	assert_ptr_equal((void *)sl->base, l);
 	assert_span_pages(sl);
 
+	/* Runs of up to RUN_INLINE_MAX pages have no span; longer ones do. */
 	void *r = kpage_alloc(7, PG, 0);
 	assert_non_null(r);
-	struct mspan *sr = span_of_ptr(r);
-	assert_int_equal(atomic_load(&sr->state), SPAN_RUN);
-	assert_int_equal(sr->npages, 7);
-	assert_span_pages(sr);
+	assert_run_pages(r, 7);
 
 	void *ra = kpage_alloc(16, 64 * 1024, 0);
 	assert_non_null(ra);
 	assert_int_equal(fx_phys(ra) % (64 * 1024), 0);
-	struct mspan *sra = span_of_ptr(ra);
-	assert_span_pages(sra);
-	/* Neighbouring spans never share a page. */
-	assert_ptr_not_equal(sl, sr);
-	assert_ptr_not_equal(sr, sra);
+	assert_run_pages(ra, 16);
 
-	uint64_t pl = fx_phys(l), pr = fx_phys(r), pra = fx_phys(ra);
+	const uint64_t nb = RUN_INLINE_MAX + 1;
+	void *rb = kpage_alloc(nb, PG, 0);
+	assert_non_null(rb);
+	struct mspan *sb = span_of_ptr(rb);
+	assert_int_equal(atomic_load(&sb->state), SPAN_RUN);
+	assert_int_equal(sb->npages, nb);
+	assert_span_pages(sb);
+	/* Neighbouring spans never share a page. */
+	assert_ptr_not_equal(sl, sb);
+
+	uint64_t pl = fx_phys(l), pr = fx_phys(r), pra = fx_phys(ra), pb = fx_phys(rb);
 	kfree(l);
 	assert_unmapped(pl, 25 * PG);
-	assert_span_pages(sr);
+	assert_run_pages(r, 7);
 	kpage_free(r, 7);
 	assert_unmapped(pr, 7 * PG);
 	kpage_free(ra, 16);
 	assert_unmapped(pra, 16 * PG);
+	assert_span_pages(sb);
+	kpage_free(rb, nb);
+	assert_unmapped(pb, nb * PG);
 }
 
 /* A page run and a large object across the 64 MiB arena line. */
@@ -155,14 +184,24 @@ static void test_span_across_arenas(void **state)
 	void *r = kpage_alloc(20, PG, 0);
 	assert_non_null(r);
 	assert_int_equal(fx_phys(r), line - 8 * PG);
+	assert_run_pages(r, 20); /* its page kinds in both arenas */
+	assert_ptr_not_equal(arena_of_pfn((line >> PAGE_SHIFT) - 1), arena_of_pfn(line >> PAGE_SHIFT));
+	kpage_free(r, 20);
+	assert_unmapped(line - 8 * PG, 20 * PG);
+	fx_assert_check();
+
+	/* The same with a descriptor. */
+	const uint64_t nb = RUN_INLINE_MAX + 20;
+	r = kpage_alloc(nb, PG, 0);
+	assert_non_null(r);
+	assert_int_equal(fx_phys(r), line - 8 * PG);
 	struct mspan *s = span_of_ptr(r);
 	assert_span_pages(s);
 	assert_ptr_equal(span_of_ptr(va(line - 1)), s);
 	assert_ptr_equal(span_of_ptr(va(line)), s);
 	assert_ptr_equal(span_of_ptr(va(line + 11 * PG)), s);
-	assert_ptr_not_equal(arena_of_pfn((line >> PAGE_SHIFT) - 1), arena_of_pfn(line >> PAGE_SHIFT));
-	kpage_free(r, 20);
-	assert_unmapped(line - 8 * PG, 20 * PG);
+	kpage_free(r, nb);
+	assert_unmapped(line - 8 * PG, nb * PG);
 
 	void *l = kmalloc(40 * PG);
 	assert_non_null(l);
@@ -230,7 +269,7 @@ static void test_null_lookups(void **state)
 	void *r = kpage_alloc(3, PG, 0);
 	assert_non_null(r);
 	assert_int_equal(fx_phys(r), 16 * FX_MIB);
-	assert_span_pages(span_of_ptr(r));
+	assert_run_pages(r, 3);
 	/* A run never covers the hole. */
 	void *big = kpage_alloc(1024, PG, 0);
 	assert_non_null(big);
@@ -450,10 +489,11 @@ static void test_lazy_copy_on_first_write(void **state)
 	assert_int_equal(c->pagebits[0], ~1ull);
 	assert_true(all_ones(c->pagebits + 1, ARENA_WORDS - 1));
 	assert_true(all_ones(c->managedbits, ARENA_WORDS));
-	assert_span_pages(span_of_ptr(p));
+	assert_run_pages(p, 1);
 	/* The image itself is unchanged. */
 	assert_true(all_ones(arena_free_image.pagebits, ARENA_WORDS));
 	assert_null(atomic_load(&arena_free_image.spans[0]));
+	assert_int_equal(arena_free_image.pagekind[0], PKIND_NONE);
 	fx_assert_check();
 
 	/* A run across the line from the copy into the shared arena 2. */

@@ -957,8 +957,30 @@ static void *rc_producer(void *arg)
 	return NULL;
 }
 
+/* A run of up to RUN_INLINE_MAX pages has no span: its pages' kinds,
+ * read under mheap.lock, say it (mm/mheap.c). */
+static void rc_look_run(struct rc_item *it)
+{
+	uint64_t pfn = virt_to_pfn((uintptr_t)it->p), head = 0, len = 0;
+	for (uint64_t i = 0; i < it->size; i++) {
+		if (span_of_pfn(pfn + i))
+			thread_fail("page %llu of the run %p has a span", (unsigned long long)i, it->p);
+		unsigned long f = lock_irqsave(&mheap_.lock);
+		bool found = arena_run_of_locked(pfn + i, &head, &len);
+		unlock_irqrestore(&mheap_.lock, f);
+		if (!found || head != pfn || len != it->size)
+			thread_fail("page %llu of the run %p of %zu pages: found %d head %#llx len %llu",
+			            (unsigned long long)i, it->p, it->size, found,
+			            (unsigned long long)head, (unsigned long long)len);
+	}
+}
+
 static void rc_look(struct rc_item *it)
 {
+	if (it->kind == RC_RUN && it->size <= RUN_INLINE_MAX) {
+		rc_look_run(it);
+		return;
+	}
 	struct mspan *s = span_of_ptr(it->p);
 	if (!s) {
 		thread_fail("span_of_ptr(%p) is NULL for a live %s", it->p,
