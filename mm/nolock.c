@@ -188,8 +188,17 @@ void kfree_nolock(const void *p)
 		return;
 	struct mspan *s = span_of_ptr(p);
 	if (!s) {
-		/* Telling a free page from metadata takes mheap.lock. */
-		report_fault(KMEM_FAULT_WILD, p, NULL, "no live span here (kfree_nolock)");
+		/* A page run without a descriptor says so in its pages' kinds
+		 * (read without the lock: it only names the fault).  Telling a
+		 * free page from metadata takes mheap.lock. */
+		uint64_t pfn = virt_to_pfn((uintptr_t)p);
+		struct heap_arena *a = arena_of_pfn(pfn);
+		uint8_t kind = a ? __atomic_load_n(&a->pagekind[pfn & (ARENA_PAGES - 1)], __ATOMIC_RELAXED)
+		                 : PKIND_NONE;
+		if (kind != PKIND_NONE && kind != PKIND_GUARD)
+			report_fault(KMEM_FAULT_WRONG_KIND, p, NULL, "a page run (kfree_nolock)");
+		else
+			report_fault(KMEM_FAULT_WILD, p, NULL, "no live span here (kfree_nolock)");
 		return;
 	}
 	switch (atomic_load_explicit(&s->state, memory_order_acquire)) {
