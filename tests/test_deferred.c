@@ -22,6 +22,7 @@
 #include "fixture.h"
 #include "host.h"
 #include "mtypes.h"
+#include "objstate.h"
 
 static int setup(void **state)
 {
@@ -31,13 +32,6 @@ static int setup(void **state)
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
-
-static unsigned state_of(const void *p)
-{
-	struct mspan *s = span_of_ptr(p);
-	assert_non_null(s);
-	return atomic_load(&s->objstate[span_obj_index(s, (uintptr_t)p - s->base)]);
-}
 
 static struct kmem_defer_stats dstats(void)
 {

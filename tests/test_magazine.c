@@ -26,6 +26,7 @@
 #include "fixture.h"
 #include "host.h"
 #include "mtypes.h"
+#include "objstate.h"
 
 static int setup(void **state)
 {
@@ -48,13 +49,6 @@ static struct mag_slot *slot_of(unsigned cpu, size_t size)
 }
 
 /* The state byte of object p. */
-static unsigned state_of(const void *p)
-{
-	struct mspan *s = span_of_ptr(p);
-	assert_non_null(s);
-	return atomic_load(&s->objstate[span_obj_index(s, (uintptr_t)p - s->base)]);
-}
-
 /* ------------------------------------------------------------------------
  * One CPU
  */

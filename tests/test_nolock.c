@@ -30,6 +30,7 @@
 #include "fixture.h"
 #include "host.h"
 #include "mtypes.h"
+#include "objstate.h"
 
 static int setup(void **state)
 {
@@ -43,12 +44,6 @@ static int setup(void **state)
 static struct mcentral *central_of(size_t size)
 {
 	return &mheap_.central[kmem_size_class(size)];
-}
-
-static unsigned state_of(const void *p)
-{
-	struct mspan *s = span_of_ptr(p);
-	return atomic_load(&s->objstate[span_obj_index(s, (uintptr_t)p - s->base)]);
 }
 
 /* Frees 4 magazines' worth of `size` objects on this CPU: the loaded and
