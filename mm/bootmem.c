@@ -354,6 +354,7 @@ int kmem_init(const struct kmem_config *cfg)
 	int err = harden_init(cfg->harden, cfg->harden_seed);
 	if (err)
 		return err;
+	deferred_init();
 	/* The mcaches were zeroed with the centrals: no magazine, no span. */
 	mheap_.mcaches[0].online = true;
 	mheap_.cpus_online = 1;
