@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "fixture.h"
 #include "host.h"
@@ -542,6 +543,64 @@ static void test_double_free_racing_metadata_release(void **state)
 	assert_int_equal(kmem_free_pages(), fresh);
 }
 
+/* The protect hook (kmem_set_protect_hook) of the guard-page test: pages
+ * really unmapped, and the set of those unmapped now. */
+static uint64_t prot_set[4096];
+static size_t nprot_set, nunprot;
+
+static bool protect_pages(void *addr, size_t bytes, enum kmem_access access)
+{
+	for (size_t o = 0; o < bytes; o += KMEM_PAGE_SIZE) {
+		uint64_t ph = fx_phys((char *)addr + o);
+		size_t i = 0;
+		while (i < nprot_set && prot_set[i] != ph)
+			i++;
+		if (access == KMEM_ACCESS_NONE && i == nprot_set && nprot_set < 4096)
+			prot_set[nprot_set++] = ph;
+		else if (access != KMEM_ACCESS_NONE && i < nprot_set) {
+			prot_set[i] = prot_set[--nprot_set];
+			nunprot++;
+		}
+	}
+	return mprotect(addr, bytes, access == KMEM_ACCESS_NONE ? PROT_NONE
+	                                                        : PROT_READ | PROT_WRITE) == 0;
+}
+
+/* A run given back takes its guard pages with it, unprotected through the
+ * hook first; the guards that stay are those of the fresh heap. */
+static void test_guards_of_returned_runs_unprotected(void **state)
+{
+	(void)state;
+	fx_simple(32, 1);
+	nprot_set = nunprot = 0;
+	assert_null(kmem_set_protect_hook(protect_pages));
+	size_t fresh = kmem_free_pages(), guards0 = nprot_set;
+	enum { N = 3000 };
+	static void *obj[N];
+	for (size_t i = 0; i < N; i++)
+		assert_non_null(obj[i] = kmalloc(4096));
+	kfree(kmalloc(64)); /* a later span: protects guards queued since */
+	size_t guards1 = nprot_set;
+	assert_true(guards1 >= guards0 + 2);
+	for (size_t i = 0; i < N; i++)
+		kfree(obj[i]);
+	kmem_reclaim();
+	assert_int_equal(nunprot, 0); /* no grace period yet */
+	kmem_grace_period_done(kmem_grace_period_start());
+	print_message("guard pages protected: fresh %zu, with the descriptors %zu, after the "
+	              "release %zu (%zu unprotected)\n",
+	              guards0, guards1, nprot_set, nunprot);
+	assert_true(nunprot >= guards1 - guards0);
+	assert_int_equal(nprot_set, guards0);
+	/* Every page a client can get is writable (drain_pages writes each). */
+	assert_int_equal(kmem_free_pages(), fresh);
+	assert_int_equal(drain_pages(), fresh);
+	fx_assert_check();
+	kmem_set_protect_hook(NULL);
+	for (size_t i = 0; i < nprot_set; i++)
+		mprotect(fx_virt(prot_set[i]), KMEM_PAGE_SIZE, PROT_READ | PROT_WRITE);
+}
+
 /* Issue #14's "metadata bytes per live page run": pool pages taken as
  * metadata, and region bytes used, per live run of 1 and of N pages, many
  * runs at once. */
@@ -585,6 +644,7 @@ int main(void)
 		T(test_same_before_and_after_workload),
 		T(test_metadata_pages_go_back),
 		T(test_double_free_racing_metadata_release),
+		T(test_guards_of_returned_runs_unprotected),
 		T(test_metadata_per_page_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
