@@ -866,6 +866,17 @@ static void check_hook(const struct kmem_fault *f)
 	kprintf("kmem_check: %s at %p: %s\n", kmem_fault_name(f->kind), f->addr, f->detail);
 }
 
+/* Pool pages the allocator held as metadata after the teardown, before
+ * the reclaim and grace period that give the empty ones back. */
+static uint64_t meta_peak;
+
+static uint64_t meta_pages_now(void)
+{
+	struct kmem_stats st;
+	kmem_get_stats(&st);
+	return st.pages_metadata;
+}
+
 /* The free-memory figures (see the top of this file), after the
  * teardown's checks: `after` must equal `before` -- or, unless
  * FREE_PAGES_MUST_MATCH, fall short of it only while no page leaked and
@@ -877,10 +888,12 @@ static void free_pages_check(const struct kmem_stats *st)
 	uint64_t kept = st->pages_metadata - W.meta_before;
 	uint64_t lost_raw = W.free_before_raw - st->pages_free;
 	kprintf("free pages: before=%lu after=%lu (kmem_free_pages); pages_free %lu -> %lu, "
-	        "metadata pages %lu -> %lu\n",
+	        "metadata pages %lu -> %lu (%lu after the teardown, given back after a grace "
+	        "period)\n",
 	        (unsigned long)W.free_before, (unsigned long)W.free_after,
 	        (unsigned long)W.free_before_raw, (unsigned long)st->pages_free,
-	        (unsigned long)W.meta_before, (unsigned long)st->pages_metadata);
+	        (unsigned long)W.meta_before, (unsigned long)st->pages_metadata,
+	        (unsigned long)meta_peak);
 	if (FREE_PAGES_DRAIN) {
 		if (kmem_cpu_online(0) != 0)
 			kfail("kmem_cpu_online(0) failed");
@@ -980,6 +993,7 @@ void workload_finish(void)
 	/* The BSP's timer is stopped (workload_cpu); count free memory while
 	 * still online (kmem_free_pages reclaims, this CPU's caches
 	 * included), go offline, reclaim. */
+	meta_peak = meta_pages_now();
 	kmem_reclaim(); /* empty metadata pages wait for a grace period: */
 	kmem_grace_period_done(kmem_grace_period_start()); /* APs halted */
 	W.free_after = kmem_free_pages();
@@ -1116,6 +1130,6 @@ void demo_heap_init(const struct kmem_region *regions, size_t n, unsigned ncpus,
 	        (unsigned long)(meta_size >> 10), (unsigned long)(st.metadata_used >> 10),
 	        (unsigned long)(pct100 / 100), (unsigned long)(pct100 % 100));
 	kprintf("boot: free pages %lu (kmem_free_pages: what kpage_alloc(1) can take; "
-	        "%lu pages free, less the span descriptors' pages)\n",
+	        "pages_free %lu)\n",
 	        (unsigned long)W.free_before, (unsigned long)st.pages_free);
 }

@@ -543,6 +543,57 @@ static void test_double_free_racing_metadata_release(void **state)
 	assert_int_equal(kmem_free_pages(), fresh);
 }
 
+/* Is the metadata at p on a page that is free in the pool (or a client's
+ * page run)?  Either would be a released page still in use. */
+static bool meta_page_released(const void *p)
+{
+	uint64_t pfn = virt_to_pfn((uintptr_t)p);
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	struct heap_arena *a = arena_of_pfn(pfn);
+	bool gone = a && (pages_all_free_locked(pfn, 1) ||
+	                  a->pagekind[pfn & (ARENA_PAGES - 1)] != PKIND_NONE);
+	unlock_irqrestore(&mheap_.lock, f);
+	return gone;
+}
+
+/* Runs found empty wait for a grace period with their blocks still usable;
+ * a block handed out meanwhile keeps its run: when the grace period ends,
+ * no page holding a live span's descriptor or state bytes goes back. */
+static void test_reused_blocks_keep_their_run(void **state)
+{
+	(void)state;
+	fx_simple(32, 1);
+	enum { N = 2500 };
+	static void *obj[N];
+	for (size_t i = 0; i < N; i++)
+		assert_non_null(obj[i] = kmalloc(4096));
+	for (size_t i = 0; i < N; i++)
+		kfree(obj[i]);
+	uint64_t meta = fx_stats().pages_metadata;
+	kmem_reclaim(); /* every run empty: all wait */
+	uint64_t c = kmem_grace_period_start();
+	/* Half as many spans again, from the waiting runs' blocks. */
+	for (size_t i = 0; i < N / 2; i++)
+		assert_non_null(obj[i] = kmalloc(4096));
+	assert_int_equal(fx_stats().pages_metadata, meta); /* no new pool page */
+	kmem_grace_period_done(c);
+	for (size_t i = 0; i < N / 2; i++) {
+		struct mspan *s = span_of_ptr(obj[i]);
+		if (meta_page_released(s) || meta_page_released(s->objstate))
+			fail_msg("object %zu: its span's metadata is on a page that went back", i);
+	}
+	print_message("metadata pages %llu; after half the spans came back and a grace period "
+	              "%llu\n",
+	              (unsigned long long)meta, (unsigned long long)fx_stats().pages_metadata);
+	fx_assert_check();
+	for (size_t i = 0; i < N / 2; i++)
+		kfree(obj[i]);
+	kmem_reclaim();
+	kmem_grace_period_done(kmem_grace_period_start());
+	assert_int_equal(fx_stats().pages_metadata, 0);
+	fx_assert_no_faults();
+}
+
 /* The protect hook (kmem_set_protect_hook) of the guard-page test: pages
  * really unmapped, and the set of those unmapped now. */
 static uint64_t prot_set[4096];
@@ -644,6 +695,7 @@ int main(void)
 		T(test_same_before_and_after_workload),
 		T(test_metadata_pages_go_back),
 		T(test_double_free_racing_metadata_release),
+		T(test_reused_blocks_keep_their_run),
 		T(test_guards_of_returned_runs_unprotected),
 		T(test_metadata_per_page_run),
 	};
