@@ -751,8 +751,10 @@ unsigned kmem_harden_level(void);
  * with this hook, hardened level 3 asks for guard pages, and at every
  * level the guard pages that keep client pages away from allocator
  * metadata (a page at each end of the metadata region, of every run of
- * pool pages taken for metadata and of a hot-add's metadata; never given
- * back) are unmapped -- those made before the hook is set when it is set.
+ * pool pages taken for metadata and of a hot-add's metadata) are unmapped
+ * -- those made before the hook is set when it is set; a run's guards are
+ * given back with KMEM_ACCESS_RW before the run goes back to the pool
+ * (kmem_reclaim).
  * `addr` and `bytes` are page aligned and lie in managed memory or the
  * metadata region (direct-map addresses).  KMEM_ACCESS_NONE: every access to the range must fault
  * until the allocator gives it back with KMEM_ACCESS_RW (which it does
