@@ -8,7 +8,12 @@
  *     pool pages from the top and the runs take the lowest pages (the
  *     race of the two ends the count replays), for many random layouts;
  * and the count before a workload on two CPUs equals the count after it
- * once everything is freed.  CPUs are threads (tests/fixture.h, fx_cpu).
+ * once everything is freed.  The metadata pages a workload took from the
+ * pool (mm/fixalloc.c) go back after kmem_reclaim and a grace period: the
+ * count is then the fresh heap's, guard pages are unprotected, a block
+ * reused while its run waited keeps the run, and double frees racing the
+ * release are all reported and write nothing into the pages a client got.
+ * CPUs are threads (tests/fixture.h, fx_cpu).
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -84,21 +89,44 @@ static size_t drain_pages(void)
 	return n;
 }
 
-/* What a CPU does: allocate and free many objects of every kind. */
+/* What a CPU does: allocate and free many objects of every kind; with
+ * caches set, also objects of those caches and small objects of every
+ * class, and with defer set every fifth small object freed through
+ * kfree_deferred. */
 struct churn {
 	uint64_t seed;
 	size_t n;
+	struct kmem_cache *cache[2];
+	bool defer;
 };
+
+static void churn_free(struct fx_cpu *c, void *p, size_t pages, uint8_t cache, size_t i)
+{
+	struct churn *ch = c->arg;
+	if (pages)
+		kpage_free(p, pages);
+	else if (cache)
+		kmem_cache_free(ch->cache[cache - 1], p);
+	else if (ch->defer && i % 5 == 0) {
+		if (kfree_deferred(p) != 0)
+			FX_CPU_FAIL(c, "cpu %u: kfree_deferred failed", c->id);
+	} else
+		kfree(p);
+}
 
 static void churn_step(struct fx_cpu *c, int k)
 {
 	struct churn *ch = c->arg;
 	void **obj = calloc(ch->n, sizeof(void *));
 	size_t *pages = calloc(ch->n, sizeof(size_t));
+	uint8_t *cache = calloc(ch->n, 1);
 	uint64_t r = ch->seed + (uint64_t)k;
 	for (size_t i = 0; i < ch->n; i++) {
 		r = fx_mix64(r);
-		switch (r % 8) {
+		unsigned kind = r % 8;
+		if (kind >= 3) /* with caches: a cache, or any small class */
+			kind = ch->cache[0] ? 3 + (r >> 40) % 3 : 5;
+		switch (kind) {
 		case 0:
 			pages[i] = 1 + (r >> 8) % 8;
 			obj[i] = kpage_alloc(pages[i], KMEM_PAGE_SIZE << ((r >> 16) % 3), 0);
@@ -109,6 +137,13 @@ static void churn_step(struct fx_cpu *c, int k)
 		case 2:
 			obj[i] = kmalloc(4096);
 			break;
+		case 3:
+			cache[i] = (uint8_t)(1 + (r >> 8) % 2);
+			obj[i] = kmem_cache_alloc(ch->cache[cache[i] - 1]);
+			break;
+		case 4:
+			obj[i] = kmalloc(1 + (r >> 8) % KMEM_SMALL_MAX);
+			break;
 		default:
 			obj[i] = kmalloc(1 + (r >> 8) % 2048);
 			break;
@@ -118,11 +153,12 @@ static void churn_step(struct fx_cpu *c, int k)
 	}
 	/* Free in an order other than allocation order. */
 	for (size_t i = 0; i < ch->n; i += 2)
-		pages[i] ? kpage_free(obj[i], pages[i]) : kfree(obj[i]);
+		churn_free(c, obj[i], pages[i], cache[i], i);
 	for (size_t i = 1; i < ch->n; i += 2)
-		pages[i] ? kpage_free(obj[i], pages[i]) : kfree(obj[i]);
+		churn_free(c, obj[i], pages[i], cache[i], i);
 	free(obj);
 	free(pages);
+	free(cache);
 }
 
 /* The issue's scenario: CPU 1 allocated and freed many small objects and
@@ -328,64 +364,6 @@ static void test_same_before_and_after_workload(void **state)
 	fx_assert_no_faults();
 }
 
-/* What a CPU does in test_metadata_pages_go_back: small objects of every
- * class, large objects, page runs, objects of a plain and a debug cache,
- * some freed through kfree_deferred; then everything freed. */
-struct mixed {
-	uint64_t seed;
-	size_t n;
-	struct kmem_cache *cache[2];
-};
-
-static void mixed_step(struct fx_cpu *c, int k)
-{
-	struct mixed *mx = c->arg;
-	void **obj = calloc(mx->n, sizeof(void *));
-	size_t *pages = calloc(mx->n, sizeof(size_t));
-	uint8_t *cache = calloc(mx->n, 1);
-	uint64_t r = mx->seed + (uint64_t)k;
-	for (size_t i = 0; i < mx->n; i++) {
-		r = fx_mix64(r);
-		switch (r % 10) {
-		case 0:
-			pages[i] = 1 + (r >> 8) % 8;
-			obj[i] = kpage_alloc(pages[i], 0, 0);
-			break;
-		case 1:
-			obj[i] = kmalloc(KMEM_SMALL_MAX + 1 + (r >> 8) % 16384);
-			break;
-		case 2:
-		case 3:
-			cache[i] = (uint8_t)(1 + r % 2);
-			obj[i] = kmem_cache_alloc(mx->cache[cache[i] - 1]);
-			break;
-		case 4:
-			obj[i] = kmalloc(1 + (r >> 8) % KMEM_SMALL_MAX);
-			break;
-		default:
-			obj[i] = kmalloc(1 + (r >> 8) % 2048);
-			break;
-		}
-		if (!obj[i])
-			FX_CPU_FAIL(c, "cpu %u: allocation %zu failed", c->id, i);
-	}
-	for (size_t i = 0; i < mx->n; i++) {
-		if (!obj[i])
-			continue;
-		if (pages[i])
-			kpage_free(obj[i], pages[i]);
-		else if (cache[i])
-			kmem_cache_free(mx->cache[cache[i] - 1], obj[i]);
-		else if (i % 5 == 0 && kfree_deferred(obj[i]) != 0)
-			FX_CPU_FAIL(c, "cpu %u: kfree_deferred failed", c->id);
-		else if (i % 5)
-			kfree(obj[i]);
-	}
-	free(obj);
-	free(pages);
-	free(cache);
-}
-
 /* Issue #14.4/#14.7: the metadata pages a workload took from the pool
  * (span descriptors and metadata blocks, debug records, magazines, cache
  * descriptors, deferred batches) go back once empty and a grace period
@@ -397,17 +375,17 @@ static void test_metadata_pages_go_back(void **state)
 	fx_simple(128, 2);
 	size_t fresh = kmem_free_pages();
 	struct kmem_stats st0 = fx_stats();
-	struct mixed mx = {.seed = fx_seed(), .n = 4000};
+	struct churn mx = {.seed = fx_seed(), .n = 4000, .defer = true};
 	for (int round = 0; round < 2; round++) {
 		mx.cache[0] = kmem_cache_create("plain", 200, 0, NULL);
 		mx.cache[1] = kmem_cache_create_debug("debug", 96, 0, NULL, KMEM_DEBUG_ALL);
 		assert_non_null(mx.cache[0]);
 		assert_non_null(mx.cache[1]);
-		struct fx_cpu c1 = {.id = 1, .step = mixed_step, .arg = &mx};
+		struct fx_cpu c1 = {.id = 1, .step = churn_step, .arg = &mx};
 		fx_cpu_start(&c1);
 		for (int k = 1; k <= 2; k++) {
 			fx_cpu_run(&c1, k);
-			mixed_step(&(struct fx_cpu){.id = 0, .arg = &mx}, k + 100);
+			churn_step(&(struct fx_cpu){.id = 0, .arg = &mx}, k + 100);
 		}
 		fx_cpu_stop(&c1); /* offline: its loaded magazines come back */
 		assert_true(kmem_grace_period_done(kmem_grace_period_start()) > 0); /* the deferred */
