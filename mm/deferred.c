@@ -98,6 +98,11 @@ void deferred_init(void)
 	(void)defer_state();
 }
 
+size_t deferred_state_bytes(unsigned cpus)
+{
+	return sizeof(struct kmem_defer) + cpus * sizeof(struct defer_cpu) + KMEM_CACHE_LINE;
+}
+
 static struct defer_block *block_alloc(struct kmem_defer *d)
 {
 	unsigned long f = lock_irqsave(&mheap_.lock);

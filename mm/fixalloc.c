@@ -15,12 +15,17 @@
  * Giving runs back.  A pool run whose every block is free goes back to
  * the pool, found by meta_runs_reclaim (from kmem_reclaim): it sorts
  * every free list by address and counts, per run, the free blocks
- * against the blocks ever carved there.  A run that is all free leaves
- * the free lists at once (no block of it is handed out again) but its
- * pages wait for a grace period (deferred.c's generations: tagged
- * defer_gen + 1, as a deferred object is) and go back when the kernel
- * reports that generation done (kmem_grace_period_done, or a later
- * kmem_reclaim).  Why the wait: kfree, kfree_nolock and ksize read span
+ * against the blocks ever carved there.  A run that is all free is
+ * tagged for a grace period (deferred.c's generations: defer_gen + 1, as
+ * a deferred object is) and its blocks move to the fixallocs' pend lists,
+ * which are used only when a free list is empty.  When the kernel reports
+ * that generation done (kmem_grace_period_done, or a later kmem_reclaim
+ * finds it done), a tagged run whose blocks all still wait on the pend
+ * lists goes back; one whose block was handed out meanwhile stays (and is
+ * tagged afresh when it empties again), so a kernel that reports no grace
+ * periods loses no metadata page either: it reuses them.  The bump range
+ * of a tagged run untags it when it carves.  Why the wait: kfree,
+ * kfree_nolock and ksize read span
  * descriptors and state bytes without a lock, and one that looked a
  * span up before the span was released may still read (and CAS the
  * generation of, or test a state byte in) its freed descriptor and
@@ -29,13 +34,16 @@
  * write into it.  A CPU inside any allocator call is never quiescent, so
  * once every CPU passed a quiescent state after the run was found empty
  * no such reader is left, and no new one can find the run: every block in
- * it was free (unpublished) when it was found.  A run that holds a
+ * it was free (unpublished) when it was tagged and none was handed out
+ * since.  A run that holds a
  * permanent carve (meta_carve_locked: the quarantine ring, the deferred
  * batches' per-CPU state) is pinned and never goes back.  Magazines are
  * freed by reclaim (magazine.c, depot_drain) like any block.
  * Cost: meta_runs_reclaim is O(F log F + R) for F free blocks and R runs,
- * under mheap.lock; meta_runs_release is O(R) per eight runs given back,
- * plus the protect hook for their guard pages with no lock held.
+ * under mheap.lock; meta_runs_release is O(R) when no run's grace period
+ * is done, else O(P + R) per eight runs given back for P blocks on the
+ * pend lists, plus the protect hook for their guard pages with no lock
+ * held.
  *
  * Guard gaps.  A client overflow must never reach allocator data: every
  * run taken from the pool here has a guard page at each end, and so have
@@ -181,9 +189,9 @@ struct meta_run {
 	uint64_t pfn, npages;   /* [heap] */
 	uint64_t blocks;        /* [heap] fixalloc blocks carved from it */
 	uint64_t nfree, npend;  /* [heap] of those, on free and pend lists (counts) */
-	uint64_t tag;           /* [heap] 0: in use; else all free, off the free
-	                           lists, back to the pool once grace period
-	                           `tag` is done */
+	uint64_t tag;           /* [heap] 0: in use; else all free when tagged,
+	                           its blocks on the pend lists, back to the pool
+	                           once grace period `tag` is done */
 	bool pinned;            /* [heap] holds a permanent carve */
 	bool own_hi;            /* [heap] the guard page above is its own */
 	bool going;             /* [heap] being given back */

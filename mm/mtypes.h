@@ -900,6 +900,7 @@ unsigned long harden_check_quarantine(uint64_t *small, uint64_t *large);
  * deferred object; counts the small and large ones. */
 unsigned long deferred_check(uint64_t *small, uint64_t *large);
 void deferred_init(void);  /* kmem_init: the per-CPU state, made once */
+size_t deferred_state_bytes(unsigned cpus); /* its size, for the region */
 
 /* kmem_cache.c */
 void kmem_caches_cpu_flush(unsigned cpu);
