@@ -18,8 +18,8 @@
 # (1-4: a deliberate failure, to check the runner; see boot/workload.c),
 # KMEM_DEBUG (mm/ assertion level, mm/mtypes.h; default 1), FREE_PAGES_DRAIN
 # (1: prove the free-page figure by taking every page), FREE_PAGES_MUST_MATCH
-# (1: fail unless free pages after the workload equal those before; both in
-# boot/workload.c).
+# (1, the default: fail unless free pages after the workload equal those
+# before; both in boot/workload.c).
 # A change of flags rebuilds everything (<kernel's directory>/.cflags).
 
 # Alone (make -f boot/kernel.mk), the default goal is the kernel; included,

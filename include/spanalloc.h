@@ -412,8 +412,11 @@ uint64_t kmem_grace_period_start(void);
  * after kmem_grace_period_start returned it.  Frees every object deferred
  * before that start or an earlier one (on any CPU, online or not) and
  * returns how many; done() calls may come in any order.  A cookie start
- * has not returned yet, or 0, is ignored (returns 0).  Cost: O(CPUs +
- * objects freed), each free as in kfree_bulk.  Context: ANY (it frees with
+ * has not returned yet, or 0, is ignored (returns 0).  Also gives back
+ * the metadata pages that waited for this grace period (kmem_reclaim),
+ * calling the protect hook for their guard pages.  Cost: O(CPUs +
+ * objects freed), each free as in kfree_bulk, plus O(F + R) for the
+ * metadata pages when some waited (kmem_reclaim).  Context: ANY (it frees with
  * kfree_bulk, whose fault reports -- a debug or hardened check failing at
  * the free -- it may make). */
 size_t kmem_grace_period_done(uint64_t cookie);
@@ -436,8 +439,37 @@ void kmem_get_defer_stats(struct kmem_defer_stats *out);
 
 /* Sweeps every span in every mcentral, gives empty spans back to the mheap
  * and flushes the calling CPU's cache.  Afterwards, with all other CPUs
- * flushed or idle-empty, free pages equal managed pages iff no object is
- * live.  Returns the number of pages given back.  Context: THREAD. */
+ * flushed or idle-empty, free plus metadata pages equal managed pages iff
+ * no object is live.
+ * Metadata pages: the allocator's metadata that outgrows the metadata
+ * region (span descriptors and their bitmap/state blocks, magazines,
+ * debug records, cache descriptors, deferred batches) lives in runs of
+ * pool pages (kmem_stats.pages_metadata, with a guard page at each end).
+ * Reclaim frees the empty magazines no CPU holds, and finds the runs whose
+ * every block is free: those go back to the pool, guard pages included
+ * (unprotected through the protect hook first), once the grace period
+ * they wait for has ended -- reported by kmem_grace_period_done for a
+ * cookie from a kmem_grace_period_start called after this reclaim, or
+ * found ended by a later kmem_reclaim.  The wait is what keeps a
+ * lock-free kfree/ksize that read a span descriptor before its span was
+ * released from reading or writing a page a client got since.  So to get
+ * every page back after a workload:
+ *     kmem_reclaim();  c = kmem_grace_period_start();
+ *     ... every CPU passes a quiescent state ...
+ *     kmem_grace_period_done(c);
+ * A kernel that never reports grace periods never gets metadata pages
+ * back, but loses none either: the blocks of waiting runs are used again
+ * before new pages are taken.  Never given back: a run that holds the
+ * hardened mode's quarantine ring (made at init), a run with one block
+ * still in use (e.g. a live span's descriptor: metadata pages can stay
+ * fragmented by a few long-lived spans), the metadata region itself.  A
+ * release that meets a guard page being protected by another CPU's
+ * allocation waits for the next reclaim or grace period.
+ * A destroyed object cache's descriptor can go back this way: a call on
+ * it after that is not reported (kmem_cache_destroy: no CPU may use it).
+ * Returns the number of pages given back.  Cost: O(objects and spans
+ * held) plus O(F log F + R) for F free metadata blocks and R metadata runs
+ * under the mheap lock.  Context: THREAD. */
 size_t kmem_reclaim(void);
 
 /* Exact free memory, for a kernel's `free`/meminfo: reclaims as
@@ -448,7 +480,9 @@ size_t kmem_reclaim(void);
  * out, one call after another, before it returned NULL, if nothing else
  * allocated meanwhile and no OOM hook added memory.  A single page
  * takes no descriptor or other metadata, so that is kmem_stats.pages_free
- * after the reclaim.
+ * after the reclaim.  Metadata pages that emptied count once their grace
+ * period ended (kmem_reclaim): after kmem_reclaim and a grace period, the
+ * figure with no object live is the fresh heap's.
  * Not counted, because no reclaim from another CPU can take them while
  * that CPU runs: the objects in each other online CPU's loaded magazines
  * (one per size class and per object cache, of at most
@@ -717,8 +751,10 @@ unsigned kmem_harden_level(void);
  * with this hook, hardened level 3 asks for guard pages, and at every
  * level the guard pages that keep client pages away from allocator
  * metadata (a page at each end of the metadata region, of every run of
- * pool pages taken for metadata and of a hot-add's metadata; never given
- * back) are unmapped -- those made before the hook is set when it is set.
+ * pool pages taken for metadata and of a hot-add's metadata) are unmapped
+ * -- those made before the hook is set when it is set; a run's guards are
+ * given back with KMEM_ACCESS_RW before the run goes back to the pool
+ * (kmem_reclaim).
  * `addr` and `bytes` are page aligned and lie in managed memory or the
  * metadata region (direct-map addresses).  KMEM_ACCESS_NONE: every access to the range must fault
  * until the allocator gives it back with KMEM_ACCESS_RW (which it does

@@ -183,7 +183,7 @@ static size_t meta_bytes(const struct map_sizes *m, unsigned cpus)
 	             cline(sizeof(struct mcache)) * cpus +
 	             m->chunks * cline(sizeof(struct l2_chunk)) +
 	             m->arenas * cline(sizeof(struct heap_arena)) + reserve +
-	             4 * KMEM_CACHE_LINE;
+	             deferred_state_bytes(cpus) + 4 * KMEM_CACHE_LINE;
 	return (size_t)align_up(b, PAGE_SIZE) + 2 * PAGE_SIZE; /* and the guards */
 }
 
@@ -354,6 +354,7 @@ int kmem_init(const struct kmem_config *cfg)
 	int err = harden_init(cfg->harden, cfg->harden_seed);
 	if (err)
 		return err;
+	deferred_init();
 	/* The mcaches were zeroed with the centrals: no magazine, no span. */
 	mheap_.mcaches[0].online = true;
 	mheap_.cpus_online = 1;

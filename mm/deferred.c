@@ -91,6 +91,18 @@ static struct kmem_defer *defer_state(void)
 	return d;
 }
 
+/* Made at init: made later, in a metadata page of the pool, it would keep
+ * that page from ever going back (fixalloc.c). */
+void deferred_init(void)
+{
+	(void)defer_state();
+}
+
+size_t deferred_state_bytes(unsigned cpus)
+{
+	return sizeof(struct kmem_defer) + cpus * sizeof(struct defer_cpu) + KMEM_CACHE_LINE;
+}
+
 static struct defer_block *block_alloc(struct kmem_defer *d)
 {
 	unsigned long f = lock_irqsave(&mheap_.lock);
@@ -287,6 +299,9 @@ size_t kmem_grace_period_done(uint64_t cookie)
 		;
 	if (upto < cookie)
 		upto = cookie;
+	/* Metadata pages that emptied before the grace period began
+	 * (fixalloc.c) go back to the pool now. */
+	meta_runs_release();
 	struct kmem_defer *d = atomic_load_explicit(&mheap_.defer, memory_order_acquire);
 	if (!d)
 		return 0;

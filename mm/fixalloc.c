@@ -5,17 +5,45 @@
  *
  * Blocks come first from the metadata region carved at init (a bump
  * pointer), then from page runs the mheap takes from the top of the pool
- * when that region is used up.  Such pages are metadata from then on: they
- * are never handed to a client, and they are counted in pages_metadata.
- * Freed blocks go on a free list whose link lives in the block itself (a
- * metadata block, never client memory).  Blocks are type-stable: a span
- * descriptor is only ever reused as a span descriptor, which lets a
- * lock-free kfree read a span that was released under it (see mcentral.c).
- * That is also why pool pages taken here never go back to the pool: a
- * kfree racing a span's release may still read (and CAS the generation
- * of) a descriptor after it is freed, which must then not be client
- * memory.  (Page runs of up to RUN_INLINE_MAX pages need no descriptor, so
- * filling memory with them takes none of these pages.)
+ * when that region is used up (struct meta_run, its header the run's
+ * first block; counted in pages_metadata).  Freed blocks go on a free
+ * list whose link lives in the block itself (a metadata block, never
+ * client memory).  A free block is only ever reused as a block of its
+ * own fixalloc, which lets a lock-free kfree read a span that was
+ * released under it (see mcentral.c).
+ *
+ * Giving runs back.  A pool run whose every block is free goes back to
+ * the pool, found by meta_runs_reclaim (from kmem_reclaim): it sorts
+ * every free list by address and counts, per run, the free blocks
+ * against the blocks ever carved there.  A run that is all free is
+ * tagged for a grace period (deferred.c's generations: defer_gen + 1, as
+ * a deferred object is) and its blocks move to the fixallocs' pend lists,
+ * which are used only when a free list is empty.  When the kernel reports
+ * that generation done (kmem_grace_period_done, or a later kmem_reclaim
+ * finds it done), a tagged run whose blocks all still wait on the pend
+ * lists goes back; one whose block was handed out meanwhile stays (and is
+ * tagged afresh when it empties again), so a kernel that reports no grace
+ * periods loses no metadata page either: it reuses them.  The bump range
+ * of a tagged run untags it when it carves.  Why the wait: kfree,
+ * kfree_nolock and ksize read span
+ * descriptors and state bytes without a lock, and one that looked a
+ * span up before the span was released may still read (and CAS the
+ * generation of, or test a state byte in) its freed descriptor and
+ * metadata block.  While its run is metadata that is harmless; once the
+ * pages are a client's it would read client data as a span and could
+ * write into it.  A CPU inside any allocator call is never quiescent, so
+ * once every CPU passed a quiescent state after the run was found empty
+ * no such reader is left, and no new one can find the run: every block in
+ * it was free (unpublished) when it was tagged and none was handed out
+ * since.  A run that holds a
+ * permanent carve (meta_carve_locked: the quarantine ring, the deferred
+ * batches' per-CPU state) is pinned and never goes back.  Magazines are
+ * freed by reclaim (magazine.c, depot_drain) like any block.
+ * Cost: meta_runs_reclaim is O(F log F + R) for F free blocks and R runs,
+ * under mheap.lock; meta_runs_release is O(R) when no run's grace period
+ * is done, else O(P + R) per eight runs given back for P blocks on the
+ * pend lists, plus the protect hook for their guard pages with no lock
+ * held.
  *
  * Guard gaps.  A client overflow must never reach allocator data: every
  * run taken from the pool here has a guard page at each end, and so have
@@ -31,7 +59,8 @@
  * is set (the metadata region's, at least) are protected when it is set
  * (guards_protect_all, from kmem_set_protect_hook).
  *
- * Everything here runs under mheap.lock, but guards_protect*().
+ * Everything here runs under mheap.lock, but guards_protect*() and
+ * meta_runs_reclaim/release (which take it).
  */
 #include "mtypes.h"
 
@@ -40,8 +69,10 @@
 void fixalloc_init(struct fixalloc *f, size_t size)
 {
 	f->size = align_up(size, KMEM_CACHE_LINE);
-	f->free = NULL;
+	f->free = f->pend = NULL;
 	f->inuse = 0;
+	f->next_fa = mheap_.fixallocs;
+	mheap_.fixallocs = f;
 }
 
 /* Page pfn, in the pool and in use, becomes a guard: queued for the
@@ -66,6 +97,12 @@ static void protect_pfn(uint64_t pfn)
 {
 	harden_protect(pfn_to_virt(pfn), PAGE_SIZE, true);
 }
+
+/* Calls of guards_protect*() between taking guard pfns under the lock and
+ * protecting them: a guard page must not go back to the pool meanwhile
+ * (meta_runs_release waits), or it could be protected after it was given
+ * to a client. */
+static _Atomic unsigned guards_busy;
 
 /* Up to max guard pages of the arenas at or above *cursor, in address
  * order; advances the cursor past them.  Under mheap.lock. */
@@ -98,6 +135,7 @@ void guards_protect_all(void)
 {
 	if (!mheap_.initialised)
 		return;
+	atomic_fetch_add(&guards_busy, 1);
 	uint64_t lo = mheap_.meta_base, hi = lo + mheap_.meta_size;
 	if (lo % PAGE_SIZE == 0) /* else not all of the page is the region's */
 		harden_protect((uintptr_t)lo + mheap_.offset, PAGE_SIZE, true);
@@ -116,6 +154,7 @@ void guards_protect_all(void)
 		for (unsigned i = 0; i < n; i++)
 			protect_pfn(batch[i]);
 	} while (n == 32);
+	atomic_fetch_sub(&guards_busy, 1);
 }
 
 /* Protects the guard pages queued under the lock (dropping them if no hook
@@ -129,66 +168,118 @@ void guards_protect(void)
 	memcpy(q, mheap_.guard_queue, n * sizeof(q[0]));
 	mheap_.nguard_queue = 0;
 	mheap_.guard_rescan = false;
+	atomic_fetch_add(&guards_busy, 1);
 	unlock_irqrestore(&mheap_.lock, f);
-	if (!atomic_load_explicit(&harden_.protect, memory_order_relaxed))
-		return;
-	if (rescan) {
-		guards_protect_all();
-		return;
+	if (atomic_load_explicit(&harden_.protect, memory_order_relaxed)) {
+		if (rescan)
+			guards_protect_all();
+		else
+			for (unsigned i = 0; i < n; i++)
+				protect_pfn(q[i]);
 	}
-	for (unsigned i = 0; i < n; i++)
-		protect_pfn(q[i]);
+	atomic_fetch_sub(&guards_busy, 1);
 }
 
-/* Bump-allocates from the metadata region; grows it from the top of the
- * pool when it is used up, by a run with a guard page at each end.
+/* A pool run carved for metadata.  Its pages are pfn .. pfn + npages - 1,
+ * with a guard page below (its own, unless a run below took it as its
+ * upper guard too) and one above (its own if own_hi, else a guard that
+ * was there already: the lower guard of the run above, or another). */
+struct meta_run {
+	struct meta_run *next;  /* [heap] mheap_.meta_runs, by address */
+	uint64_t pfn, npages;   /* [heap] */
+	uint64_t blocks;        /* [heap] fixalloc blocks carved from it */
+	uint64_t nfree, npend;  /* [heap] of those, on free and pend lists (counts) */
+	uint64_t tag;           /* [heap] 0: in use; else all free when tagged,
+	                           its blocks on the pend lists, back to the pool
+	                           once grace period `tag` is done */
+	bool pinned;            /* [heap] holds a permanent carve */
+	bool own_hi;            /* [heap] the guard page above is its own */
+	bool going;             /* [heap] being given back */
+};
+#define RUN_HDR align_up(sizeof(struct meta_run), KMEM_CACHE_LINE)
+
+/* Takes a run of at least `need` bytes from the top of the pool, guards
+ * around it, and makes it the bump range.  False if no pages are left. */
+static bool run_grow_locked(size_t need)
+{
+	uint64_t n = align_up(need + RUN_HDR, PAGE_SIZE) >> PAGE_SHIFT;
+	if (n < FIXALLOC_GROW_PAGES)
+		n = FIXALLOC_GROW_PAGES;
+	uint64_t pfn = pages_find_top_locked(n + 2);
+	if (pfn == PAGE_NONE) {
+		n = align_up(need + RUN_HDR, PAGE_SIZE) >> PAGE_SHIFT;
+		pfn = pages_find_top_locked(n + 2);
+		if (pfn == PAGE_NONE)
+			return false;
+	}
+	/* Runs are taken from the top down, so the page above is often
+	 * the previous run's lower guard: it serves as this one's upper
+	 * guard too, and the page is left to the pool. */
+	uint64_t take = n + 2;
+	if (is_guard_locked(pfn + n + 2)) {
+		pfn++;
+		take--;
+	}
+	pages_set_locked(pfn, take, false);
+	mheap_.pages_free -= take;
+	mheap_.pages_metadata += take;
+	guard_page_locked(pfn);
+	if (take == n + 2)
+		guard_page_locked(pfn + n + 1);
+	struct meta_run *r = (struct meta_run *)pfn_to_virt(pfn + 1);
+	memset(r, 0, sizeof(*r));
+	r->pfn = pfn + 1;
+	r->npages = n;
+	r->own_hi = take == n + 2;
+	struct meta_run **pp = &mheap_.meta_runs;
+	while (*pp && (*pp)->pfn < r->pfn)
+		pp = &(*pp)->next;
+	r->next = *pp;
+	*pp = r;
+	/* The rest of the old bump range is abandoned (< one block). */
+	mheap_.meta_cur = r;
+	mheap_.meta_next = (uintptr_t)r + RUN_HDR;
+	mheap_.meta_end = pfn_to_virt(pfn + 1 + n);
+	return true;
+}
+
+/* Bump-allocates from the metadata region, then from pool runs: a block
+ * of a fixalloc (counted in its run) or a permanent carve (pins it).
  * Returns zeroed memory or NULL. */
-void *meta_carve_locked(size_t size, size_t align)
+static void *carve_locked(size_t size, size_t align, bool block)
 {
 	uintptr_t p = align_up(mheap_.meta_next, align);
 	if (p + size > mheap_.meta_end || p + size < p) {
-		uint64_t n = align_up(size + align, PAGE_SIZE) >> PAGE_SHIFT;
-		if (n < FIXALLOC_GROW_PAGES)
-			n = FIXALLOC_GROW_PAGES;
-		uint64_t pfn = pages_find_top_locked(n + 2);
-		if (pfn == PAGE_NONE) {
-			n = align_up(size + align, PAGE_SIZE) >> PAGE_SHIFT;
-			pfn = pages_find_top_locked(n + 2);
-			if (pfn == PAGE_NONE)
-				return NULL;
-		}
-		/* Runs are taken from the top down, so the page above is often
-		 * the previous run's lower guard: it serves as this one's upper
-		 * guard too, and the page is left to the pool. */
-		uint64_t take = n + 2;
-		if (is_guard_locked(pfn + n + 2)) {
-			pfn++;
-			take--;
-		}
-		pages_set_locked(pfn, take, false);
-		mheap_.pages_free -= take;
-		mheap_.pages_metadata += take;
-		guard_page_locked(pfn);
-		if (take == n + 2)
-			guard_page_locked(pfn + n + 1);
-		/* The rest of the old bump range is abandoned (< one block). */
-		mheap_.meta_next = pfn_to_virt(pfn + 1);
-		mheap_.meta_end = mheap_.meta_next + (n << PAGE_SHIFT);
+		if (!run_grow_locked(size + align))
+			return NULL;
 		p = align_up(mheap_.meta_next, align);
 	}
 	mheap_.meta_next = p + size;
+	struct meta_run *r = mheap_.meta_cur;
+	if (r)
+		r->tag = 0; /* in use again */
+	if (r && block)
+		r->blocks++;
+	else if (r)
+		r->pinned = true;
 	memset((void *)p, 0, size);
 	return (void *)p;
 }
 
+void *meta_carve_locked(size_t size, size_t align)
+{
+	return carve_locked(size, align, false);
+}
+
 void *fixalloc_alloc_locked(struct fixalloc *f)
 {
-	void *p = f->free;
+	void **list = f->free ? &f->free : &f->pend;
+	void *p = *list;
 	if (p) {
-		f->free = *(void **)p;
+		*list = *(void **)p;
 		*(void **)p = NULL;
 	} else {
-		p = meta_carve_locked(f->size, KMEM_CACHE_LINE);
+		p = carve_locked(f->size, KMEM_CACHE_LINE, true);
 		if (!p)
 			return NULL;
 	}
@@ -201,4 +292,216 @@ void fixalloc_free_locked(struct fixalloc *f, void *p)
 	*(void **)p = f->free;
 	f->free = p;
 	f->inuse--;
+}
+
+/* ---------------------------------------------------------------------------
+ * Giving empty runs back (see the top of this file)
+ */
+
+static void *blocks_merge(void *a, void *b)
+{
+	void *head = NULL, **t = &head;
+	while (a && b) {
+		void **lo = (uintptr_t)a < (uintptr_t)b ? &a : &b;
+		*t = *lo;
+		t = (void **)*lo;
+		*lo = *(void **)*lo;
+	}
+	*t = a ? a : b;
+	return head;
+}
+
+/* A free list sorted by address: a bottom-up merge sort, O(n log n), no
+ * memory but the stack's 64 partial lists. */
+static void *blocks_sort(void *list)
+{
+	void *bin[64] = {0};
+	while (list) {
+		void *one = list;
+		list = *(void **)list;
+		*(void **)one = NULL;
+		unsigned i = 0;
+		for (; bin[i]; i++) {
+			one = blocks_merge(bin[i], one);
+			bin[i] = NULL;
+		}
+		bin[i] = one;
+	}
+	void *out = NULL;
+	for (unsigned i = 0; i < 64; i++)
+		if (bin[i])
+			out = blocks_merge(bin[i], out);
+	return out;
+}
+
+/* The run at or after *r (runs by address) that could hold block b;
+ * advances *r.  NULL if b is in no run (the metadata region). */
+static struct meta_run *run_of(struct meta_run **r, const void *b)
+{
+	uint64_t pfn = virt_to_pfn((uintptr_t)b);
+	while (*r && (*r)->pfn + (*r)->npages <= pfn)
+		*r = (*r)->next;
+	return *r && pfn >= (*r)->pfn ? *r : NULL;
+}
+
+/* Finds the runs whose blocks are all free and tags them for the next
+ * grace period (a run tagged before keeps its tag if none of its blocks
+ * was handed out since); their blocks go to the pend lists, by address,
+ * everything else to the free lists.  Under the lock. */
+static void runs_scan_locked(void)
+{
+	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next)
+		r->nfree = r->npend = 0;
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
+		f->free = blocks_sort(f->free);
+		struct meta_run *r = mheap_.meta_runs, *in;
+		for (void *b = f->free; b && r; b = *(void **)b)
+			if ((in = run_of(&r, b)) != NULL)
+				in->nfree++;
+		r = mheap_.meta_runs;
+		for (void *b = f->pend; b && r; b = *(void **)b)
+			if ((in = run_of(&r, b)) != NULL)
+				in->npend++;
+	}
+	uint64_t tag = atomic_load(&mheap_.defer_gen) + 1;
+	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next) {
+		if (r->pinned || r->nfree + r->npend != r->blocks)
+			r->tag = 0;
+		else if (r->nfree || !r->tag)
+			r->tag = tag;
+	}
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
+		void *all = blocks_merge(f->free, f->pend), **tf = &f->free, **tp = &f->pend;
+		struct meta_run *r = mheap_.meta_runs, *in;
+		for (void *b = all; b; b = *(void **)b) {
+			in = run_of(&r, b);
+			void ***t = in && in->tag ? &tp : &tf;
+			**t = b;
+			*t = (void **)b;
+		}
+		*tf = *tp = NULL;
+	}
+}
+
+/* Guard page pfn of a run going back: an ordinary page again (not queued
+ * for the protect hook any more). */
+static void unguard_locked(uint64_t pfn)
+{
+	arena_own_locked(pfn)->pagekind[pfn & (ARENA_PAGES - 1)] = PKIND_NONE;
+	for (unsigned i = 0; i < mheap_.nguard_queue; i++)
+		if (mheap_.guard_queue[i] == pfn)
+			mheap_.guard_queue[i--] = mheap_.guard_queue[--mheap_.nguard_queue];
+}
+
+/* Takes up to `max` runs whose grace period is done and whose blocks all
+ * still wait on the pend lists (none handed out since the tag) out of the
+ * lists, with their blocks; their pages, with the guard pages no other
+ * run uses, are lo[i] .. lo[i] + len[i] - 1, and the guards among them
+ * unprot[].  Under the lock. */
+static unsigned runs_take_done_locked(uint64_t done, uint64_t *lo, uint64_t *len, unsigned max,
+                                      uint64_t *unprot, unsigned *nu)
+{
+	bool any = false;
+	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next) {
+		r->npend = 0;
+		any |= r->tag && r->tag <= done;
+	}
+	if (!any)
+		return 0;
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
+		struct meta_run *r = mheap_.meta_runs, *in;
+		for (void *b = f->pend; b && r; b = *(void **)b)
+			if ((in = run_of(&r, b)) != NULL)
+				in->npend++;
+	}
+	unsigned k = 0;
+	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next) {
+		r->going = k < max && r->tag && r->tag <= done && r->npend == r->blocks;
+		k += r->going;
+	}
+	if (!k)
+		return 0;
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
+		struct meta_run *r = mheap_.meta_runs, *in;
+		for (void **pp = &f->pend; *pp;) {
+			in = run_of(&r, *pp);
+			if (in && in->going)
+				*pp = *(void **)*pp;
+			else
+				pp = (void **)*pp;
+		}
+	}
+	k = 0;
+	for (struct meta_run **pp = &mheap_.meta_runs; *pp;) {
+		struct meta_run *r = *pp;
+		if (!r->going) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (mheap_.meta_cur == r) { /* its tail is never carved now */
+			mheap_.meta_cur = NULL;
+			mheap_.meta_next = mheap_.meta_end = 0;
+		}
+		uint64_t first = r->pfn, last = r->pfn + r->npages - 1;
+		/* The guard below: still the upper guard of a run below? */
+		struct meta_run *below = mheap_.meta_runs;
+		while (below && below->pfn + below->npages < r->pfn - 1)
+			below = below->next;
+		if (below && below->pfn + below->npages == r->pfn - 1) {
+			below->own_hi = true;
+		} else {
+			unguard_locked(--first);
+			unprot[(*nu)++] = first;
+		}
+		if (r->own_hi) {
+			unguard_locked(++last);
+			unprot[(*nu)++] = last;
+		}
+		lo[k] = first;
+		len[k++] = last - first + 1;
+	}
+	return k;
+}
+
+/* Gives back the runs whose grace period is done (see the top of this
+ * file), with their guard pages (unprotected first) but those another run
+ * still uses.  Returns the pages given back.  No lock held; interrupts as
+ * the caller has them (the protect hook is called). */
+size_t meta_runs_release(void)
+{
+	size_t total = 0;
+	for (;;) {
+		uint64_t lo[8], len[8], unprot[16];
+		unsigned nu = 0, k = 0;
+		unsigned long f = lock_irqsave(&mheap_.lock);
+		bool hook = atomic_load_explicit(&harden_.protect, memory_order_relaxed) != NULL;
+		/* A guard being protected right now must not go back. */
+		if (!hook || !atomic_load(&guards_busy))
+			k = runs_take_done_locked(atomic_load(&mheap_.defer_done), lo, len, 8, unprot, &nu);
+		unlock_irqrestore(&mheap_.lock, f);
+		if (!k)
+			return total;
+		/* Out of the lists and no guard any more, but still metadata:
+		 * a guard the hook protected is accessible before it is free. */
+		for (unsigned i = 0; hook && i < nu; i++)
+			harden_protect(pfn_to_virt(unprot[i]), PAGE_SIZE, false);
+		f = lock_irqsave(&mheap_.lock);
+		for (unsigned i = 0; i < k; i++) {
+			pages_set_locked(lo[i], len[i], true);
+			mheap_.pages_free += len[i];
+			mheap_.pages_metadata -= len[i];
+			total += len[i];
+		}
+		unlock_irqrestore(&mheap_.lock, f);
+	}
+}
+
+size_t meta_runs_reclaim(void)
+{
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	if (mheap_.meta_runs)
+		runs_scan_locked();
+	unlock_irqrestore(&mheap_.lock, f);
+	return meta_runs_release();
 }

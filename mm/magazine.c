@@ -424,4 +424,23 @@ void depot_drain(struct mcentral *c)
 		depot_put_empty(c, m);
 		m = next;
 	}
+	/* The empty magazines no CPU holds go back to their fixalloc, so
+	 * that metadata pages can empty (fixalloc.c); ids are freed with
+	 * them. */
+	lock_acquire(&d->lock);
+	m = d->empty;
+	d->empty = NULL;
+	for (struct magazine *e = m; e; e = e->next) {
+		d->ids[e->id / 64] &= ~(1ull << (e->id % 64));
+		d->nmags--;
+	}
+	d->nempty = 0;
+	lock_release(&d->lock);
+	while (m) {
+		struct magazine *next = m->next;
+		lock_acquire(&mheap_.lock);
+		fixalloc_free_locked(&mheap_.magalloc, m);
+		lock_release(&mheap_.lock);
+		m = next;
+	}
 }

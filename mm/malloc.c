@@ -263,7 +263,7 @@ static size_t reclaim_here(void)
 	unsigned long f = irqoff_in(t);
 	size_t n = reclaim_all(!fast_nested(t));
 	irqoff_out(f, t);
-	return n;
+	return n + meta_runs_reclaim(); /* metadata pages that emptied */
 }
 
 

@@ -21,7 +21,8 @@
  * taken then, so the span cannot be released) and CASes on that
  * generation afterwards.  If the span was
  * swept empty and released meanwhile, the generation has moved on and the
- * CAS fails; descriptors are type-stable (fixalloc), so the read is safe.
+ * CAS fails; descriptors are type-stable (fixalloc), so the read is safe
+ * (their pages go back to the pool only after a grace period: fixalloc.c).
  *
  * Lost-free race (Dekker): a free does "set freed bits; fence; read
  * state"; a lock holder putting a span on a list does "write state;

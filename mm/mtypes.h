@@ -517,7 +517,11 @@ struct fixalloc {
 	void *free;          /* [heap] list of freed blocks (link in the block:
 	                        these blocks are metadata, never client memory) */
 	uint64_t inuse;      /* [heap] */
+	void *pend;          /* [heap] free blocks of runs waiting to go back,
+	                        by address: used when `free` is empty */
+	struct fixalloc *next_fa; /* [heap] mheap_.fixallocs: every fixalloc */
 };
+struct meta_run;
 
 /* ---------------------------------------------------------------------------
  * mheap: the one heap.
@@ -537,6 +541,10 @@ struct mheap {
 	/* The metadata region and the bump pointer carving it. */
 	uint64_t meta_base, meta_size;      /* [const] physical */
 	uintptr_t meta_next, meta_end;      /* [heap] virtual bump range */
+	/* Pool runs carved for metadata, by address, and the one the bump
+	 * range is in (NULL: the region); every fixalloc (fixalloc.c). */
+	struct meta_run *meta_runs, *meta_cur; /* [heap] */
+	struct fixalloc *fixallocs;         /* [heap] */
 	/* Room for the copies of lazy arenas (and the eager ones), sized at
 	 * init for every arena of the boot map and by each hot-add for the
 	 * arenas it shares: a copy never fails.  arena_room stacks the rooms
@@ -669,6 +677,8 @@ void *meta_carve_locked(size_t size, size_t align);
 void guard_page_locked(uint64_t pfn);
 void guards_protect(void);
 void guards_protect_all(void);
+size_t meta_runs_reclaim(void);
+size_t meta_runs_release(void);
 
 /* mspan.c */
 void span_init_small(struct mspan *s, struct mcentral *c, void *meta);
@@ -889,6 +899,8 @@ unsigned long harden_check_quarantine(uint64_t *small, uint64_t *large);
 /* deferred.c: kmem_check's part (QUIESCE): every batch entry is a
  * deferred object; counts the small and large ones. */
 unsigned long deferred_check(uint64_t *small, uint64_t *large);
+void deferred_init(void);  /* kmem_init: the per-CPU state, made once */
+size_t deferred_state_bytes(unsigned cpus); /* its size, for the region */
 
 /* kmem_cache.c */
 void kmem_caches_cpu_flush(unsigned cpu);
