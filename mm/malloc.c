@@ -881,7 +881,7 @@ void kfree(const void *p)
 		                         (uintptr_t)idx * s->elemsize == off,
 		                     1)) {
 			_Atomic uint8_t *st = &s->objstate[idx];
-			unsigned cls = s->sizeclass;
+			size_t cls = s->sizeclass;
 			unsigned long t = arch_fast_enter();
 			int cpu = arch_cpu_id_fast();
 			if (__builtin_expect(cpu < 0 || fast_nested(t), 0))
