@@ -751,6 +751,41 @@ static void test_hot_add_nodes(void **state)
 	free(pg);
 }
 
+/* A node with CPUs and no memory: its CPUs' requests are served by the
+ * others, and counted as remote. */
+static void test_memoryless_node(void **state)
+{
+	(void)state;
+	fx_reserve(256 * MIB);
+	const struct kmem_region only0[] = {{16 * MIB, 32 * MIB, KMEM_REGION_USABLE, 0}};
+	const uint8_t cpus[] = {0, 1};
+	assert_int_equal(init_numa(only0, 1, cpus, 2, NULL), 0);
+	assert_int_equal(kmem_nr_nodes(), 2);
+	on_cpu(1);
+	void *p = kmalloc(64), *r = kpage_alloc(1, 0, 0), *q = kmalloc_node(300, 1);
+	assert_non_null(p);
+	assert_non_null(r);
+	assert_non_null(q);
+	assert_int_equal(kmem_virt_to_node(p), 0);
+	assert_int_equal(kmem_virt_to_node(r), 0);
+	assert_int_equal(kmem_virt_to_node(q), 0);
+	struct kmem_node_stats n1 = node_stats(1);
+	assert_int_equal(n1.pages_managed, 0);
+	assert_int_equal(n1.cpus, 1);
+	assert_int_equal(n1.alloc_local, 0);
+	assert_true(n1.alloc_remote >= 3);
+	/* Its objects belong to node 1's mcentrals: freed on CPU 0, they go
+	 * back to their spans. */
+	on_cpu(0);
+	kfree(p);
+	assert_int_equal(state_of(p), OBJ_FREE);
+	kfree(q);
+	kpage_free(r, 1);
+	fx_assert_no_faults();
+	assert_nodes_add_up();
+	fx_assert_all_back();
+}
+
 /* ---------------------------------------------------------------------------
  * One node: as before
  */
@@ -812,6 +847,7 @@ int main(void)
 		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_hot_add_nodes, setup2, fx_teardown_all_back),
 		cmocka_unit_test(test_malformed_topology_rejected),
+		cmocka_unit_test(test_memoryless_node),
 		cmocka_unit_test_setup_teardown(test_single_node, setup1, fx_teardown_all_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
