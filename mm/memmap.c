@@ -62,6 +62,7 @@ int kmem_memmap_add(struct kmem_region *out, size_t cap, size_t *n, uint64_t bas
 	out[*n].base = base;
 	out[*n].length = length;
 	out[*n].type = type;
+	out[*n].node = 0; /* no NUMA information here */
 	(*n)++;
 	return 0;
 }

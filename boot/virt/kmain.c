@@ -151,7 +151,7 @@ int main(void)
 	 * reserved. */
 	static struct kmem_region regions[MAX_REGIONS];
 	struct kmem_region image = {(uintptr_t)__kernel_start, (uint64_t)(__kernel_end - __kernel_start),
-	                            KMEM_REGION_RESERVED};
+	                            KMEM_REGION_RESERVED, 0};
 	struct fdt_memmap_info mi;
 	long nreg = fdt_memory_map(dtb, (uintptr_t)dtb, &image, 1, regions, MAX_REGIONS, &mi);
 	if (nreg < 0)
