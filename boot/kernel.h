@@ -27,6 +27,8 @@
 
 /* --- what the boot path hands to the kernel (boot_info, boot/kmain.c) ---- */
 
+#define ACPI_MAX_MEM_AFFINITY 32
+
 struct acpi_info {
 	unsigned ncpus;                    /* enabled CPUs taken (<= BOOT_MAX_CPUS) */
 	unsigned ncpus_seen;               /* enabled CPUs in the MADT */
@@ -35,6 +37,15 @@ struct acpi_info {
 	uint16_t pm_timer_port;            /* FADT PM_TMR_BLK, 0 if none */
 	bool pm_timer_32bit;
 	char oem_id[7];
+	/* SRAT and SLIT (NUMA): proximity domains renumbered 0.. in order of
+	 * first appearance; nnodes 0 when there is no SRAT.  cpu_node is
+	 * indexed like apic_ids (kmain_bsp reorders both). */
+	unsigned nnodes;
+	bool numa_capped;                  /* more domains than KMEM_MAX_NODES */
+	uint8_t cpu_node[BOOT_MAX_CPUS];
+	struct numa_range mem[ACPI_MAX_MEM_AFFINITY]; /* enabled memory affinity */
+	unsigned nmem, nmem_seen;
+	uint8_t distance[KMEM_MAX_NODES * KMEM_MAX_NODES]; /* SLIT, nnodes x nnodes; 0: none */
 };
 
 struct boot_info {
@@ -55,7 +66,8 @@ struct boot_info {
 
 extern struct boot_info boot_info;
 
-/* boot/acpi.c: parses the RSDP's XSDT/RSDT (MADT, FADT).  Reads only. */
+/* boot/acpi.c: parses the RSDP's XSDT/RSDT (MADT, FADT, SRAT, SLIT).
+ * Reads only. */
 int acpi_parse(uint64_t rsdp, struct acpi_info *out);
 /* The RSDP where a PC BIOS puts it (the EBDA's first KiB, 0xe0000-0xfffff),
  * 0 if none. */

@@ -1,0 +1,124 @@
+/*
+ * boot/numa.c - the demo kernels' NUMA side, the same on every arch:
+ *   - demo_numa: each CPU's node and the node distances, which the boot
+ *     path fills in before demo_heap_init (x86_64: ACPI SRAT and SLIT,
+ *     boot/acpi.c; aarch64/riscv64: the device tree's numa-node-id) and
+ *     demo_heap_init hands to kmem_init;
+ *   - numa_split_regions: a memory map's usable regions cut at the
+ *     firmware's node ranges, each piece tagged with its node (the device
+ *     tree tags /memory nodes directly, so only ACPI needs it);
+ *   - the workload's locality count: every allocation a CPU makes in
+ *     thread context is local when kmem_virt_to_node() of it is the CPU's
+ *     node, and the report per node at the end.  Page runs the workload
+ *     asks for below its 64 MiB ceiling are left out: they must come from
+ *     the lowest RAM, whichever node holds it.
+ */
+#include "demo.h"
+
+struct demo_numa demo_numa;
+
+/* Per CPU, written only by that CPU in thread context. */
+static struct {
+	uint64_t local, remote;
+} _Alignas(64) count[BOOT_MAX_CPUS];
+
+static int range_node(const struct numa_range *m, size_t nm, uint64_t a)
+{
+	for (size_t i = 0; i < nm; i++)
+		if (a >= m[i].base && a - m[i].base < m[i].length)
+			return m[i].node;
+	return 0; /* memory the firmware gave no node: node 0, as Linux does */
+}
+
+size_t numa_split_regions(struct kmem_region *r, size_t n, size_t cap, const struct numa_range *m,
+                          size_t nm)
+{
+	size_t n0 = n;
+	for (size_t i = 0; i < n0; i++) {
+		if (r[i].type != KMEM_REGION_USABLE || !r[i].length)
+			continue;
+		uint64_t base = r[i].base, end = base + r[i].length;
+		/* Cut at every range boundary inside [base, end), lowest first. */
+		uint64_t at = base;
+		bool first = true;
+		while (at < end) {
+			uint64_t next = end;
+			for (size_t k = 0; k < nm; k++) {
+				uint64_t b = m[k].base, e = m[k].base + m[k].length;
+				if (b > at && b < next)
+					next = b;
+				if (e > at && e < next)
+					next = e;
+			}
+			struct kmem_region *piece = first ? &r[i] : n < cap ? &r[n++] : NULL;
+			if (!piece)
+				kfail("memory map: more than %zu regions after the NUMA split", cap);
+			*piece = (struct kmem_region){.base = at, .length = next - at,
+			                              .type = KMEM_REGION_USABLE,
+			                              .node = (uint32_t)range_node(m, nm, at)};
+			first = false;
+			at = next;
+		}
+	}
+	return n;
+}
+
+void numa_note_alloc(unsigned cpu, const void *p)
+{
+	int node = kmem_virt_to_node(p);
+	if (node < 0)
+		kfail("cpu %u: kmem_virt_to_node(%p) = %d for an allocated object", cpu, p, node);
+	if ((unsigned)node == demo_numa.cpu_node[cpu])
+		count[cpu].local++;
+	else
+		count[cpu].remote++;
+}
+
+void numa_expect_node(const void *p, unsigned node, const char *what)
+{
+	struct kmem_node_stats ns;
+	int got = kmem_virt_to_node(p);
+	/* Only a node with no free page left may send it elsewhere. */
+	if (got != (int)node && kmem_get_node_stats(node, &ns) == 0 && ns.pages_free > 64)
+		kfail("%s for node %u came from node %d (node %u has %lu pages free)", what, node, got,
+		      node, (unsigned long)ns.pages_free);
+}
+
+unsigned numa_report(unsigned ncpus, uint64_t *local_permille)
+{
+	unsigned nn = kmem_nr_nodes();
+	uint64_t all_local = 0, all = 0;
+	kprintf("\nNUMA: %u node%s (allocations in thread context, by the allocating CPU's node; "
+	        "page runs under the ceiling left out)\n", nn, nn == 1 ? "" : "s");
+	kprintf("  node cpus         pages    free  spans/runs local  remote    allocs local   remote  local%%\n");
+	for (unsigned node = 0; node < nn; node++) {
+		struct kmem_node_stats ns;
+		if (kmem_get_node_stats(node, &ns) != 0)
+			kfail("kmem_get_node_stats(%u) failed", node);
+		uint64_t loc = 0, rem = 0;
+		char cpus[32];
+		size_t at = 0;
+		cpus[0] = 0;
+		for (unsigned c = 0; c < ncpus; c++)
+			if (demo_numa.cpu_node[c] == node) {
+				loc += count[c].local;
+				rem += count[c].remote;
+				if (at + 4 < sizeof(cpus))
+					at += (size_t)ksnprintf(cpus + at, sizeof(cpus) - at, "%s%u", at ? "," : "", c);
+			}
+		uint64_t pm = loc + rem ? loc * 1000 / (loc + rem) : 1000;
+		kprintf("  %4u %-8s %9lu %7lu  %16lu %7lu  %14lu %8lu  %3lu.%lu\n", node, at ? cpus : "-",
+		        (unsigned long)ns.pages_managed, (unsigned long)ns.pages_free,
+		        (unsigned long)ns.alloc_local, (unsigned long)ns.alloc_remote, (unsigned long)loc,
+		        (unsigned long)rem, (unsigned long)(pm / 10), (unsigned long)(pm % 10));
+		/* "> 95 % local when memory allows": every node here has
+		 * hundreds of MiB for a workload that holds a few MiB. */
+		if (nn > 1 && loc + rem && pm <= 950)
+			kfail("NUMA: CPUs of node %u got only %lu.%lu%% of their allocations from it", node,
+			      (unsigned long)(pm / 10), (unsigned long)(pm % 10));
+		all_local += loc;
+		all += loc + rem;
+	}
+	*local_permille = all ? all_local * 1000 / all : 1000;
+	return nn;
+}
