@@ -122,7 +122,7 @@ V_CF_$(1)   = -std=gnu11 -O2 -g $$(V_WARN) $$(V_PICOLIBC) -fno-stack-protector $
 	$$(if $$(FREE_PAGES_DRAIN),-DFREE_PAGES_DRAIN=$$(FREE_PAGES_DRAIN)) \
 	$$(if $$(FREE_PAGES_MUST_MATCH),-DFREE_PAGES_MUST_MATCH=$$(FREE_PAGES_MUST_MATCH))
 V_SRC_$(1)  := $$(filter-out $$(V_EXCL_$(1)),$$(sort $$(wildcard boot/virt/*.c boot/$(2)/*.c arch/$(2)/*.c))) \
-	boot/workload.c boot/selftest.c boot/kprintf.c
+	boot/workload.c boot/selftest.c boot/kprintf.c boot/numa.c
 V_OBJ_$(1)  := $$(patsubst %.c,$$(V_OUT_$(1))/%.o,$$(V_SRC_$(1))) \
 	$$(patsubst %.S,$$(V_OUT_$(1))/%.o,$$(wildcard boot/$(2)/*.S)) \
 	$$(patsubst mm/%.c,$$(V_OUT_$(1))/mm/%.o,$$(V_MM_SRC))
