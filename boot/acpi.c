@@ -79,77 +79,19 @@ static void parse_fadt(const uint8_t *t, uint32_t len, struct acpi_info *out)
 		out->pm_timer_port = (uint16_t)rd64(t + 212);
 }
 
-/* SRAT proximity domains as nodes 0..: the raw domain of each node. */
-struct numa_doms {
-	uint32_t dom[KMEM_MAX_NODES];
-	unsigned n;
-	bool capped; /* more domains than KMEM_MAX_NODES: the rest are node 0 */
-};
-
-static uint8_t dom_node(struct numa_doms *d, uint32_t dom)
+/* SRAT: the library's reader (spanalloc/memmap.h) gives the memory
+ * ranges and the (x2)APIC ids with their nodes; the MADT's CPUs get
+ * theirs from it. */
+static void parse_srat(const uint8_t *t, uint32_t len, struct acpi_info *out)
 {
-	for (unsigned i = 0; i < d->n; i++)
-		if (d->dom[i] == dom)
-			return (uint8_t)i;
-	if (d->n == KMEM_MAX_NODES) {
-		d->capped = true;
-		return 0;
-	}
-	d->dom[d->n] = dom;
-	return (uint8_t)d->n++;
-}
-
-static void cpu_affinity(struct acpi_info *out, struct numa_doms *d, uint32_t apic, uint32_t dom)
-{
-	uint8_t node = dom_node(d, dom);
+	static struct kmem_numa_cpu cpus[4 * BOOT_MAX_CPUS];
+	if (kmem_acpi_srat(t, len, out->mem, ACPI_MAX_MEM_AFFINITY, cpus, ARRAY_SIZE(cpus),
+	                   &out->numa) < 0)
+		return;
 	for (unsigned i = 0; i < out->ncpus; i++)
-		if (out->apic_ids[i] == apic)
-			out->cpu_node[i] = node;
-}
-
-/* ACPI 6.5, 5.2.16: after the header, 4 bytes of table revision and 8
- * reserved; then type-length entries. */
-static void parse_srat(const uint8_t *t, uint32_t len, struct acpi_info *out, struct numa_doms *d)
-{
-	for (uint32_t off = 48; off + 2 <= len;) {
-		uint8_t type = rd8(t + off), elen = rd8(t + off + 1);
-		if (elen < 2 || off + elen > len)
-			break;
-		const uint8_t *e = t + off;
-		if (type == 0 && elen >= 16 && (rd32(e + 4) & 1)) { /* processor local APIC */
-			uint32_t dom = rd8(e + 2) | (uint32_t)rd8(e + 9) << 8 |
-			               (uint32_t)rd8(e + 10) << 16 | (uint32_t)rd8(e + 11) << 24;
-			cpu_affinity(out, d, rd8(e + 3), dom);
-		} else if (type == 2 && elen >= 24 && (rd32(e + 12) & 1)) { /* local x2APIC */
-			cpu_affinity(out, d, rd32(e + 8), rd32(e + 4));
-		} else if (type == 1 && elen >= 40 && (rd32(e + 28) & 1)) { /* memory */
-			uint8_t node = dom_node(d, rd32(e + 2));
-			out->nmem_seen++;
-			if (out->nmem < ACPI_MAX_MEM_AFFINITY && rd64(e + 16)) {
-				struct numa_range *m = &out->mem[out->nmem++];
-				m->base = rd64(e + 8);
-				m->length = rd64(e + 16);
-				m->node = node;
-			}
-		}
-		off += elen;
-	}
-}
-
-/* ACPI 6.5, 5.2.17: the number of localities (8 bytes), then the matrix,
- * indexed by proximity domain. */
-static void parse_slit(const uint8_t *t, uint32_t len, struct acpi_info *out,
-                       const struct numa_doms *d)
-{
-	if (len < 44)
-		return;
-	uint64_t n = rd64(t + 36);
-	if (n == 0 || n > 256 || 44 + n * n > len)
-		return;
-	for (unsigned a = 0; a < d->n; a++)
-		for (unsigned b = 0; b < d->n; b++)
-			if (d->dom[a] < n && d->dom[b] < n)
-				out->distance[a * d->n + b] = rd8(t + 44 + d->dom[a] * n + d->dom[b]);
+		for (unsigned k = 0; k < out->numa.ncpus; k++)
+			if (cpus[k].apic_id == out->apic_ids[i])
+				out->cpu_node[i] = (uint8_t)cpus[k].node;
 }
 
 /* The table at phys if its length and checksum are sound, else NULL. */
@@ -218,17 +160,15 @@ int acpi_parse(uint64_t rsdp_phys, struct acpi_info *out)
 		parse_table(esize == 8 ? rd64(r + off) : rd32(r + off), out);
 	/* NUMA, now that the CPUs are known: SRAT first (it numbers the
 	 * nodes), then SLIT. */
-	struct numa_doms d = {.n = 0};
 	for (int pass = 0; pass < 2; pass++)
 		for (uint32_t off = sizeof(struct sdt_header); off + esize <= len; off += esize) {
 			uint32_t tlen;
 			const uint8_t *t = table_at(esize == 8 ? rd64(r + off) : rd32(r + off), &tlen);
 			if (t && pass == 0 && !memcmp(t, "SRAT", 4))
-				parse_srat(t, tlen, out, &d);
-			else if (t && pass == 1 && !memcmp(t, "SLIT", 4))
-				parse_slit(t, tlen, out, &d);
+				parse_srat(t, tlen, out);
+			else if (t && pass == 1 && !memcmp(t, "SLIT", 4) && out->numa.nnodes > 1 &&
+			         kmem_acpi_slit(t, tlen, &out->numa, out->distance) < 0)
+				memset(out->distance, 0, sizeof(out->distance));
 		}
-	out->nnodes = d.n;
-	out->numa_capped = d.capped;
 	return out->ncpus ? 0 : -1;
 }

@@ -88,16 +88,6 @@ struct demo_numa {
 };
 extern struct demo_numa demo_numa;
 
-/* A firmware memory range and its node (ACPI SRAT memory affinity). */
-struct numa_range {
-	uint64_t base, length;
-	unsigned node;
-};
-/* Cuts the usable regions of r[0..n) at the ranges' boundaries, each piece
- * tagged with the node of the range holding it (node 0 if none); extra
- * pieces go at the end.  Returns the new count (kfail past cap). */
-size_t numa_split_regions(struct kmem_region *r, size_t n, size_t cap, const struct numa_range *m,
-                          size_t nm);
 /* The workload's locality count (thread context, on CPU `cpu`). */
 void numa_note_alloc(unsigned cpu, const void *p);
 /* kfail unless p is on `node`, or node has (almost) no page free. */

@@ -37,14 +37,12 @@ struct acpi_info {
 	uint16_t pm_timer_port;            /* FADT PM_TMR_BLK, 0 if none */
 	bool pm_timer_32bit;
 	char oem_id[7];
-	/* SRAT and SLIT (NUMA): proximity domains renumbered 0.. in order of
-	 * first appearance; nnodes 0 when there is no SRAT.  cpu_node is
-	 * indexed like apic_ids (kmain_bsp reorders both). */
-	unsigned nnodes;
-	bool numa_capped;                  /* more domains than KMEM_MAX_NODES */
+	/* SRAT and SLIT (NUMA; spanalloc/memmap.h reads them): numa.nnodes
+	 * is 0 without an SRAT.  cpu_node is indexed like apic_ids (kmain_bsp
+	 * reorders both). */
+	struct kmem_numa_info numa;
 	uint8_t cpu_node[BOOT_MAX_CPUS];
-	struct numa_range mem[ACPI_MAX_MEM_AFFINITY]; /* enabled memory affinity */
-	unsigned nmem, nmem_seen;
+	struct kmem_region mem[ACPI_MAX_MEM_AFFINITY]; /* the SRAT's memory ranges */
 	uint8_t distance[KMEM_MAX_NODES * KMEM_MAX_NODES]; /* SLIT, nnodes x nnodes; 0: none */
 };
 

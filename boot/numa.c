@@ -4,9 +4,6 @@
  *     path fills in before demo_heap_init (x86_64: ACPI SRAT and SLIT,
  *     boot/acpi.c; aarch64/riscv64: the device tree's numa-node-id) and
  *     demo_heap_init hands to kmem_init;
- *   - numa_split_regions: a memory map's usable regions cut at the
- *     firmware's node ranges, each piece tagged with its node (the device
- *     tree tags /memory nodes directly, so only ACPI needs it);
  *   - the workload's locality count: every allocation a CPU makes in
  *     thread context is local when kmem_virt_to_node() of it is the CPU's
  *     node, and the report per node at the end.  Page runs the workload
@@ -21,47 +18,6 @@ struct demo_numa demo_numa;
 static struct {
 	uint64_t local, remote;
 } _Alignas(64) count[BOOT_MAX_CPUS];
-
-static int range_node(const struct numa_range *m, size_t nm, uint64_t a)
-{
-	for (size_t i = 0; i < nm; i++)
-		if (a >= m[i].base && a - m[i].base < m[i].length)
-			return m[i].node;
-	return 0; /* memory the firmware gave no node: node 0, as Linux does */
-}
-
-size_t numa_split_regions(struct kmem_region *r, size_t n, size_t cap, const struct numa_range *m,
-                          size_t nm)
-{
-	size_t n0 = n;
-	for (size_t i = 0; i < n0; i++) {
-		if (r[i].type != KMEM_REGION_USABLE || !r[i].length)
-			continue;
-		uint64_t base = r[i].base, end = base + r[i].length;
-		/* Cut at every range boundary inside [base, end), lowest first. */
-		uint64_t at = base;
-		bool first = true;
-		while (at < end) {
-			uint64_t next = end;
-			for (size_t k = 0; k < nm; k++) {
-				uint64_t b = m[k].base, e = m[k].base + m[k].length;
-				if (b > at && b < next)
-					next = b;
-				if (e > at && e < next)
-					next = e;
-			}
-			struct kmem_region *piece = first ? &r[i] : n < cap ? &r[n++] : NULL;
-			if (!piece)
-				kfail("memory map: more than %zu regions after the NUMA split", cap);
-			*piece = (struct kmem_region){.base = at, .length = next - at,
-			                              .type = KMEM_REGION_USABLE,
-			                              .node = (uint32_t)range_node(m, nm, at)};
-			first = false;
-			at = next;
-		}
-	}
-	return n;
-}
 
 void numa_note_alloc(unsigned cpu, const void *p)
 {
