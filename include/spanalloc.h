@@ -57,6 +57,14 @@ extern "C" {
 #define KMEM_MAX_CPUS 64
 #endif
 
+/* Highest NUMA node count (see "NUMA nodes" below).  Override at build
+ * time with -DKMEM_MAX_NODES=n (1..255). */
+#ifndef KMEM_MAX_NODES
+#define KMEM_MAX_NODES 4
+#endif
+/* "No node asked for": the calling CPU's node. */
+#define KMEM_NO_NODE (-1)
+
 /* Physical addresses handled: [0, 2^KMEM_PHYS_BITS). */
 #define KMEM_PHYS_BITS 48
 
@@ -90,6 +98,8 @@ struct kmem_region {
 	uint64_t base;   /* physical address of the first byte */
 	uint64_t length; /* bytes */
 	uint32_t type;   /* enum kmem_region_type; unknown types are reserved */
+	uint32_t node;   /* NUMA node of the range, < KMEM_MAX_NODES; 0 for
+	                    maps without NUMA information */
 };
 
 struct kmem_config {
@@ -110,6 +120,13 @@ struct kmem_config {
 	 * secret; give entropy, e.g. from RDRAND or getrandom). */
 	unsigned harden;
 	uint64_t harden_seed;
+	/* Optional NUMA topology (see "NUMA nodes" below).  cpu_node: max_cpus
+	 * entries, the node of each CPU (NULL: every CPU on node 0).
+	 * node_distance: nnodes x nnodes, row = from, column = to, SLIT
+	 * style (10 = local; NULL: 10 local, 20 remote), where nnodes = 1 +
+	 * the highest node of any usable region or CPU.  Both are copied. */
+	const uint8_t *cpu_node;
+	const uint8_t *node_distance;
 };
 
 /* Bytes of metadata region kmem_init() needs for this map: arena metadata
@@ -122,7 +139,10 @@ struct kmem_config {
 size_t kmem_metadata_size(const struct kmem_config *cfg);
 
 /* Builds the heap over the map.  Returns 0, or -KMEM_EINVAL (malformed
- * config, no usable page, harden > KMEM_HARDEN_MAX), or -KMEM_ENOMEM (no usable range can hold the
+ * config, no usable page, harden > KMEM_HARDEN_MAX, a usable region's or
+ * CPU's node >= KMEM_MAX_NODES, a distance table whose diagonal is not the
+ * row's minimum, more than KMEM_MAX_NODE_RANGES node changes along the
+ * address space), or -KMEM_ENOMEM (no usable range can hold the
  * metadata region, or the caller's region is too small).  On success CPU 0
  * is online and every API below works.  Calling it again discards the old
  * heap (for tests and warm restarts; no object from the old heap may be
@@ -290,6 +310,81 @@ void kpage_free(void *p, size_t npages);
 
 /* Physical address of any byte the heap manages (virtual - offset). */
 uint64_t kmem_virt_to_phys(const void *p);
+
+/* ---------------------------------------------------------------------------
+ * NUMA nodes
+ *
+ * Every usable region carries a node (kmem_region.node), every CPU one
+ * (kmem_config.cpu_node).  Each node has its own mcentrals (and depots)
+ * for the kmalloc classes and for every object cache; a CPU's magazines
+ * hold objects of its node's mcentrals only.  The page heap is one
+ * structure under one lock: a request for node N searches N's page
+ * ranges first, then the other nodes' in distance order (ties: lower
+ * node first).  So every allocation prefers the calling CPU's node, and
+ * falls back rather than fail (Linux's behaviour without
+ * __GFP_THISNODE).  A free goes back to its object's node: an object of
+ * another node's mcentral never enters the freeing CPU's magazines, it
+ * goes straight to its span (an atomic OR), from where its node's CPUs
+ * reuse it.  A heap whose regions and CPUs are all on node 0 behaves as
+ * without NUMA.
+ *
+ * What is not.  The allocator's own metadata (arena maps, span
+ * descriptors and bitmaps, magazines) is not split per node: it lives in
+ * the one metadata region and in pool pages taken from the top of the
+ * pool, whatever node that is.  The page heap shares one lock between the
+ * nodes.  kmalloc_node etc. for a node other than the calling CPU's take
+ * a lock per object (the node's depot lock: no magazine of that node is
+ * the caller's to use).
+ */
+
+/* Ranges of consecutive address space of one node the heap keeps: a map
+ * whose nodes alternate along the address space more often than this is
+ * refused (-KMEM_EINVAL). */
+#define KMEM_MAX_NODE_RANGES 32
+
+/* As kmalloc, kmem_cache_alloc, kpage_alloc, with memory preferably on
+ * `node` (KMEM_NO_NODE: the calling CPU's node, exactly the plain call).
+ * Memory comes from `node` when it has any that fits (spans already in
+ * that node's mcentral included), else from the other nodes in distance
+ * order.  Return NULL iff the plain call would (no node can serve), or
+ * node is neither KMEM_NO_NODE nor < kmem_nr_nodes().  Cost: the plain
+ * call's for KMEM_NO_NODE and the caller's own node; for another node a
+ * small object takes that node's depot lock (no magazine), and a page
+ * search reads O(log n) summary nodes per page range of each node tried.
+ * Context: ANY. */
+struct kmem_cache;
+void *kmalloc_node(size_t size, int node);
+void *kmem_cache_alloc_node(struct kmem_cache *cache, int node);
+void *kpage_alloc_node(size_t npages, size_t align, uint64_t max_phys, int node);
+
+/* The node of the page holding p, or -1 if the heap does not manage that
+ * page (never did, the metadata region).  Cost: O(1): a check in the
+ * arena map and a scan of at most KMEM_MAX_NODE_RANGES ranges, no lock.
+ * Context: ANY. */
+int kmem_virt_to_node(const void *p);
+
+/* Nodes the heap was built with: 1 + the highest node of any usable
+ * region or CPU at kmem_init (>= 1).  Context: ANY. */
+unsigned kmem_nr_nodes(void);
+
+struct kmem_node_stats {
+	uint64_t pages_managed;   /* pool pages of the node */
+	uint64_t pages_free;      /* of them, free in the page allocator */
+	/* Spans, large objects and page runs taken from the page heap for a
+	 * request that preferred this node (a CPU of it, or the node asked
+	 * for): served from this node, or from another (fallback). */
+	uint64_t alloc_local;
+	uint64_t alloc_remote;
+	uint64_t pages_local;     /* their pages */
+	uint64_t pages_remote;
+	unsigned cpus;            /* CPUs of the node (online or not) */
+};
+
+/* Statistics of node `node` (< kmem_nr_nodes()); -KMEM_EINVAL otherwise.
+ * Summed over the nodes, pages_managed and pages_free equal kmem_stats'.
+ * Cost: O(node's pages / 64) words read under the mheap lock, interrupts
+ * off.  Context: THREAD. */
+int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out);
 
 /* ---------------------------------------------------------------------------
  * Object caches (slab-style): objects of one size and alignment with their

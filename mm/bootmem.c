@@ -174,12 +174,143 @@ static unsigned cfg_cpus(const struct kmem_config *cfg)
 	return cfg->max_cpus ? cfg->max_cpus : KMEM_MAX_CPUS;
 }
 
-static size_t meta_bytes(const struct map_sizes *m, unsigned cpus)
+/* ---------------------------------------------------------------------------
+ * NUMA nodes (malloc.c, "NUMA nodes").
+ */
+
+static uint8_t cpu_node_of(const struct kmem_config *cfg, unsigned cpu)
+{
+	return cfg->cpu_node ? cfg->cpu_node[cpu] : 0;
+}
+
+/* 1 + the highest node of a usable region or CPU; 0 if one is out of
+ * range or the distance table is malformed (every node nearest to
+ * itself). */
+static unsigned cfg_nodes(const struct kmem_config *cfg)
+{
+	unsigned n = 1;
+	for (size_t i = 0; i < cfg->nregions; i++) {
+		const struct kmem_region *r = &cfg->regions[i];
+		if (r->type != KMEM_REGION_USABLE || !r->length)
+			continue;
+		if (r->node >= KMEM_MAX_NODES)
+			return 0;
+		if (r->node >= n)
+			n = r->node + 1;
+	}
+	for (unsigned cpu = 0; cpu < cfg_cpus(cfg); cpu++) {
+		if (cpu_node_of(cfg, cpu) >= KMEM_MAX_NODES)
+			return 0;
+		if (cpu_node_of(cfg, cpu) >= n)
+			n = cpu_node_of(cfg, cpu) + 1u;
+	}
+	if (cfg->node_distance)
+		for (unsigned a = 0; a < n; a++)
+			for (unsigned b = 0; b < n; b++)
+				if (cfg->node_distance[a * n + a] == 0 ||
+				    cfg->node_distance[a * n + b] < cfg->node_distance[a * n + a])
+					return 0;
+	return n;
+}
+
+static unsigned node_distance(const struct kmem_config *cfg, unsigned n, unsigned a, unsigned b)
+{
+	if (cfg->node_distance)
+		return cfg->node_distance[a * n + b];
+	return a == b ? 10 : 20;
+}
+
+/* Fills mheap_.node_order: for each node itself, then the others by
+ * distance (ties: lower node first). */
+static void node_order_init(const struct kmem_config *cfg, unsigned n)
+{
+	for (unsigned a = 0; a < n; a++) {
+		uint8_t *o = mheap_.node_order[a];
+		unsigned k = 0;
+		o[k++] = (uint8_t)a;
+		for (unsigned b = 0; b < n; b++) {
+			if (b == a)
+				continue;
+			unsigned j = k++;
+			while (j > 1 && node_distance(cfg, n, a, o[j - 1]) > node_distance(cfg, n, a, b)) {
+				o[j] = o[j - 1];
+				j--;
+			}
+			o[j] = (uint8_t)b;
+		}
+	}
+}
+
+/* Appends the pages the bytes [base, end) touch, of `node`, to the node
+ * table (with `merge`, into the last entry if that is the same node).
+ * -KMEM_EINVAL if they overlap another node's range or the table is
+ * full.  Under mheap.lock (or init). */
+static int node_range_add_locked(uint64_t base, uint64_t end, uint32_t node, bool merge)
+{
+	unsigned n = atomic_load_explicit(&mheap_.nranges, memory_order_relaxed);
+	uint64_t lo = base >> PAGE_SHIFT, hi = align_up(end, PAGE_SIZE) >> PAGE_SHIFT;
+	if (end == UINT64_MAX || hi > 1ull << SUM_TOP)
+		hi = 1ull << SUM_TOP;
+	for (unsigned i = 0; i < n; i++) {
+		/* Another node's range may share one page at an end (unaligned
+		 * boundary), no more. */
+		const struct node_range *r = &mheap_.node_ranges[i];
+		if (r->node != node && lo < r->hi && r->lo < hi && lo + 1 != r->hi && r->lo + 1 != hi)
+			return -KMEM_EINVAL;
+	}
+	struct node_range *last = n ? &mheap_.node_ranges[n - 1] : NULL;
+	if (merge && last && last->node == node) {
+		if (hi > last->hi)
+			last->hi = hi;
+		return 0;
+	}
+	if (last && lo < last->hi && lo >= last->lo)
+		lo = last->hi; /* a page split between two nodes: the lower's */
+	if (lo >= hi)
+		return 0;
+	if (n == KMEM_MAX_NODE_RANGES)
+		return -KMEM_EINVAL;
+	mheap_.node_ranges[n] = (struct node_range){.lo = lo, .hi = hi, .node = node};
+	atomic_store_explicit(&mheap_.nranges, n + 1, memory_order_release);
+	return 0;
+}
+
+/* The node table from the map's usable regions, taken in address order
+ * (O(n^2), no scratch memory), consecutive ones of a node merged (gaps
+ * between them hold no other node's memory). */
+static int node_ranges_init(const struct kmem_config *cfg)
+{
+	size_t prev = SIZE_MAX;
+	for (;;) {
+		size_t best = SIZE_MAX;
+		for (size_t i = 0; i < cfg->nregions; i++) {
+			const struct kmem_region *r = &cfg->regions[i];
+			if (r->type != KMEM_REGION_USABLE || !r->length)
+				continue;
+			if (prev != SIZE_MAX) { /* after prev in (base, index) order */
+				const struct kmem_region *p = &cfg->regions[prev];
+				if (r->base < p->base || (r->base == p->base && i <= prev))
+					continue;
+			}
+			if (best == SIZE_MAX || r->base < cfg->regions[best].base)
+				best = i;
+		}
+		if (best == SIZE_MAX)
+			return 0;
+		const struct kmem_region *r = &cfg->regions[best];
+		int err = node_range_add_locked(r->base, region_end(r), r->node, true);
+		if (err)
+			return err;
+		prev = best;
+	}
+}
+
+static size_t meta_bytes(const struct map_sizes *m, unsigned cpus, unsigned nodes)
 {
 	uint64_t reserve = (m->pages << PAGE_SHIFT) >> META_SPAN_RESERVE_SHIFT;
 	if (reserve < META_SPAN_RESERVE_MIN)
 		reserve = META_SPAN_RESERVE_MIN;
-	uint64_t b = cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES +
+	uint64_t b = cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES * nodes +
 	             cline(sizeof(struct mcache)) * cpus +
 	             m->chunks * cline(sizeof(struct l2_chunk)) +
 	             m->arenas * cline(sizeof(struct heap_arena)) + reserve +
@@ -190,7 +321,7 @@ static size_t meta_bytes(const struct map_sizes *m, unsigned cpus)
 static bool cfg_ok(const struct kmem_config *cfg)
 {
 	return cfg && (cfg->regions || !cfg->nregions) && cfg_cpus(cfg) <= KMEM_MAX_CPUS &&
-	       cfg->harden <= KMEM_HARDEN_MAX;
+	       cfg->harden <= KMEM_HARDEN_MAX && cfg_nodes(cfg);
 }
 
 size_t kmem_metadata_size(const struct kmem_config *cfg)
@@ -201,7 +332,7 @@ size_t kmem_metadata_size(const struct kmem_config *cfg)
 	count_map(cfg, 0, 0, &m);
 	if (!m.pages)
 		return 0;
-	return meta_bytes(&m, cfg_cpus(cfg));
+	return meta_bytes(&m, cfg_cpus(cfg), cfg_nodes(cfg));
 }
 
 void kmem_metadata_region(uint64_t *phys_base, uint64_t *size)
@@ -260,13 +391,13 @@ int kmem_init(const struct kmem_config *cfg)
 {
 	if (!cfg_ok(cfg))
 		return -KMEM_EINVAL;
-	unsigned cpus = cfg_cpus(cfg);
+	unsigned cpus = cfg_cpus(cfg), nodes = cfg_nodes(cfg);
 	uint64_t ex_lo = 0, ex_hi = 0;
 	struct map_sizes m;
 	count_map(cfg, 0, 0, &m);
 	if (!m.pages)
 		return -KMEM_EINVAL;
-	size_t need = meta_bytes(&m, cpus);
+	size_t need = meta_bytes(&m, cpus, nodes);
 
 	uint64_t meta_base, meta_size;
 	if (cfg->metadata_size) {
@@ -297,6 +428,15 @@ int kmem_init(const struct kmem_config *cfg)
 	lock_init(&mheap_.caches_lock, LOCK_CACHES);
 	mheap_.offset = cfg->direct_map_offset;
 	mheap_.max_cpus = cpus;
+	mheap_.nnodes = nodes;
+	for (unsigned cpu = 0; cpu < cpus; cpu++)
+		mheap_.cpu_node[cpu] = cpu_node_of(cfg, cpu);
+	node_order_init(cfg, nodes);
+	if (nodes > 1) {
+		int err = node_ranges_init(cfg);
+		if (err)
+			return err;
+	}
 	mheap_.meta_base = meta_base;
 	mheap_.meta_size = meta_size;
 	/* Between the guard pages: the first and last pages it touches
@@ -312,7 +452,7 @@ int kmem_init(const struct kmem_config *cfg)
 	uintptr_t end = mheap_.meta_end;
 	*bump = align_up(*bump, KMEM_CACHE_LINE);
 	mheap_.central = (struct mcentral *)*bump;
-	*bump += cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES;
+	*bump += cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES * nodes;
 	mheap_.mcaches = (struct mcache *)*bump;
 	*bump += cline(sizeof(struct mcache)) * cpus;
 	if (*bump > end)
@@ -343,14 +483,24 @@ int kmem_init(const struct kmem_config *cfg)
 	fixalloc_init(&mheap_.magalloc, sizeof(struct magazine));
 	for (unsigned b = 0; b < DBG_BUCKETS; b++)
 		fixalloc_init(&mheap_.dbgalloc[b], dbg_bucket_objs(b) * sizeof(struct obj_debug));
-	fixalloc_init(&mheap_.cachealloc, sizeof(struct kmem_cache) + cpus * sizeof(struct cache_cpu));
+	/* An object cache's block: descriptor, per-CPU array, then the
+	 * mcentrals of nodes 1.. (kmem_cache.c). */
+	fixalloc_init(&mheap_.cachealloc,
+	              align_up(sizeof(struct kmem_cache) + cpus * sizeof(struct cache_cpu),
+	                       KMEM_CACHE_LINE) +
+	                  (nodes - 1) * cline(sizeof(struct mcentral)));
 
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
-		const struct size_class *sc = &kmem_class[cls];
-		mcentral_init(&mheap_.central[cls], cls, sc->size, sc->npages, sc->nelems,
-		              sc->align_pages, sc->divmul, NULL);
-		mheap_.central[cls].debug = KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0;
-	}
+	for (unsigned node = 0; node < nodes; node++)
+		for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
+			const struct size_class *sc = &kmem_class[cls];
+			struct mcentral *c = class_central(node, cls);
+			mcentral_init(c, cls, sc->size, sc->npages, sc->nelems, sc->align_pages,
+			              sc->divmul, NULL);
+			c->debug = KMEM_DEBUG_HEAP ? KMEM_DEBUG_ALL : 0;
+			c->node = (uint8_t)node;
+		}
+	for (unsigned cpu = 0; cpu < cpus; cpu++)
+		mheap_.mcaches[cpu].node = mheap_.cpu_node[cpu];
 	int err = harden_init(cfg->harden, cfg->harden_seed);
 	if (err)
 		return err;
@@ -400,6 +550,9 @@ long kmem_hot_add(const struct kmem_region *r)
 		return -KMEM_EINVAL;
 	uint64_t pfn = s >> PAGE_SHIFT, n = (e - s) >> PAGE_SHIFT;
 
+	if (r->node >= mheap_.nnodes)
+		return -KMEM_EINVAL;
+
 	unsigned long f = lock_irqsave(&mheap_.lock);
 	/* Overlap with managed memory (free, used, or metadata a hot-add keeps
 	 * in its region) or with the metadata region. */
@@ -409,6 +562,7 @@ long kmem_hot_add(const struct kmem_region *r)
 		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_EINVAL;
 	}
+
 	/* (and a cache line for the header of the copy room, and a guard
 	 * page on either side) */
 	uint64_t meta = hot_meta_bytes(pfn, n);
@@ -416,6 +570,11 @@ long kmem_hot_add(const struct kmem_region *r)
 	if (used >= n) {
 		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_ENOMEM; /* nothing was written */
+	}
+	/* Its node range (the last check: it writes only if it succeeds). */
+	if (mheap_.nnodes > 1 && node_range_add_locked(s, e, r->node, false)) {
+		unlock_irqrestore(&mheap_.lock, f);
+		return -KMEM_EINVAL;
 	}
 
 	/* The metadata, from the start of the region: chunks, then the arenas

@@ -75,7 +75,9 @@ static size_t alloc_entered(struct mcentral *c, size_t n, void **p)
 	}
 	struct mag_slot *ms;
 	struct cpu_class *cc;
-	cpu_slots(c, arch_cpu_id(), &ms, &cc);
+	unsigned cpu = arch_cpu_id();
+	c = central_of_cpu(c, cpu); /* its node's (mtypes.h) */
+	cpu_slots(c, cpu, &ms, &cc);
 	size_t i = 0;
 	while (i < n) {
 		void **e = ms->top, **base = ms->base;
@@ -117,7 +119,7 @@ size_t kmem_cache_alloc_bulk(struct kmem_cache *k, size_t n, void **p)
 		/* The single path: debug caches, or the spans gave out (it
 		 * reclaims, asks the OOM hook and retries). */
 		void *q = WITH_OOM_RETRY(oom_request(KMEM_OOM_CACHE, k->size, k->align, 0),
-		                         cache_alloc_on_cpu(k, caller));
+		                         cache_alloc_on_cpu(k, caller, KMEM_NO_NODE));
 		if (!q) {
 			kmem_cache_free_bulk(k, i, p);
 			return 0;
@@ -152,6 +154,8 @@ static inline uint32_t free_route(struct mspan *s, struct kmem_cache *k, unsigne
                            struct free_to *to)
 {
 	uint32_t fast = atomic_load_explicit(&s->fast_nelems, memory_order_relaxed);
+	if (s->node != mcache_of(cpu)->node)
+		return to->limit = 0; /* another node's: kfree sends it home */
 	if (fast && !k) {
 		/* A plain kmalloc span (mtypes.h: the fast paths' gate). */
 		struct mcache *m = mcache_of(cpu);

@@ -169,11 +169,12 @@ int harden_init(unsigned level, uint64_t seed)
 		if (!harden_.ring || !harden_.sizes)
 			return -KMEM_ENOMEM;
 	}
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
-		struct mcentral *c = &mheap_.central[cls];
-		c->debug = KMEM_DEBUG_ALL | DEBUG_HARDEN;
-		mcentral_set_magazines(c, false);
-	}
+	for (unsigned node = 0; node < mheap_.nnodes; node++)
+		for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
+			struct mcentral *c = class_central(node, cls);
+			c->debug = KMEM_DEBUG_ALL | DEBUG_HARDEN;
+			mcentral_set_magazines(c, false);
+		}
 	return 0;
 }
 

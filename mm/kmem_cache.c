@@ -8,6 +8,10 @@
  * only its objects.  That is what makes per-cache statistics exact,
  * shrink/destroy cheap and a free to the wrong cache detectable.  The
  * paths are kmalloc's (central_alloc and small_free in malloc.c).
+ * With NUMA nodes a cache has an mcentral per node (node_central[]: its
+ * own `central` for node 0, the others after the per-CPU array in the
+ * descriptor's block); a CPU's magazines of the cache hold objects of its
+ * node's mcentral only, as for the kmalloc classes.
  *
  * The list of caches is protected by mheap.caches_lock (LOCK_CACHES, the
  * outermost lock); descriptors come from a fixalloc under mheap.lock.
@@ -73,15 +77,27 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 	unlock_irqrestore(&mheap_.lock, f);
 	if (!k)
 		return NULL;
-	mcentral_init(&k->central, 0, elemsize, np, nelems, 1, divmul, k);
-	k->central.debug = flags;
+	/* The per-CPU array follows the descriptor in its block, then the
+	 * mcentrals of nodes 1.. (bootmem.c sizes the block). */
+	k->cpu = (struct cache_cpu *)(k + 1);
+	memset(k->cpu, 0, mheap_.max_cpus * sizeof(struct cache_cpu));
+	uintptr_t more = align_up((uintptr_t)(k->cpu + mheap_.max_cpus), KMEM_CACHE_LINE);
+	for (unsigned node = 0; node < KMEM_MAX_NODES; node++) {
+		struct mcentral *c = NULL;
+		if (node < mheap_.nnodes) {
+			c = node ? (struct mcentral *)more : &k->central;
+			if (node)
+				more += align_up(sizeof(struct mcentral), KMEM_CACHE_LINE);
+			mcentral_init(c, 0, elemsize, np, nelems, 1, divmul, k);
+			c->debug = flags;
+			c->node = (uint8_t)node;
+		}
+		k->node_central[node] = c;
+	}
 	k->name = name;
 	k->size = size;
 	k->align = align;
 	k->ctor = ctor;
-	/* The per-CPU array follows the descriptor in its block. */
-	k->cpu = (struct cache_cpu *)(k + 1);
-	memset(k->cpu, 0, mheap_.max_cpus * sizeof(struct cache_cpu));
 	f = lock_irqsave(&mheap_.caches_lock);
 	k->magic = KMEM_CACHE_MAGIC;
 	k->next = mheap_.caches;
@@ -90,18 +106,29 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 	return k;
 }
 
-void *kmem_cache_alloc(struct kmem_cache *k)
+static void *cache_alloc(struct kmem_cache *k, int node, uintptr_t caller)
 {
 	if (!k || k->magic != KMEM_CACHE_MAGIC) {
 		report_fault(KMEM_FAULT_WRONG_CACHE, k, NULL, "not a live object cache");
 		return NULL;
 	}
-	uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+	if (node != KMEM_NO_NODE && (node < 0 || (unsigned)node >= mheap_.nnodes))
+		return NULL;
 	void *p = WITH_OOM_RETRY(oom_request(KMEM_OOM_CACHE, k->size, k->align, 0),
-	                         cache_alloc_on_cpu(k, caller));
+	                         cache_alloc_on_cpu(k, caller, node));
 	if (p && k->ctor)
 		k->ctor(p);
 	return p;
+}
+
+void *kmem_cache_alloc(struct kmem_cache *k)
+{
+	return cache_alloc(k, KMEM_NO_NODE, (uintptr_t)__builtin_return_address(0));
+}
+
+void *kmem_cache_alloc_node(struct kmem_cache *k, int node)
+{
+	return cache_alloc(k, node, (uintptr_t)__builtin_return_address(0));
 }
 
 void kmem_cache_free(struct kmem_cache *k, void *obj)
@@ -142,7 +169,16 @@ void kmem_cache_free(struct kmem_cache *k, void *obj)
  * of the allocator). */
 static void cache_flush_cpu(struct kmem_cache *k, unsigned cpu)
 {
-	mag_drain_cpu(&k->cpu[cpu].mag, &k->cpu[cpu].cls, &k->central);
+	mag_drain_cpu(&k->cpu[cpu].mag, &k->cpu[cpu].cls, central_of_cpu(&k->central, cpu));
+}
+
+/* Spans of cache k's mcentrals (caches_lock held). */
+static uint64_t cache_spans(const struct kmem_cache *k)
+{
+	uint64_t n = 0;
+	for (unsigned node = 0; node < mheap_.nnodes; node++)
+		n += k->node_central[node]->spans;
+	return n;
 }
 
 void kmem_caches_cpu_flush(unsigned cpu)
@@ -168,15 +204,18 @@ size_t kmem_caches_reclaim(void)
 	for (struct kmem_cache *k = mheap_.caches; k; k = k->next) {
 		for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 			if (cpu != self)
-				mag_take_over(&k->cpu[cpu].cls, &k->central);
-		n += mcentral_reclaim(&k->central);
-		uint64_t r = atomic_exchange_explicit(&k->central.racing, 0, memory_order_acquire);
-		if (r) {
-			atomic_fetch_add_explicit(&found.racing, r, memory_order_relaxed);
-			atomic_store_explicit(&found.racing_addr,
-			                      atomic_load_explicit(&k->central.racing_addr,
-			                                           memory_order_relaxed),
-			                      memory_order_relaxed);
+				mag_take_over(&k->cpu[cpu].cls, central_of_cpu(&k->central, cpu));
+		for (unsigned node = 0; node < mheap_.nnodes; node++) {
+			struct mcentral *c = k->node_central[node];
+			n += mcentral_reclaim(c);
+			uint64_t r = atomic_exchange_explicit(&c->racing, 0, memory_order_acquire);
+			if (r) {
+				atomic_fetch_add_explicit(&found.racing, r, memory_order_relaxed);
+				atomic_store_explicit(&found.racing_addr,
+				                      atomic_load_explicit(&c->racing_addr,
+				                                           memory_order_relaxed),
+				                      memory_order_relaxed);
+			}
 		}
 	}
 	unlock_irqrestore(&mheap_.caches_lock, f);
@@ -195,9 +234,10 @@ size_t kmem_cache_shrink(struct kmem_cache *k)
 	size_t n = 0;
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 		if (cpu != self)
-			mag_take_over(&k->cpu[cpu].cls, &k->central);
+			mag_take_over(&k->cpu[cpu].cls, central_of_cpu(&k->central, cpu));
 	cache_flush_cpu(k, self);
-	n += mcentral_reclaim(&k->central);
+	for (unsigned node = 0; node < mheap_.nnodes; node++)
+		n += mcentral_reclaim(k->node_central[node]);
 	unlock_irqrestore(&mheap_.caches_lock, f);
 	return n;
 }
@@ -211,8 +251,9 @@ int kmem_cache_destroy(struct kmem_cache *k)
 	unsigned long f = lock_irqsave(&mheap_.caches_lock);
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 		cache_flush_cpu(k, cpu);
-	mcentral_reclaim(&k->central);
-	if (k->central.spans) {
+	for (unsigned node = 0; node < mheap_.nnodes; node++)
+		mcentral_reclaim(k->node_central[node]);
+	if (cache_spans(k)) {
 		unlock_irqrestore(&mheap_.caches_lock, f);
 		return -KMEM_EBUSY;
 	}
@@ -234,5 +275,6 @@ void kmem_cache_get_stats(const struct kmem_cache *k, struct kmem_class_stats *o
 	memset(out, 0, sizeof(*out));
 	if (!k || k->magic != KMEM_CACHE_MAGIC)
 		return;
-	central_stats(&k->central, out);
+	for (unsigned node = 0; node < mheap_.nnodes; node++)
+		central_stats(k->node_central[node], out);
 }

@@ -247,10 +247,11 @@ size_t reclaim_all(bool flush_self)
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 		if (cpu != self || !flush_self)
 			mcache_take_over(cpu);
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
-		n += mcentral_reclaim(&mheap_.central[cls]);
-		mcentral_report_racing(&mheap_.central[cls]);
-	}
+	for (unsigned node = 0; node < mheap_.nnodes; node++)
+		for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
+			n += mcentral_reclaim(class_central(node, cls));
+			mcentral_report_racing(class_central(node, cls));
+		}
 	n += kmem_caches_reclaim();
 	return n;
 }
@@ -285,29 +286,42 @@ static void *skip_head_slot(struct mcentral *c, struct mag_slot *ms, struct cpu_
 	return q ? q : slot_alloc(ms, cc, c);
 }
 
-/* An object of central c from this CPU's magazines (or, nested in this
- * CPU's fast path, from the shared span); out of memory, after reclaim
- * and a second try.  `size` and `caller` are for the debug heap. */
+/* An object of central c from its depot's shared span, under the depot
+ * lock, with reclaim and a second try: for contexts nested in this CPU's
+ * fast path, and for another node's objects (this CPU's magazines hold
+ * its own node's only). */
+static void *shared_alloc(struct mcentral *c)
+{
+	void *p = mcache_alloc_shared(c);
+	if (!p) {
+		reclaim_here();
+		p = mcache_alloc_shared(c);
+	}
+	return p;
+}
+
+/* An object of c's class or cache, on this CPU's node: from this CPU's
+ * magazines (or, nested in this CPU's fast path, from the shared span);
+ * out of memory, after reclaim and a second try.  `size` and `caller`
+ * are for the debug heap. */
 static void *central_alloc(struct mcentral *c, size_t size, uintptr_t caller)
 {
 	unsigned long t = arch_fast_enter();
 	void *p;
 	if (fast_nested(t)) {
 		arch_fast_exit(t);
-		p = mcache_alloc_shared(c);
-		if (!p) {
-			reclaim_here();
-			p = mcache_alloc_shared(c);
-		}
+		p = shared_alloc(central_of_cpu(c, arch_cpu_id()));
 	} else {
 		unsigned long f = irqoff_in(t);
 		struct mag_slot *ms;
 		struct cpu_class *cc;
-		cpu_slots(c, arch_cpu_id(), &ms, &cc);
+		unsigned cpu = arch_cpu_id();
+		c = central_of_cpu(c, cpu); /* the CPU is known now: its node's */
+		cpu_slots(c, cpu, &ms, &cc);
 		p = slot_alloc(ms, cc, c);
 		if (!p) {
 			reclaim_all(true);
-			cpu_slots(c, arch_cpu_id(), &ms, &cc);
+			cpu_slots(c, cpu, &ms, &cc);
 			p = slot_alloc(ms, cc, c);
 		}
 		if (p && (c->debug & DEBUG_HARDEN))
@@ -319,28 +333,42 @@ static void *central_alloc(struct mcentral *c, size_t size, uintptr_t caller)
 	return p;
 }
 
-static void *small_alloc(unsigned cls, size_t size, uintptr_t caller)
+/* An object of c's class or cache, preferably on `node` (KMEM_NO_NODE:
+ * this CPU's). */
+static void *node_alloc(struct mcentral *c, size_t size, uintptr_t caller, int node)
 {
-	return central_alloc(&mheap_.central[cls], size, caller);
+	if (node < 0 || (unsigned)node == mheap_.cpu_node[arch_cpu_id()])
+		return central_alloc(c, size, caller);
+	c = c->cache ? c->cache->node_central[node] : class_central((unsigned)node, c->sizeclass);
+	void *p = shared_alloc(c);
+	if (p && c->debug)
+		debug_on_alloc(p, size, caller);
+	return p;
+}
+
+static void *small_alloc(unsigned cls, size_t size, uintptr_t caller, int node)
+{
+	return node_alloc(class_central(0, cls), size, caller, node);
 }
 
 /* Used by kmem_cache.c: the same path on a cache's per-CPU slot. */
-void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller)
+void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller, int node)
 {
-	return central_alloc(&k->central, k->size, caller);
+	return node_alloc(&k->central, k->size, caller, node);
 }
 
 static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
-                         enum span_state state, uintptr_t caller)
+                         enum span_state state, uintptr_t caller, int node)
 {
+	unsigned want = node_or_here(node);
 	uint64_t npages = ((uint64_t)size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	uint32_t hl = 0; /* hardened layout (harden.c) */
 	if (state == SPAN_LARGE && harden_.level)
 		npages = harden_large_pages(size, align_pages, &hl);
-	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
+	struct mspan *s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL, want);
 	if (!s) {
 		reclaim_here();
-		s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL);
+		s = mheap_alloc_span(npages, align_pages, max_pfn, state, NULL, want);
 		if (!s)
 			return NULL;
 	}
@@ -350,19 +378,31 @@ static void *large_alloc(size_t size, uint64_t align_pages, uint64_t max_pfn,
 	return (void *)s->base;
 }
 
-static void *kmalloc_once(size_t size, uintptr_t caller)
+static void *kmalloc_once(size_t size, uintptr_t caller, int node)
 {
 	/* Hardened level 3: kmalloc(0) is a guard page of its own. */
 	if (size + REDZONE_SLACK <= KMEM_SMALL_MAX && (size || !harden_guards()))
-		return small_alloc(kmem_size_to_class(size + REDZONE_SLACK), size, caller);
-	return large_alloc(size, 1, 0, SPAN_LARGE, caller);
+		return small_alloc(kmem_size_to_class(size + REDZONE_SLACK), size, caller, node);
+	return large_alloc(size, 1, 0, SPAN_LARGE, caller, node);
 }
 
 static __attribute__((noinline)) void *kmalloc_caller(size_t size, uintptr_t caller)
 {
 	if (size > KMEM_MAX_ALLOC)
 		return NULL;
-	return WITH_OOM_RETRY(oom_request(KMEM_OOM_OBJECT, size, 8, 0), kmalloc_once(size, caller));
+	return WITH_OOM_RETRY(oom_request(KMEM_OOM_OBJECT, size, 8, 0),
+	                      kmalloc_once(size, caller, KMEM_NO_NODE));
+}
+
+void *kmalloc_node(size_t size, int node)
+{
+	if (node == KMEM_NO_NODE)
+		return kmalloc_caller(size, RET_ADDR);
+	if (node < 0 || (unsigned)node >= mheap_.nnodes || size > KMEM_MAX_ALLOC)
+		return NULL;
+	uintptr_t caller = RET_ADDR;
+	return WITH_OOM_RETRY(oom_request(KMEM_OOM_OBJECT, size, 8, 0),
+	                      kmalloc_once(size, caller, node));
 }
 
 #if !KMEM_DEBUG_HEAP
@@ -399,7 +439,7 @@ static __attribute__((noinline)) void *kmalloc_refill(size_t size, size_t cls, u
 		return kmalloc_caller(size, 0);
 	}
 	struct mcache *m = mcache_of(arch_cpu_id());
-	void *p = mag_alloc_slow(&m->mag[cls], &m->cls[cls], &mheap_.central[cls]);
+	void *p = mag_alloc_slow(&m->mag[cls], &m->cls[cls], class_central(m->node, cls));
 	irqoff_out(f, t);
 	return p ? p : kmalloc_caller(size, 0);
 }
@@ -465,7 +505,7 @@ void *kcalloc(size_t n, size_t size)
 static void *aligned_once(size_t size, size_t align, uintptr_t caller)
 {
 	if (align <= 8)
-		return kmalloc_once(size, caller);
+		return kmalloc_once(size, caller, KMEM_NO_NODE);
 	size_t want = size ? size : 1;
 	size_t need = want + REDZONE_SLACK; /* a large object's slack is large_alloc's */
 	if (align <= PAGE_SIZE) {
@@ -475,14 +515,14 @@ static void *aligned_once(size_t size, size_t align, uintptr_t caller)
 			unsigned cls = kmem_size_to_class(align_up(need, align));
 			while (kmem_class[cls].size % align)
 				cls++;
-			return small_alloc(cls, size, caller);
+			return small_alloc(cls, size, caller, KMEM_NO_NODE);
 		}
-		return large_alloc(want, 1, 0, SPAN_LARGE, caller);
+		return large_alloc(want, 1, 0, SPAN_LARGE, caller, KMEM_NO_NODE);
 	}
 	/* A power-of-two class is naturally aligned (its spans are). */
 	if (need <= align && align <= KMEM_SMALL_MAX)
-		return small_alloc(kmem_size_to_class(align), size, caller);
-	return large_alloc(want, align >> PAGE_SHIFT, 0, SPAN_LARGE, caller);
+		return small_alloc(kmem_size_to_class(align), size, caller, KMEM_NO_NODE);
+	return large_alloc(want, align >> PAGE_SHIFT, 0, SPAN_LARGE, caller, KMEM_NO_NODE);
 }
 
 void *kmalloc_aligned(size_t size, size_t align)
@@ -611,7 +651,9 @@ static void small_free_entered(struct mspan *s, const void *p, uint32_t idx, uns
 		                              : "object is not allocated";
 	} else if (s->dbg && !debug_on_free(s, idx, p)) {
 		/* Reported (a red zone was written); the bad call does nothing. */
-	} else if (fast_nested(t)) {
+	} else if (fast_nested(t) || central_of_cpu(c, arch_cpu_id()) != c) {
+		/* Nested in this CPU's fast path, or another node's object:
+		 * straight to its span, where its own node's CPUs find it. */
 		if (span_free(s, st, idx))
 			atomic_fetch_add_explicit(&c->nfree, 1, memory_order_relaxed);
 		else
@@ -804,7 +846,7 @@ void kfree(const void *p)
 			struct mag_slot *ms = &m->mag[cls];
 			void **e = ms->top;
 			if (__builtin_expect(atomic_load_explicit(st, memory_order_relaxed) != OBJ_CLIENT ||
-			                         e == ms->end,
+			                         e == ms->end || KMEM_OTHER_NODE(s, m),
 			                     0))
 				return kfree_entered(p, t);
 			uint8_t id = (uint8_t)ms->id;
@@ -882,12 +924,13 @@ void *krealloc(void *p, size_t n)
 /* A descriptorless page run (kpage_free's lookup finds it in the arena,
  * mheap.c); out of pages, after reclaim and a second try.  Its caller is
  * not recorded (no descriptor to keep it in). */
-static void *run_alloc(uint64_t npages, uint64_t align_pages, uint64_t max_pfn)
+static void *run_alloc(uint64_t npages, uint64_t align_pages, uint64_t max_pfn, int node)
 {
-	uint64_t pfn = mheap_alloc_run(npages, align_pages, max_pfn);
+	unsigned want = node_or_here(node);
+	uint64_t pfn = mheap_alloc_run(npages, align_pages, max_pfn, want);
 	if (pfn == PAGE_NONE) {
 		reclaim_here();
-		pfn = mheap_alloc_run(npages, align_pages, max_pfn);
+		pfn = mheap_alloc_run(npages, align_pages, max_pfn, want);
 		if (pfn == PAGE_NONE)
 			return NULL;
 	}
@@ -918,6 +961,13 @@ static void run_free(const void *p, size_t npages)
 
 void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 {
+	return kpage_alloc_node(npages, align, max_phys, KMEM_NO_NODE);
+}
+
+void *kpage_alloc_node(size_t npages, size_t align, uint64_t max_phys, int node)
+{
+	if (node != KMEM_NO_NODE && (node < 0 || (unsigned)node >= mheap_.nnodes))
+		return NULL;
 	if (align == 0)
 		align = PAGE_SIZE; /* natural: a page */
 	if (npages == 0 || !is_pow2(align) || npages > (1ull << SUM_TOP))
@@ -932,9 +982,10 @@ void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys)
 	uintptr_t caller = RET_ADDR;
 	if (npages <= RUN_INLINE_MAX)
 		return WITH_OOM_RETRY(oom_request(KMEM_OOM_PAGES, npages << PAGE_SHIFT, align, max_phys),
-		                      run_alloc(npages, align_pages, max_pfn));
+		                      run_alloc(npages, align_pages, max_pfn, node));
 	return WITH_OOM_RETRY(oom_request(KMEM_OOM_PAGES, npages << PAGE_SHIFT, align, max_phys),
-	                      large_alloc(npages << PAGE_SHIFT, align_pages, max_pfn, SPAN_RUN, caller));
+	                      large_alloc(npages << PAGE_SHIFT, align_pages, max_pfn, SPAN_RUN, caller,
+	                                  node));
 }
 
 void kpage_free(void *p, size_t npages)
@@ -968,6 +1019,17 @@ void kpage_free(void *p, size_t npages)
 uint64_t kmem_virt_to_phys(const void *p)
 {
 	return (uint64_t)((uintptr_t)p - mheap_.offset);
+}
+
+int kmem_virt_to_node(const void *p)
+{
+	uint64_t pfn = virt_to_pfn((uintptr_t)p);
+	return pfn_is_managed(pfn) ? pfn_node(pfn) : -1;
+}
+
+unsigned kmem_nr_nodes(void)
+{
+	return mheap_.nnodes;
 }
 
 /* ---------------------------------------------------------------------------

@@ -120,7 +120,7 @@ void mcache_flush(unsigned cpu)
 {
 	struct mcache *m = mcache_of(cpu);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mag_drain_cpu(&m->mag[cls], &m->cls[cls], &mheap_.central[cls]);
+		mag_drain_cpu(&m->mag[cls], &m->cls[cls], class_central(m->node, cls));
 	kmem_caches_cpu_flush(cpu);
 }
 
@@ -130,5 +130,5 @@ void mcache_take_over(unsigned cpu)
 {
 	struct mcache *m = mcache_of(cpu);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mag_take_over(&m->cls[cls], &mheap_.central[cls]);
+		mag_take_over(&m->cls[cls], class_central(m->node, cls));
 }

@@ -291,7 +291,7 @@ struct mspan *mcentral_cache_span(struct mcentral *c)
 	}
 	lock_release(&c->lock);
 
-	struct mspan *s = mheap_alloc_span(c->npages, c->align_pages, 0, SPAN_SMALL, c);
+	struct mspan *s = mheap_alloc_span(c->npages, c->align_pages, 0, SPAN_SMALL, c, c->node);
 	if (!s)
 		return NULL;
 	lock_acquire(&c->lock);

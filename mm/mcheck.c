@@ -393,6 +393,8 @@ static void check_magazines(struct checker *k, struct mcentral *c)
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++) {
 		struct mag_slot *ms;
 		struct cpu_class *cc;
+		if (mheap_.cpu_node[cpu] != c->node)
+			continue; /* its magazines are of its node's central */
 		cpu_slots(c, cpu, &ms, &cc);
 		mags += check_cpu_class(k, c, ms, cc, seen);
 	}
@@ -455,15 +457,18 @@ unsigned long kmem_check(void)
 		bad(&k, NULL, NULL, "page accounting does not add up");
 
 	uint64_t central_spans = 0;
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
-		check_central(&k, &mheap_.central[cls]);
-		check_magazines(&k, &mheap_.central[cls]);
-		central_spans += mheap_.central[cls].spans;
-	}
-	for (struct kmem_cache *kc = mheap_.caches; kc; kc = kc->next) {
-		check_central(&k, &kc->central);
-		check_magazines(&k, &kc->central);
-		central_spans += kc->central.spans;
+	for (unsigned node = 0; node < mheap_.nnodes; node++) {
+		for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
+			struct mcentral *c = class_central(node, cls);
+			check_central(&k, c);
+			check_magazines(&k, c);
+			central_spans += c->spans;
+		}
+		for (struct kmem_cache *kc = mheap_.caches; kc; kc = kc->next) {
+			check_central(&k, kc->node_central[node]);
+			check_magazines(&k, kc->node_central[node]);
+			central_spans += kc->node_central[node]->spans;
+		}
 	}
 	if (central_spans != k.small_spans)
 		bad(&k, NULL, NULL, "mcentral span counts differ from the arena map");

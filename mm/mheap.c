@@ -39,15 +39,80 @@ static unsigned spanmeta_bucket(uint32_t nelems)
 	return b;
 }
 
+/* ---------------------------------------------------------------------------
+ * NUMA nodes (malloc.c, "NUMA nodes"): a node is the set of its ranges in
+ * mheap_.node_ranges; a search for a node searches each of its ranges with
+ * the summaries' own bounds, so nodes cost nothing in the page tree.
+ */
+
+unsigned node_or_here(int node)
+{
+	return node >= 0 ? (unsigned)node : mheap_.cpu_node[arch_cpu_id()];
+}
+
+/* The node of pfn (from the newest range holding it: a hot-add is newer
+ * than init's ranges), or -1 if no range holds it.  Lock-free. */
+int pfn_node(uint64_t pfn)
+{
+	if (mheap_.nnodes == 1)
+		return 0;
+	for (unsigned i = atomic_load_explicit(&mheap_.nranges, memory_order_acquire); i-- > 0;) {
+		const struct node_range *r = &mheap_.node_ranges[i];
+		if (pfn >= r->lo && pfn < r->hi)
+			return (int)r->node;
+	}
+	return -1;
+}
+
+/* pages_find_locked for a request that prefers `node`: that node's
+ * ranges first, then the other nodes' in distance order (node_order).
+ * Counts the result in node_count[node].  Returns the first pfn or
+ * PAGE_NONE. */
+uint64_t node_pages_find_locked(uint64_t npages, uint64_t align, uint64_t max_pfn,
+                                unsigned node)
+{
+	uint64_t hi = max_pfn ? max_pfn : UINT64_MAX, pfn = PAGE_NONE;
+	unsigned served = 0;
+	if (mheap_.nnodes == 1) {
+		pfn = pages_find_locked(npages, align, 1, hi);
+	} else {
+		unsigned nr = atomic_load_explicit(&mheap_.nranges, memory_order_relaxed);
+		for (unsigned k = 0; k < mheap_.nnodes && pfn == PAGE_NONE; k++) {
+			served = mheap_.node_order[node][k];
+			for (unsigned i = 0; i < nr && pfn == PAGE_NONE; i++) {
+				const struct node_range *r = &mheap_.node_ranges[i];
+				if (r->node == served)
+					pfn = pages_find_locked(npages, align, r->lo ? r->lo : 1,
+					                        r->hi < hi ? r->hi : hi);
+			}
+		}
+	}
+	if (pfn != PAGE_NONE) {
+		struct node_count *c = &mheap_.node_count[node];
+		if (served == node) {
+			c->alloc_local++;
+			c->pages_local += npages;
+		} else {
+			c->alloc_remote++;
+			c->pages_remote += npages;
+		}
+	}
+	return pfn;
+}
+
 /* A span of npages pages whose first pfn is a multiple of align_pages and
  * whose last page is below max_pfn (0: no ceiling), fully initialised and
  * published in the arena map.  Small spans (central != NULL) get bitmaps
- * and are handed out as LOC_CACHED.  Returns NULL iff no such run or no
- * metadata is left. */
+ * and are handed out as LOC_CACHED.  The pages come from the node of
+ * the central, or else `node`, if it has a run that fits, else from the
+ * nearest node that has.  Returns NULL iff no such run or no metadata is
+ * left. */
 struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
                                uint64_t max_pfn, enum span_state state,
-                               struct mcentral *central)
+                               struct mcentral *central, unsigned node)
 {
+	if (central)
+		node = central->node;
 	unsigned long f = lock_irqsave(&mheap_.lock);
 	struct mspan *s = fixalloc_alloc_locked(&mheap_.spanalloc);
 	void *meta = NULL;
@@ -68,7 +133,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	}
 	uint64_t pfn = PAGE_NONE;
 	if (s)
-		pfn = pages_find_locked(npages, align_pages, 1, max_pfn ? max_pfn : UINT64_MAX);
+		pfn = node_pages_find_locked(npages, align_pages, max_pfn, node);
 	if (pfn == PAGE_NONE) {
 		if (dbg)
 			fixalloc_free_locked(dbgfa, dbg);
@@ -89,6 +154,7 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	s->pfn = pfn;
 	s->npages = npages;
 	s->base = pfn_to_virt(pfn);
+	s->node = (uint8_t)(central ? central->node : (unsigned)pfn_node(pfn));
 	if (central) {
 		s->meta_bucket = (uint8_t)bucket;
 		span_init_small(s, central, meta);
@@ -164,11 +230,12 @@ void mheap_free_large(struct mspan *s, enum span_state was)
  * pages say what they are (heap_arena.pagekind), so a kernel that fills
  * memory with page runs spends no metadata on them.  Placed as
  * mheap_alloc_span places a span.  Returns its first pfn or PAGE_NONE. */
-uint64_t mheap_alloc_run(uint64_t npages, uint64_t align_pages, uint64_t max_pfn)
+uint64_t mheap_alloc_run(uint64_t npages, uint64_t align_pages, uint64_t max_pfn,
+                         unsigned node)
 {
 	KASSERT(npages >= 1 && npages <= RUN_INLINE_MAX);
 	unsigned long f = lock_irqsave(&mheap_.lock);
-	uint64_t pfn = pages_find_locked(npages, align_pages, 1, max_pfn ? max_pfn : UINT64_MAX);
+	uint64_t pfn = node_pages_find_locked(npages, align_pages, max_pfn, node);
 	if (pfn != PAGE_NONE) {
 		pages_set_locked(pfn, npages, false); /* owns the arenas */
 		arena_run_mark_locked(pfn, npages, true);

@@ -38,13 +38,18 @@ void kmem_get_stats(struct kmem_stats *out)
 	unlock_irqrestore(&mheap_.lock, f);
 }
 
-/* Fills *out from a central's counters and its per-CPU ones. */
+/* Adds a central's counters and those of the CPUs whose magazines it
+ * fills (its node's) to *out: the nodes' centrals of a class or cache add
+ * up to the class's or cache's figures (peak_span_bytes: the sum of the
+ * nodes' peaks). */
 void central_stats(const struct mcentral *c, struct kmem_class_stats *out)
 {
 	uint64_t nmalloc = 0, nfree = 0;
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++) {
 		struct mag_slot *ms;
 		struct cpu_class *cc;
+		if (mheap_.cpu_node[cpu] != c->node)
+			continue;
 		cpu_slots((struct mcentral *)c, cpu, &ms, &cc);
 		nmalloc += cc->nmalloc;
 		nfree += cc->nfree;
@@ -55,13 +60,13 @@ void central_stats(const struct mcentral *c, struct kmem_class_stats *out)
 	}
 	out->object_size = c->elemsize;
 	out->span_pages = c->npages;
-	out->nmalloc = atomic_load_explicit(&c->nmalloc, memory_order_relaxed) + nmalloc;
-	out->nfree = atomic_load_explicit(&c->nfree, memory_order_relaxed) + nfree;
+	out->nmalloc += atomic_load_explicit(&c->nmalloc, memory_order_relaxed) + nmalloc;
+	out->nfree += atomic_load_explicit(&c->nfree, memory_order_relaxed) + nfree;
 	out->objects_in_use = out->nmalloc - out->nfree;
-	out->spans = c->spans;
+	out->spans += c->spans;
 	out->bytes_in_use = out->objects_in_use * c->elemsize;
-	out->span_bytes = c->spans * c->npages * PAGE_SIZE;
-	out->peak_span_bytes = c->peak_spans * c->npages * PAGE_SIZE;
+	out->span_bytes = out->spans * c->npages * PAGE_SIZE;
+	out->peak_span_bytes += c->peak_spans * c->npages * PAGE_SIZE;
 }
 
 int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
@@ -69,7 +74,58 @@ int kmem_get_class_stats(unsigned cls, struct kmem_class_stats *out)
 	if (cls == 0 || cls >= KMEM_NUM_CLASSES)
 		return -KMEM_EINVAL;
 	memset(out, 0, sizeof(*out));
-	central_stats(&mheap_.central[cls], out);
+	for (unsigned node = 0; node < mheap_.nnodes; node++)
+		central_stats(class_central(node, cls), out);
+	return 0;
+}
+
+int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out)
+{
+	if (node >= mheap_.nnodes)
+		return -KMEM_EINVAL;
+	memset(out, 0, sizeof(*out));
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+		out->cpus += mheap_.cpu_node[cpu] == node;
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	const struct node_count *c = &mheap_.node_count[node];
+	out->alloc_local = c->alloc_local;
+	out->alloc_remote = c->alloc_remote;
+	out->pages_local = c->pages_local;
+	out->pages_remote = c->pages_remote;
+	if (mheap_.nnodes == 1) {
+		out->pages_managed = mheap_.pages_managed;
+		out->pages_free = mheap_.pages_free;
+	} else {
+		/* Counted from the bitmaps, a word at a time, over the pages
+		 * whose node this is (pfn_node: the newest range wins). */
+		unsigned nr = atomic_load_explicit(&mheap_.nranges, memory_order_relaxed);
+		for (unsigned i = 0; i < nr; i++) {
+			const struct node_range *r = &mheap_.node_ranges[i];
+			if (r->node != node)
+				continue;
+			for (uint64_t p = r->lo; p < r->hi;) {
+				struct heap_arena *a = arena_of_pfn(p);
+				uint64_t stop = (p | 63) + 1 < r->hi ? (p | 63) + 1 : r->hi;
+				if (!a) {
+					p = (p | (ARENA_PAGES - 1)) + 1;
+					continue;
+				}
+				uint64_t w = (p & (ARENA_PAGES - 1)) >> 6, b = p & 63, cnt = stop - p;
+				uint64_t mask = (cnt == 64 ? ~0ull : (1ull << cnt) - 1) << b;
+				/* Pages a newer range holds are counted with it. */
+				for (unsigned j = i + 1; j < nr; j++) {
+					const struct node_range *o = &mheap_.node_ranges[j];
+					uint64_t lo = o->lo > p ? o->lo : p, hi = o->hi < stop ? o->hi : stop;
+					if (lo < hi)
+						mask &= ~((hi - lo == 64 ? ~0ull : (1ull << (hi - lo)) - 1) << (lo & 63));
+				}
+				out->pages_managed += popcount64(a->managedbits[w] & mask);
+				out->pages_free += popcount64(a->pagebits[w] & mask);
+				p = stop;
+			}
+		}
+	}
+	unlock_irqrestore(&mheap_.lock, f);
 	return 0;
 }
 

@@ -254,6 +254,9 @@ struct mspan {
 	uint64_t elemsize;             /* [const] */
 	_Atomic uint32_t fast_nelems;  /* [central] writes (see above), relaxed reads */
 	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
+	uint8_t node;                  /* [const] small spans: its mcentral's node
+	                                  (kfree keeps other nodes' objects out of
+	                                  this CPU's magazines); else its pages' */
 	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
 	_Atomic uint64_t *freed_bits;  /* [atomic] set by frees to the span, taken by sweep */
 
@@ -399,6 +402,7 @@ struct mcentral {
 	                                   class has no magazines (debug spans) */
 	uint64_t divmul;
 	uint16_t sizeclass;             /* 0 for object caches */
+	uint8_t node;                   /* NUMA node its spans are asked from */
 	uint32_t debug;                 /* KMEM_DEBUG_* flags for its spans */
 	struct kmem_cache *cache;       /* owning cache or NULL */
 	/* Statistics. */
@@ -426,6 +430,7 @@ struct mcache {
 	uint64_t nfree[KMEM_NUM_CLASSES];       /* counted by kfree's fast path */
 	struct cpu_class cls[KMEM_NUM_CLASSES]; /* previous magazines and spans */
 	bool online;                            /* written under caches lock */
+	uint8_t node;                           /* [const] this CPU's NUMA node */
 	unsigned lock_levels;                   /* [cpu] bitmask of held lock levels */
 };
 
@@ -449,6 +454,9 @@ struct kmem_cache {
 	size_t size, align;              /* [const] as asked */
 	void (*ctor)(void *);            /* [const] */
 	struct cache_cpu *cpu;           /* max_cpus entries, after the descriptor */
+	/* [const] node n's mcentral: [0] is &central, the others follow
+	 * cpu[] in the descriptor's block (kmem_cache.c). */
+	struct mcentral *node_central[KMEM_MAX_NODES];
 	struct kmem_cache *next;         /* [caches] list of live caches */
 };
 
@@ -556,7 +564,9 @@ struct mheap {
 	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
 	struct fixalloc dbgalloc[DBG_BUCKETS]; /* [heap] obj_debug[dbg_bucket_objs(b)] */
 
-	struct mcentral *central;           /* [const] KMEM_NUM_CLASSES entries */
+	/* [const] KMEM_NUM_CLASSES entries per node: node n's class c is
+	 * central[n * KMEM_NUM_CLASSES + c] (class_central). */
+	struct mcentral *central;
 	struct mcache *mcaches;             /* [const] max_cpus entries */
 
 	struct spinlock caches_lock;        /* LOCK_CACHES */
@@ -566,6 +576,22 @@ struct mheap {
 	uint64_t pages_managed, pages_free, pages_small, pages_large;
 	uint64_t pages_runs, pages_metadata, large_objects, page_runs;
 	uint64_t narenas;
+
+	/* NUMA nodes (malloc.c, "NUMA nodes").  A pfn's node is that of the
+	 * newest range holding it; ranges are appended under mheap.lock (init,
+	 * hot-add) and read without it up to nranges (acquire), so an entry
+	 * is complete before it is counted. */
+	unsigned nnodes;                    /* [const] 1..KMEM_MAX_NODES */
+	uint8_t cpu_node[KMEM_MAX_CPUS];    /* [const] */
+	uint8_t node_order[KMEM_MAX_NODES][KMEM_MAX_NODES]; /* [const] by distance */
+	struct node_range {
+		uint64_t lo, hi;            /* pfns [lo, hi) */
+		uint32_t node;
+	} node_ranges[KMEM_MAX_NODE_RANGES]; /* [heap] append only */
+	_Atomic unsigned nranges;           /* [heap] writes (release) */
+	struct node_count {
+		uint64_t alloc_local, alloc_remote, pages_local, pages_remote;
+	} node_count[KMEM_MAX_NODES];       /* [heap] */
 	_Atomic unsigned cpus_online;       /* [caches] writes; relaxed reads */
 
 	kmem_fault_hook_t _Atomic fault_hook;
@@ -733,8 +759,28 @@ static inline struct mcache *mcache_of(unsigned cpu)
 {
 	return &mheap_.mcaches[cpu];
 }
+static inline struct mcentral *class_central(unsigned node, unsigned cls)
+{
+	return &mheap_.central[node * KMEM_NUM_CLASSES + cls];
+}
+/* The mcentral of c's class or cache whose magazines CPU cpu holds: the
+ * one of its node (c itself on a single-node heap). */
+static inline struct mcentral *central_of_cpu(struct mcentral *c, unsigned cpu)
+{
+	unsigned node = mheap_.cpu_node[cpu];
+	if (c->node == node)
+		return c;
+	return c->cache ? c->cache->node_central[node] : class_central(node, c->sizeclass);
+}
+/* kfree's fast path: is span s of another node than mcache m's CPU?  (Its
+ * objects must not enter m's magazines: malloc.c, "NUMA nodes".) */
+#if KMEM_MAX_NODES > 1
+#define KMEM_OTHER_NODE(s, m) ((s)->node != (m)->node)
+#else
+#define KMEM_OTHER_NODE(s, m) 0
+#endif
 /* CPU cpu's magazine slot and class state for central c (a size class or
- * an object cache). */
+ * an object cache), which must be central_of_cpu(c, cpu). */
 static inline void cpu_slots(struct mcentral *c, unsigned cpu, struct mag_slot **ms,
                              struct cpu_class **cc)
 {
@@ -751,13 +797,20 @@ static inline void cpu_slots(struct mcentral *c, unsigned cpu, struct mag_slot *
 
 /* mheap.c */
 void spanmeta_init(void);
+/* Preferred node of a page request: node, or with KMEM_NO_NODE the
+ * calling CPU's. */
+unsigned node_or_here(int node);
+uint64_t node_pages_find_locked(uint64_t npages, uint64_t align, uint64_t max_pfn,
+                                unsigned node);
+int pfn_node(uint64_t pfn);
 struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
                                uint64_t max_pfn, enum span_state state,
-                               struct mcentral *central);
+                               struct mcentral *central, unsigned node);
 void mheap_free_span(struct mspan *s);
 void mheap_free_span_locked(struct mspan *s);
 void mheap_free_large(struct mspan *s, enum span_state was);
-uint64_t mheap_alloc_run(uint64_t npages, uint64_t align_pages, uint64_t max_pfn);
+uint64_t mheap_alloc_run(uint64_t npages, uint64_t align_pages, uint64_t max_pfn,
+                         unsigned node);
 enum run_free { RUN_FREED, RUN_NONE, RUN_INTERIOR, RUN_BAD_SIZE };
 enum run_free mheap_free_run(uint64_t pfn, bool at_start, uint64_t npages, uint64_t *head,
                              uint64_t *len);
@@ -832,7 +885,7 @@ void small_free(struct mspan *s, const void *p);
  * lock-free give-back of a client's object to its span. */
 long small_index(const struct mspan *s, const void *p);
 bool span_free(struct mspan *s, _Atomic uint8_t *st, uint32_t idx);
-void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller);
+void *cache_alloc_on_cpu(struct kmem_cache *k, uintptr_t caller, int node);
 
 /* debug.c */
 const unsigned char *mem_first_not(const void *p, size_t n, unsigned char val);

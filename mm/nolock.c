@@ -115,13 +115,15 @@ void *kmalloc_nolock(size_t size)
 {
 	if (size > KMEM_SMALL_MAX || harden_.level)
 		return NULL;
-	struct mcentral *c = &mheap_.central[kmem_size_to_class(size)];
+	struct mcentral *c = class_central(0, kmem_size_to_class(size));
 	if (c->debug)
 		return NULL;
 #if KMEM_FAST_NESTING
 	/* Rule 1. */
 	unsigned long t = arch_fast_enter();
 	int cpu = arch_cpu_id_fast();
+	if (cpu >= 0)
+		c = central_of_cpu(c, (unsigned)cpu); /* this CPU's node's */
 	if (t == 0 && cpu >= 0) {
 		struct mcache *m = mcache_of((unsigned)cpu);
 		struct mag_slot *ms = &m->mag[c->sizeclass];
@@ -142,7 +144,7 @@ void *kmalloc_nolock(size_t size)
 	arch_fast_exit(t);
 	return p;
 #else
-	return depot_take_one(c);
+	return depot_take_one(central_of_cpu(c, arch_cpu_id()));
 #endif
 }
 
@@ -157,7 +159,7 @@ static void nolock_free_small(struct mspan *s, const void *p, uint32_t idx)
 	int cpu = arch_cpu_id_fast();
 	/* Object caches' magazines are also flushed outside arch_fast_enter
 	 * (kmem_cache_shrink): kmalloc classes only. */
-	if (t == 0 && cpu >= 0 && !c->cache && !c->debug) {
+	if (t == 0 && cpu >= 0 && !c->cache && !c->debug && mcache_of((unsigned)cpu)->node == c->node) {
 		struct mcache *m = mcache_of((unsigned)cpu);
 		struct mag_slot *ms = &m->mag[c->sizeclass];
 		void **e = ms->top;

@@ -177,6 +177,14 @@ int fx_init(const struct kmem_region *r, size_t n, unsigned cpus)
 	return fx_init_cfg(&cfg, cpus);
 }
 
+int fx_init_config(const struct kmem_config *cfg)
+{
+	assert_non_null(fx_win);
+	fx_apply_map(cfg->regions, cfg->nregions);
+	struct kmem_config c = *cfg;
+	return fx_init_cfg(&c, cfg->max_cpus);
+}
+
 int fx_init_meta(const struct kmem_region *r, size_t n, unsigned cpus,
                  uint64_t meta_base, uint64_t meta_size)
 {

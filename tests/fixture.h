@@ -64,6 +64,10 @@ int fx_init(const struct kmem_region *r, size_t n, unsigned cpus);
 int fx_init_meta(const struct kmem_region *r, size_t n, unsigned cpus,
                  uint64_t meta_base, uint64_t meta_size);
 
+/* As fx_init, with a config the caller filled (fx_config, then fields of
+ * its own such as the NUMA topology). */
+int fx_init_config(const struct kmem_config *cfg);
+
 /* The hardening level (and canary seed) fx_config puts in every config
  * from now on (kmem_config.harden; 0 unless a test sets it). */
 void fx_set_harden(unsigned level, uint64_t seed);

@@ -47,7 +47,7 @@ int main(void)
 	       "source");
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
 		uint64_t size = sizes[i];
-		struct kmem_region r = {FX_SIMPLE_BASE, size, KMEM_REGION_USABLE};
+		struct kmem_region r = {FX_SIMPLE_BASE, size, KMEM_REGION_USABLE, 0};
 		struct kmem_config cfg = {.regions = &r, .nregions = 1, .max_cpus = CPUS};
 		uint64_t meta = kmem_metadata_size(&cfg);
 		if (!meta)

@@ -1551,7 +1551,7 @@ static void test_stats_identity_and_counts(void **state)
 	assert_true(st.pages_managed * PAGE + ms <= HEAP_MIB * FX_MIB);
 	/* and the metadata region is what was asked for */
 	struct kmem_config cfg;
-	struct kmem_region r = {POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE, 0};
 	fx_config(&cfg, &r, 1, 2);
 	assert_true(ms >= kmem_metadata_size(&cfg));
 	assert_int_equal(st.pages_managed + (ms + PAGE - 1) / PAGE,
@@ -1683,7 +1683,7 @@ static void test_hot_add_new_arena(void **state)
 	before = fx_stats();
 	const uint64_t base = 256 * FX_MIB, len = 32 * FX_MIB;
 	fx_usable(base, len);
-	struct kmem_region r = {base, len, KMEM_REGION_USABLE};
+	struct kmem_region r = {base, len, KMEM_REGION_USABLE, 0};
 	long added = kmem_hot_add(&r);
 	if (added <= 0)
 		fail_msg("kmem_hot_add returned %ld", added);
@@ -1714,25 +1714,25 @@ static void test_hot_add_new_arena(void **state)
 	/* overlap with memory already managed */
 	struct kmem_region again = r;
 	assert_int_equal(kmem_hot_add(&again), -KMEM_EINVAL);
-	struct kmem_region part = {base + len - FX_MIB, 4 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region part = {base + len - FX_MIB, 4 * FX_MIB, KMEM_REGION_USABLE, 0};
 	fx_usable(part.base, part.length);
 	assert_int_equal(kmem_hot_add(&part), -KMEM_EINVAL);
-	struct kmem_region old = {POOL_LO + FX_MIB, FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region old = {POOL_LO + FX_MIB, FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(kmem_hot_add(&old), -KMEM_EINVAL);
-	struct kmem_region cover = {0, 512 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region cover = {0, 512 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(kmem_hot_add(&cover), -KMEM_EINVAL);
 	/* bad type, no whole page */
-	struct kmem_region resv = {400 * FX_MIB, FX_MIB, KMEM_REGION_RESERVED};
+	struct kmem_region resv = {400 * FX_MIB, FX_MIB, KMEM_REGION_RESERVED, 0};
 	assert_int_equal(kmem_hot_add(&resv), -KMEM_EINVAL);
-	struct kmem_region odd = {400 * FX_MIB, FX_MIB, 77};
+	struct kmem_region odd = {400 * FX_MIB, FX_MIB, 77, 0};
 	assert_int_equal(kmem_hot_add(&odd), -KMEM_EINVAL);
-	struct kmem_region tiny = {400 * FX_MIB + 1, PAGE, KMEM_REGION_USABLE};
+	struct kmem_region tiny = {400 * FX_MIB + 1, PAGE, KMEM_REGION_USABLE, 0};
 	assert_int_equal(kmem_hot_add(&tiny), -KMEM_EINVAL);
-	struct kmem_region empty = {400 * FX_MIB, 0, KMEM_REGION_USABLE};
+	struct kmem_region empty = {400 * FX_MIB, 0, KMEM_REGION_USABLE, 0};
 	assert_int_equal(kmem_hot_add(&empty), -KMEM_EINVAL);
 	/* a page in a new arena cannot hold that arena's metadata */
 	fx_usable(512 * FX_MIB, PAGE);
-	struct kmem_region lone = {512 * FX_MIB, PAGE, KMEM_REGION_USABLE};
+	struct kmem_region lone = {512 * FX_MIB, PAGE, KMEM_REGION_USABLE, 0};
 	assert_int_equal(kmem_hot_add(&lone), -KMEM_ENOMEM);
 	struct kmem_stats end;
 	end = fx_stats();
@@ -1748,8 +1748,8 @@ static void test_hot_add_reclaimable_in_known_arena(void **state)
 	fx_reserve(FX_GIB);
 	/* both in arenas 0 and 1, which the usable region already touches */
 	struct kmem_region map[] = {
-		{POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE},
-		{POOL_HI, 8 * FX_MIB, KMEM_REGION_RECLAIMABLE},
+		{POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE, 0},
+		{POOL_HI, 8 * FX_MIB, KMEM_REGION_RECLAIMABLE, 0},
 	};
 	assert_int_equal(fx_init(map, 2, 2), 0);
 	struct kmem_stats before, after;
@@ -1785,23 +1785,23 @@ static void test_init_errors(void **state)
 	(void)state;
 	struct kmem_config cfg;
 	struct kmem_region none[] = {
-		{POOL_LO, 64 * FX_MIB, KMEM_REGION_RESERVED},
-		{POOL_LO + 64 * FX_MIB, FX_MIB, KMEM_REGION_RECLAIMABLE},
-		{POOL_LO + 80 * FX_MIB, FX_MIB, 99},
+		{POOL_LO, 64 * FX_MIB, KMEM_REGION_RESERVED, 0},
+		{POOL_LO + 64 * FX_MIB, FX_MIB, KMEM_REGION_RECLAIMABLE, 0},
+		{POOL_LO + 80 * FX_MIB, FX_MIB, 99, 0},
 	};
 	assert_int_equal(fx_init(none, 3, 2), -KMEM_EINVAL);
 	assert_int_equal(fx_init(none, 0, 2), -KMEM_EINVAL);
 	/* usable, but no whole page */
-	struct kmem_region partial[] = {{POOL_LO + 1, PAGE, KMEM_REGION_USABLE},
-	                                {POOL_LO + 3 * PAGE, PAGE - 1, KMEM_REGION_USABLE},
-	                                {POOL_LO + 8 * PAGE, 0, KMEM_REGION_USABLE}};
+	struct kmem_region partial[] = {{POOL_LO + 1, PAGE, KMEM_REGION_USABLE, 0},
+	                                {POOL_LO + 3 * PAGE, PAGE - 1, KMEM_REGION_USABLE, 0},
+	                                {POOL_LO + 8 * PAGE, 0, KMEM_REGION_USABLE, 0}};
 	assert_int_equal(fx_init(partial, 3, 2), -KMEM_EINVAL);
 	/* usable, but covered by a reserved region */
-	struct kmem_region covered[] = {{POOL_LO, 8 * FX_MIB, KMEM_REGION_USABLE},
-	                                {POOL_LO - 1, 8 * FX_MIB + 2, KMEM_REGION_RESERVED}};
+	struct kmem_region covered[] = {{POOL_LO, 8 * FX_MIB, KMEM_REGION_USABLE, 0},
+	                                {POOL_LO - 1, 8 * FX_MIB + 2, KMEM_REGION_RESERVED, 0}};
 	assert_int_equal(fx_init(covered, 2, 2), -KMEM_EINVAL);
 	/* malformed config */
-	struct kmem_region good = {POOL_LO, 16 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region good = {POOL_LO, 16 * FX_MIB, KMEM_REGION_USABLE, 0};
 	fx_config(&cfg, NULL, 1, 2);
 	assert_int_equal(kmem_init(&cfg), -KMEM_EINVAL);
 	assert_int_equal(kmem_metadata_size(&cfg), 0);
@@ -1810,12 +1810,12 @@ static void test_init_errors(void **state)
 	assert_int_equal(kmem_metadata_size(&cfg), 0);
 	/* memory beyond the physical address bits */
 	struct kmem_region beyond = {(uint64_t)1 << KMEM_PHYS_BITS, FX_MIB,
-	                             KMEM_REGION_USABLE};
+	                             KMEM_REGION_USABLE, 0};
 	fx_config(&cfg, &beyond, 1, 2);
 	assert_int_equal(kmem_init(&cfg), -KMEM_EINVAL);
 	/* a usable range too small to hold the metadata (precondition: the
 	 * metadata for it is bigger than the range) */
-	struct kmem_region small[] = {{POOL_LO, 2 * PAGE, KMEM_REGION_USABLE}};
+	struct kmem_region small[] = {{POOL_LO, 2 * PAGE, KMEM_REGION_USABLE, 0}};
 	fx_config(&cfg, small, 1, 2);
 	assert_true(kmem_metadata_size(&cfg) > 2 * PAGE);
 	assert_int_equal(fx_init(small, 1, 2), -KMEM_ENOMEM);
@@ -1826,7 +1826,7 @@ static void test_init_errors(void **state)
 static void test_init_caller_metadata(void **state)
 {
 	(void)state;
-	struct kmem_region r = {POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE, 0};
 	const uint64_t mbase = 96 * FX_MIB; /* outside the map */
 	struct kmem_config cfg;
 	fx_config(&cfg, &r, 1, 2);
@@ -1882,7 +1882,7 @@ static void test_init_again_discards_old_heap(void **state)
 		void *p = kmalloc(100);
 		assert_non_null(p);
 	}
-	struct kmem_region r = {POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {POOL_LO, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&r, 1, 2), 0);
 	/* the new heap has nothing in use */
 	fx_assert_all_back();
@@ -1895,20 +1895,20 @@ static void test_init_again_discards_old_heap(void **state)
 #define INTAKE_SPAN (256 * FX_MIB)
 
 static const struct kmem_region intake_map[] = {
-	{16 * FX_MIB + 100, 24 * FX_MIB + 2900, KMEM_REGION_USABLE}, /* unaligned */
-	{30 * FX_MIB, 20 * FX_MIB, KMEM_REGION_USABLE},              /* overlaps */
-	{20 * FX_MIB + 10, 10, KMEM_REGION_RESERVED},                /* tiny hole */
-	{35 * FX_MIB, FX_MIB, KMEM_REGION_RESERVED},                 /* hole in overlap */
-	{50 * FX_MIB, PAGE, KMEM_REGION_RESERVED},                   /* adjacent */
-	{60 * FX_MIB + 1, 2 * PAGE, KMEM_REGION_USABLE},             /* 1 whole page */
-	{70 * FX_MIB, FX_MIB, KMEM_REGION_USABLE},                   /* all covered: */
-	{69 * FX_MIB, 3 * FX_MIB, KMEM_REGION_RESERVED},
-	{100 * FX_MIB, 30 * FX_MIB, KMEM_REGION_USABLE},             /* crosses 128 MiB */
-	{110 * FX_MIB + 5, FX_MIB - 5, KMEM_REGION_RECLAIMABLE},     /* reserved wins */
-	{120 * FX_MIB, 2 * PAGE, 99},                                /* unknown type */
-	{200 * FX_MIB, 0, KMEM_REGION_USABLE},                       /* empty */
-	{127 * FX_MIB + PAGE + 1, 1, KMEM_REGION_RESERVED},          /* 1 byte */
-	{16 * FX_MIB, 100, KMEM_REGION_RESERVED},                    /* before usable */
+	{16 * FX_MIB + 100, 24 * FX_MIB + 2900, KMEM_REGION_USABLE, 0}, /* unaligned */
+	{30 * FX_MIB, 20 * FX_MIB, KMEM_REGION_USABLE, 0},              /* overlaps */
+	{20 * FX_MIB + 10, 10, KMEM_REGION_RESERVED, 0},                /* tiny hole */
+	{35 * FX_MIB, FX_MIB, KMEM_REGION_RESERVED, 0},                 /* hole in overlap */
+	{50 * FX_MIB, PAGE, KMEM_REGION_RESERVED, 0},                   /* adjacent */
+	{60 * FX_MIB + 1, 2 * PAGE, KMEM_REGION_USABLE, 0},             /* 1 whole page */
+	{70 * FX_MIB, FX_MIB, KMEM_REGION_USABLE, 0},                   /* all covered: */
+	{69 * FX_MIB, 3 * FX_MIB, KMEM_REGION_RESERVED, 0},
+	{100 * FX_MIB, 30 * FX_MIB, KMEM_REGION_USABLE, 0},             /* crosses 128 MiB */
+	{110 * FX_MIB + 5, FX_MIB - 5, KMEM_REGION_RECLAIMABLE, 0},     /* reserved wins */
+	{120 * FX_MIB, 2 * PAGE, 99, 0},                                /* unknown type */
+	{200 * FX_MIB, 0, KMEM_REGION_USABLE, 0},                       /* empty */
+	{127 * FX_MIB + PAGE + 1, 1, KMEM_REGION_RESERVED, 0},          /* 1 byte */
+	{16 * FX_MIB, 100, KMEM_REGION_RESERVED, 0},                    /* before usable */
 };
 #define INTAKE_N (sizeof intake_map / sizeof intake_map[0])
 
@@ -2058,11 +2058,11 @@ static void test_metadata_size_ratio(void **state)
 
 	/* a 4 GiB PC-style map */
 	struct kmem_region pc[] = {
-		{0, 640 * FX_KIB, KMEM_REGION_USABLE},
-		{640 * FX_KIB, 384 * FX_KIB, KMEM_REGION_RESERVED},
-		{FX_MIB, 3 * FX_GIB - FX_MIB, KMEM_REGION_USABLE},
-		{3 * FX_GIB, FX_GIB, KMEM_REGION_RESERVED},
-		{4 * FX_GIB, FX_GIB, KMEM_REGION_USABLE},
+		{0, 640 * FX_KIB, KMEM_REGION_USABLE, 0},
+		{640 * FX_KIB, 384 * FX_KIB, KMEM_REGION_RESERVED, 0},
+		{FX_MIB, 3 * FX_GIB - FX_MIB, KMEM_REGION_USABLE, 0},
+		{3 * FX_GIB, FX_GIB, KMEM_REGION_RESERVED, 0},
+		{4 * FX_GIB, FX_GIB, KMEM_REGION_USABLE, 0},
 	};
 	cfg.regions = pc;
 	cfg.nregions = 5;
@@ -2080,6 +2080,7 @@ static void test_metadata_size_ratio(void **state)
 		sparse[i].base = (uint64_t)i * FX_TIB + 5 * FX_GIB;
 		sparse[i].length = 64 * FX_GIB;
 		sparse[i].type = KMEM_REGION_USABLE;
+		sparse[i].node = 0;
 	}
 	cfg.regions = sparse;
 	cfg.nregions = 16;
@@ -2092,7 +2093,7 @@ static void test_metadata_size_ratio(void **state)
 	assert_true((double)m1t <= 0.005 * (double)managed1t);
 	/* memory the map does not cover costs nothing: 16 regions spread over
 	 * 16 TiB cost about what one contiguous 1 TiB region costs */
-	struct kmem_region dense = {5 * FX_GIB, FX_TIB, KMEM_REGION_USABLE};
+	struct kmem_region dense = {5 * FX_GIB, FX_TIB, KMEM_REGION_USABLE, 0};
 	cfg.regions = &dense;
 	cfg.nregions = 1;
 	size_t mdense = kmem_metadata_size(&cfg);
@@ -2103,7 +2104,7 @@ static void test_metadata_size_ratio(void **state)
 	assert_true(m1t > m4);
 
 	/* no usable page */
-	struct kmem_region res = {0, FX_GIB, KMEM_REGION_RESERVED};
+	struct kmem_region res = {0, FX_GIB, KMEM_REGION_RESERVED, 0};
 	cfg.regions = &res;
 	cfg.nregions = 1;
 	assert_int_equal(kmem_metadata_size(&cfg), 0);

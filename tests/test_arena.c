@@ -222,10 +222,10 @@ static int setup_holes(void **state)
 	(void)state;
 	fx_reserve(300 * FX_GIB + 128 * FX_MIB);
 	const struct kmem_region r[] = {
-		{16 * FX_MIB, 48 * FX_MIB, KMEM_REGION_USABLE},
-		{20 * FX_MIB, 2 * PG, KMEM_REGION_RESERVED},      /* hole in an arena */
-		{FX_GIB + PG / 2, 64 * FX_MIB, KMEM_REGION_USABLE}, /* unaligned start */
-		{300 * FX_GIB, 64 * FX_MIB, KMEM_REGION_USABLE},
+		{16 * FX_MIB, 48 * FX_MIB, KMEM_REGION_USABLE, 0},
+		{20 * FX_MIB, 2 * PG, KMEM_REGION_RESERVED, 0},      /* hole in an arena */
+		{FX_GIB + PG / 2, 64 * FX_MIB, KMEM_REGION_USABLE, 0}, /* unaligned start */
+		{300 * FX_GIB, 64 * FX_MIB, KMEM_REGION_USABLE, 0},
 	};
 	assert_int_equal(fx_init(r, 4, 2), 0);
 	return 0;
@@ -361,7 +361,7 @@ static double pct(uint64_t part, uint64_t whole)
 static void test_metadata_size_4g(void **state)
 {
 	(void)state;
-	const struct kmem_region r = {4 * FX_GIB, 4 * FX_GIB, KMEM_REGION_USABLE};
+	const struct kmem_region r = {4 * FX_GIB, 4 * FX_GIB, KMEM_REGION_USABLE, 0};
 	struct kmem_config cfg;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.regions = &r;
@@ -376,7 +376,7 @@ static void test_metadata_size_4g(void **state)
 	assert_true(m >= 64 * sizeof(struct heap_arena) + sizeof(struct l2_chunk));
 	assert_true(m * 1000 <= r.length * 5); /* <= 0.5% */
 	/* Twice the memory costs about twice the metadata; half, half. */
-	const struct kmem_region r2 = {4 * FX_GIB, 2 * FX_GIB, KMEM_REGION_USABLE};
+	const struct kmem_region r2 = {4 * FX_GIB, 2 * FX_GIB, KMEM_REGION_USABLE, 0};
 	cfg.regions = &r2;
 	size_t m2 = kmem_metadata_size(&cfg);
 	assert_true(m2 < m && m2 * 2 > m - 2 * sizeof(struct l2_chunk));
@@ -384,7 +384,7 @@ static void test_metadata_size_4g(void **state)
 	assert_int_equal(kmem_metadata_size(NULL), 0);
 	cfg.nregions = 0;
 	assert_int_equal(kmem_metadata_size(&cfg), 0);
-	const struct kmem_region res = {4 * FX_GIB, 4 * FX_GIB, KMEM_REGION_RESERVED};
+	const struct kmem_region res = {4 * FX_GIB, 4 * FX_GIB, KMEM_REGION_RESERVED, 0};
 	cfg.regions = &res;
 	cfg.nregions = 1;
 	assert_int_equal(kmem_metadata_size(&cfg), 0);
@@ -400,6 +400,7 @@ static void test_metadata_size_sparse_1t(void **state)
 		r[i].base = (uint64_t)i * FX_TIB + 64 * FX_GIB;
 		r[i].length = 64 * FX_GIB;
 		r[i].type = KMEM_REGION_USABLE;
+		r[i].node = 0;
 		managed += r[i].length;
 	}
 	struct kmem_config cfg;
@@ -415,7 +416,7 @@ static void test_metadata_size_sparse_1t(void **state)
 
 	/* The holes cost nothing but the 12 extra L2 chunks: compare with the
 	 * same terabyte in one piece (4 chunks). */
-	const struct kmem_region one = {FX_TIB, FX_TIB, KMEM_REGION_USABLE};
+	const struct kmem_region one = {FX_TIB, FX_TIB, KMEM_REGION_USABLE, 0};
 	cfg.regions = &one;
 	cfg.nregions = 1;
 	size_t mc = kmem_metadata_size(&cfg);
@@ -448,7 +449,7 @@ static int setup_lazy(void **state)
 {
 	(void)state;
 	fx_reserve(512 * FX_MIB);
-	const struct kmem_region r[] = {{64 * FX_MIB, 192 * FX_MIB, KMEM_REGION_USABLE}};
+	const struct kmem_region r[] = {{64 * FX_MIB, 192 * FX_MIB, KMEM_REGION_USABLE, 0}};
 	assert_int_equal(fx_init(r, 1, 2), 0);
 	return 0;
 }
@@ -518,12 +519,12 @@ static void test_lazy_hot_add_and_check(void **state)
 {
 	(void)state;
 	/* A shared arena is managed: hot-add over it is refused. */
-	const struct kmem_region over = {128 * FX_MIB + 5 * PG, 8 * PG, KMEM_REGION_USABLE};
+	const struct kmem_region over = {128 * FX_MIB + 5 * PG, 8 * PG, KMEM_REGION_USABLE, 0};
 	assert_int_equal(kmem_hot_add(&over), -KMEM_EINVAL);
 	assert_ptr_equal(arena_of_pfn((128 * FX_MIB) >> PAGE_SHIFT), &arena_free_image);
 	/* Hot-added memory gets real arenas (metadata from its own start). */
 	fx_usable(320 * FX_MIB, 64 * FX_MIB);
-	const struct kmem_region add = {320 * FX_MIB, 64 * FX_MIB, KMEM_REGION_USABLE};
+	const struct kmem_region add = {320 * FX_MIB, 64 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_true(kmem_hot_add(&add) > 0);
 	assert_ptr_not_equal(arena_of_pfn((320 * FX_MIB) >> PAGE_SHIFT), &arena_free_image);
 	fx_assert_check();
@@ -544,11 +545,11 @@ static void test_lazy_init_1t(void **state)
 	(void)state;
 	fx_reserve(FX_TIB + 8 * FX_GIB);
 	struct kmem_region r[] = {
-		{PG, 0x9f000 - PG, KMEM_REGION_USABLE},
-		{FX_MIB, 3 * FX_GIB - FX_MIB, KMEM_REGION_USABLE},
-		{4 * FX_GIB, FX_TIB - 3 * FX_GIB, KMEM_REGION_USABLE},
-		{4 * FX_GIB + 100 * FX_GIB + 0x3000, 0x25000, KMEM_REGION_RESERVED},
-		{4 * FX_GIB + 700 * FX_GIB + 0x3000, 0x25000, KMEM_REGION_RESERVED},
+		{PG, 0x9f000 - PG, KMEM_REGION_USABLE, 0},
+		{FX_MIB, 3 * FX_GIB - FX_MIB, KMEM_REGION_USABLE, 0},
+		{4 * FX_GIB, FX_TIB - 3 * FX_GIB, KMEM_REGION_USABLE, 0},
+		{4 * FX_GIB + 100 * FX_GIB + 0x3000, 0x25000, KMEM_REGION_RESERVED, 0},
+		{4 * FX_GIB + 700 * FX_GIB + 0x3000, 0x25000, KMEM_REGION_RESERVED, 0},
 	};
 	assert_int_equal(fx_init(r, 5, 2), 0);
 	struct kmem_stats st = fx_stats();
@@ -591,7 +592,7 @@ static void test_arena_copy_writes_only_differences(void **state)
 {
 	(void)state;
 	fx_reserve(4 * FX_GIB);
-	struct kmem_region r = {FX_MIB, 3 * FX_GIB - FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {FX_MIB, 3 * FX_GIB - FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&r, 1, 2), 0);
 	const size_t asz = align_up(sizeof(struct heap_arena), KMEM_CACHE_LINE);
 	/* Clean memory: the copy of the arena at 1 GiB leaves spans[] alone.
@@ -721,8 +722,8 @@ static void test_metadata_region_default(void **state)
 	(void)state;
 	fx_reserve(FX_GIB + 64 * FX_MIB);
 	const struct kmem_region r[] = {
-		{16 * FX_MIB, 32 * FX_MIB, KMEM_REGION_USABLE},
-		{512 * FX_MIB, 8 * FX_MIB, KMEM_REGION_USABLE}, /* the highest: holds it */
+		{16 * FX_MIB, 32 * FX_MIB, KMEM_REGION_USABLE, 0},
+		{512 * FX_MIB, 8 * FX_MIB, KMEM_REGION_USABLE, 0}, /* the highest: holds it */
 	};
 	struct kmem_config cfg;
 	fx_config(&cfg, r, 2, 2);
@@ -764,8 +765,8 @@ static void test_metadata_region_given(void **state)
 	(void)state;
 	fx_reserve(FX_GIB);
 	const struct kmem_region r[] = {
-		{16 * FX_MIB, 32 * FX_MIB, KMEM_REGION_USABLE},
-		{4 * FX_MIB, 4 * FX_MIB, KMEM_REGION_RESERVED},
+		{16 * FX_MIB, 32 * FX_MIB, KMEM_REGION_USABLE, 0},
+		{4 * FX_MIB, 4 * FX_MIB, KMEM_REGION_RESERVED, 0},
 	};
 	struct kmem_config cfg;
 	fx_config(&cfg, r, 2, 2);

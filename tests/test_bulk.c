@@ -146,7 +146,7 @@ static bool oom_hook(const struct kmem_oom_request *req)
 		return false;
 	/* Once: 16 MiB at 512 MiB, inside the test's 1 GiB window. */
 	hook_adds = false;
-	struct kmem_region more = {512 * FX_MIB, 16 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region more = {512 * FX_MIB, 16 * FX_MIB, KMEM_REGION_USABLE, 0};
 	fx_usable(more.base, more.length);
 	return kmem_hot_add(&more) > 0;
 }
@@ -155,7 +155,7 @@ static void test_alloc_bulk_all_or_nothing(void **state)
 {
 	(void)state;
 	fx_reserve(FX_GIB);
-	struct kmem_region r = {FX_SIMPLE_BASE, 4 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {FX_SIMPLE_BASE, 4 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&r, 1, 2), 0);
 	hook_calls = 0;
 	hook_adds = false;

@@ -288,7 +288,7 @@ static void test_no_metadata_for_a_batch(void **state)
 {
 	(void)state;
 	fx_reserve(FX_GIB);
-	struct kmem_region r = {FX_SIMPLE_BASE, 4 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {FX_SIMPLE_BASE, 4 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&r, 1, 1), 0);
 	/* The per-CPU batch heads are made on first use: now. */
 	assert_int_equal(kfree_deferred(kmalloc(16)), 0);

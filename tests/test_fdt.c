@@ -237,7 +237,7 @@ static void test_qemu_arm_virt_map(void **state)
 	uint32_t total;
 	uint8_t *b = qemu_arm_virt(&total);
 	assert_int_equal(fdt_check(b, total), total);
-	struct kmem_region keep = {0x40200000, 2 * MIB, KMEM_REGION_USABLE}, r[8];
+	struct kmem_region keep = {0x40200000, 2 * MIB, KMEM_REGION_USABLE, 0}, r[8];
 	struct fdt_memmap_info info;
 	long n = fdt_memory_map(b, 0x40000000, &keep, 1, r, 8, &info);
 	assert_int_equal(n, 3);
@@ -447,7 +447,7 @@ static void test_edges_of_ranges(void **state)
 	w_end(w);
 	uint32_t total;
 	uint8_t *b = w_finish(w, &total);
-	struct kmem_region keep[2] = {{0x1000, 0, 1}, {0x2000, 0x1000, 1}}, r[4];
+	struct kmem_region keep[2] = {{0x1000, 0, 1, 0}, {0x2000, 0x1000, 1, 0}}, r[4];
 	assert_int_equal(fdt_memory_map(b, 0, keep, 2, r, 4, NULL), 3);
 	assert_region(&r[0], 0xffffffff00000000ull, 0x100000000ull, KMEM_REGION_USABLE);
 	assert_region(&r[2], 0x2000, 0x1000, KMEM_REGION_RESERVED);
@@ -461,7 +461,7 @@ static void test_capacity(void **state)
 	(void)state;
 	uint32_t total;
 	uint8_t *b = qemu_arm_virt(&total);
-	struct kmem_region r[3], keep = {0x40200000, MIB, 1};
+	struct kmem_region r[3], keep = {0x40200000, MIB, 1, 0};
 	assert_int_equal(fdt_memory_map(b, 0x40000000, &keep, 1, r, 2, NULL), -KMEM_ENOMEM);
 	assert_int_equal(fdt_memory_map(b, 0x40000000, &keep, 1, r, 3, NULL), 3);
 	assert_int_equal(fdt_memory_map(b, 0x40000000, NULL, 0, r, 0, NULL), -KMEM_ENOMEM);
@@ -819,7 +819,7 @@ static void test_heap_from_dtb(void **state)
 	w_rsv(w, ram + 64 * MIB, 64 * KIB);
 	uint32_t total;
 	uint8_t *b = w_finish(w, &total);
-	struct kmem_region keep = {ram + 2 * MIB, 2 * MIB + 100, KMEM_REGION_USABLE}, r[8];
+	struct kmem_region keep = {ram + 2 * MIB, 2 * MIB + 100, KMEM_REGION_USABLE, 0}, r[8];
 	long n = fdt_memory_map(b, ram, &keep, 1, r, 8, NULL);
 	assert_int_equal(n, 5);
 

@@ -253,7 +253,7 @@ static void test_exact_at_every_meeting_point(void **state)
 	fx_reserve(FX_GIB + 8 * FX_MIB);
 	for (uint64_t extra = 0; extra < 400; extra++) {
 		struct kmem_region r = {FX_SIMPLE_BASE, 2 * FX_MIB + extra * KMEM_PAGE_SIZE,
-		                        KMEM_REGION_USABLE};
+		                        KMEM_REGION_USABLE, 0};
 		assert_int_equal(fx_init(&r, 1, 1), 0);
 		size_t count = kmem_free_pages();
 		size_t got = drain_pages();

@@ -120,6 +120,7 @@ static void read_log(const char *path, struct printed *p)
 		p->r[p->n].type = !strcmp(type, "usable")        ? KMEM_REGION_USABLE
 		                  : !strcmp(type, "reclaimable") ? KMEM_REGION_RECLAIMABLE
 		                                                 : KMEM_REGION_RESERVED;
+		p->r[p->n].node = 0;
 		p->n++;
 	}
 	fclose(f);
@@ -237,7 +238,7 @@ static void test_grub_as_booted(void **state)
 	memcpy(e, g->p.r, ne * sizeof(e[0]));
 	for (size_t i = 0; i < g->nsec; i++)
 		e[ne++] = (struct kmem_region){g->sec[i][0], g->sec[i][1] - g->sec[i][0],
-		                               KMEM_REGION_RESERVED};
+		                               KMEM_REGION_RESERVED, 0};
 	long want = kmem_memmap_normalize(e, ne, MAXR + MAXS);
 	assert_true(g->nsec >= 2); /* the image and what GRUB loaded after it */
 	assert_int_equal(g->n, want);

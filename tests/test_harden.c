@@ -165,7 +165,7 @@ static void test_bad_level_is_rejected(void **state)
 	(void)state;
 	unsigned char *p = kmalloc(100);
 	memset(p, 7, 100);
-	struct kmem_region r = {FX_SIMPLE_BASE, 64 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {FX_SIMPLE_BASE, 64 * FX_MIB, KMEM_REGION_USABLE, 0};
 	struct kmem_config cfg;
 	fx_config(&cfg, &r, 1, 2);
 	cfg.harden = KMEM_HARDEN_MAX + 1;

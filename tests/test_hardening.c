@@ -215,7 +215,7 @@ static bool oom_hook(const struct kmem_oom_request *req)
 		return false;
 	hook_adds = false;
 	fx_usable(next_add, 16 * FX_MIB);
-	struct kmem_region r = {next_add, 16 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {next_add, 16 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_true(kmem_hot_add(&r) > 0);
 	next_add += 16 * FX_MIB;
 	return true;
@@ -225,7 +225,7 @@ static void test_oom_hook_adds_memory(void **state)
 {
 	(void)state;
 	fx_reserve(FX_GIB);
-	struct kmem_region r = {FX_SIMPLE_BASE, 8 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {FX_SIMPLE_BASE, 8 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&r, 1, 1), 0);
 	next_add = 512 * FX_MIB;
 	kmem_set_oom_hook(oom_hook);

@@ -41,7 +41,7 @@
 static void boot_heap(uint64_t span)
 {
 	fx_reserve(span);
-	struct kmem_region r = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region r = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&r, 1, 2), 0);
 }
 
@@ -71,7 +71,7 @@ static void set_pages(uint64_t pfn, uint64_t n, bool free)
 static long hot_add(uint64_t base, uint64_t len)
 {
 	fx_usable(base, len);
-	struct kmem_region r = {base, len, KMEM_REGION_USABLE};
+	struct kmem_region r = {base, len, KMEM_REGION_USABLE, 0};
 	return kmem_hot_add(&r);
 }
 
@@ -343,7 +343,7 @@ static void test_copy_rooms_stack(void **state)
 	(void)state;
 	fx_reserve(4 * FX_GIB);
 	/* [64 MiB, 320 MiB): arenas 1..4 whole, shared by init */
-	struct kmem_region boot = {64 * FX_MIB, 256 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region boot = {64 * FX_MIB, 256 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&boot, 1, 2), 0);
 	const uint64_t A = FX_GIB, B = 2 * FX_GIB; /* 4 and 3 arenas, 3 and 2 shared */
 	assert_true(hot_add(A, 4 * ARENA_BYTES) > 0);
@@ -422,7 +422,7 @@ static void test_random_hot_adds(void **state)
 	(void)state;
 	const uint64_t span = 16 * FX_GIB, pages = span / PG;
 	fx_reserve(span);
-	struct kmem_region boot = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region boot = {FX_SIMPLE_BASE, HEAP_MIB * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&boot, 1, 2), 0);
 	static uint8_t *model; /* 1 managed, 2 metadata region */
 	free(model);

@@ -115,7 +115,7 @@ static void test_alloc_before_percpu_areas(void **state)
 {
 	(void)state;
 	fx_reserve(FX_GIB);
-	struct kmem_region map = {BASE, 64 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region map = {BASE, 64 * FX_MIB, KMEM_REGION_USABLE, 0};
 	host_set_early_boot(true);
 	assert_int_equal(fx_init(&map, 1, NCPU), 0);
 	/* No per-CPU data: no slot, and the answer is 0. */

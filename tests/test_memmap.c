@@ -138,7 +138,7 @@ static void test_add(void **state)
 	assert_int_equal(kmem_memmap_add(r, 3, &n, 0, 0x1000, U), -KMEM_ENOMEM);
 	assert_int_equal(r[2].length, 0x1000);
 	n = 1;
-	r[0] = (struct kmem_region){UINT64_MAX - 0xfff, 0x1000, U};
+	r[0] = (struct kmem_region){UINT64_MAX - 0xfff, 0x1000, U, 0};
 	assert_int_equal(kmem_memmap_add(r, 3, &n, 0, 0x1000, U), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(r[0].length, 0x1000);
@@ -153,25 +153,25 @@ static void test_normalize(void **state)
 {
 	(void)state;
 	struct kmem_region r[16] = {
-		{0x10000, 0xf0000, U},                  /* [64K, 1M) */
-		{0x38800, 0x1000, R},                   /* unaligned hole inside: out [0x38000, 0x3a000) */
-		{0x80100, 0x2000, C},                   /* reclaimable: outward [0x80000, 0x83000) */
-		{0x81000, 0x800, R},                    /* reserved inside reclaimable */
-		{0x200, 0xe00, U},                      /* less than a page after rounding in: gone */
-		{0x200000, 0x1800, U},                  /* inward: [0x200000, 0x201000) */
-		{0x201800, 0x1800, U},                  /* inward: [0x202000, 0x203000); 0x201000 lost */
-		{0x300000, 0x1000, 77},                 /* unknown type: reserved */
-		{0x300000, 0x3000, U},
-		{UINT64_MAX - 0x1fff, 0x2000, R},       /* ends at 2^64 */
-		{0x5000, 0, U},                         /* empty */
-		{0x40800, 0, C},                        /* empty: touches no page */
+		{0x10000, 0xf0000, U, 0},                  /* [64K, 1M) */
+		{0x38800, 0x1000, R, 0},                   /* unaligned hole inside: out [0x38000, 0x3a000) */
+		{0x80100, 0x2000, C, 0},                   /* reclaimable: outward [0x80000, 0x83000) */
+		{0x81000, 0x800, R, 0},                    /* reserved inside reclaimable */
+		{0x200, 0xe00, U, 0},                      /* less than a page after rounding in: gone */
+		{0x200000, 0x1800, U, 0},                  /* inward: [0x200000, 0x201000) */
+		{0x201800, 0x1800, U, 0},                  /* inward: [0x202000, 0x203000); 0x201000 lost */
+		{0x300000, 0x1000, 77, 0},                 /* unknown type: reserved */
+		{0x300000, 0x3000, U, 0},
+		{UINT64_MAX - 0x1fff, 0x2000, R, 0},       /* ends at 2^64 */
+		{0x5000, 0, U, 0},                         /* empty */
+		{0x40800, 0, C, 0},                        /* empty: touches no page */
 	};
 	long n = kmem_memmap_normalize(r, 12, 16);
 	const struct kmem_region exp[] = {
-		{0x10000, 0x28000, U}, {0x38000, 0x2000, R}, {0x3a000, 0x46000, U},
-		{0x80000, 0x1000, C},  {0x81000, 0x1000, R}, {0x82000, 0x1000, C},
-		{0x83000, 0x7d000, U}, {0x200000, 0x1000, U}, {0x202000, 0x1000, U},
-		{0x300000, 0x1000, R}, {0x301000, 0x2000, U}, {UINT64_MAX - 0x1fff, 0x2000, R},
+		{0x10000, 0x28000, U, 0}, {0x38000, 0x2000, R, 0}, {0x3a000, 0x46000, U, 0},
+		{0x80000, 0x1000, C, 0},  {0x81000, 0x1000, R, 0}, {0x82000, 0x1000, C, 0},
+		{0x83000, 0x7d000, U, 0}, {0x200000, 0x1000, U, 0}, {0x202000, 0x1000, U, 0},
+		{0x300000, 0x1000, R, 0}, {0x301000, 0x2000, U, 0}, {UINT64_MAX - 0x1fff, 0x2000, R, 0},
 	};
 	assert_map(r, n, exp, sizeof exp / sizeof exp[0]);
 
@@ -182,9 +182,9 @@ static void test_normalize(void **state)
 	assert_map(again, n, r, (size_t)n);
 
 	/* Room: n holes in one region need 2n + 1 slots. */
-	struct kmem_region h[7] = {{0, 0x100000, U}, {0x10000, 1, R}, {0x20000, 1, R}, {0x30000, 1, R}};
+	struct kmem_region h[7] = {{0, 0x100000, U, 0}, {0x10000, 1, R, 0}, {0x20000, 1, R, 0}, {0x30000, 1, R, 0}};
 	assert_int_equal(kmem_memmap_normalize(h, 4, 6), -KMEM_ENOMEM);
-	struct kmem_region h2[7] = {{0, 0x100000, U}, {0x10000, 1, R}, {0x20000, 1, R}, {0x30000, 1, R}};
+	struct kmem_region h2[7] = {{0, 0x100000, U, 0}, {0x10000, 1, R, 0}, {0x20000, 1, R, 0}, {0x30000, 1, R, 0}};
 	assert_int_equal(kmem_memmap_normalize(h2, 4, 7), 7);
 	assert_int_equal(kmem_memmap_normalize(h2, 8, 7), -KMEM_EINVAL);
 	assert_int_equal(kmem_memmap_normalize(NULL, 0, 0), 0);
@@ -211,7 +211,7 @@ static void test_normalize_model(void **state)
 				len &= ~(PG - 1);
 			}
 			uint32_t types[] = {U, U, U, R, C, 9};
-			in[i] = (struct kmem_region){base, len, types[(x >> 56) % 6]};
+			in[i] = (struct kmem_region){base, len, types[(x >> 56) % 6], 0};
 		}
 		memcpy(r, in, n * sizeof in[0]);
 		long m = kmem_memmap_normalize(r, n, 2 * n - 1 ? 2 * n - 1 : 1);
@@ -268,13 +268,13 @@ static void test_e820_qemu_pc_512m(void **state)
 	struct kmem_region r[16];
 	long n = kmem_memmap_e820(b, 7, 20, r, 16);
 	const struct kmem_region exp[] = {
-		{0x0, 0x9f000, U},          /* the EBDA's page goes */
-		{0x9f000, 0x1000, R},
-		{0xf0000, 0x10000, R},
-		{0x100000, 0x1fee0000, U},
-		{0x1ffe0000, 0x20000, R},
-		{0xfeffc000, 0x4000, R},
-		{0xfffc0000, 0x40000, R},
+		{0x0, 0x9f000, U, 0},          /* the EBDA's page goes */
+		{0x9f000, 0x1000, R, 0},
+		{0xf0000, 0x10000, R, 0},
+		{0x100000, 0x1fee0000, U, 0},
+		{0x1ffe0000, 0x20000, R, 0},
+		{0xfeffc000, 0x4000, R, 0},
+		{0xfffc0000, 0x40000, R, 0},
 	};
 	assert_map(r, n, exp, 7);
 	assert_int_equal(bytes_of(r, n, U), 0x9f000 + 0x1fee0000);
@@ -302,10 +302,10 @@ static void test_e820_qemu_q35_5g(void **state)
 	struct kmem_region r[16];
 	long n = kmem_memmap_e820(b, 11, 24, r, 16);
 	const struct kmem_region exp[] = {
-		{0x0, 0x9f000, U},         {0x9f000, 0x1000, R},         {0xf0000, 0x10000, R},
-		{0x100000, 0x7fee0000, U}, {0x7ffe0000, 0x20000, R},     {0xb0000000, 0x10000000, R},
-		{0xfed1c000, 0x4000, R},   {0xfeffc000, 0x4000, R},      {0xfffc0000, 0x40000, R},
-		{4 * G, 3 * G, U},         {0xfd00000000, 0x300000000, R},
+		{0x0, 0x9f000, U, 0},         {0x9f000, 0x1000, R, 0},         {0xf0000, 0x10000, R, 0},
+		{0x100000, 0x7fee0000, U, 0}, {0x7ffe0000, 0x20000, R, 0},     {0xb0000000, 0x10000000, R, 0},
+		{0xfed1c000, 0x4000, R, 0},   {0xfeffc000, 0x4000, R, 0},      {0xfffc0000, 0x40000, R, 0},
+		{4 * G, 3 * G, U, 0},         {0xfd00000000, 0x300000000, R, 0},
 	};
 	assert_map(r, n, exp, 11);
 	assert_int_equal(bytes_of(r, n, U), 0x9f000 + 0x7fee0000 + 3 * G);
@@ -339,8 +339,8 @@ static void test_e820_edges(void **state)
 	struct kmem_region r[16];
 	long n = kmem_memmap_e820(b, 9, 24, r, 16);
 	const struct kmem_region exp[] = {
-		{0x100000, 0x80000, U}, {0x180000, 0x1000, R}, {0x181000, 0x7e000, U},
-		{0x1ff000, 0x2000, C},  {0x300000, 0x3000, R}, {UINT64_MAX - 0xfff, 0x1000, U},
+		{0x100000, 0x80000, U, 0}, {0x180000, 0x1000, R, 0}, {0x181000, 0x7e000, U, 0},
+		{0x1ff000, 0x2000, C, 0},  {0x300000, 0x3000, R, 0}, {UINT64_MAX - 0xfff, 0x1000, U, 0},
 	};
 	assert_map(r, n, exp, 6);
 	/* The same entries read as 20-byte ones give other numbers but never
@@ -440,7 +440,7 @@ static void test_multiboot1(void **state)
 	put(in, 8, 0x1000, 4); /* 4 MiB above 1 MiB */
 	n = kmem_memmap_multiboot1(in, MB_PHYS + info, mb_off(mem), r, 32);
 	const struct kmem_region exp[] = {
-		{0, 0x10000, U}, {0x10000, 0x1000, R}, {0x11000, 0x8e000, U}, {0x100000, 0x400000, U}};
+		{0, 0x10000, U, 0}, {0x10000, 0x1000, R, 0}, {0x11000, 0x8e000, U, 0}, {0x100000, 0x400000, U, 0}};
 	assert_map(r, n, exp, 4);
 
 	/* Malformed: no memory information; a mmap entry body < 20; an entry
@@ -459,7 +459,7 @@ static void test_multiboot1(void **state)
 	put(in, 44, 24, 4); /* one entry; info (at 0) and the map buffer reserved */
 	n = kmem_memmap_multiboot1(in, 0, mb_off(mem), r, 32);
 	const struct kmem_region one[] = {
-		{0, 0x1000, R}, {0x1000, 0xf000, U}, {0x10000, 0x1000, R}, {0x11000, 0x8e000, U}};
+		{0, 0x1000, R, 0}, {0x1000, 0xf000, U, 0}, {0x10000, 0x1000, R, 0}, {0x11000, 0x8e000, U, 0}};
 	assert_map(r, n, one, 4);
 	put(in, 0, 1 << 6 | 1 << 3, 4);
 	put(in, 20, 4097, 4);
@@ -558,10 +558,10 @@ static void test_multiboot2(void **state)
 	void *b = mbi_end(&m);
 	long n = kmem_memmap_multiboot2(b, mbi_phys, r, 32);
 	const struct kmem_region exp[] = {
-		{0, 0x10000, U}, {0x10000, 0x1000, R}, {0x11000, 0x8e000, U}, {0x9f000, 0x1000, R},
-		{0xb8000, 0x1000, R}, {0xf0000, 0x10000, R}, {0x100000, 0x700000, U},
-		{0x800000, 0x3000, R}, {0x803000, 0x1f7dd000, U}, {0x1ffe0000, 0x20000, R},
-		{0xfffc0000, 0x40000, C},
+		{0, 0x10000, U, 0}, {0x10000, 0x1000, R, 0}, {0x11000, 0x8e000, U, 0}, {0x9f000, 0x1000, R, 0},
+		{0xb8000, 0x1000, R, 0}, {0xf0000, 0x10000, R, 0}, {0x100000, 0x700000, U, 0},
+		{0x800000, 0x3000, R, 0}, {0x803000, 0x1f7dd000, U, 0}, {0x1ffe0000, 0x20000, R, 0},
+		{0xfffc0000, 0x40000, C, 0},
 	};
 	assert_map(r, n, exp, sizeof exp / sizeof exp[0]);
 	free(b);
@@ -872,9 +872,9 @@ static void test_limine(void **state)
 	struct kmem_region r[32];
 	long n = kmem_memmap_limine(rp, r, 32);
 	const struct kmem_region exp[] = {
-		{0x1000, 0x9e000, U},       {0x9f000, 0x161000, R}, {0x200000, 0x100000, U},
-		{0x300000, 0x1000, R},      {0x301000, 0xeff000, U}, {0x1200000, 0xa0000, C},
-		{0x12a0000, 0x30000, R},    {0xfd000000, 0x300000, R},
+		{0x1000, 0x9e000, U, 0},       {0x9f000, 0x161000, R, 0}, {0x200000, 0x100000, U, 0},
+		{0x300000, 0x1000, R, 0},      {0x301000, 0xeff000, U, 0}, {0x1200000, 0xa0000, C, 0},
+		{0x12a0000, 0x30000, R, 0},    {0xfd000000, 0x300000, R, 0},
 	};
 	assert_map(r, n, exp, sizeof exp / sizeof exp[0]);
 
@@ -933,11 +933,11 @@ static void test_uefi(void **state)
 	struct kmem_region r[32];
 	long n = kmem_memmap_uefi(b, sizeof raw, DSZ, r, 32);
 	const struct kmem_region exp[] = {
-		{0x0, 0x9f000, U},           {0x9f000, 0x1000, R},         {0x100000, 0x200000, U},
-		{0x300000, 0x100000, R},     {0x400000, 0x10000, C},       {0x410000, 0x10000, R},
-		{0x420000, 0x1000000, U},    {0x1420000, 0x1100000, R},    {0xfeb00000, 0x1000, R},
-		{0x100000000, 0x1000000, R}, {0x200000000, 0x1000000, R},  {0x300000000, 0x10000, R},
-		{0xfffffffffff00000ull, 0x100000, U},
+		{0x0, 0x9f000, U, 0},           {0x9f000, 0x1000, R, 0},         {0x100000, 0x200000, U, 0},
+		{0x300000, 0x100000, R, 0},     {0x400000, 0x10000, C, 0},       {0x410000, 0x10000, R, 0},
+		{0x420000, 0x1000000, U, 0},    {0x1420000, 0x1100000, R, 0},    {0xfeb00000, 0x1000, R, 0},
+		{0x100000000, 0x1000000, R, 0}, {0x200000000, 0x1000000, R, 0},  {0x300000000, 0x10000, R, 0},
+		{0xfffffffffff00000ull, 0x100000, U, 0},
 	};
 	assert_map(r, n, exp, sizeof exp / sizeof exp[0]);
 	/* 40-byte descriptors (the struct's own size) read the same map. */

@@ -46,7 +46,7 @@ static size_t nusable;
 static void note_usable(uint64_t base, uint64_t len)
 {
 	assert_true(nusable < 8);
-	usable[nusable++] = (struct kmem_region){base, len, KMEM_REGION_USABLE};
+	usable[nusable++] = (struct kmem_region){base, len, KMEM_REGION_USABLE, 0};
 }
 
 static bool is_usable(uint64_t phys)
@@ -168,7 +168,7 @@ static long hot_add(uint64_t base, uint64_t len)
 {
 	fx_usable(base, len);
 	note_usable(base, len);
-	struct kmem_region r = {base, len, KMEM_REGION_USABLE};
+	struct kmem_region r = {base, len, KMEM_REGION_USABLE, 0};
 	return kmem_hot_add(&r);
 }
 
@@ -181,8 +181,8 @@ static void boot_two_regions(void)
 	nusable = 0;
 	fx_reserve(FX_GIB);
 	struct kmem_region r[2] = {
-		{8 * FX_MIB, 56 * FX_MIB, KMEM_REGION_USABLE},
-		{300 * FX_MIB, 32 * FX_MIB, KMEM_REGION_USABLE},
+		{8 * FX_MIB, 56 * FX_MIB, KMEM_REGION_USABLE, 0},
+		{300 * FX_MIB, 32 * FX_MIB, KMEM_REGION_USABLE, 0},
 	};
 	note_usable(r[0].base, r[0].length);
 	note_usable(r[1].base, r[1].length);
@@ -353,7 +353,7 @@ static void test_single_pages_share(void **state)
 	const uint64_t len = 128 * FX_MIB;
 	nusable = 0;
 	fx_reserve(FX_GIB);
-	struct kmem_region r = {FX_SIMPLE_BASE, len, KMEM_REGION_USABLE};
+	struct kmem_region r = {FX_SIMPLE_BASE, len, KMEM_REGION_USABLE, 0};
 	note_usable(r.base, r.length);
 	assert_int_equal(fx_init(&r, 1, 2), 0);
 	const uint64_t usable_pages = len / PG;

@@ -512,7 +512,7 @@ static bool rec_hook(const struct kmem_oom_request *r)
 	uint64_t at = hook_mode == H_ADD_BELOW ? hook_next : 900 * FX_MIB + hook_next;
 	hook_next += 16 * FX_MIB;
 	fx_usable(at, 16 * FX_MIB);
-	struct kmem_region reg = {at, 16 * FX_MIB, KMEM_REGION_USABLE};
+	struct kmem_region reg = {at, 16 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_true(kmem_hot_add(&reg) > 0);
 	return true;
 }

@@ -705,7 +705,7 @@ static int setup_hull(void **state)
 {
 	(void)state;
 	fx_reserve(300 * FX_GIB + 128 * FX_MIB);
-	const struct kmem_region r = {FX_SIMPLE_BASE, 32 * FX_MIB, KMEM_REGION_USABLE};
+	const struct kmem_region r = {FX_SIMPLE_BASE, 32 * FX_MIB, KMEM_REGION_USABLE, 0};
 	assert_int_equal(fx_init(&r, 1, 2), 0);
 	return 0;
 }
@@ -728,7 +728,7 @@ static void test_hull_hot_add(void **state)
 	/* 64 MiB at 300 GiB: the hull grows to 2^27 pages. */
 	const uint64_t at = 300 * FX_GIB;
 	fx_usable(at, 64 * FX_MIB);
-	const struct kmem_region add = {at, 64 * FX_MIB, KMEM_REGION_USABLE};
+	const struct kmem_region add = {at, 64 * FX_MIB, KMEM_REGION_USABLE, 0};
 	long got = kmem_hot_add(&add);
 	assert_true(got > 0);
 	assert_int_equal(mheap_.sum_level, 27);
@@ -1102,11 +1102,11 @@ static int setup_sparse(void **state)
 	(void)state;
 	fx_reserve(SP_R3 + SP_R3_LEN + FX_GIB);
 	const struct kmem_region r[] = {
-		{SP_R2, SP_R2_LEN, KMEM_REGION_USABLE},
-		{SP_R3, SP_R3_LEN, KMEM_REGION_USABLE},
-		{SP_R1, SP_R1_LEN, KMEM_REGION_USABLE},
-		{SP_HOLE, PG, KMEM_REGION_RESERVED},
-		{SP_R4, SP_R4_LEN, KMEM_REGION_USABLE},
+		{SP_R2, SP_R2_LEN, KMEM_REGION_USABLE, 0},
+		{SP_R3, SP_R3_LEN, KMEM_REGION_USABLE, 0},
+		{SP_R1, SP_R1_LEN, KMEM_REGION_USABLE, 0},
+		{SP_HOLE, PG, KMEM_REGION_RESERVED, 0},
+		{SP_R4, SP_R4_LEN, KMEM_REGION_USABLE, 0},
 	};
 	assert_int_equal(fx_init(r, sizeof(r) / sizeof(r[0]), 2), 0);
 	return 0;

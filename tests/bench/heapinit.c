@@ -48,20 +48,20 @@ static double now(void)
 static size_t build_map(struct kmem_region *r, uint64_t size, uint64_t *top)
 {
 	size_t n = 0;
-	r[n++] = (struct kmem_region){0x1000, 0x9f000 - 0x1000, KMEM_REGION_USABLE};
-	r[n++] = (struct kmem_region){0x9f000, 0x100000 - 0x9f000, KMEM_REGION_RESERVED};
+	r[n++] = (struct kmem_region){0x1000, 0x9f000 - 0x1000, KMEM_REGION_USABLE, 0};
+	r[n++] = (struct kmem_region){0x9f000, 0x100000 - 0x9f000, KMEM_REGION_RESERVED, 0};
 	uint64_t low = size < 3 * GIB ? size : 3 * GIB;
-	r[n++] = (struct kmem_region){MIB, low - MIB - 16 * MIB, KMEM_REGION_USABLE};
-	r[n++] = (struct kmem_region){low - 16 * MIB, 16 * MIB, KMEM_REGION_RECLAIMABLE};
+	r[n++] = (struct kmem_region){MIB, low - MIB - 16 * MIB, KMEM_REGION_USABLE, 0};
+	r[n++] = (struct kmem_region){low - 16 * MIB, 16 * MIB, KMEM_REGION_RECLAIMABLE, 0};
 	*top = low;
 	if (size > low) {
-		r[n++] = (struct kmem_region){3 * GIB, GIB, KMEM_REGION_RESERVED}; /* PCI hole */
+		r[n++] = (struct kmem_region){3 * GIB, GIB, KMEM_REGION_RESERVED, 0}; /* PCI hole */
 		uint64_t hi = size - low;
-		r[n++] = (struct kmem_region){4 * GIB, hi, KMEM_REGION_USABLE};
+		r[n++] = (struct kmem_region){4 * GIB, hi, KMEM_REGION_USABLE, 0};
 		/* Firmware holes, unaligned, inside high memory. */
 		for (int i = 1; i < 8; i++)
 			r[n++] = (struct kmem_region){4 * GIB + hi / 8 * (uint64_t)i + 0x3000, 0x25000,
-			                              KMEM_REGION_RESERVED};
+			                              KMEM_REGION_RESERVED, 0};
 		*top = 4 * GIB + hi;
 	}
 	return n;

@@ -1092,17 +1092,17 @@ static void op_hot_add(struct in *in)
 	struct kmem_region r;
 	switch (sel % 8) {
 	case 4: /* overlaps managed memory */
-		r = (struct kmem_region){HIGH_BASE + FX_MIB, FX_MIB, KMEM_REGION_USABLE};
+		r = (struct kmem_region){HIGH_BASE + FX_MIB, FX_MIB, KMEM_REGION_USABLE, 0};
 		break;
 	case 5: /* not usable */
 		r = hot[1];
 		r.type = KMEM_REGION_RESERVED;
 		break;
 	case 6: /* no whole page */
-		r = (struct kmem_region){100 * FX_MIB + 5, PAGE, KMEM_REGION_USABLE};
+		r = (struct kmem_region){100 * FX_MIB + 5, PAGE, KMEM_REGION_USABLE, 0};
 		break;
 	case 7: /* overlaps the metadata region */
-		r = (struct kmem_region){meta_phys, PAGE, KMEM_REGION_USABLE};
+		r = (struct kmem_region){meta_phys, PAGE, KMEM_REGION_USABLE, 0};
 		break;
 	default:
 		if (!hot_hi[sel % 4]) {

@@ -270,7 +270,7 @@ static void heap_one(uint64_t span, uint64_t base, uint64_t len)
 {
 	win_reserve(span);
 	win_usable(base, len);
-	struct kmem_region r = {base, len, KMEM_REGION_USABLE};
+	struct kmem_region r = {base, len, KMEM_REGION_USABLE, 0};
 	struct kmem_config cfg = {.regions = &r, .nregions = 1, .direct_map_offset = (uintptr_t)win,
 	                          .max_cpus = 8};
 	if (kmem_init(&cfg)) {
@@ -449,7 +449,7 @@ static void scen_hotadd(struct lat *L, uint64_t gib)
 	for (int rep = 0; rep < reps; rep++) {
 		uint64_t at = first + (uint64_t)rep * len;
 		win_usable(at, len);
-		struct kmem_region r = {at, len, KMEM_REGION_USABLE};
+		struct kmem_region r = {at, len, KMEM_REGION_USABLE, 0};
 		uint64_t arenas = len >> ARENA_SHIFT;
 		uint64_t u0 = pages_update_steps;
 		lat_begin(L);
@@ -464,7 +464,7 @@ static void scen_hotadd(struct lat *L, uint64_t gib)
 		long again = kmem_hot_add(&r);
 		lat_end(L, "kmem_hot_add again (refused)", pages_update_steps - u0, 16 * arenas + 1200,
 		        "16 x arenas + 1200");
-		struct kmem_region meta = {at + PG, PG, KMEM_REGION_USABLE};
+		struct kmem_region meta = {at + PG, PG, KMEM_REGION_USABLE, 0};
 		u0 = pages_update_steps;
 		lat_begin(L);
 		long over = kmem_hot_add(&meta);

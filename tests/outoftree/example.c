@@ -77,7 +77,7 @@ int main(void)
 	struct kmem_region map[16];
 	long n = kmem_memmap_e820(e820, 5, sizeof e820[0], map, 16);
 	CHECK(n > 0);
-	map[n++] = (struct kmem_region){0x100000, 0x200000, KMEM_REGION_RESERVED}; /* kernel */
+	map[n++] = (struct kmem_region){0x100000, 0x200000, KMEM_REGION_RESERVED, 0}; /* kernel */
 	struct kmem_config cfg = {
 		.regions = map, .nregions = (size_t)n,
 		.direct_map_offset = (uintptr_t)ram, /* virtual = physical + offset */

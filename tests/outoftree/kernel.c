@@ -71,8 +71,8 @@ int kernel_main(void)
 	CHECK(own == own_pool[0] && own_allocs == 1);
 
 	struct kmem_region map[] = {
-		{0, RAM_SIZE, KMEM_REGION_USABLE},
-		{0, 0x1000, KMEM_REGION_RESERVED},
+		{0, RAM_SIZE, KMEM_REGION_USABLE, 0},
+		{0, 0x1000, KMEM_REGION_RESERVED, 0},
 	};
 	struct kmem_config cfg = {.regions = map, .nregions = 2,
 	                          .direct_map_offset = (uintptr_t)ram, .max_cpus = 1};

@@ -1,0 +1,722 @@
+/*
+ * tests/test_numa.c - NUMA nodes (issue #15.1; malloc.c, "NUMA nodes"):
+ * a CPU allocates from its own node (objects, cache objects, large
+ * objects, page runs); kmalloc_node, kmem_cache_alloc_node and
+ * kpage_alloc_node honour the node; a full node falls back in distance
+ * order and NULL comes only when every node is full; an object freed on a
+ * CPU of another node goes back to its span (never into that CPU's
+ * magazines) and is reused by its own node; per-node statistics add up to
+ * the whole heap's; kmem_check is clean with magazines cached on every
+ * node; reclaim gives back every node's pages; malformed node ids,
+ * topologies and hot-adds are refused and change nothing; a single-node
+ * heap reports one node.  CPUs are the main thread switching slots, or
+ * threads (fx_cpu).
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "host.h"
+#include "mtypes.h"
+#include "objstate.h"
+
+#define MIB FX_MIB
+
+/* Two nodes of 32 MiB in two arenas; CPUs 0, 1 on node 0, 2, 3 on node 1. */
+static const struct kmem_region map2[] = {
+	{16 * MIB, 32 * MIB, KMEM_REGION_USABLE, 0},
+	{64 * MIB, 32 * MIB, KMEM_REGION_USABLE, 1},
+};
+static const uint8_t cpu_node2[] = {0, 0, 1, 1};
+
+/* Three nodes of 8 MiB; nodes 1 and 2 adjacent in one arena.  Node 0's
+ * nearest other node is 2, then 1. */
+static const struct kmem_region map3[] = {
+	{16 * MIB, 8 * MIB, KMEM_REGION_USABLE, 0},
+	{64 * MIB, 8 * MIB, KMEM_REGION_USABLE, 1},
+	{72 * MIB, 8 * MIB, KMEM_REGION_USABLE, 2},
+};
+static const uint8_t cpu_node3[] = {0, 1, 2};
+static const uint8_t dist3[] = {
+	10, 30, 20,
+	30, 10, 20,
+	20, 20, 10,
+};
+
+static int init_numa(const struct kmem_region *r, size_t n, const uint8_t *cpu_node,
+                     unsigned cpus, const uint8_t *dist)
+{
+	struct kmem_config cfg;
+	fx_config(&cfg, r, n, cpus);
+	cfg.cpu_node = cpu_node;
+	cfg.node_distance = dist;
+	return fx_init_config(&cfg);
+}
+
+static int setup2(void **state)
+{
+	(void)state;
+	fx_reserve(256 * MIB);
+	assert_int_equal(init_numa(map2, 2, cpu_node2, 4, NULL), 0);
+	return 0;
+}
+
+static int setup3(void **state)
+{
+	(void)state;
+	fx_reserve(256 * MIB);
+	assert_int_equal(init_numa(map3, 3, cpu_node3, 3, dist3), 0);
+	return 0;
+}
+
+/* The main thread becomes CPU `cpu` (the one it was goes offline: its
+ * caches are flushed). */
+static void on_cpu(unsigned cpu)
+{
+	host_cpu_release();
+	assert_int_equal(host_cpu_claim((int)cpu), (int)cpu);
+}
+
+static struct kmem_node_stats node_stats(unsigned node)
+{
+	struct kmem_node_stats ns;
+	assert_int_equal(kmem_get_node_stats(node, &ns), 0);
+	return ns;
+}
+
+/* The nodes' pages add up to the heap's. */
+static void assert_nodes_add_up(void)
+{
+	struct kmem_stats st = fx_stats();
+	uint64_t managed = 0, free = 0;
+	for (unsigned n = 0; n < kmem_nr_nodes(); n++) {
+		struct kmem_node_stats ns = node_stats(n);
+		assert_true(ns.pages_free <= ns.pages_managed);
+		managed += ns.pages_managed;
+		free += ns.pages_free;
+	}
+	assert_int_equal(managed, st.pages_managed);
+	assert_int_equal(free, st.pages_free);
+}
+
+static void ctor(void *obj)
+{
+	memset(obj, 0xc5, 8);
+}
+
+/* ---------------------------------------------------------------------------
+ * Placement
+ */
+
+static void test_topology(void **state)
+{
+	(void)state;
+	assert_int_equal(kmem_nr_nodes(), 2);
+	assert_int_equal(node_stats(0).cpus, 2);
+	assert_int_equal(node_stats(1).cpus, 2);
+	struct kmem_node_stats ns;
+	assert_int_equal(kmem_get_node_stats(2, &ns), -KMEM_EINVAL);
+	/* Every managed page is on the node of its region. */
+	assert_int_equal(kmem_virt_to_node(fx_virt(16 * MIB)), 0);
+	assert_int_equal(kmem_virt_to_node(fx_virt(48 * MIB - 1)), 0);
+	assert_int_equal(kmem_virt_to_node(fx_virt(64 * MIB)), 1);
+	/* Not managed: a hole, the metadata region, memory outside. */
+	assert_int_equal(kmem_virt_to_node(fx_virt(50 * MIB)), -1);
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	assert_int_equal(kmem_virt_to_node(fx_virt(mb + ms / 2)), -1);
+	int local = 0;
+	assert_int_equal(kmem_virt_to_node(&local), -1);
+	/* Node 0 has its 32 MiB (less page 0's arena nothing: it starts at
+	 * 16 MiB); node 1 its 32 MiB less the metadata carved from its top. */
+	assert_int_equal(node_stats(0).pages_managed, 32 * MIB / KMEM_PAGE_SIZE);
+	assert_true(node_stats(1).pages_managed < 32 * MIB / KMEM_PAGE_SIZE);
+	assert_nodes_add_up();
+}
+
+/* Each CPU's plain calls come from its node. */
+static void test_cpu_allocates_from_its_node(void **state)
+{
+	(void)state;
+	struct kmem_cache *k = kmem_cache_create("numa", 200, 0, ctor);
+	assert_non_null(k);
+	for (unsigned cpu = 0; cpu < 4; cpu++) {
+		on_cpu(cpu);
+		int node = cpu_node2[cpu];
+		void *p[64];
+		for (unsigned i = 0; i < 64; i++) {
+			p[i] = kmalloc(8 + 61 * i);
+			assert_non_null(p[i]);
+			assert_int_equal(kmem_virt_to_node(p[i]), node);
+		}
+		void *big = kmalloc(100 * 1024), *run = kpage_alloc(3, 0, 0);
+		void *longrun = kpage_alloc(200, 0, 0), *al = kmalloc_aligned(5000, 8192);
+		void *obj = kmem_cache_alloc(k);
+		assert_non_null(big);
+		assert_non_null(run);
+		assert_non_null(longrun);
+		assert_non_null(al);
+		assert_non_null(obj);
+		assert_int_equal(kmem_virt_to_node(big), node);
+		assert_int_equal(kmem_virt_to_node(run), node);
+		assert_int_equal(kmem_virt_to_node(longrun), node);
+		assert_int_equal(kmem_virt_to_node(al), node);
+		assert_int_equal(kmem_virt_to_node(obj), node);
+		/* KMEM_NO_NODE is the plain call. */
+		void *nn = kmalloc_node(64, KMEM_NO_NODE);
+		assert_int_equal(kmem_virt_to_node(nn), node);
+		kfree(nn);
+		for (unsigned i = 0; i < 64; i++)
+			kfree(p[i]);
+		kfree(big);
+		kfree(al);
+		kpage_free(run, 3);
+		kpage_free(longrun, 200);
+		kmem_cache_free(k, obj);
+	}
+	/* Every page this took was local. */
+	assert_int_equal(node_stats(0).alloc_remote, 0);
+	assert_int_equal(node_stats(1).alloc_remote, 0);
+	assert_true(node_stats(0).alloc_local > 0 && node_stats(1).alloc_local > 0);
+	on_cpu(0);
+	assert_int_equal(kmem_cache_destroy(k), 0);
+}
+
+/* The _node calls take memory from the node asked for, whatever the
+ * calling CPU's; bad nodes give NULL. */
+static void test_node_calls_honour_node(void **state)
+{
+	(void)state;
+	struct kmem_cache *k = kmem_cache_create("numa", 96, 32, ctor);
+	assert_non_null(k);
+	for (unsigned cpu = 0; cpu < 4; cpu += 2) {
+		on_cpu(cpu);
+		for (int node = 0; node < 2; node++) {
+			struct kmem_node_stats before = node_stats((unsigned)node);
+			void *o[40];
+			for (unsigned i = 0; i < 40; i++) {
+				o[i] = kmalloc_node(8 + 100 * i, node);
+				assert_non_null(o[i]);
+				assert_int_equal(kmem_virt_to_node(o[i]), node);
+			}
+			void *big = kmalloc_node(300 * 1024, node);
+			void *run = kpage_alloc_node(5, 4 * KMEM_PAGE_SIZE, 0, node);
+			void *longrun = kpage_alloc_node(130, 0, 0, node);
+			void *c = kmem_cache_alloc_node(k, node);
+			assert_non_null(big);
+			assert_non_null(run);
+			assert_non_null(longrun);
+			assert_non_null(c);
+			assert_int_equal(kmem_virt_to_node(big), node);
+			assert_int_equal(kmem_virt_to_node(run), node);
+			assert_int_equal((uintptr_t)run % (4 * KMEM_PAGE_SIZE), 0);
+			assert_int_equal(kmem_virt_to_node(longrun), node);
+			assert_int_equal(kmem_virt_to_node(c), node);
+			assert_int_equal(*(uint8_t *)c, 0xc5); /* the ctor ran */
+			/* Requests that preferred this node, all served by it. */
+			struct kmem_node_stats after = node_stats((unsigned)node);
+			assert_true(after.alloc_local >= before.alloc_local + 3);
+			assert_int_equal(after.alloc_remote, before.alloc_remote);
+			for (unsigned i = 0; i < 40; i++)
+				kfree(o[i]);
+			kfree(big);
+			kpage_free(run, 5);
+			kpage_free(longrun, 130);
+			kmem_cache_free(k, c);
+		}
+		assert_null(kmalloc_node(64, 2));
+		assert_null(kmalloc_node(64, -2));
+		assert_null(kmalloc_node(64, KMEM_MAX_NODES));
+		assert_null(kpage_alloc_node(1, 0, 0, 2));
+		assert_null(kpage_alloc_node(1, 0, 0, -5));
+		assert_null(kmem_cache_alloc_node(k, 2));
+		/* A ceiling below the node's memory: that node has none that
+		 * fits, the nearest other node serves (node 0 lies below 48
+		 * MiB). */
+		void *low = kpage_alloc_node(1, 0, 48 * MIB, 1);
+		assert_non_null(low);
+		assert_int_equal(kmem_virt_to_node(low), 0);
+		kpage_free(low, 1);
+	}
+	fx_assert_no_faults();
+	on_cpu(0);
+	assert_int_equal(kmem_cache_destroy(k), 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Fallback in distance order
+ */
+
+/* On CPU 0 (node 0; then node 2 at 20, node 1 at 30), single pages come
+ * from node 0 until it is full, then node 2, then node 1, then NULL;
+ * node 0's statistics count the remote ones. */
+static void test_fallback_in_distance_order(void **state)
+{
+	(void)state;
+	on_cpu(0);
+	assert_int_equal(kmem_nr_nodes(), 3);
+	uint64_t free0 = node_stats(0).pages_free, free1 = node_stats(1).pages_free,
+	         free2 = node_stats(2).pages_free;
+	uint64_t total = free0 + free1 + free2;
+	void **pg = malloc((size_t)(total + 16) * sizeof(void *));
+	assert_non_null(pg);
+	struct kmem_node_stats b0 = node_stats(0);
+	uint64_t got[3] = {0}, n = 0;
+	int order[3] = {0, 2, 1}, at = 0;
+	for (;;) {
+		void *p = kpage_alloc(1, 0, 0);
+		if (!p)
+			break;
+		pg[n++] = p;
+		int node = kmem_virt_to_node(p);
+		assert_true(node >= 0 && node < 3);
+		/* Never back to a node left behind. */
+		while (at < 3 && order[at] != node)
+			at++;
+		assert_true(at < 3);
+		got[node]++;
+		if (n == free0 + 1) {
+			/* Node 0 is full now: a small object comes from node 2. */
+			void *o = kmalloc(64);
+			assert_non_null(o);
+			assert_int_equal(kmem_virt_to_node(o), 2);
+			kfree(o);
+			kmem_reclaim(); /* its span back to node 2, in order */
+		}
+	}
+	/* NULL only when every node is full. */
+	assert_int_equal(got[0], free0);
+	assert_int_equal(got[2], free2);
+	assert_int_equal(got[1], free1);
+	assert_int_equal(n, total);
+	for (unsigned node = 0; node < 3; node++)
+		assert_int_equal(node_stats(node).pages_free, 0);
+	assert_null(kmalloc_node(64, 1));
+	assert_null(kpage_alloc_node(1, 0, 0, 2));
+	struct kmem_node_stats a0 = node_stats(0);
+	assert_int_equal(a0.alloc_local - b0.alloc_local, free0);
+	assert_true(a0.alloc_remote - b0.alloc_remote >= free1 + free2);
+	assert_int_equal(node_stats(1).alloc_remote, 0);
+	for (uint64_t i = 0; i < n; i++)
+		kpage_free(pg[i], 1);
+	free(pg);
+	fx_faults_reset(); /* nothing expected; the teardown checks the rest */
+	assert_nodes_add_up();
+}
+
+/* kmalloc_node on a full node falls back to the nearest other node for a
+ * request of node 1 (2 at 20, then 0 at 30). */
+static void test_node_request_falls_back(void **state)
+{
+	(void)state;
+	on_cpu(0);
+	uint64_t free1 = node_stats(1).pages_free;
+	void **pg = malloc((size_t)free1 * sizeof(void *));
+	assert_non_null(pg);
+	for (uint64_t i = 0; i < free1; i++) {
+		pg[i] = kpage_alloc_node(1, 0, 0, 1);
+		assert_non_null(pg[i]);
+		assert_int_equal(kmem_virt_to_node(pg[i]), 1);
+	}
+	assert_int_equal(node_stats(1).pages_free, 0);
+	void *o = kmalloc_node(1000, 1), *r = kpage_alloc_node(2, 0, 0, 1);
+	assert_non_null(o);
+	assert_non_null(r);
+	assert_int_equal(kmem_virt_to_node(o), 2);
+	assert_int_equal(kmem_virt_to_node(r), 2);
+	assert_true(node_stats(1).alloc_remote >= 2);
+	kfree(o);
+	kpage_free(r, 2);
+	for (uint64_t i = 0; i < free1; i++)
+		kpage_free(pg[i], 1);
+	free(pg);
+}
+
+/* ---------------------------------------------------------------------------
+ * A free goes back to the object's node
+ */
+
+static void test_remote_free_goes_home(void **state)
+{
+	(void)state;
+	struct kmem_cache *k = kmem_cache_create("numa", 128, 0, NULL);
+	assert_non_null(k);
+	on_cpu(2); /* node 1 */
+	void *p = kmalloc(64), *c = kmem_cache_alloc(k);
+	void *q[8];
+	for (unsigned i = 0; i < 8; i++)
+		q[i] = kmalloc(64);
+	assert_int_equal(kmem_virt_to_node(p), 1);
+	assert_int_equal(kmem_virt_to_node(c), 1);
+
+	on_cpu(0); /* node 0 */
+	kfree(p);
+	kmem_cache_free(k, c);
+	kfree_bulk(8, q);
+	fx_assert_no_faults();
+	/* In their spans, in no magazine of this CPU. */
+	assert_int_equal(state_of(p), OBJ_FREE);
+	assert_int_equal(state_of(c), OBJ_FREE);
+	for (unsigned i = 0; i < 8; i++)
+		assert_int_equal(state_of(q[i]), OBJ_FREE);
+	/* This CPU's allocations are its node's, never those objects. */
+	void *mine[300];
+	for (unsigned i = 0; i < 300; i++) {
+		mine[i] = kmalloc(64);
+		assert_non_null(mine[i]);
+		assert_ptr_not_equal(mine[i], p);
+		assert_int_equal(kmem_virt_to_node(mine[i]), 0);
+	}
+	void *mc = kmem_cache_alloc(k);
+	assert_ptr_not_equal(mc, c);
+	assert_int_equal(kmem_virt_to_node(mc), 0);
+	/* A local free still goes to the magazine (not OBJ_FREE). */
+	kfree(mine[299]);
+	assert_int_not_equal(state_of(mine[299]), OBJ_FREE);
+	for (unsigned i = 0; i < 299; i++)
+		kfree(mine[i]);
+	kmem_cache_free(k, mc);
+
+	/* Its own node reuses it. */
+	on_cpu(3);
+	bool found = false;
+	void *back[600];
+	unsigned nb = 0;
+	while (nb < 600 && !found) {
+		back[nb] = kmalloc(64);
+		assert_int_equal(kmem_virt_to_node(back[nb]), 1);
+		found = back[nb++] == p;
+	}
+	assert_true(found);
+	for (unsigned i = 0; i < nb; i++)
+		kfree(back[i]);
+
+	/* An object kmalloc_node took from another node goes back too. */
+	on_cpu(1);
+	void *r = kmalloc_node(64, 1);
+	assert_int_equal(kmem_virt_to_node(r), 1);
+	kfree(r);
+	assert_int_equal(state_of(r), OBJ_FREE);
+	/* And kfree_nolock sends it home as well. */
+	r = kmalloc_node(256, 1);
+	kfree_nolock(r);
+	assert_int_equal(state_of(r), OBJ_FREE);
+	fx_assert_no_faults();
+	on_cpu(0);
+	assert_int_equal(kmem_cache_destroy(k), 0);
+}
+
+/* A double free of a remote object is still caught (before and after it
+ * went home). */
+static void test_remote_double_free_caught(void **state)
+{
+	(void)state;
+	on_cpu(2);
+	void *p = kmalloc(200);
+	on_cpu(0);
+	kfree(p);
+	fx_assert_no_faults();
+	kfree(p);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, p);
+	on_cpu(2);
+	kfree(p);
+	fx_expect_fault_at(KMEM_FAULT_DOUBLE_FREE, p);
+}
+
+/* ---------------------------------------------------------------------------
+ * Every node's caches: check, statistics, reclaim (CPUs as threads)
+ */
+
+#define PER_CPU 400
+
+struct work {
+	void *obj[PER_CPU];
+	struct kmem_cache *k;
+	int node;
+};
+
+static struct work work[4];
+
+/* k = 1: allocate (and check the node); k = 2: free the objects of CPU
+ * (id + 2) % 4, on the other node.  (Step numbers start at 1: fx_cpu's
+ * "done" starts at 0.) */
+static void step(struct fx_cpu *c, int k)
+{
+	struct work *w = &work[c->id];
+	if (k == 1) {
+		for (unsigned i = 0; i < PER_CPU; i++) {
+			w->obj[i] = i % 4 == 3 ? kmem_cache_alloc(w->k) : kmalloc(16 + (i * 37) % 3000);
+			if (!w->obj[i] || kmem_virt_to_node(w->obj[i]) != w->node) {
+				FX_CPU_FAIL(c, "cpu %u: object %u not on node %d", c->id, i, w->node);
+				return;
+			}
+		}
+		/* Some given back here: magazines and spans stay cached. */
+		for (unsigned i = 0; i < PER_CPU; i += 2) {
+			kfree(w->obj[i]);
+			w->obj[i] = NULL;
+		}
+	} else {
+		struct work *o = &work[(c->id + 2) % 4];
+		for (unsigned i = 0; i < PER_CPU; i++)
+			kfree(o->obj[i]);
+	}
+}
+
+static void test_caches_on_every_node(void **state)
+{
+	(void)state;
+	struct kmem_cache *k = kmem_cache_create("numa", 72, 8, NULL);
+	assert_non_null(k);
+	struct fx_cpu cpu[4];
+	memset(cpu, 0, sizeof cpu);
+	memset(work, 0, sizeof work);
+	for (unsigned i = 1; i < 4; i++) {
+		cpu[i].id = i;
+		cpu[i].step = step;
+		work[i].k = k;
+		work[i].node = cpu_node2[i];
+		fx_cpu_start(&cpu[i]);
+	}
+	work[0].k = k;
+	work[0].node = 0;
+	cpu[0].id = 0;
+	for (unsigned i = 1; i < 4; i++)
+		fx_cpu_run(&cpu[i], 1);
+	step(&cpu[0], 1);
+	assert_string_equal(cpu[0].error, "");
+	/* All four CPUs hold magazines and spans of their nodes' centrals. */
+	fx_assert_check();
+	assert_nodes_add_up();
+	struct kmem_class_stats cs;
+	kmem_cache_get_stats(k, &cs);
+	assert_int_equal(cs.objects_in_use, PER_CPU); /* i % 4 == 3 on 4 CPUs, all live */
+	for (unsigned i = 1; i < 4; i++)
+		fx_cpu_run(&cpu[i], 2);
+	step(&cpu[0], 2);
+	fx_assert_check();
+	kmem_cache_get_stats(k, &cs);
+	assert_int_equal(cs.objects_in_use, 0);
+	/* Reclaim with every CPU still online takes all but their loaded
+	 * magazines; once they are offline, every node's pages are back. */
+	kmem_reclaim();
+	fx_assert_check();
+	for (unsigned i = 1; i < 4; i++)
+		fx_cpu_stop(&cpu[i]);
+	on_cpu(1);
+	on_cpu(0);
+	kmem_reclaim();
+	struct kmem_stats st = fx_stats();
+	assert_int_equal(st.pages_free + st.pages_metadata, st.pages_managed);
+	assert_int_equal(node_stats(0).pages_free, node_stats(0).pages_managed);
+	assert_int_equal(kmem_cache_destroy(k), 0);
+	assert_nodes_add_up();
+}
+
+/* ---------------------------------------------------------------------------
+ * Bad input
+ */
+
+static int expect_init(const struct kmem_region *r, size_t n, const uint8_t *cpu_node,
+                       unsigned cpus, const uint8_t *dist)
+{
+	struct kmem_config cfg;
+	fx_config(&cfg, r, n, cpus);
+	cfg.cpu_node = cpu_node;
+	cfg.node_distance = dist;
+	assert_int_equal(kmem_metadata_size(&cfg), 0);
+	return kmem_init(&cfg);
+}
+
+static void test_malformed_topology_rejected(void **state)
+{
+	(void)state;
+	fx_reserve(256 * MIB);
+	assert_int_equal(init_numa(map2, 2, cpu_node2, 4, NULL), 0);
+	struct kmem_region bad_node[] = {
+		{16 * MIB, 32 * MIB, KMEM_REGION_USABLE, 0},
+		{64 * MIB, 32 * MIB, KMEM_REGION_USABLE, KMEM_MAX_NODES},
+	};
+	assert_int_equal(expect_init(bad_node, 2, NULL, 2, NULL), -KMEM_EINVAL);
+	/* Refused before anything changed: the heap of setup is intact. */
+	fx_assert_check();
+	/* A reserved region's node is not looked at. */
+	bad_node[1].type = KMEM_REGION_RESERVED;
+	assert_int_equal(init_numa(bad_node, 2, NULL, 2, NULL), 0);
+	assert_int_equal(kmem_nr_nodes(), 1);
+
+	const uint8_t bad_cpu[] = {0, KMEM_MAX_NODES};
+	assert_int_equal(expect_init(map2, 2, bad_cpu, 2, NULL), -KMEM_EINVAL);
+	/* A distance table where a node is not nearest to itself. */
+	const uint8_t bad_dist[] = {30, 20, 20, 10};
+	assert_int_equal(expect_init(map2, 2, cpu_node2, 4, bad_dist), -KMEM_EINVAL);
+	const uint8_t zero_dist[] = {0, 0, 0, 0};
+	assert_int_equal(expect_init(map2, 2, cpu_node2, 4, zero_dist), -KMEM_EINVAL);
+	/* Usable memory claimed by two nodes. */
+	const struct kmem_region overlap[] = {
+		{16 * MIB, 32 * MIB, KMEM_REGION_USABLE, 0},
+		{40 * MIB, 32 * MIB, KMEM_REGION_USABLE, 1},
+	};
+	assert_int_equal(init_numa(overlap, 2, NULL, 2, NULL), -KMEM_EINVAL);
+	/* More node changes along the address space than the table holds. */
+	struct kmem_region many[KMEM_MAX_NODE_RANGES + 1];
+	for (unsigned i = 0; i <= KMEM_MAX_NODE_RANGES; i++)
+		many[i] = (struct kmem_region){16 * MIB + i * MIB, MIB, KMEM_REGION_USABLE, i % 2};
+	assert_int_equal(init_numa(many, KMEM_MAX_NODE_RANGES + 1, NULL, 2, NULL), -KMEM_EINVAL);
+	/* As many as it holds is fine; each page on its region's node. */
+	assert_int_equal(init_numa(many, KMEM_MAX_NODE_RANGES, NULL, 2, NULL), 0);
+	for (unsigned i = 0; i + 1 < KMEM_MAX_NODE_RANGES; i++)
+		assert_int_equal(kmem_virt_to_node(fx_virt(16 * MIB + i * MIB + 4096)), (int)(i % 2));
+	assert_nodes_add_up();
+	/* An unaligned boundary: the page both touch is the lower node's. */
+	const struct kmem_region split[] = {
+		{16 * MIB, 8 * MIB + 100, KMEM_REGION_USABLE, 0},
+		{24 * MIB + 100, 8 * MIB, KMEM_REGION_USABLE, 1},
+	};
+	assert_int_equal(init_numa(split, 2, NULL, 2, NULL), 0);
+	assert_int_equal(kmem_virt_to_node(fx_virt(24 * MIB)), 0);
+	assert_int_equal(kmem_virt_to_node(fx_virt(24 * MIB + 4096)), 1);
+	assert_nodes_add_up();
+	fx_assert_check();
+
+	/* A hole inside node 0's range: node 0 memory may be hot-added
+	 * there, another node's may not. */
+	const struct kmem_region gap[] = {
+		{16 * MIB, 8 * MIB, KMEM_REGION_USABLE, 0},
+		{32 * MIB, 8 * MIB, KMEM_REGION_USABLE, 0},
+		{64 * MIB, 8 * MIB, KMEM_REGION_USABLE, 1},
+	};
+	assert_int_equal(init_numa(gap, 3, NULL, 2, NULL), 0);
+	fx_usable(26 * MIB, 2 * MIB);
+	struct kmem_stats before = fx_stats();
+	struct kmem_region in_gap = {26 * MIB, 2 * MIB, KMEM_REGION_USABLE, 1};
+	assert_int_equal(kmem_hot_add(&in_gap), -KMEM_EINVAL);
+	struct kmem_stats same = fx_stats();
+	assert_int_equal(same.pages_managed, before.pages_managed);
+	assert_int_equal(kmem_virt_to_node(fx_virt(27 * MIB)), -1);
+	in_gap.node = 0;
+	assert_true(kmem_hot_add(&in_gap) > 0);
+	assert_int_equal(kmem_virt_to_node(fx_virt(27 * MIB)), 0);
+	assert_nodes_add_up();
+	fx_assert_check();
+}
+
+static void test_hot_add_nodes(void **state)
+{
+	(void)state;
+	struct kmem_stats before = fx_stats();
+	/* A node the heap was not built with, or out of range: refused. */
+	struct kmem_region r = {128 * MIB, 16 * MIB, KMEM_REGION_USABLE, 2};
+	fx_usable(128 * MIB, 16 * MIB);
+	assert_int_equal(kmem_hot_add(&r), -KMEM_EINVAL);
+	r.node = KMEM_MAX_NODES + 7;
+	assert_int_equal(kmem_hot_add(&r), -KMEM_EINVAL);
+	struct kmem_stats same = fx_stats();
+	assert_int_equal(same.pages_managed, before.pages_managed);
+	assert_int_equal(same.pages_free, before.pages_free);
+	fx_assert_check();
+	assert_int_equal(kmem_virt_to_node(fx_virt(130 * MIB)), -1);
+
+	uint64_t m1 = node_stats(1).pages_managed;
+	r.node = 1;
+	long added = kmem_hot_add(&r);
+	assert_true(added > 0);
+	assert_int_equal(node_stats(1).pages_managed, m1 + 16 * MIB / KMEM_PAGE_SIZE);
+	assert_int_equal(kmem_virt_to_node(fx_virt(144 * MIB - 1)), 1);
+	assert_nodes_add_up();
+	/* Node 1's CPUs use it once node 1's first range is full. */
+	on_cpu(2);
+	uint64_t n = 0, cap = node_stats(1).pages_free;
+	void **pg = malloc((size_t)cap * sizeof(void *));
+	assert_non_null(pg);
+	bool high = false;
+	while (n < cap) {
+		pg[n] = kpage_alloc(1, 0, 0);
+		assert_non_null(pg[n]);
+		assert_int_equal(kmem_virt_to_node(pg[n]), 1);
+		high |= fx_phys(pg[n]) >= 128 * MIB;
+		n++;
+	}
+	assert_true(high);
+	assert_int_equal(node_stats(1).alloc_remote, 0);
+	void *next = kpage_alloc(1, 0, 0); /* node 1 is full: node 0's */
+	assert_int_equal(kmem_virt_to_node(next), 0);
+	assert_int_equal(node_stats(1).alloc_remote, 1);
+	kpage_free(next, 1);
+	for (uint64_t i = 0; i < n; i++)
+		kpage_free(pg[i], 1);
+	free(pg);
+}
+
+/* ---------------------------------------------------------------------------
+ * One node: as before
+ */
+
+static int setup1(void **state)
+{
+	(void)state;
+	fx_simple(64, 2);
+	return 0;
+}
+
+static void test_single_node(void **state)
+{
+	(void)state;
+	assert_int_equal(kmem_nr_nodes(), 1);
+	void *p = kmalloc(64), *r = kpage_alloc(2, 0, 0);
+	assert_int_equal(kmem_virt_to_node(p), 0);
+	assert_int_equal(kmem_virt_to_node(r), 0);
+	void *q = kmalloc_node(64, 0);
+	assert_non_null(q);
+	assert_null(kmalloc_node(64, 1));
+	assert_null(kpage_alloc_node(1, 0, 0, 1));
+	struct kmem_node_stats ns = node_stats(0);
+	struct kmem_stats st = fx_stats();
+	assert_int_equal(ns.pages_managed, st.pages_managed);
+	assert_int_equal(ns.pages_free, st.pages_free);
+	assert_int_equal(ns.cpus, 2);
+	assert_int_equal(ns.alloc_remote, 0);
+	assert_true(ns.alloc_local >= 2);
+	assert_int_equal(kmem_get_node_stats(1, &ns), -KMEM_EINVAL);
+	/* A free on the other CPU of the one node goes to its magazine. */
+	on_cpu(1);
+	kfree(p);
+	assert_int_not_equal(state_of(p), OBJ_FREE);
+	assert_int_not_equal(state_of(p), OBJ_CLIENT);
+	kfree(q);
+	kpage_free(r, 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_topology, setup2, fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_cpu_allocates_from_its_node, setup2,
+		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_node_calls_honour_node, setup2,
+		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_fallback_in_distance_order, setup3,
+		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_node_request_falls_back, setup3,
+		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_remote_free_goes_home, setup2,
+		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_remote_double_free_caught, setup2,
+		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_caches_on_every_node, setup2,
+		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_hot_add_nodes, setup2, fx_teardown_all_back),
+		cmocka_unit_test(test_malformed_topology_rejected),
+		cmocka_unit_test_setup_teardown(test_single_node, setup1, fx_teardown_all_back),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
