@@ -92,6 +92,8 @@ extern struct demo_numa demo_numa;
 void numa_note_alloc(unsigned cpu, const void *p);
 /* kfail unless p is on `node`, or node has (almost) no page free. */
 void numa_expect_node(const void *p, unsigned node, const char *what);
+/* Keeps the nodes' statistics (CPU 0, once the other CPUs halted). */
+void numa_snapshot(void);
 /* Prints the per-node table; kfail if a node's CPUs got <= 95 % local
  * allocations (with more than one node).  Returns the number of nodes and
  * the overall local share in permille. */

@@ -40,12 +40,27 @@ void numa_expect_node(const void *p, unsigned node, const char *what)
 		      node, (unsigned long)ns.pages_free);
 }
 
+/* The nodes' statistics at the end of the workload, before the teardown
+ * fills memory from CPU 0 (report_page_share: every page, so node 1's
+ * are remote to it). */
+static struct kmem_node_stats snap[KMEM_MAX_NODES];
+
+void numa_snapshot(void)
+{
+	for (unsigned node = 0; node < kmem_nr_nodes(); node++)
+		if (kmem_get_node_stats(node, &snap[node]) != 0)
+			kfail("kmem_get_node_stats(%u) failed", node);
+}
+
 unsigned numa_report(unsigned ncpus, uint64_t *local_permille)
 {
 	unsigned nn = kmem_nr_nodes();
 	uint64_t all_local = 0, all = 0;
-	kprintf("\nNUMA: %u node%s (allocations in thread context, by the allocating CPU's node; "
-	        "page runs under the ceiling left out)\n", nn, nn == 1 ? "" : "s");
+	kprintf("\nNUMA: %u node%s.  allocs: the workload's allocations in thread context by the "
+	        "node's CPUs,\n  from their node (local) or another (remote), page runs under the "
+	        "ceiling left out;\n  spans/runs: kmem_get_node_stats at the end of the workload, "
+	        "taken from the page heap\n  for requests that preferred the node; pages, free: after "
+	        "the teardown\n", nn, nn == 1 ? "" : "s");
 	kprintf("  node cpus         pages    free  spans/runs local  remote    allocs local   remote  local%%\n");
 	for (unsigned node = 0; node < nn; node++) {
 		struct kmem_node_stats ns;
@@ -65,7 +80,7 @@ unsigned numa_report(unsigned ncpus, uint64_t *local_permille)
 		uint64_t pm = loc + rem ? loc * 1000 / (loc + rem) : 1000;
 		kprintf("  %4u %-8s %9lu %7lu  %16lu %7lu  %14lu %8lu  %3lu.%lu\n", node, at ? cpus : "-",
 		        (unsigned long)ns.pages_managed, (unsigned long)ns.pages_free,
-		        (unsigned long)ns.alloc_local, (unsigned long)ns.alloc_remote, (unsigned long)loc,
+		        (unsigned long)snap[node].alloc_local, (unsigned long)snap[node].alloc_remote, (unsigned long)loc,
 		        (unsigned long)rem, (unsigned long)(pm / 10), (unsigned long)(pm % 10));
 		/* "> 95 % local when memory allows": every node here has
 		 * hundreds of MiB for a workload that holds a few MiB. */

@@ -937,6 +937,7 @@ void workload_finish(void)
 			else
 				arch_cpu_relax();
 	uint64_t stress_us = uptime_us() - W.t_stress_start;
+	numa_snapshot();
 
 	uint64_t tot_ops = 0, tot_remote = 0, tot_irq = 0, tot_sent = 0;
 	for (unsigned c = 0; c < n; c++) {
