@@ -57,10 +57,12 @@ unsigned numa_report(unsigned ncpus, uint64_t *local_permille)
 	unsigned nn = kmem_nr_nodes();
 	uint64_t all_local = 0, all = 0;
 	kprintf("\nNUMA: %u node%s.  allocs: the workload's allocations in thread context by the "
-	        "node's CPUs,\n  from their node (local) or another (remote), page runs under the "
-	        "ceiling left out;\n  spans/runs: kmem_get_node_stats at the end of the workload, "
-	        "taken from the page heap\n  for requests that preferred the node; pages, free: after "
-	        "the teardown\n", nn, nn == 1 ? "" : "s");
+	        "node's CPUs,\n", nn, nn == 1 ? "" : "s");
+	kprintf("  from their node (local) or another (remote), page runs under the ceiling left "
+	        "out;\n");
+	kprintf("  spans/runs: kmem_get_node_stats at the end of the workload: taken from the page\n");
+	kprintf("  heap for requests that preferred the node (runs under the ceiling included);\n");
+	kprintf("  pages, free: after the teardown\n");
 	kprintf("  node cpus         pages    free  spans/runs local  remote    allocs local   remote  local%%\n");
 	for (unsigned node = 0; node < nn; node++) {
 		struct kmem_node_stats ns;
