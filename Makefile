@@ -105,7 +105,7 @@ TSAN_TESTS := tests/test_stress.c tests/test_races.c
 # (arch/host/arch_inline.h): its fast paths leave simulated interrupts on
 # (arch_fast_enter), so an interrupt can land inside one and allocate.
 FAST_TESTS := tests/test_stress.c tests/test_races.c tests/test_magazine.c tests/test_bulk.c \
-	tests/test_deferred.c tests/test_nolock.c
+	tests/test_deferred.c tests/test_nolock.c tests/test_numa.c
 FAST_FLAGS := -DKMEM_ARCH_INLINE='"arch_inline.h"'
 
 ASAN_BIN := $(patsubst tests/%.c,$(BUILD)/asan/%,$(TEST_SRC)) \

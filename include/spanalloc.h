@@ -121,7 +121,8 @@ struct kmem_config {
 	unsigned harden;
 	uint64_t harden_seed;
 	/* Optional NUMA topology (see "NUMA nodes" below).  cpu_node: max_cpus
-	 * entries, the node of each CPU (NULL: every CPU on node 0).
+	 * entries (KMEM_MAX_CPUS if max_cpus is 0), the node of each CPU
+	 * (NULL: every CPU on node 0).
 	 * node_distance: nnodes x nnodes, row = from, column = to, SLIT
 	 * style (10 = local; NULL: 10 local, 20 remote), where nnodes = 1 +
 	 * the highest node of any usable region or CPU.  Both are copied. */

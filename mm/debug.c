@@ -224,9 +224,11 @@ static void leak_span(struct leak_table *t, struct mspan *s)
 		leak_add(t, NULL, state, s->caller);
 		return;
 	}
+	/* Grouped by class or cache, whatever node's mcentral holds it. */
+	const struct mcentral *c = s->cache ? &s->cache->central : class_central(0, s->central->sizeclass);
 	for (uint32_t i = 0; i < s->nelems; i++)
 		if (atomic_load_explicit(&s->objstate[i], memory_order_relaxed) == OBJ_CLIENT)
-			leak_add(t, s->central, SPAN_SMALL, s->dbg ? s->dbg[i].caller : 0);
+			leak_add(t, c, SPAN_SMALL, s->dbg ? s->dbg[i].caller : 0);
 }
 
 unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *arg)

@@ -142,6 +142,50 @@
  * these only a CPU's loaded magazines cannot be taken over by another CPU
  * while it runs (magazine.c): that is the bound spanalloc.h states.
  *
+ * NUMA nodes.  Regions carry a node (kmem_region.node), CPUs one
+ * (kmem_config.cpu_node), nodes a SLIT-style distance table.  What is per
+ * node, and what it costs:
+ *   - mcentrals: every kmalloc class has one per node
+ *     (mheap_.central[node * KMEM_NUM_CLASSES + class], class_central),
+ *     every object cache one per node (kmem_cache.node_central[]), each
+ *     with its own depot and lock.  A CPU's magazines (and the span it
+ *     fills them from) belong to its node's mcentral: the path picks the
+ *     mcentral after entering the allocator, when the CPU is known
+ *     (central_of_cpu), so a migrated thread cannot mix nodes.
+ *   - the page heap: one structure and one mheap.lock shared by the nodes
+ *     (the cheap route; a lock per node would scale better).  A node is a
+ *     set of pfn ranges (mheap_.node_ranges, from the map in address
+ *     order, consecutive regions of a node merged, hot-adds appended); a
+ *     request for node N runs the ordinary radix search bounded to each of
+ *     N's ranges, then to each range of the next node in distance order
+ *     (node_pages_find_locked: O(log n) per range tried).  A span is
+ *     asked for by its mcentral's node, a large object or page run by the
+ *     caller's node or the one asked for; node_count[] counts per
+ *     preferred node whether the node itself served (at span grain).
+ *     Per-node page counts are not kept: kmem_get_node_stats counts the
+ *     node's bitmap words (off the hot paths).
+ *   - frees: a CPU's magazine may hold only objects of its own mcentral
+ *     (ids are unique per mcentral, and a remote object in a local
+ *     magazine would be handed to a local request).  Each span records
+ *     its mcentral's node (mspan.node, on the line kfree reads); kfree's
+ *     fast path compares it with its mcache's node -- one load and one
+ *     compare, folded into the test that already sends a full magazine
+ *     to the slow path -- and an object of another node goes straight to
+ *     its span (span_free, one atomic OR), as a free nested in the fast
+ *     path does; its node's CPUs find it by the span's sweep.  bulk and
+ *     nolock frees do the same.
+ *   - kmalloc_node/kmem_cache_alloc_node for another node than the
+ *     caller's take that node's depot lock per object (its shared span,
+ *     mcache_alloc_shared): no magazine of that node is the caller's.
+ *   - reclaim, kmem_check, statistics, CPU offline and the caches' shrink
+ *     and destroy walk every node's mcentrals; per-CPU counts are summed
+ *     into the mcentral of the CPU's node.
+ * Not per node (yet): the metadata region, fixalloc's pool pages (taken
+ * from the top of the pool, whatever node that is) and the arena
+ * metadata; so "metadata of a node lives on that node" does not hold.  A
+ * heap with every region and CPU on node 0 is exactly the heap without
+ * NUMA (one range search, the same mcentrals).
+ *
  * Locks (mtypes.h): caches_lock < depot.lock < mcentral.lock <
  * mheap.lock, all taken with interrupts off; the fast paths take none.
  */
@@ -837,7 +881,7 @@ void kfree(const void *p)
 		                         (uintptr_t)idx * s->elemsize == off,
 		                     1)) {
 			_Atomic uint8_t *st = &s->objstate[idx];
-			unsigned cls = s->sizeclass;
+			size_t cls = s->sizeclass;
 			unsigned long t = arch_fast_enter();
 			int cpu = arch_cpu_id_fast();
 			if (__builtin_expect(cpu < 0 || fast_nested(t), 0))

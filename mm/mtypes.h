@@ -254,10 +254,10 @@ struct mspan {
 	uint64_t elemsize;             /* [const] */
 	_Atomic uint32_t fast_nelems;  /* [central] writes (see above), relaxed reads */
 	uint16_t sizeclass;            /* [const] class, 0 for caches/large/runs */
+	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
 	uint8_t node;                  /* [const] small spans: its mcentral's node
 	                                  (kfree keeps other nodes' objects out of
 	                                  this CPU's magazines); else its pages' */
-	_Atomic uint32_t state;        /* [heap] writes, [atomic] reads; CAS to free (32-bit: riscv has no byte CAS) */
 	_Atomic uint64_t *freed_bits;  /* [atomic] set by frees to the span, taken by sweep */
 
 	alignas(KMEM_CACHE_LINE)

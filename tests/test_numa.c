@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -522,6 +523,99 @@ static void test_caches_on_every_node(void **state)
 	assert_nodes_add_up();
 }
 
+/* All four CPUs at once: each allocates and hands its objects to the
+ * others through a shared ring (most end on the other node), frees what
+ * it takes, and checks every object's node and contents. */
+#define RING 256
+#define ROUNDS 20000
+
+static struct {
+	pthread_mutex_t m;
+	void *obj[RING];
+	uint64_t id[RING];
+	size_t len[RING];
+	unsigned head, n;
+} ring = {.m = PTHREAD_MUTEX_INITIALIZER};
+
+struct mix {
+	unsigned cpu;
+	unsigned long bad;
+};
+
+static void *mix_main(void *arg)
+{
+	struct mix *x = arg;
+	if (host_cpu_claim((int)x->cpu) != (int)x->cpu) {
+		x->bad++;
+		return NULL;
+	}
+	int node = cpu_node2[x->cpu];
+	uint64_t seed = x->cpu * 7919 + 1;
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		seed = fx_mix64(seed);
+		size_t len = 8 + seed % 2000;
+		void *p = kmalloc(len);
+		if (!p || kmem_virt_to_node(p) != node) {
+			x->bad++;
+			continue;
+		}
+		uint64_t id = seed;
+		fx_fill(p, len, id);
+		void *q = NULL;
+		uint64_t qid = 0;
+		size_t qlen = 0;
+		pthread_mutex_lock(&ring.m);
+		if (ring.n == RING) {
+			unsigned i = ring.head;
+			q = ring.obj[i];
+			qid = ring.id[i];
+			qlen = ring.len[i];
+			ring.head = (i + 1) % RING;
+			ring.n--;
+		}
+		unsigned w = (ring.head + ring.n) % RING;
+		ring.obj[w] = p;
+		ring.id[w] = id;
+		ring.len[w] = len;
+		ring.n++;
+		pthread_mutex_unlock(&ring.m);
+		if (q) {
+			if (fx_check(q, qlen, qid) != (size_t)-1)
+				x->bad++;
+			kfree(q);
+		}
+	}
+	host_cpu_release();
+	return NULL;
+}
+
+static void test_cross_node_frees_concurrent(void **state)
+{
+	(void)state;
+	pthread_t th[4];
+	struct mix x[4];
+	for (unsigned i = 0; i < 4; i++) {
+		x[i] = (struct mix){.cpu = i};
+		if (i)
+			assert_int_equal(pthread_create(&th[i], NULL, mix_main, &x[i]), 0);
+	}
+	host_cpu_release(); /* the main thread runs as CPU 0 in mix_main */
+	mix_main(&x[0]);
+	for (unsigned i = 1; i < 4; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(host_cpu_claim(0), 0);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(x[i].bad, 0);
+	for (unsigned i = 0; i < ring.n; i++) {
+		unsigned j = (ring.head + i) % RING;
+		assert_int_equal(fx_check(ring.obj[j], ring.len[j], ring.id[j]), (size_t)-1);
+		kfree(ring.obj[j]);
+	}
+	ring.n = 0;
+	fx_assert_no_faults();
+	assert_nodes_add_up();
+}
+
 /* ---------------------------------------------------------------------------
  * Bad input
  */
@@ -657,6 +751,41 @@ static void test_hot_add_nodes(void **state)
 	free(pg);
 }
 
+/* A node with CPUs and no memory: its CPUs' requests are served by the
+ * others, and counted as remote. */
+static void test_memoryless_node(void **state)
+{
+	(void)state;
+	fx_reserve(256 * MIB);
+	const struct kmem_region only0[] = {{16 * MIB, 32 * MIB, KMEM_REGION_USABLE, 0}};
+	const uint8_t cpus[] = {0, 1};
+	assert_int_equal(init_numa(only0, 1, cpus, 2, NULL), 0);
+	assert_int_equal(kmem_nr_nodes(), 2);
+	on_cpu(1);
+	void *p = kmalloc(64), *r = kpage_alloc(1, 0, 0), *q = kmalloc_node(300, 1);
+	assert_non_null(p);
+	assert_non_null(r);
+	assert_non_null(q);
+	assert_int_equal(kmem_virt_to_node(p), 0);
+	assert_int_equal(kmem_virt_to_node(r), 0);
+	assert_int_equal(kmem_virt_to_node(q), 0);
+	struct kmem_node_stats n1 = node_stats(1);
+	assert_int_equal(n1.pages_managed, 0);
+	assert_int_equal(n1.cpus, 1);
+	assert_int_equal(n1.alloc_local, 0);
+	assert_true(n1.alloc_remote >= 3);
+	/* Its objects belong to node 1's mcentrals: freed on CPU 0, they go
+	 * back to their spans. */
+	on_cpu(0);
+	kfree(p);
+	assert_int_equal(state_of(p), OBJ_FREE);
+	kfree(q);
+	kpage_free(r, 1);
+	fx_assert_no_faults();
+	assert_nodes_add_up();
+	fx_assert_all_back();
+}
+
 /* ---------------------------------------------------------------------------
  * One node: as before
  */
@@ -714,8 +843,11 @@ int main(void)
 		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_caches_on_every_node, setup2,
 		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_cross_node_frees_concurrent, setup2,
+		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_hot_add_nodes, setup2, fx_teardown_all_back),
 		cmocka_unit_test(test_malformed_topology_rejected),
+		cmocka_unit_test(test_memoryless_node),
 		cmocka_unit_test_setup_teardown(test_single_node, setup1, fx_teardown_all_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
