@@ -3,6 +3,11 @@
  * (firmware ACPI memory is never given to the heap):
  *   MADT ("APIC")  enabled local APICs -> CPU list (BSP first), LAPIC base
  *   FADT ("FACP")  the PM timer's I/O port, to calibrate the LAPIC timer
+ *   SRAT           NUMA: each CPU's and each memory range's proximity
+ *                  domain (renumbered as nodes 0.., in order of appearance)
+ *   SLIT           NUMA: the distances between them
+ * SRAT and SLIT are read in a second pass over the root table, once the
+ * MADT has named the CPUs (firmware lists tables in any order).
  * UEFI hands over the RSDP (a configuration table); a PC BIOS (the
  * Multiboot path, SeaBIOS) leaves it on a 16-byte boundary in the first
  * KiB of the EBDA or in 0xe0000-0xfffff (ACPI 6.5, 5.2.5.1), where
@@ -74,13 +79,36 @@ static void parse_fadt(const uint8_t *t, uint32_t len, struct acpi_info *out)
 		out->pm_timer_port = (uint16_t)rd64(t + 212);
 }
 
-static void parse_table(uint64_t phys, struct acpi_info *out)
+/* SRAT: the library's reader (spanalloc/memmap.h) gives the memory
+ * ranges and the (x2)APIC ids with their nodes; the MADT's CPUs get
+ * theirs from it. */
+static void parse_srat(const uint8_t *t, uint32_t len, struct acpi_info *out)
+{
+	static struct kmem_numa_cpu cpus[4 * BOOT_MAX_CPUS];
+	if (kmem_acpi_srat(t, len, out->mem, ACPI_MAX_MEM_AFFINITY, cpus, ARRAY_SIZE(cpus),
+	                   &out->numa) < 0)
+		return;
+	for (unsigned i = 0; i < out->ncpus; i++)
+		for (unsigned k = 0; k < out->numa.ncpus; k++)
+			if (cpus[k].apic_id == out->apic_ids[i])
+				out->cpu_node[i] = (uint8_t)cpus[k].node;
+}
+
+/* The table at phys if its length and checksum are sound, else NULL. */
+static const uint8_t *table_at(uint64_t phys, uint32_t *len)
 {
 	const uint8_t *t = (const uint8_t *)(uintptr_t)phys;
 	if (!t)
-		return;
-	uint32_t len = rd32(t + 4);
-	if (len < sizeof(struct sdt_header) || !sum_ok(t, len))
+		return NULL;
+	*len = rd32(t + 4);
+	return *len >= sizeof(struct sdt_header) && sum_ok(t, *len) ? t : NULL;
+}
+
+static void parse_table(uint64_t phys, struct acpi_info *out)
+{
+	uint32_t len;
+	const uint8_t *t = table_at(phys, &len);
+	if (!t)
 		return;
 	if (!memcmp(t, "APIC", 4))
 		parse_madt(t, len, out);
@@ -130,5 +158,17 @@ int acpi_parse(uint64_t rsdp_phys, struct acpi_info *out)
 		return -1;
 	for (uint32_t off = sizeof(struct sdt_header); off + esize <= len; off += esize)
 		parse_table(esize == 8 ? rd64(r + off) : rd32(r + off), out);
+	/* NUMA, now that the CPUs are known: SRAT first (it numbers the
+	 * nodes), then SLIT. */
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t off = sizeof(struct sdt_header); off + esize <= len; off += esize) {
+			uint32_t tlen;
+			const uint8_t *t = table_at(esize == 8 ? rd64(r + off) : rd32(r + off), &tlen);
+			if (t && pass == 0 && !memcmp(t, "SRAT", 4))
+				parse_srat(t, tlen, out);
+			else if (t && pass == 1 && !memcmp(t, "SLIT", 4) && out->numa.nnodes > 1 &&
+			         kmem_acpi_slit(t, tlen, &out->numa, out->distance) < 0)
+				memset(out->distance, 0, sizeof(out->distance));
+		}
 	return out->ncpus ? 0 : -1;
 }

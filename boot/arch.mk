@@ -33,7 +33,7 @@
 #                                              without Sstc (the timer through
 #                                              SBI TIME); build/riscv64-alt-virt
 #
-# Variables as for the x86_64 kernel (boot/kernel.mk): SMP (4), MEM (512M),
+# Variables as for the x86_64 kernel (boot/kernel.mk): SMP (4), MEM (512M), NUMA (2),
 # BOOT_TIMEOUT (120), STRESS_OPS, KERNEL_INJECT, KMEM_DEBUG, FREE_PAGES_DRAIN,
 # FREE_PAGES_MUST_MATCH.  A change of
 # flags rebuilds everything (build/<build>-virt/.cflags).
@@ -45,6 +45,7 @@ endif
 SMP          ?= 4
 MEM          ?= 512M
 BOOT_TIMEOUT ?= 120
+NUMA         ?= 2
 RISCV_MODE   ?= s
 
 ifneq ($(filter-out s m,$(RISCV_MODE)),)
@@ -90,6 +91,14 @@ V_LDFLAGS_riscv64-alt := -nostartfiles
 V_EXCL_riscv64-s := boot/riscv64/mmode.c arch/riscv64/arch_mmode.c boot/virt/loghooks.c
 V_EXCL_riscv64-m := boot/riscv64/smode.c arch/riscv64/arch.c
 V_EXCL_riscv64-alt := $(V_EXCL_riscv64-s)
+# NUMA nodes QEMU gives the machine (scripts/qemu-run.sh; NUMA, 2 by
+# default, as for the UEFI kernel): aarch64 and riscv64 S-mode boot as
+# 2 nodes described by the device tree (numa-node-id, /distance-map); the
+# M-mode and the other-hart builds stay single-node.
+V_NUMA_aarch64 = $(NUMA)
+V_NUMA_riscv64-s = $(NUMA)
+V_NUMA_riscv64-m := 1
+V_NUMA_riscv64-alt := 1
 # Everything: the target; mm/ also: interrupts allocate, so no FP/SIMD in
 # the allocator (aarch64), and no outline atomics (they need Linux's
 # getauxval).  riscv64: rv64imac (A for atomics), medany (the image is at
@@ -122,7 +131,7 @@ V_CF_$(1)   = -std=gnu11 -O2 -g $$(V_WARN) $$(V_PICOLIBC) -fno-stack-protector $
 	$$(if $$(FREE_PAGES_DRAIN),-DFREE_PAGES_DRAIN=$$(FREE_PAGES_DRAIN)) \
 	$$(if $$(FREE_PAGES_MUST_MATCH),-DFREE_PAGES_MUST_MATCH=$$(FREE_PAGES_MUST_MATCH))
 V_SRC_$(1)  := $$(filter-out $$(V_EXCL_$(1)),$$(sort $$(wildcard boot/virt/*.c boot/$(2)/*.c arch/$(2)/*.c))) \
-	boot/workload.c boot/selftest.c boot/kprintf.c
+	boot/workload.c boot/selftest.c boot/kprintf.c boot/numa.c
 V_OBJ_$(1)  := $$(patsubst %.c,$$(V_OUT_$(1))/%.o,$$(V_SRC_$(1))) \
 	$$(patsubst %.S,$$(V_OUT_$(1))/%.o,$$(wildcard boot/$(2)/*.S)) \
 	$$(patsubst mm/%.c,$$(V_OUT_$(1))/mm/%.o,$$(V_MM_SRC))
@@ -153,11 +162,11 @@ kernel-$(1): $$(V_ELF_$(1))
 
 run-$(1): kernel-deps-$(2)
 	@$$(MAKE) --no-print-directory -f boot/arch.mk kernel-$(1) BUILD=$$(or $$(BUILD),build)
-	@bash scripts/qemu-run.sh --arch $$(V_RUNNER_$(1)) --run $$(V_ELF_$(1)) $$(SMP) $$(MEM) $$(BOOT_TIMEOUT)
+	@NUMA=$$(V_NUMA_$(1)) bash scripts/qemu-run.sh --arch $$(V_RUNNER_$(1)) --run $$(V_ELF_$(1)) $$(SMP) $$(MEM) $$(BOOT_TIMEOUT)
 
 test-boot-$(1): kernel-deps-$(2)
 	@$$(MAKE) --no-print-directory -f boot/arch.mk kernel-$(1) BUILD=$$(or $$(BUILD),build)
-	@bash scripts/qemu-run.sh --arch $$(V_RUNNER_$(1)) --test $$(V_ELF_$(1)) $$(SMP) $$(MEM) $$(BOOT_TIMEOUT)
+	@NUMA=$$(V_NUMA_$(1)) bash scripts/qemu-run.sh --arch $$(V_RUNNER_$(1)) --test $$(V_ELF_$(1)) $$(SMP) $$(MEM) $$(BOOT_TIMEOUT)
 endef
 
 $(foreach b,$(V_BUILDS),$(eval $(call v_build,$(b),$(V_ARCH_OF_$(b)))))

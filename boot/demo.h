@@ -78,6 +78,27 @@ void smp_free_ap(struct percpu *pc);
  * others (2 a hang, 3 a double free) need no arch code. */
 void kernel_inject(int kind);
 
+/* --- boot/numa.c ----------------------------------------------------------- */
+
+/* The boot path fills this in before demo_heap_init (zeros: one node). */
+struct demo_numa {
+	unsigned nnodes;                       /* 0 or 1: no NUMA information */
+	uint8_t cpu_node[BOOT_MAX_CPUS];       /* by CPU index */
+	uint8_t distance[KMEM_MAX_NODES * KMEM_MAX_NODES]; /* nnodes x nnodes; 0: none */
+};
+extern struct demo_numa demo_numa;
+
+/* The workload's locality count (thread context, on CPU `cpu`). */
+void numa_note_alloc(unsigned cpu, const void *p);
+/* kfail unless p is on `node`, or node has (almost) no page free. */
+void numa_expect_node(const void *p, unsigned node, const char *what);
+/* Keeps the nodes' statistics (CPU 0, once the other CPUs halted). */
+void numa_snapshot(void);
+/* Prints the per-node table; kfail if a node's CPUs got <= 95 % local
+ * allocations (with more than one node).  Returns the number of nodes and
+ * the overall local share in permille. */
+unsigned numa_report(unsigned ncpus, uint64_t *local_permille);
+
 /* --- boot/workload.c, boot/selftest.c ------------------------------------ */
 
 /* kmem_init over the boot map (identity map), then the boot report:

@@ -27,6 +27,8 @@
 
 /* --- what the boot path hands to the kernel (boot_info, boot/kmain.c) ---- */
 
+#define ACPI_MAX_MEM_AFFINITY 32
+
 struct acpi_info {
 	unsigned ncpus;                    /* enabled CPUs taken (<= BOOT_MAX_CPUS) */
 	unsigned ncpus_seen;               /* enabled CPUs in the MADT */
@@ -35,6 +37,13 @@ struct acpi_info {
 	uint16_t pm_timer_port;            /* FADT PM_TMR_BLK, 0 if none */
 	bool pm_timer_32bit;
 	char oem_id[7];
+	/* SRAT and SLIT (NUMA; spanalloc/memmap.h reads them): numa.nnodes
+	 * is 0 without an SRAT.  cpu_node is indexed like apic_ids (kmain_bsp
+	 * reorders both). */
+	struct kmem_numa_info numa;
+	uint8_t cpu_node[BOOT_MAX_CPUS];
+	struct kmem_region mem[ACPI_MAX_MEM_AFFINITY]; /* the SRAT's memory ranges */
+	uint8_t distance[KMEM_MAX_NODES * KMEM_MAX_NODES]; /* SLIT, nnodes x nnodes; 0: none */
 };
 
 struct boot_info {
@@ -55,7 +64,8 @@ struct boot_info {
 
 extern struct boot_info boot_info;
 
-/* boot/acpi.c: parses the RSDP's XSDT/RSDT (MADT, FADT).  Reads only. */
+/* boot/acpi.c: parses the RSDP's XSDT/RSDT (MADT, FADT, SRAT, SLIT).
+ * Reads only. */
 int acpi_parse(uint64_t rsdp, struct acpi_info *out);
 /* The RSDP where a PC BIOS puts it (the EBDA's first KiB, 0xe0000-0xfffff),
  * 0 if none. */

@@ -13,7 +13,8 @@
 #   make test-boot [SMP=] [MEM=]  boot it; pass iff "RESULT: PASS" and QEMU
 #                                 exits with the pass status (33)
 #
-# Variables: SMP (4), MEM (512M), BOOT_TIMEOUT (seconds, 120),
+# Variables: SMP (4), MEM (512M), NUMA (nodes of the UEFI boot, 2),
+# BOOT_TIMEOUT (seconds, 120),
 # STRESS_OPS (steps per CPU, default in boot/workload.c), KERNEL_INJECT
 # (1-4: a deliberate failure, to check the runner; see boot/workload.c),
 # KMEM_DEBUG (mm/ assertion level, mm/mtypes.h; default 1), FREE_PAGES_DRAIN
@@ -31,6 +32,10 @@ endif
 SMP          ?= 4
 MEM          ?= 512M
 BOOT_TIMEOUT ?= 120
+# The UEFI kernel boots as a 2-node NUMA machine (SMP/2 CPUs and MEM/2 of
+# RAM per node, ACPI SRAT/SLIT from QEMU): NUMA=1 for one node.  The
+# Multiboot and GRUB boots stay single-node.
+NUMA         ?= 2
 
 K_CC    ?= gcc
 K_LD    ?= ld
@@ -129,12 +134,12 @@ run: run-grub
 else
 run: kernel-deps
 	@$(K_SUBMAKE)
-	@bash scripts/qemu-run.sh --run $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)
+	@NUMA=$(NUMA) bash scripts/qemu-run.sh --run $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)
 endif
 
 test-boot: kernel-deps
 	@$(K_SUBMAKE)
-	@bash scripts/qemu-run.sh --test $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)
+	@NUMA=$(NUMA) bash scripts/qemu-run.sh --test $(K_EFI) $(SMP) $(MEM) $(BOOT_TIMEOUT)
 
 # The same kernel booted by Multiboot (v1): kernel-multiboot, run-multiboot,
 # test-boot-multiboot.

@@ -29,8 +29,11 @@ static void order_cpus_bsp_first(struct acpi_info *a, uint32_t bsp_id)
 	for (unsigned i = 0; i < a->ncpus; i++)
 		if (a->apic_ids[i] == bsp_id) {
 			uint32_t t = a->apic_ids[0];
+			uint8_t node = a->cpu_node[0];
 			a->apic_ids[0] = bsp_id;
 			a->apic_ids[i] = t;
+			a->cpu_node[0] = a->cpu_node[i];
+			a->cpu_node[i] = node;
 			return;
 		}
 	kfail("the BSP (APIC id %u) is not in the MADT", bsp_id);
@@ -47,6 +50,39 @@ static void print_size(const char *prefix, uint64_t bytes)
 		kprintf("%s%6lu MiB", prefix, (unsigned long)(bytes >> 20));
 	else
 		kprintf("%s%6lu KiB", prefix, (unsigned long)(bytes >> 10));
+}
+
+/* The map's usable regions cut at the SRAT's memory ranges (a copy: the
+ * boot path's array has no room to spare), and the CPUs' nodes and the
+ * SLIT for kmem_init (demo_numa, boot/numa.c). */
+static const struct kmem_region *numa_regions(const struct acpi_info *a,
+                                              const struct kmem_region *map,
+                                              struct memmap_summary *ms)
+{
+	static struct kmem_region r[768];
+	if (ms->nregions > ARRAY_SIZE(r))
+		kfail("memory map: %u regions, room for %zu", ms->nregions, ARRAY_SIZE(r));
+	memcpy(r, map, ms->nregions * sizeof(*r));
+	long n = kmem_memmap_split_nodes(r, ms->nregions, ARRAY_SIZE(r), a->mem, a->numa.nmem);
+	if (n < 0)
+		kfail("memory map: kmem_memmap_split_nodes: error %ld", n);
+	ms->nregions = (unsigned)n;
+	demo_numa.nnodes = a->numa.nnodes;
+	memcpy(demo_numa.cpu_node, a->cpu_node, sizeof(demo_numa.cpu_node));
+	memcpy(demo_numa.distance, a->distance, sizeof(demo_numa.distance));
+	kprintf("boot: NUMA: %u nodes in the SRAT%s, %u memory ranges%s; CPU nodes:", a->numa.nnodes,
+	        a->numa.folded ? " (more folded into node 0)" : "", a->numa.mem_seen,
+	        a->numa.mem_seen > a->numa.nmem ? " (capped)" : "");
+	for (unsigned i = 0; i < a->ncpus; i++)
+		kprintf(" %u", a->cpu_node[i]);
+	kprintf("; SLIT %s\n", a->distance[0] ? "distances:" : "none");
+	for (unsigned f = 0; a->distance[0] && f < a->numa.nnodes; f++) {
+		kprintf("  from node %u:", f);
+		for (unsigned t = 0; t < a->numa.nnodes; t++)
+			kprintf(" %u", a->distance[f * a->numa.nnodes + t]);
+		kprintf("\n");
+	}
+	return r;
 }
 
 static void kmain_bsp(void *unused)
@@ -81,15 +117,18 @@ static void kmain_bsp(void *unused)
 	else
 		kprintf("boot: timers: no usable ACPI PM timer; assuming TSC 1 GHz, LAPIC bus 1 GHz\n");
 
-	/* The memory map -> the heap. */
+	/* The memory map -> the heap; with an SRAT, cut at its nodes. */
 	struct memmap_summary ms;
 	const struct kmem_region *regions = bootpath_regions(mapped_top, &ms);
+	if (acpi->numa.nnodes > 1)
+		regions = numa_regions(acpi, regions, &ms);
 	for (unsigned i = 0; i < ms.nregions; i++) {
 		const struct kmem_region *r = &regions[i];
 		kprintf("  %2u  0x%012lx-0x%012lx ", i, (unsigned long)r->base,
 		        (unsigned long)(r->base + r->length - 1));
 		print_size("", r->length);
-		kprintf("  %s\n", region_name(r->type));
+		kprintf("  %s", region_name(r->type));
+		kprintf(acpi->numa.nnodes > 1 && r->type == KMEM_REGION_USABLE ? "  node %u\n" : "\n", r->node);
 	}
 	if (ms.clipped_bytes)
 		kprintf("boot: %lu MiB of usable RAM above 0x%lx left out (no 1 GiB pages to map it)\n",

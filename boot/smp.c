@@ -9,7 +9,7 @@
  * rest of the tables can be anywhere).
  *
  * For each AP, one at a time: its struct percpu (kmalloc_aligned), kernel
- * stack and IST stack (kpage_alloc) come from spanalloc; its TSS goes into
+ * stack and IST stack (kpage_alloc_node, on its node) come from spanalloc; its TSS goes into
  * the GDT; the trampoline's data block gets its stack, percpu and entry;
  * then INIT, 10 ms, SIPI, 200 us, SIPI, and up to a second for the AP to
  * report in.  The AP loads the kernel's GDT/TSS/IDT and GS base, enables
@@ -76,11 +76,15 @@ static void ap_main(struct percpu *pc)
 
 static struct percpu *ap_alloc(unsigned cpu, uint32_t apic_id)
 {
+	/* The stacks on the CPU's own node (kpage_alloc_node; the BSP runs
+	 * on node 0, so a plain kpage_alloc would put them there). */
+	int node = demo_numa.cpu_node[cpu];
 	struct percpu *pc = kmalloc_aligned(sizeof(*pc), 64);
-	void *stack = kpage_alloc(AP_STACK_PAGES, KMEM_PAGE_SIZE, 0);
-	void *ist = kpage_alloc(AP_IST_PAGES, KMEM_PAGE_SIZE, 0);
+	void *stack = kpage_alloc_node(AP_STACK_PAGES, KMEM_PAGE_SIZE, 0, node);
+	void *ist = kpage_alloc_node(AP_IST_PAGES, KMEM_PAGE_SIZE, 0, node);
 	if (!pc || !stack || !ist)
 		kfail("no memory for CPU %u's per-CPU area and stacks", cpu);
+	numa_expect_node(stack, (unsigned)node, "kpage_alloc_node (a kernel stack)");
 	memset(pc, 0, sizeof(*pc));
 	memset(stack, 0x5a, AP_STACK_PAGES * KMEM_PAGE_SIZE); /* for the high-water mark */
 	pc->self = pc;

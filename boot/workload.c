@@ -315,6 +315,8 @@ static void obj_alloc(struct cpu_work *w, struct obj *o)
 		if (ceiling && phys + size > ceiling)
 			kfail("cpu %u: kpage_alloc(%zu, max_phys 0x%lx) = phys 0x%lx, above the ceiling",
 			      my_cpu(), npages, (unsigned long)ceiling, (unsigned long)phys);
+		if (!ceiling) /* under the ceiling: the lowest RAM's node, by request */
+			numa_note_alloc(w->cpu, p);
 		o->kind = K_PAGES;
 	} else {
 		size = KMEM_SMALL_MAX + 1 + (size_t)(r2 % (224 * 1024));
@@ -325,6 +327,8 @@ static void obj_alloc(struct cpu_work *w, struct obj *o)
 		expect_ksize(p, size, "kmalloc (large)");
 		o->kind = K_LARGE;
 	}
+	if (o->kind != K_PAGES)
+		numa_note_alloc(w->cpu, p);
 	o->p = p;
 	o->size = (uint32_t)size;
 	o->owner = (uint8_t)w->cpu;
@@ -502,11 +506,18 @@ void workload_init(unsigned ncpus)
 				W.rings[s * ncpus + d] = r;
 			}
 	for (unsigned c = 0; c < ncpus; c++) {
-		struct cpu_work *w = must(kzalloc(sizeof(*w)), "a work area");
+		/* Each CPU's work area and object table on its own node
+		 * (kmalloc_node), as a kernel places per-CPU data. */
+		unsigned node = demo_numa.cpu_node[c];
+		struct cpu_work *w = must(kmalloc_node(sizeof(*w), (int)node), "a work area");
+		memset(w, 0, sizeof(*w));
+		numa_expect_node(w, node, "kmalloc_node (a work area)");
 		w->cpu = c;
 		w->rng = 0x853c49e6748fea9bull ^ ((uint64_t)(c + 1) * 0x9e3779b97f4a7c15ull);
 		w->irq_rng = w->rng ^ 0xda3e39cb94b95bdbull;
-		w->slots = must(kcalloc(NSLOTS, sizeof(struct obj)), "an object table");
+		w->slots = must(kmalloc_node(NSLOTS * sizeof(struct obj), (int)node), "an object table");
+		memset(w->slots, 0, NSLOTS * sizeof(struct obj));
+		numa_expect_node(w->slots, node, "kmalloc_node (an object table)");
 		W.work[c] = w;
 	}
 	W.cpus[0] = &bsp_percpu;
@@ -940,6 +951,7 @@ void workload_finish(void)
 			else
 				arch_cpu_relax();
 	uint64_t stress_us = uptime_us() - W.t_stress_start;
+	numa_snapshot();
 
 	uint64_t tot_ops = 0, tot_remote = 0, tot_irq = 0, tot_sent = 0;
 	for (unsigned c = 0; c < n; c++) {
@@ -1090,11 +1102,14 @@ void workload_finish(void)
 		      (unsigned long)st.large_objects, (unsigned long)st.page_runs, st.cpus_online);
 
 	free_pages_check(&st);
+	uint64_t local_pm;
+	unsigned nodes = numa_report(n, &local_pm);
 
 	kprintf("RESULT: PASS cpus=%u ops=%lu remote_frees=%lu irq_allocs=%lu leaked_pages=%lu "
-	        "free_pages_before=%lu free_pages_after=%lu\n",
+	        "free_pages_before=%lu free_pages_after=%lu nodes=%u local=%lu.%lu%%\n",
 	        n, (unsigned long)tot_ops, (unsigned long)tot_remote, (unsigned long)tot_irq,
-	        (unsigned long)leaked, (unsigned long)W.free_before, (unsigned long)W.free_after);
+	        (unsigned long)leaked, (unsigned long)W.free_before, (unsigned long)W.free_after, nodes,
+	        (unsigned long)(local_pm / 10), (unsigned long)(local_pm % 10));
 	kernel_pass();
 }
 
@@ -1106,6 +1121,9 @@ void demo_heap_init(const struct kmem_region *regions, size_t n, unsigned ncpus,
 		.nregions = n,
 		.direct_map_offset = 0, /* identity map on every demo */
 		.max_cpus = ncpus,
+		/* NUMA, when the boot path found nodes (boot/numa.c). */
+		.cpu_node = demo_numa.nnodes > 1 ? demo_numa.cpu_node : NULL,
+		.node_distance = demo_numa.nnodes > 1 && demo_numa.distance[0] ? demo_numa.distance : NULL,
 	};
 	size_t need = kmem_metadata_size(&cfg);
 	map_usable_pages = usable_bytes / KMEM_PAGE_SIZE;

@@ -404,6 +404,24 @@ static bool fdt_is_memory_node(const void *dtb, const struct fdt_node *n)
 	return fdt_prop_has_string(dtb, n, "device_type", "memory");
 }
 
+/* A usable range of a /memory node with numa-node-id `node`: node 0
+ * merges as any range (kmem_memmap_add merges only into a region of node
+ * 0); another node's range gets a region of its own, so that no range of
+ * one node is merged into a region of another. */
+static void fdt_map_add_node(struct fdt_map_ctx *c, uint64_t base, uint64_t size, uint32_t node)
+{
+	if (node == 0) {
+		fdt_map_add(c, base, size, KMEM_REGION_USABLE);
+	} else if (c->n < c->cap) {
+		if (base != 0 && size > UINT64_MAX - base + 1)
+			size = UINT64_MAX - base + 1; /* cut at 2^64, as kmem_memmap_add */
+		c->out[c->n++] = (struct kmem_region){.base = base, .length = size,
+		                                      .type = KMEM_REGION_USABLE, .node = node};
+	} else {
+		c->full = true;
+	}
+}
+
 static bool fdt_map_fn(const void *dtb, const struct fdt_node *n, void *arg)
 {
 	struct fdt_map_ctx *c = arg;
@@ -412,9 +430,16 @@ static bool fdt_map_fn(const void *dtb, const struct fdt_node *n, void *arg)
 		if (!fdt_is_memory_node(dtb, n) || !fdt_node_enabled(dtb, n))
 			return true;
 		c->info->memory_nodes++;
+		uint32_t node = 0;
+		if (fdt_prop_u32(dtb, n, "numa-node-id", &node) && node >= c->info->numa_nodes)
+			c->info->numa_nodes = node + 1;
+		if (node >= KMEM_MAX_NODES) {
+			c->info->numa_folded++;
+			node = 0;
+		}
 		for (unsigned i = 0; fdt_reg(dtb, n, i, &base, &size); i++)
 			if (size) {
-				fdt_map_add(c, base, size, KMEM_REGION_USABLE);
+				fdt_map_add_node(c, base, size, node);
 				c->info->memory_ranges++;
 				c->info->usable_bytes += size;
 			}

@@ -52,17 +52,15 @@ int kmem_memmap_add(struct kmem_region *out, size_t cap, size_t *n, uint64_t bas
 		 * that ends at 2^64 has base + length == 0 (mod 2^64); it is
 		 * not contiguous with one starting at 0. */
 		struct kmem_region *last = &out[*n - 1];
-		if (last->type == type && base != 0 && last->base + last->length == base) {
+		if (last->type == type && last->node == 0 && base != 0 &&
+		    last->base + last->length == base) {
 			last->length += length;
 			return 0;
 		}
 	}
 	if (*n >= cap)
 		return -KMEM_ENOMEM;
-	out[*n].base = base;
-	out[*n].length = length;
-	out[*n].type = type;
-	out[*n].node = 0; /* no NUMA information here */
+	out[*n] = (struct kmem_region){.base = base, .length = length, .type = type, .node = 0};
 	(*n)++;
 	return 0;
 }

@@ -18,6 +18,11 @@
 # --run and --test differ only in the closing message.
 # QEMU_EXTRA (environment) is appended to QEMU's arguments, e.g.
 # QEMU_EXTRA="-cpu max" (1 GiB pages: RAM above 4 GiB gets mapped too).
+# NUMA=n (environment, n >= 2) splits the machine into n NUMA nodes, each
+# with MEM/n of RAM (its own memory backend) and SMP/n CPUs (CPUs 0..k-1 on
+# node 0, and so on), 10 local and 21 remote in the SLIT; firmware then
+# describes them (ACPI SRAT/SLIT on x86_64, numa-node-id in the device
+# tree).  Ignored when SMP < n.  The log name gets -<n>node.
 #
 # --multiboot (before the mode) boots the same kernel as a Multiboot (v1)
 # image instead (boot/multiboot.mk): IMAGE is its ELF, loaded by QEMU's
@@ -86,6 +91,30 @@ keep_failed_log() { # LOG
 	cp "$1" "$1.fail-$(date +%Y%m%d-%H%M%S)" 2>/dev/null && echo "qemu-run: log kept as $1.fail-*" >&2
 }
 
+# QEMU arguments for NUMA=n nodes over SMP CPUs and MEM of RAM (empty
+# without NUMA); sets numa_tag for the log name.
+numa_args=() numa_tag=
+numa_setup() { # SMP MEM
+	local n=${NUMA:-0} smp=$1 mem=$2 mib per i j
+	[ "$n" -ge 2 ] 2>/dev/null && [ "$smp" -ge "$n" ] || return 0
+	case $mem in
+	*G) mib=$((${mem%G} * 1024)) ;; *M) mib=${mem%M} ;; *) mib=$mem ;;
+	esac
+	per=$((smp / n))
+	for ((i = 0; i < n; i++)); do
+		local first=$((i * per)) last=$(((i + 1) * per - 1))
+		[ $i -eq $((n - 1)) ] && last=$((smp - 1))
+		numa_args+=(-object memory-backend-ram,id=numa$i,size=$((mib / n))M
+			-numa node,nodeid=$i,cpus=$first-$last,memdev=numa$i)
+	done
+	for ((i = 0; i < n; i++)); do
+		for ((j = 0; j < n; j++)); do
+			[ $i -ne $j ] && numa_args+=(-numa dist,src=$i,dst=$j,val=21)
+		done
+	done
+	numa_tag=-${n}node
+}
+
 arch=x86_64
 seabios= # multiboot or grub: SeaBIOS, not OVMF
 case ${1:-} in
@@ -120,13 +149,14 @@ if [ -n "$virt" ]; then
 		exit 2
 	fi
 	[ -r "$elf" ] || { echo "qemu-run: $elf not built (make kernel-$arch)" >&2; exit 2; }
-	log="$(dirname "$elf")/boot-${smp}cpu-${mem}.log"
-	echo "qemu-run: $arch virt, multi-threaded TCG, -smp $smp, -m $mem, semihosting, timeout ${tmo}s; log $log"
+	numa_setup "$smp" "$mem"
+	log="$(dirname "$elf")/boot-${smp}cpu-${mem}${numa_tag}.log"
+	echo "qemu-run: $arch virt, multi-threaded TCG, -smp $smp, -m $mem${numa_tag:+, NUMA ${NUMA} nodes}, semihosting, timeout ${tmo}s; log $log"
 	start=$(date +%s%N)
 	watchdog "$tmo" & wd=$!
 	# shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
 	timeout --foreground -k 5 "$tmo" \
-		"$qemu" "${machine[@]}" -accel tcg,thread=multi -smp "$smp" -m "$mem" "${monitor_args[@]}" \
+		"$qemu" "${machine[@]}" -accel tcg,thread=multi -smp "$smp" -m "$mem" "${numa_args[@]}" "${monitor_args[@]}" \
 		-nodefaults -display none -no-reboot \
 		-chardev stdio,id=con,mux=$mux,signal=off "${serial[@]}" \
 		-semihosting-config enable=on,target=native,chardev=con \
@@ -173,7 +203,8 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 fi
 built_by=$(case $seabios in multiboot) echo kernel-multiboot ;; grub) echo iso-grub ;; *) echo kernel ;; esac)
 [ -r "$image" ] || { echo "qemu-run: $image not built (make $built_by)" >&2; exit 2; }
-log="$(dirname "$image")/boot-${smp}cpu-${mem}.log"
+numa_setup "$smp" "$mem"
+log="$(dirname "$image")/boot-${smp}cpu-${mem}${numa_tag}.log"
 
 if [ -n "$seabios" ]; then
 	# SeaBIOS is QEMU's default firmware (package seabios, a dependency).
@@ -187,7 +218,7 @@ if [ -n "$seabios" ]; then
 		how="Multiboot -kernel"
 	fi
 	label=$seabios
-	echo "qemu-run: q35, TCG, -smp $smp, -m $mem, SeaBIOS, $how, timeout ${tmo}s; serial log $log"
+	echo "qemu-run: q35, TCG, -smp $smp, -m $mem${numa_tag:+, NUMA $NUMA nodes}, SeaBIOS, $how, timeout ${tmo}s; serial log $log"
 else
 	ovmf=
 	for f in /usr/share/ovmf/OVMF.fd /usr/share/OVMF/OVMF.fd /usr/share/qemu/OVMF.fd; do
@@ -204,14 +235,14 @@ else
 	boot=(-bios "$ovmf" -drive if=none,id=esp,format=raw,readonly=on,file=fat:"$esp"
 		-device virtio-blk-pci,drive=esp)
 	label=
-	echo "qemu-run: q35, TCG, -smp $smp, -m $mem, OVMF $ovmf, timeout ${tmo}s; serial log $log"
+	echo "qemu-run: q35, TCG, -smp $smp, -m $mem${numa_tag:+, NUMA $NUMA nodes}, OVMF $ovmf, timeout ${tmo}s; serial log $log"
 fi
 
 start=$(date +%s%N)
 watchdog "$tmo" & wd=$!
 # shellcheck disable=SC2086 # QEMU_EXTRA is a list of arguments
 timeout --foreground -k 5 "$tmo" \
-	qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$mem" "${monitor_args[@]}" \
+	qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$mem" "${numa_args[@]}" "${monitor_args[@]}" \
 	-nodefaults -display none -no-reboot -net none \
 	"${boot[@]}" \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \

@@ -305,6 +305,62 @@ static void test_cells_and_nodes(void **state)
 	free(w);
 }
 
+/* NUMA (devicetree bindings, numa.txt): each /memory node's numa-node-id
+ * tags its ranges.  Node 1's range starts exactly where node 0's ends, so
+ * a merge of contiguous usable ranges would lose the boundary; a second
+ * node-0 range contiguous with the first still merges; an id past
+ * KMEM_MAX_NODES is folded into node 0 and counted. */
+static void test_numa_node_ids(void **state)
+{
+	(void)state;
+	struct dtw *w = w_new();
+	w_root(w, 2, 2);
+	w_begin(w, "memory@40000000");
+	w_cells(w, "numa-node-id", 1, 0);
+	w_cells(w, "reg", 4, 0, 0x40000000, 0, 0x10000000);
+	w_end(w);
+	w_begin(w, "memory@50000000");
+	w_cells(w, "numa-node-id", 1, 1);
+	w_cells(w, "reg", 8, 0, 0x50000000, 0, 0x10000000, 0, 0x60000000, 0, 0x1000000);
+	w_end(w);
+	w_begin(w, "memory@61000000");
+	w_cells(w, "reg", 4, 0, 0x61000000, 0, 0x1000000); /* no id: node 0 */
+	w_end(w);
+	w_begin(w, "memory@80000000");
+	w_cells(w, "numa-node-id", 1, KMEM_MAX_NODES + 5);
+	w_cells(w, "reg", 4, 0, 0x80000000, 0, 0x1000000);
+	w_end(w);
+	w_end(w);
+	uint32_t total;
+	uint8_t *b = w_finish(w, &total);
+	struct kmem_region r[8];
+	struct fdt_memmap_info info;
+	long n = fdt_memory_map(b, 0x8000000, NULL, 0, r, 8, &info);
+	assert_int_equal(n, 6);
+	assert_region(&r[0], 0x40000000, 0x10000000, KMEM_REGION_USABLE);
+	assert_int_equal(r[0].node, 0);
+	assert_region(&r[1], 0x50000000, 0x10000000, KMEM_REGION_USABLE);
+	assert_int_equal(r[1].node, 1);
+	assert_region(&r[2], 0x60000000, 0x1000000, KMEM_REGION_USABLE);
+	assert_int_equal(r[2].node, 1);
+	assert_region(&r[3], 0x61000000, 0x1000000, KMEM_REGION_USABLE);
+	assert_int_equal(r[3].node, 0);
+	assert_region(&r[4], 0x80000000, 0x1000000, KMEM_REGION_USABLE);
+	assert_int_equal(r[4].node, 0);
+	assert_int_equal(r[5].type, KMEM_REGION_RESERVED);
+	assert_int_equal(r[5].node, 0);
+	assert_int_equal(info.numa_nodes, KMEM_MAX_NODES + 6);
+	assert_int_equal(info.numa_folded, 1);
+	/* Without ids: no NUMA information. */
+	uint8_t *v = qemu_arm_virt(&total);
+	assert_int_equal(fdt_memory_map(v, 0x40000000, NULL, 0, r, 8, &info), 2);
+	assert_int_equal(info.numa_nodes, 0);
+	assert_int_equal(r[0].node, 0);
+	free(v);
+	free(b);
+	free(w);
+}
+
 /* No #address-cells/#size-cells at the root: 2 and 1. */
 static void test_default_cells(void **state)
 {
@@ -817,6 +873,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_qemu_arm_virt_map),
 		cmocka_unit_test(test_cells_and_nodes),
+		cmocka_unit_test(test_numa_node_ids),
 		cmocka_unit_test(test_default_cells),
 		cmocka_unit_test(test_reserved),
 		cmocka_unit_test(test_edges_of_ranges),

@@ -993,6 +993,245 @@ static void test_reclaimable_hot_add(void **state)
 	assert_int_equal(added, bytes_of(r, n, C) / PG); /* same arenas: no metadata carved */
 }
 
+/* ------------------------------------------------------------------------
+ * NUMA from ACPI (mm/numamap.c): an SRAT and a SLIT laid out as QEMU's
+ * q35 with -numa makes them (2 nodes, 2 CPUs each), with proximity
+ * domains 5 and 9 to check the renumbering, a disabled and a hot-plug
+ * entry, an x2APIC entry and a GICC entry (ignored).
+ */
+
+static void acpi_header(uint8_t *t, const char *sig, uint32_t len)
+{
+	memset(t, 0, 36);
+	memcpy(t, sig, 4);
+	put(t, 4, len, 4);
+	t[8] = 1;
+	memcpy(t + 10, "SPANAL", 6);
+}
+
+static void acpi_sum(uint8_t *t, uint32_t len)
+{
+	uint8_t sum = 0;
+	t[9] = 0;
+	for (uint32_t i = 0; i < len; i++)
+		sum = (uint8_t)(sum + t[i]);
+	t[9] = (uint8_t)-sum;
+}
+
+static uint32_t srat_cpu(uint8_t *t, uint32_t off, uint8_t apic, uint32_t dom, bool on)
+{
+	memset(t + off, 0, 16);
+	t[off] = 0;
+	t[off + 1] = 16;
+	t[off + 2] = (uint8_t)dom;
+	t[off + 3] = apic;
+	put(t, off + 4, on, 4);
+	put(t, off + 9, dom >> 8, 3);
+	return off + 16;
+}
+
+static uint32_t srat_mem(uint8_t *t, uint32_t off, uint64_t base, uint64_t len, uint32_t dom,
+                         uint32_t flags)
+{
+	memset(t + off, 0, 40);
+	t[off] = 1;
+	t[off + 1] = 40;
+	put(t, off + 2, dom, 4);
+	put(t, off + 8, base, 8);
+	put(t, off + 16, len, 8);
+	put(t, off + 28, flags, 4);
+	return off + 40;
+}
+
+#define MIB (1024ull * 1024)
+
+static uint32_t build_srat(uint8_t *t)
+{
+	uint32_t off = 48;
+	memset(t, 0, 48);
+	off = srat_cpu(t, off, 0, 5, true);
+	off = srat_cpu(t, off, 1, 5, true);
+	off = srat_cpu(t, off, 2, 9, true);
+	off = srat_cpu(t, off, 3, 9, true);
+	off = srat_cpu(t, off, 4, 7, false); /* disabled: no node for domain 7 */
+	memset(t + off, 0, 24);             /* x2APIC 0x100 on domain 9 */
+	t[off] = 2;
+	t[off + 1] = 24;
+	put(t, off + 4, 9, 4);
+	put(t, off + 8, 0x100, 4);
+	put(t, off + 12, 1, 4);
+	off += 24;
+	memset(t + off, 0, 18); /* GICC affinity: no APIC, no memory */
+	t[off] = 3;
+	t[off + 1] = 18;
+	off += 18;
+	off = srat_mem(t, off, 0, 640 * 1024, 5, 1);
+	off = srat_mem(t, off, 1 * MIB, 255 * MIB, 5, 1);
+	off = srat_mem(t, off, 256 * MIB, 256 * MIB, 9, 1);
+	off = srat_mem(t, off, 1024 * MIB, 64 * MIB, 9, 0); /* disabled */
+	off = srat_mem(t, off, 4096 * MIB, 0, 9, 1);        /* empty */
+	acpi_header(t, "SRAT", off);
+	acpi_sum(t, off);
+	return off;
+}
+
+static void test_acpi_srat_slit(void **state)
+{
+	(void)state;
+	uint8_t t[512];
+	uint32_t len = build_srat(t);
+	struct kmem_region mem[8];
+	struct kmem_numa_cpu cpus[8];
+	struct kmem_numa_info info;
+	uint8_t *srat = exact(t, len);
+	assert_int_equal(kmem_acpi_srat(srat, len, mem, 8, cpus, 8, &info), 3);
+	assert_int_equal(info.nnodes, 2);
+	assert_int_equal(info.domain[0], 5);
+	assert_int_equal(info.domain[1], 9);
+	assert_int_equal(info.ncpus, 5);
+	assert_int_equal(info.cpus_seen, 5);
+	assert_int_equal(info.mem_seen, 3);
+	assert_int_equal(info.folded, 0);
+	const uint32_t apic[5] = {0, 1, 2, 3, 0x100}, node[5] = {0, 0, 1, 1, 1};
+	for (unsigned i = 0; i < 5; i++) {
+		assert_int_equal(cpus[i].apic_id, apic[i]);
+		assert_int_equal(cpus[i].node, node[i]);
+	}
+	assert_int_equal(mem[0].base, 0);
+	assert_int_equal(mem[0].length, 640 * 1024);
+	assert_int_equal(mem[0].node, 0);
+	assert_int_equal(mem[2].base, 256 * MIB);
+	assert_int_equal(mem[2].node, 1);
+	/* Capacity: only the first entries are stored, all are counted. */
+	assert_int_equal(kmem_acpi_srat(srat, len, mem, 1, cpus, 2, &info), 1);
+	assert_int_equal(info.mem_seen, 3);
+	assert_int_equal(info.ncpus, 2);
+	assert_int_equal(info.cpus_seen, 5);
+	/* Malformed: every one an error, not a read past the table. */
+	assert_int_equal(kmem_acpi_srat(srat, len - 1, mem, 8, cpus, 8, &info), -KMEM_EINVAL);
+	t[60] ^= 1; /* checksum */
+	uint8_t *bad = exact(t, len);
+	assert_int_equal(kmem_acpi_srat(bad, len, mem, 8, cpus, 8, &info), -KMEM_EINVAL);
+	free(bad);
+	t[60] ^= 1;
+	t[48 + 16 + 1] = 200; /* the second entry runs past the table */
+	acpi_sum(t, len);
+	bad = exact(t, len);
+	assert_int_equal(kmem_acpi_srat(bad, len, mem, 8, cpus, 8, &info), -KMEM_EINVAL);
+	free(bad);
+	t[48 + 16 + 1] = 16;
+	memcpy(t, "SLIT", 4);
+	acpi_sum(t, len);
+	bad = exact(t, len);
+	assert_int_equal(kmem_acpi_srat(bad, len, mem, 8, cpus, 8, &info), -KMEM_EINVAL);
+	free(bad);
+	/* More domains than KMEM_MAX_NODES: the extra ones fold into node 0. */
+	uint8_t many[48 + 16 * (KMEM_MAX_NODES + 2)];
+	uint32_t off = 48;
+	for (unsigned d = 0; d < KMEM_MAX_NODES + 2; d++)
+		off = srat_cpu(many, off, (uint8_t)d, 100 + d, true);
+	acpi_header(many, "SRAT", off);
+	acpi_sum(many, off);
+	assert_int_equal(kmem_acpi_srat(many, off, mem, 8, cpus, 8, &info), 0);
+	assert_int_equal(info.nnodes, KMEM_MAX_NODES);
+	assert_int_equal(info.folded, 2);
+	assert_int_equal(cpus[KMEM_MAX_NODES + 1].node, 0);
+
+	/* SLIT over 10 localities (domains 5 and 9 index it). */
+	assert_int_equal(kmem_acpi_srat(srat, len, mem, 8, cpus, 8, &info), 3);
+	uint8_t slit[44 + 100];
+	memset(slit, 0, sizeof slit);
+	put(slit, 36, 10, 8);
+	for (unsigned a = 0; a < 10; a++)
+		for (unsigned b = 0; b < 10; b++)
+			slit[44 + a * 10 + b] = (uint8_t)(a == b ? 10 : 20 + a + b);
+	acpi_header(slit, "SLIT", sizeof slit);
+	acpi_sum(slit, sizeof slit);
+	uint8_t dist[4] = {0};
+	assert_int_equal(kmem_acpi_slit(slit, sizeof slit, &info, dist), 0);
+	assert_int_equal(dist[0], 10);
+	assert_int_equal(dist[1], 20 + 5 + 9);
+	assert_int_equal(dist[2], 20 + 9 + 5);
+	assert_int_equal(dist[3], 10);
+	put(slit, 36, 9, 8); /* domain 9 is not in a 9-locality table */
+	acpi_sum(slit, sizeof slit);
+	memset(dist, 0, sizeof dist);
+	assert_int_equal(kmem_acpi_slit(slit, sizeof slit, &info, dist), -KMEM_EINVAL);
+	assert_int_equal(dist[0], 0);
+	put(slit, 36, 11, 8); /* 11 x 11 does not fit */
+	acpi_sum(slit, sizeof slit);
+	assert_int_equal(kmem_acpi_slit(slit, sizeof slit, &info, dist), -KMEM_EINVAL);
+	free(srat);
+}
+
+/* The map of q35 with 512 MiB cut at the SRAT's ranges: usable regions
+ * that straddle 256 MiB are split, reserved ones are not, memory the SRAT
+ * leaves out is node 0; then the heap over it knows each page's node. */
+static void test_memmap_split_nodes(void **state)
+{
+	(void)state;
+	uint8_t t[512];
+	uint32_t len = build_srat(t);
+	struct kmem_region mem[8];
+	struct kmem_numa_cpu cpus[8];
+	struct kmem_numa_info info;
+	long nm = kmem_acpi_srat(t, len, mem, 8, cpus, 8, &info);
+	assert_int_equal(nm, 3);
+	struct kmem_region r[16] = {
+		{.base = 0, .length = 0x9f000, .type = U},
+		{.base = 0x9f000, .length = 0x61000, .type = R},
+		{.base = 1 * MIB, .length = 200 * MIB, .type = U},
+		{.base = 201 * MIB, .length = 100 * MIB, .type = U},  /* straddles 256 MiB */
+		{.base = 250 * MIB, .length = 12 * MIB, .type = R},   /* reserved: untouched */
+		{.base = 512 * MIB, .length = 16 * MIB, .type = U},   /* not in the SRAT */
+	};
+	long n = kmem_memmap_split_nodes(r, 6, 16, mem, (size_t)nm);
+	assert_int_equal(n, 7);
+	assert_int_equal(r[3].base, 201 * MIB);
+	assert_int_equal(r[3].length, 55 * MIB);
+	assert_int_equal(r[3].node, 0);
+	assert_int_equal(r[6].base, 256 * MIB);
+	assert_int_equal(r[6].length, 45 * MIB);
+	assert_int_equal(r[6].node, 1);
+	assert_int_equal(r[4].type, R);
+	assert_int_equal(r[4].length, 12 * MIB);
+	assert_int_equal(r[5].node, 0);
+	for (long i = 0; i < n; i++)
+		assert_true(r[i].type != U || r[i].base + r[i].length <= 256 * MIB ||
+		            r[i].base >= 256 * MIB);
+	/* No room for the extra piece: ENOMEM; n > cap: EINVAL. */
+	struct kmem_region small[4] = {{.base = 200 * MIB, .length = 100 * MIB, .type = U}};
+	assert_int_equal(kmem_memmap_split_nodes(small, 1, 1, mem, (size_t)nm), -KMEM_ENOMEM);
+	assert_int_equal(kmem_memmap_split_nodes(small, 2, 1, mem, (size_t)nm), -KMEM_EINVAL);
+
+	/* The heap over a small version (the fixture's memory): 8 MiB on
+	 * each side of a node boundary at 24 MiB. */
+	struct kmem_region ranges[2] = {
+		{.base = 0, .length = 24 * MIB, .type = U, .node = 0},
+		{.base = 24 * MIB, .length = 24 * MIB, .type = U, .node = 1},
+	};
+	struct kmem_region h[4] = {{.base = 16 * MIB, .length = 16 * MIB, .type = U}};
+	n = kmem_memmap_split_nodes(h, 1, 4, ranges, 2);
+	assert_int_equal(n, 2);
+	fx_reserve(48 * MIB);
+	assert_int_equal(fx_init(h, (size_t)n, 1), 0);
+	assert_int_equal(kmem_nr_nodes(), 2);
+	struct kmem_node_stats ns0, ns1;
+	assert_int_equal(kmem_get_node_stats(0, &ns0), 0);
+	assert_int_equal(kmem_get_node_stats(1, &ns1), 0);
+	assert_true(ns0.pages_managed > 0 && ns1.pages_managed > 0);
+	assert_true(ns0.pages_managed <= 8 * MIB / PG && ns1.pages_managed <= 8 * MIB / PG);
+	void *p0 = kpage_alloc_node(1, 0, 0, 0), *p1 = kpage_alloc_node(1, 0, 0, 1);
+	assert_non_null(p0);
+	assert_non_null(p1);
+	assert_int_equal(kmem_virt_to_node(p0), 0);
+	assert_int_equal(kmem_virt_to_node(p1), 1);
+	assert_true(kmem_virt_to_phys(p0) < 24 * MIB && kmem_virt_to_phys(p1) >= 24 * MIB);
+	kpage_free(p0, 1);
+	kpage_free(p1, 1);
+	assert_int_equal(kmem_check(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1010,6 +1249,8 @@ int main(void)
 		cmocka_unit_test(test_limine),
 		cmocka_unit_test(test_uefi),
 		cmocka_unit_test(test_reclaimable_hot_add),
+		cmocka_unit_test(test_acpi_srat_slit),
+		cmocka_unit_test(test_memmap_split_nodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,6 +76,10 @@ struct cpu_list {
 	unsigned n, cap, seen;
 };
 
+/* The device tree's NUMA node of each CPU taken (numa-node-id, 0 if
+ * none), indexed like the ids. */
+static uint8_t dt_cpu_node[BOOT_MAX_CPUS];
+
 /* /cpus/cpu@N with device_type "cpu", enabled: reg is the hardware id. */
 static bool cpu_fn(const void *dtb, const struct fdt_node *n, void *arg)
 {
@@ -86,8 +90,12 @@ static bool cpu_fn(const void *dtb, const struct fdt_node *n, void *arg)
 	    !fdt_reg(dtb, n, 0, &id, &size))
 		return true;
 	c->seen++;
-	if (c->n < c->cap)
+	uint32_t node = 0;
+	fdt_prop_u32(dtb, n, "numa-node-id", &node);
+	if (c->n < c->cap) {
+		dt_cpu_node[c->n] = (uint8_t)(node < KMEM_MAX_NODES ? node : 0);
 		c->ids[c->n++] = id;
+	}
 	return true;
 }
 
@@ -105,8 +113,66 @@ static unsigned dt_cpus(const void *dtb, uint64_t *ids, unsigned cap, unsigned *
 		kfail("the boot CPU (id 0x%lx) is not among the %u taken from /cpus", (unsigned long)boot, c.n);
 	ids[i] = ids[0];
 	ids[0] = boot;
+	uint8_t node = dt_cpu_node[i];
+	dt_cpu_node[i] = dt_cpu_node[0];
+	dt_cpu_node[0] = node;
 	*seen = c.seen;
 	return c.n;
+}
+
+/* NUMA from the device tree (devicetree bindings, numa.txt): the CPUs'
+ * numa-node-id, and /distance-map's distance-matrix of (from, to,
+ * distance) triples, into demo_numa for kmem_init.  The /memory nodes'
+ * ids are in the regions already (fdt_memory_map). */
+static void dt_numa(const void *dtb, unsigned ncpus, unsigned mem_nodes)
+{
+	unsigned nn = mem_nodes;
+	for (unsigned i = 0; i < ncpus; i++)
+		if (dt_cpu_node[i] + 1u > nn)
+			nn = dt_cpu_node[i] + 1u;
+	if (nn < 2)
+		return;
+	if (nn > KMEM_MAX_NODES)
+		nn = KMEM_MAX_NODES;
+	demo_numa.nnodes = nn;
+	memcpy(demo_numa.cpu_node, dt_cpu_node, sizeof(dt_cpu_node));
+	struct fdt_node dm;
+	uint32_t len = 0;
+	const uint8_t *m = fdt_find_compatible(dtb, "numa-distance-map-v1", &dm)
+	                           ? fdt_prop(dtb, &dm, "distance-matrix", &len)
+	                           : NULL;
+	for (uint32_t off = 0; m && off + 12 <= len; off += 12) {
+		uint32_t t[3];
+		for (unsigned k = 0; k < 3; k++) /* big-endian cells */
+			t[k] = (uint32_t)m[off + 4 * k] << 24 | (uint32_t)m[off + 4 * k + 1] << 16 |
+			       (uint32_t)m[off + 4 * k + 2] << 8 | m[off + 4 * k + 3];
+		if (t[0] < nn && t[1] < nn && t[2] < 256)
+			demo_numa.distance[t[0] * nn + t[1]] = (uint8_t)t[2];
+	}
+	/* A partial matrix (the binding lets the reverse direction be
+	 * implied) is completed symmetrically, and the diagonal is 10. */
+	for (unsigned a = 0; m && a < nn; a++)
+		for (unsigned b = 0; b < nn; b++) {
+			uint8_t *d = &demo_numa.distance[a * nn + b];
+			if (!*d)
+				*d = a == b ? 10 : demo_numa.distance[b * nn + a];
+		}
+	kprintf("boot: NUMA: %u nodes in the device tree; CPU nodes:", nn);
+	for (unsigned i = 0; i < ncpus; i++)
+		kprintf(" %u", demo_numa.cpu_node[i]);
+	kprintf("; distance-map %s\n", m ? "read" : "none (10 local, 20 remote)");
+	for (unsigned f = 0; m && f < nn; f++) {
+		kprintf("  from node %u:", f);
+		for (unsigned t = 0; t < nn; t++)
+			kprintf(" %u", demo_numa.distance[f * nn + t]);
+		kprintf("\n");
+	}
+	for (unsigned k = 0; k < nn * nn; k++)
+		if (m && !demo_numa.distance[k]) {
+			kprintf("boot: NUMA: distance-map incomplete: defaults used\n");
+			memset(demo_numa.distance, 0, sizeof(demo_numa.distance));
+			break;
+		}
 }
 
 static const char *region_name(uint32_t t)
@@ -150,8 +216,9 @@ int main(void)
 	 * block, the blob and this image (text, data, bss, boot stack)
 	 * reserved. */
 	static struct kmem_region regions[MAX_REGIONS];
-	struct kmem_region image = {(uintptr_t)__kernel_start, (uint64_t)(__kernel_end - __kernel_start),
-	                            KMEM_REGION_RESERVED, 0};
+	struct kmem_region image = {.base = (uintptr_t)__kernel_start,
+	                            .length = (uint64_t)(__kernel_end - __kernel_start),
+	                            .type = KMEM_REGION_RESERVED};
 	struct fdt_memmap_info mi;
 	long nreg = fdt_memory_map(dtb, (uintptr_t)dtb, &image, 1, regions, MAX_REGIONS, &mi);
 	if (nreg < 0)
@@ -168,10 +235,12 @@ int main(void)
 			what = " (device tree)";
 		else if (r->type == KMEM_REGION_RESERVED && r->base == image.base && r->length == image.length)
 			what = " (kernel image)";
-		kprintf("  %2ld  0x%012lx-0x%012lx %8lu KiB  %s%s\n", i, (unsigned long)r->base,
+		kprintf("  %2ld  0x%012lx-0x%012lx %8lu KiB  %s%s", i, (unsigned long)r->base,
 		        (unsigned long)(r->base + r->length - 1), (unsigned long)(r->length >> 10),
 		        region_name(r->type), what);
+		kprintf(mi.numa_nodes > 1 && r->type == KMEM_REGION_USABLE ? "  node %u\n" : "\n", r->node);
 	}
+	dt_numa(dtb, ncpus, mi.numa_nodes);
 
 	demo_heap_init(regions, (size_t)nreg, ncpus, mi.usable_bytes);
 

@@ -9,7 +9,11 @@
  * The memory map (fdt_memory_map) is what spanalloc's kmem_init() takes:
  *   USABLE    every (base, size) of the reg of each /memory node (a child
  *             of the root named "memory" or "memory@...", or with
- *             device_type = "memory"; status = "disabled" skips it);
+ *             device_type = "memory"; status = "disabled" skips it),
+ *             with the node's "numa-node-id" (0 if none; an id >=
+ *             KMEM_MAX_NODES is folded into node 0 and counted) as
+ *             kmem_region.node -- ranges of different nodes are never
+ *             merged;
  *   RESERVED  every reg entry of each child of /reserved-memory, every
  *             entry of the header's memory reservation block, the blob
  *             itself, and the ranges the caller keeps out (kernel image,
@@ -91,6 +95,10 @@ struct fdt_memmap_info {
 	                               nothing to reserve) */
 	unsigned rsvmap_entries;    /* memory reservation block entries */
 	uint64_t usable_bytes;      /* sum of the USABLE regions (before holes) */
+	unsigned numa_nodes;        /* 1 + the highest numa-node-id of a /memory
+	                               node, 0 if none has one */
+	unsigned numa_folded;       /* /memory nodes whose id >= KMEM_MAX_NODES
+	                               went to node 0 */
 };
 
 /* Fills out[] with the memory map described above: USABLE regions first,

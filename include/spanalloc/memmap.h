@@ -151,6 +151,71 @@ long kmem_memmap_uefi(const void *map, size_t map_size, size_t desc_size,
  * bytes (header checked first). */
 long kmem_memmap_fdt(const void *dtb, uint64_t dtb_phys, struct kmem_region *out, size_t cap);
 
+/* ---------------------------------------------------------------------------
+ * NUMA nodes from firmware (mm/numamap.c)
+ *
+ * kmem_init() takes each usable region's node from kmem_region.node and
+ * each CPU's from kmem_config.cpu_node (spanalloc.h, "NUMA nodes").  The
+ * device-tree adapters tag /memory ranges with their numa-node-id
+ * themselves.  With ACPI, the map comes from UEFI/E820/Multiboot without
+ * nodes, and the SRAT says which node each address range and each CPU
+ * belongs to:
+ *     n = kmem_memmap_uefi(map, ..., regions, cap);        (any adapter)
+ *     m = kmem_acpi_srat(srat, srat_len, ranges, R, cpus, C, &info);
+ *     n = kmem_memmap_split_nodes(regions, n, cap, ranges, m);
+ *     kmem_acpi_slit(slit, slit_len, &info, distance);      (optional)
+ * then cfg.cpu_node[i] = the node of CPU i's APIC id in cpus[], and
+ * cfg.node_distance = distance.  Split last: kmem_memmap_normalize()
+ * merges adjacent regions of one type whatever their nodes.
+ */
+
+/* A CPU of the SRAT: its (x2)APIC id and node. */
+struct kmem_numa_cpu {
+	uint32_t apic_id;
+	uint32_t node;
+};
+
+/* Totals of one kmem_acpi_srat() call.  Nodes are the SRAT's proximity
+ * domains numbered 0.. in order of first appearance: node i is domain
+ * domain[i]. */
+struct kmem_numa_info {
+	unsigned nnodes;                 /* <= KMEM_MAX_NODES */
+	uint32_t domain[KMEM_MAX_NODES];
+	unsigned folded;                 /* entries of domains past KMEM_MAX_NODES
+	                                    (put on node 0) */
+	unsigned nmem, ncpus;            /* entries stored in mem[], cpus[] */
+	unsigned mem_seen, cpus_seen;    /* enabled entries in the table */
+};
+
+/* Reads an ACPI SRAT (the table itself, signature "SRAT", at most len
+ * readable bytes): each enabled memory affinity entry into mem[] as a
+ * USABLE region with its node (the first mem_cap), each enabled
+ * processor local APIC / x2APIC affinity entry into cpus[] (the first
+ * cpu_cap).  Returns info->nmem, or -KMEM_EINVAL iff the table is not a
+ * sound SRAT (signature, length < 48 or > len, checksum, an entry
+ * running past the table).  O(table length).  Context: any. */
+long kmem_acpi_srat(const void *srat, size_t len, struct kmem_region *mem, size_t mem_cap,
+                    struct kmem_numa_cpu *cpus, size_t cpu_cap, struct kmem_numa_info *info);
+
+/* Reads an ACPI SLIT into distance[info->nnodes * info->nnodes] (row =
+ * from node, column = to node), as kmem_config.node_distance takes it.
+ * Returns 0, or -KMEM_EINVAL iff the table is not a sound SLIT or one of
+ * info's domains is not in it (distance[] is then untouched).  O(nodes^2
+ * + table length).  Context: any. */
+int kmem_acpi_slit(const void *slit, size_t len, const struct kmem_numa_info *info,
+                   uint8_t *distance);
+
+/* Cuts every USABLE region of map[0 .. n) at the boundaries of ranges[]
+ * and gives each piece the node of the range holding it (node 0 where no
+ * range does, as Linux does for memory the SRAT leaves out); the first
+ * piece stays in place, the others are appended (the map is no longer
+ * sorted: kmem_init() takes any order).  Other regions are untouched.
+ * Returns the new count, -KMEM_ENOMEM iff more than cap regions would be
+ * needed (map[] then holds a partial split), -KMEM_EINVAL iff n > cap.
+ * O(n' x nranges) for n' regions produced.  Context: any. */
+long kmem_memmap_split_nodes(struct kmem_region *map, size_t n, size_t cap,
+                             const struct kmem_region *ranges, size_t nranges);
+
 #ifdef __cplusplus
 }
 #endif
