@@ -242,23 +242,24 @@ static void node_order_init(const struct kmem_config *cfg, unsigned n)
 }
 
 /* Appends the pages the bytes [base, end) touch, of `node`, to the node
- * table (with `merge`, into the last entry if that is the same node).
- * -KMEM_EINVAL if they overlap another node's range or the table is
- * full.  Under mheap.lock (or init). */
-static int node_range_add_locked(uint64_t base, uint64_t end, uint32_t node, bool merge)
+ * table t of *n entries (with `merge`, into the last entry if that is the
+ * same node).  -KMEM_EINVAL if they overlap another node's range or the
+ * table is full. */
+static int node_range_add(struct node_range *t, unsigned *np, uint64_t base, uint64_t end,
+                          uint32_t node, bool merge)
 {
-	unsigned n = atomic_load_explicit(&mheap_.nranges, memory_order_relaxed);
+	unsigned n = *np;
 	uint64_t lo = base >> PAGE_SHIFT, hi = align_up(end, PAGE_SIZE) >> PAGE_SHIFT;
 	if (end == UINT64_MAX || hi > 1ull << SUM_TOP)
 		hi = 1ull << SUM_TOP;
 	for (unsigned i = 0; i < n; i++) {
 		/* Another node's range may share one page at an end (unaligned
 		 * boundary), no more. */
-		const struct node_range *r = &mheap_.node_ranges[i];
+		const struct node_range *r = &t[i];
 		if (r->node != node && lo < r->hi && r->lo < hi && lo + 1 != r->hi && r->lo + 1 != hi)
 			return -KMEM_EINVAL;
 	}
-	struct node_range *last = n ? &mheap_.node_ranges[n - 1] : NULL;
+	struct node_range *last = n ? &t[n - 1] : NULL;
 	if (merge && last && last->node == node) {
 		if (hi > last->hi)
 			last->hi = hi;
@@ -270,16 +271,17 @@ static int node_range_add_locked(uint64_t base, uint64_t end, uint32_t node, boo
 		return 0;
 	if (n == KMEM_MAX_NODE_RANGES)
 		return -KMEM_EINVAL;
-	mheap_.node_ranges[n] = (struct node_range){.lo = lo, .hi = hi, .node = node};
-	atomic_store_explicit(&mheap_.nranges, n + 1, memory_order_release);
+	t[n] = (struct node_range){.lo = lo, .hi = hi, .node = node};
+	*np = n + 1;
 	return 0;
 }
 
-/* The node table from the map's usable regions, taken in address order
- * (O(n^2), no scratch memory), consecutive ones of a node merged (gaps
- * between them hold no other node's memory). */
-static int node_ranges_init(const struct kmem_config *cfg)
+/* The node table t (*n entries) from the map's usable regions, taken in
+ * address order (O(n^2), no scratch memory), consecutive ones of a node
+ * merged (gaps between them hold no other node's memory). */
+static int node_ranges_of_map(const struct kmem_config *cfg, struct node_range *t, unsigned *n)
 {
+	*n = 0;
 	size_t prev = SIZE_MAX;
 	for (;;) {
 		size_t best = SIZE_MAX;
@@ -298,7 +300,7 @@ static int node_ranges_init(const struct kmem_config *cfg)
 		if (best == SIZE_MAX)
 			return 0;
 		const struct kmem_region *r = &cfg->regions[best];
-		int err = node_range_add_locked(r->base, region_end(r), r->node, true);
+		int err = node_range_add(t, n, r->base, region_end(r), r->node, true);
 		if (err)
 			return err;
 		prev = best;
@@ -393,6 +395,11 @@ int kmem_init(const struct kmem_config *cfg)
 		return -KMEM_EINVAL;
 	unsigned cpus = cfg_cpus(cfg), nodes = cfg_nodes(cfg);
 	uint64_t ex_lo = 0, ex_hi = 0;
+	/* The node table is built here, so that a bad one changes nothing. */
+	struct node_range ranges[KMEM_MAX_NODE_RANGES];
+	unsigned nranges = 0;
+	if (nodes > 1 && node_ranges_of_map(cfg, ranges, &nranges))
+		return -KMEM_EINVAL;
 	struct map_sizes m;
 	count_map(cfg, 0, 0, &m);
 	if (!m.pages)
@@ -432,11 +439,8 @@ int kmem_init(const struct kmem_config *cfg)
 	for (unsigned cpu = 0; cpu < cpus; cpu++)
 		mheap_.cpu_node[cpu] = cpu_node_of(cfg, cpu);
 	node_order_init(cfg, nodes);
-	if (nodes > 1) {
-		int err = node_ranges_init(cfg);
-		if (err)
-			return err;
-	}
+	memcpy(mheap_.node_ranges, ranges, nranges * sizeof(ranges[0]));
+	atomic_store_explicit(&mheap_.nranges, nranges, memory_order_release);
 	mheap_.meta_base = meta_base;
 	mheap_.meta_size = meta_size;
 	/* Between the guard pages: the first and last pages it touches
@@ -573,10 +577,13 @@ long kmem_hot_add(const struct kmem_region *r)
 		return -KMEM_ENOMEM; /* nothing was written */
 	}
 	/* Its node range (the last check: it writes only if it succeeds). */
-	if (mheap_.nnodes > 1 && node_range_add_locked(s, e, r->node, false)) {
+	unsigned nr = atomic_load_explicit(&mheap_.nranges, memory_order_relaxed);
+	if (mheap_.nnodes > 1 && node_range_add(mheap_.node_ranges, &nr, s, e, r->node, false)) {
 		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_EINVAL;
 	}
+	/* Published: the entry is complete (kmem_virt_to_node reads it). */
+	atomic_store_explicit(&mheap_.nranges, nr, memory_order_release);
 
 	/* The metadata, from the start of the region: chunks, then the arenas
 	 * it holds or covers in part, then room for copies of the ones it

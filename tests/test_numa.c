@@ -660,12 +660,22 @@ static void test_malformed_topology_rejected(void **state)
 		{16 * MIB, 32 * MIB, KMEM_REGION_USABLE, 0},
 		{40 * MIB, 32 * MIB, KMEM_REGION_USABLE, 1},
 	};
-	assert_int_equal(init_numa(overlap, 2, NULL, 2, NULL), -KMEM_EINVAL);
+	struct kmem_config cfg;
+	fx_config(&cfg, overlap, 2, 2);
+	assert_int_equal(kmem_init(&cfg), -KMEM_EINVAL);
 	/* More node changes along the address space than the table holds. */
 	struct kmem_region many[KMEM_MAX_NODE_RANGES + 1];
 	for (unsigned i = 0; i <= KMEM_MAX_NODE_RANGES; i++)
 		many[i] = (struct kmem_region){16 * MIB + i * MIB, MIB, KMEM_REGION_USABLE, i % 2};
-	assert_int_equal(init_numa(many, KMEM_MAX_NODE_RANGES + 1, NULL, 2, NULL), -KMEM_EINVAL);
+	fx_config(&cfg, many, KMEM_MAX_NODE_RANGES + 1, 2);
+	assert_int_equal(kmem_init(&cfg), -KMEM_EINVAL);
+	/* Both refused before anything changed: the one-node heap is there. */
+	assert_int_equal(kmem_nr_nodes(), 1);
+	fx_assert_check();
+	void *still = kmalloc(100);
+	assert_non_null(still);
+	kfree(still);
+	fx_assert_check();
 	/* As many as it holds is fine; each page on its region's node. */
 	assert_int_equal(init_numa(many, KMEM_MAX_NODE_RANGES, NULL, 2, NULL), 0);
 	for (unsigned i = 0; i + 1 < KMEM_MAX_NODE_RANGES; i++)
