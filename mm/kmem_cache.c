@@ -106,13 +106,13 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 	return k;
 }
 
-static void *cache_alloc(struct kmem_cache *k, int node, uintptr_t caller)
+static inline __attribute__((always_inline)) void *cache_alloc(struct kmem_cache *k, int node, uintptr_t caller)
 {
 	if (!k || k->magic != KMEM_CACHE_MAGIC) {
 		report_fault(KMEM_FAULT_WRONG_CACHE, k, NULL, "not a live object cache");
 		return NULL;
 	}
-	if (node != KMEM_NO_NODE && (node < 0 || (unsigned)node >= mheap_.nnodes))
+	if (__builtin_expect(node != KMEM_NO_NODE, 0) && (node < 0 || (unsigned)node >= mheap_.nnodes))
 		return NULL;
 	void *p = WITH_OOM_RETRY(oom_request(KMEM_OOM_CACHE, k->size, k->align, 0),
 	                         cache_alloc_on_cpu(k, caller, node));

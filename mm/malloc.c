@@ -379,15 +379,26 @@ static void *central_alloc(struct mcentral *c, size_t size, uintptr_t caller)
 
 /* An object of c's class or cache, preferably on `node` (KMEM_NO_NODE:
  * this CPU's). */
-static void *node_alloc(struct mcentral *c, size_t size, uintptr_t caller, int node)
+static __attribute__((noinline)) void *node_alloc_other(struct mcentral *c, size_t size,
+                                                        uintptr_t caller, unsigned node)
 {
-	if (node < 0 || (unsigned)node == mheap_.cpu_node[arch_cpu_id()])
+	if (node == mheap_.cpu_node[arch_cpu_id()])
 		return central_alloc(c, size, caller);
-	c = c->cache ? c->cache->node_central[node] : class_central((unsigned)node, c->sizeclass);
+	c = c->cache ? c->cache->node_central[node] : class_central(node, c->sizeclass);
 	void *p = shared_alloc(c);
 	if (p && c->debug)
 		debug_on_alloc(p, size, caller);
 	return p;
+}
+
+/* The plain calls (KMEM_NO_NODE) go straight to central_alloc: no node
+ * lookup before the CPU is known. */
+static inline __attribute__((always_inline)) void *node_alloc(struct mcentral *c, size_t size,
+                                                              uintptr_t caller, int node)
+{
+	if (__builtin_expect(node < 0, 1))
+		return central_alloc(c, size, caller);
+	return node_alloc_other(c, size, caller, (unsigned)node);
 }
 
 static void *small_alloc(unsigned cls, size_t size, uintptr_t caller, int node)
