@@ -1075,14 +1075,33 @@ static uint32_t build_srat(uint8_t *t)
 	return off;
 }
 
-static void test_acpi_srat_slit(void **state)
-{
-	(void)state;
+/* build_srat's table and what kmem_acpi_srat read from it. */
+struct srat_read {
 	uint8_t t[512];
-	uint32_t len = build_srat(t);
+	uint32_t len;
 	struct kmem_region mem[8];
 	struct kmem_numa_cpu cpus[8];
 	struct kmem_numa_info info;
+	long nmem;
+};
+
+static void srat_read(struct srat_read *r)
+{
+	r->len = build_srat(r->t);
+	r->nmem = kmem_acpi_srat(r->t, r->len, r->mem, 8, r->cpus, 8, &r->info);
+	assert_int_equal(r->nmem, 3);
+}
+
+static void test_acpi_srat_slit(void **state)
+{
+	(void)state;
+	static struct srat_read sr;
+	srat_read(&sr);
+	uint8_t *t = sr.t;
+	uint32_t len = sr.len;
+	struct kmem_region *mem = sr.mem;
+	struct kmem_numa_cpu *cpus = sr.cpus;
+	struct kmem_numa_info info = sr.info;
 	uint8_t *srat = exact(t, len);
 	assert_int_equal(kmem_acpi_srat(srat, len, mem, 8, cpus, 8, &info), 3);
 	assert_int_equal(info.nnodes, 2);
@@ -1170,13 +1189,10 @@ static void test_acpi_srat_slit(void **state)
 static void test_memmap_split_nodes(void **state)
 {
 	(void)state;
-	uint8_t t[512];
-	uint32_t len = build_srat(t);
-	struct kmem_region mem[8];
-	struct kmem_numa_cpu cpus[8];
-	struct kmem_numa_info info;
-	long nm = kmem_acpi_srat(t, len, mem, 8, cpus, 8, &info);
-	assert_int_equal(nm, 3);
+	static struct srat_read sr;
+	srat_read(&sr);
+	const struct kmem_region *mem = sr.mem;
+	long nm = sr.nmem;
 	struct kmem_region r[16] = {
 		{.base = 0, .length = 0x9f000, .type = U},
 		{.base = 0x9f000, .length = 0x61000, .type = R},
