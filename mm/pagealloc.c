@@ -529,65 +529,100 @@ static inline uint64_t lanes_load(const uint16_t *p)
 	return v;
 }
 
+/* The lane words (bit g: k = 4g+1 .. 4g+4) whose whole 2^k blocks of an
+ * end run differ between two ends whose xor is x (nonzero). */
+static inline unsigned end_lanes(uint64_t x)
+{
+	unsigned top = 63 - clz64(x); /* k <= top see a different block count */
+	return top ? (2u << ((top - 1) / 4)) - 1 : 0;
+}
+
 /* The same inside one arena, for its pages [i, j) (arena-relative),
  * indexing its bitmap, heap-ordered sum[] and amax[] directly (its words'
  * entries are current).  Returns whether the arena's root (level 14)
  * changed.  Level L's nodes start at heap index 2^(14-L) - 1, so level
- * L-1's start at twice that plus one. */
-static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
+ * L-1's start at twice that plus one.
+ *
+ * A lane word of a node is a function of the same lane word of its
+ * children (or their start, beyond their width), of the children's and
+ * its own start and, through the cross term, of l.end's whole 2^k
+ * blocks.  So only the lane words that changed on the level below
+ * (`redo`) can change here, all of them where a start changed, and the
+ * lanes k <= the top bit of (old end ^ new end) where an end did.  A page
+ * taken from (or given back to) a long free run changes every level's
+ * longest run and end run by one page, which moves no 2^k block: the
+ * walk up then touches only the lanes k <= the page's alignment.  The
+ * stored lanes equal the merge of the stored children (the invariant
+ * sum_node_ok checks; an all-free or all-used node's merge is its
+ * uniform value), so the words skipped are already right. */
+static inline __attribute__((always_inline)) bool arena_level(struct heap_arena *a, unsigned level,
+                                                              uint64_t i, uint64_t j, unsigned *redo)
 {
-	bool changed = true;
-	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP && changed; level++) {
-		uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
-		unsigned nw = amax_width(level) / 4, cnw = amax_width(level - 1) / 4;
-		uint16_t *am = &a->amax[amax_off[level]];
-		const uint16_t *cam = &a->amax[amax_off[level - 1]];
-		const uint64_t *pad = lane_pad[level];
-		changed = false;
-		pages_update_steps += ((j - 1) >> level) - (i >> level) + 1;
-		for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
-			struct psum l, r;
-			uint64_t x[4], y[4];
-			if (level == SUM_LEAF_LEVEL + 1) {
-				/* words: 5 entries, then their start from k = 6 */
-				const uint8_t *el = a->wamax[2 * k], *er = a->wamax[2 * k + 1];
-				l = word_sum(a->pagebits[2 * k]);
-				r = word_sum(a->pagebits[2 * k + 1]);
-				x[0] = el[0] | (uint64_t)el[1] << 16 | (uint64_t)el[2] << 32 | (uint64_t)el[3] << 48;
-				y[0] = er[0] | (uint64_t)er[1] << 16 | (uint64_t)er[2] << 32 | (uint64_t)er[3] << 48;
-				x[1] = el[4] | l.start * (LANE_ONES << 16);
-				y[1] = er[4] | r.start * (LANE_ONES << 16);
-			} else {
-				l = a->sum[child + 2 * k];
-				r = a->sum[child + 2 * k + 1];
-				for (unsigned g = 0; g < nw; g++) { /* beyond a child's lanes: its start */
-					x[g] = g < cnw ? lanes_load(&cam[(2 * k * cnw + g) * 4]) : l.start * LANE_ONES;
-					y[g] = g < cnw ? lanes_load(&cam[((2 * k + 1) * cnw + g) * 4])
-					               : r.start * LANE_ONES;
-				}
+	uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
+	unsigned nw = amax_width(level) / 4, cnw = amax_width(level - 1) / 4;
+	uint16_t *am = &a->amax[amax_off[level]];
+	const uint16_t *cam = &a->amax[amax_off[level - 1]];
+	const uint64_t *pad = lane_pad[level];
+	unsigned todo = *redo & ((1u << nw) - 1), next = 0;
+	bool changed = false;
+	pages_update_steps += ((j - 1) >> level) - (i >> level) + 1;
+	for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
+		struct psum l, r;
+		uint64_t x[4], y[4];
+		if (level == SUM_LEAF_LEVEL + 1) {
+			/* words: 5 entries, then their start from k = 6 */
+			const uint8_t *el = a->wamax[2 * k], *er = a->wamax[2 * k + 1];
+			l = word_sum(a->pagebits[2 * k]);
+			r = word_sum(a->pagebits[2 * k + 1]);
+			x[0] = el[0] | (uint64_t)el[1] << 16 | (uint64_t)el[2] << 32 | (uint64_t)el[3] << 48;
+			y[0] = er[0] | (uint64_t)er[1] << 16 | (uint64_t)er[2] << 32 | (uint64_t)er[3] << 48;
+			x[1] = el[4] | l.start * (LANE_ONES << 16);
+			y[1] = er[4] | r.start * (LANE_ONES << 16);
+		} else {
+			l = a->sum[child + 2 * k];
+			r = a->sum[child + 2 * k + 1];
+		}
+		struct psum s = sum_combine(l, r, 1ull << (level - 1));
+		struct psum *p = &a->sum[first + k];
+		if (s.start != p->start || s.max != p->max || s.end != p->end) {
+			if (s.start != p->start)
+				next = ~0u;
+			else if (s.end != p->end)
+				next |= end_lanes(s.end ^ p->end);
+			*p = s;
+			changed = true;
+		}
+		uint64_t lend = l.end * LANE_ONES, rstart = r.start * LANE_ONES;
+		uint64_t start = s.start * LANE_ONES;
+		uint16_t *d = &am[k * nw * 4];
+		for (unsigned m = todo; m; m &= m - 1) {
+			unsigned g = ctz64(m);
+			if (level > SUM_LEAF_LEVEL + 1) { /* beyond a child's lanes: its start */
+				x[g] = g < cnw ? lanes_load(&cam[(2 * k * cnw + g) * 4]) : l.start * LANE_ONES;
+				y[g] = g < cnw ? lanes_load(&cam[((2 * k + 1) * cnw + g) * 4]) : r.start * LANE_ONES;
 			}
-			struct psum s = sum_combine(l, r, 1ull << (level - 1));
-			struct psum *p = &a->sum[first + k];
-			if (s.start != p->start || s.max != p->max || s.end != p->end) {
-				*p = s;
-				changed = true;
-			}
-			bool uniform = s.max == 0 || s.start == 1ull << level; /* all used or all free */
-			uint64_t lend = l.end * LANE_ONES, rstart = r.start * LANE_ONES;
-			uint64_t start = s.start * LANE_ONES, diff = 0;
-			uint16_t *d = &am[k * nw * 4];
-			for (unsigned g = 0; g < nw; g++) {
-				uint64_t v = uniform ? s.max * LANE_ONES
-				                     : lanes_merge(x[g], y[g], lane_blocks[g], pad[g], lend, rstart,
-				                                   start);
-				diff |= lanes_load(&d[4 * g]) ^ v;
+			uint64_t v = lanes_merge(x[g], y[g], lane_blocks[g], pad[g], lend, rstart, start);
+			if (lanes_load(&d[4 * g]) != v) {
 				memcpy(&d[4 * g], &v, sizeof(v));
-			}
-			if (diff)
+				next |= 1u << g;
 				changed = true;
+			}
 		}
 	}
+	*redo = next;
 	return changed;
+}
+
+/* One level at a time, each inlined with its constants (the lane widths,
+ * offsets and masks), stopping at the first level with no change. */
+_Static_assert(SUM_ARENA_TOP == 14, "arena_sum_update walks levels 7..14");
+static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
+{
+	unsigned redo = ~0u; /* lane words (bit g) to recompute on the next level */
+	return arena_level(a, 7, i, j, &redo) && arena_level(a, 8, i, j, &redo) &&
+	       arena_level(a, 9, i, j, &redo) && arena_level(a, 10, i, j, &redo) &&
+	       arena_level(a, 11, i, j, &redo) && arena_level(a, 12, i, j, &redo) &&
+	       arena_level(a, 13, i, j, &redo) && arena_level(a, 14, i, j, &redo);
 }
 
 void sums_above_arenas_locked(uint64_t pfn, uint64_t npages)
