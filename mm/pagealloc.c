@@ -556,7 +556,8 @@ static inline unsigned end_lanes(uint64_t x)
  * sum_node_ok checks; an all-free or all-used node's merge is its
  * uniform value), so the words skipped are already right. */
 static inline __attribute__((always_inline)) bool arena_level(struct heap_arena *a, unsigned level,
-                                                              uint64_t i, uint64_t j, unsigned *redo)
+                                                              uint64_t k, uint64_t last,
+                                                              unsigned *redo)
 {
 	uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
 	unsigned nw = amax_width(level) / 4, cnw = amax_width(level - 1) / 4;
@@ -565,8 +566,8 @@ static inline __attribute__((always_inline)) bool arena_level(struct heap_arena 
 	const uint64_t *pad = lane_pad[level];
 	unsigned todo = *redo & ((1u << nw) - 1), next = 0;
 	bool changed = false;
-	pages_update_steps += ((j - 1) >> level) - (i >> level) + 1;
-	for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
+	pages_update_steps += last - k + 1;
+	do { /* nodes k .. last; one, at compile time, where last is k */
 		struct psum l, r;
 		uint64_t x[4], y[4];
 		if (level == SUM_LEAF_LEVEL + 1) {
@@ -592,6 +593,8 @@ static inline __attribute__((always_inline)) bool arena_level(struct heap_arena 
 			*p = s;
 			changed = true;
 		}
+		if (!todo)
+			continue; /* to the next node: its summary was all that changed */
 		uint64_t lend = l.end * LANE_ONES, rstart = r.start * LANE_ONES;
 		uint64_t start = s.start * LANE_ONES;
 		uint16_t *d = &am[k * nw * 4];
@@ -608,21 +611,36 @@ static inline __attribute__((always_inline)) bool arena_level(struct heap_arena 
 				changed = true;
 			}
 		}
-	}
+	} while (k++ < last);
 	*redo = next;
 	return changed;
 }
 
 /* One level at a time, each inlined with its constants (the lane widths,
- * offsets and masks), stopping at the first level with no change. */
-_Static_assert(SUM_ARENA_TOP == 14, "arena_sum_update walks levels 7..14");
-static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
+ * offsets and masks), stopping at the first level with no change; pages
+ * [i, last] (arena-relative). */
+_Static_assert(SUM_ARENA_TOP == 14, "arena_levels walks levels 7..14");
+static inline __attribute__((always_inline)) bool arena_levels(struct heap_arena *a, uint64_t i,
+                                                               uint64_t last)
 {
 	unsigned redo = ~0u; /* lane words (bit g) to recompute on the next level */
-	return arena_level(a, 7, i, j, &redo) && arena_level(a, 8, i, j, &redo) &&
-	       arena_level(a, 9, i, j, &redo) && arena_level(a, 10, i, j, &redo) &&
-	       arena_level(a, 11, i, j, &redo) && arena_level(a, 12, i, j, &redo) &&
-	       arena_level(a, 13, i, j, &redo) && arena_level(a, 14, i, j, &redo);
+	return arena_level(a, 7, i >> 7, last >> 7, &redo) &&
+	       arena_level(a, 8, i >> 8, last >> 8, &redo) &&
+	       arena_level(a, 9, i >> 9, last >> 9, &redo) &&
+	       arena_level(a, 10, i >> 10, last >> 10, &redo) &&
+	       arena_level(a, 11, i >> 11, last >> 11, &redo) &&
+	       arena_level(a, 12, i >> 12, last >> 12, &redo) &&
+	       arena_level(a, 13, i >> 13, last >> 13, &redo) &&
+	       arena_level(a, 14, i >> 14, last >> 14, &redo);
+}
+
+/* A change inside one level-7 node (a page, or a few in a word pair) has
+ * one node per level: its own copy, without the loops. */
+static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
+{
+	if ((i ^ (j - 1)) >> 7 == 0)
+		return arena_levels(a, i, i);
+	return arena_levels(a, i, j - 1);
 }
 
 void sums_above_arenas_locked(uint64_t pfn, uint64_t npages)
