@@ -783,36 +783,67 @@ static bool ff_word(struct finder *f, uint64_t base)
 	return false;
 }
 
-static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
+enum { FF_DONE, FF_FOUND, FF_DESCEND };
+
+/* One node of the walk: found a fit, done with it (nothing in it, or its
+ * edge runs taken into the walk's run), or enter its children. */
+static inline __attribute__((always_inline)) int ff_node(struct finder *f, unsigned level,
+                                                         uint64_t idx)
 {
 	pages_find_steps++;
 	uint64_t base = idx << level, size = 1ull << level, end = base + size;
 	if (end <= f->lo)
-		return false;
+		return FF_DONE;
 	if (base >= f->hi) {
 		f->stop = true;
-		return false;
+		return FF_DONE;
 	}
 	if (level == SUM_LEAF_LEVEL)
-		return ff_word(f, base);
+		return ff_word(f, base) ? FF_FOUND : FF_DONE;
 	if (base >= f->lo && end <= f->hi) {
 		struct psum s = node_get(level, idx);
 		if (s.start == size)
-			return ff_extend(f, base, end);
+			return ff_extend(f, base, end) ? FF_FOUND : FF_DONE;
 		if (s.max < f->n || (f->k && amax_get(level, idx, f->k) < f->n)) {
 			/* No fit lies inside: only the edge runs matter, the
 			 * start one may finish a run, the end one may begin
 			 * one. */
 			if (s.start && ff_extend(f, base, base + s.start))
-				return true;
+				return FF_FOUND;
 			f->in_run = s.end != 0;
 			f->run_start = end - s.end;
-			return false;
+			return FF_DONE;
 		}
 	}
-	if (ff_visit(f, level - 1, 2 * idx))
-		return true;
-	return !f->stop && ff_visit(f, level - 1, 2 * idx + 1);
+	return FF_DESCEND;
+}
+
+/* Depth first from node (top, 0), children in address order, without
+ * recursion: from a node done, the next is the right sibling of the
+ * nearest left child on the way up. */
+static bool ff_walk(struct finder *f, unsigned top)
+{
+	unsigned level = top;
+	uint64_t idx = 0;
+	for (;;) {
+		int r = ff_node(f, level, idx);
+		if (r == FF_FOUND)
+			return true;
+		if (r == FF_DESCEND) {
+			level--;
+			idx *= 2;
+			continue;
+		}
+		if (f->stop)
+			return false;
+		while (idx & 1) {
+			idx >>= 1;
+			level++;
+		}
+		if (level >= top)
+			return false;
+		idx++;
+	}
 }
 
 uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi)
@@ -829,7 +860,7 @@ uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_
 		return PAGE_NONE; /* only pfn 0 is aligned, and it is never managed */
 	if (node_get(top, 0).max < npages || (f.k && amax_get(top, 0, f.k) < npages))
 		return PAGE_NONE;
-	if (!ff_visit(&f, top, 0))
+	if (!ff_walk(&f, top))
 		return PAGE_NONE;
 	return f.found;
 }
