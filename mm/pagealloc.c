@@ -557,7 +557,7 @@ static inline unsigned end_lanes(uint64_t x)
  * uniform value), so the words skipped are already right. */
 static inline __attribute__((always_inline)) bool arena_level(struct heap_arena *a, unsigned level,
                                                               uint64_t k, uint64_t last,
-                                                              unsigned *redo)
+                                                              unsigned *redo, uint64_t *steps)
 {
 	uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
 	unsigned nw = amax_width(level) / 4, cnw = amax_width(level - 1) / 4;
@@ -566,7 +566,7 @@ static inline __attribute__((always_inline)) bool arena_level(struct heap_arena 
 	const uint64_t *pad = lane_pad[level];
 	unsigned todo = *redo & ((1u << nw) - 1), next = 0;
 	bool changed = false;
-	pages_update_steps += last - k + 1;
+	*steps += last - k + 1;
 	do { /* nodes k .. last; one, at compile time, where last is k */
 		struct psum l, r;
 		uint64_t x[4], y[4];
@@ -624,14 +624,17 @@ static inline __attribute__((always_inline)) bool arena_levels(struct heap_arena
                                                                uint64_t last)
 {
 	unsigned redo = ~0u; /* lane words (bit g) to recompute on the next level */
-	return arena_level(a, 7, i >> 7, last >> 7, &redo) &&
-	       arena_level(a, 8, i >> 8, last >> 8, &redo) &&
-	       arena_level(a, 9, i >> 9, last >> 9, &redo) &&
-	       arena_level(a, 10, i >> 10, last >> 10, &redo) &&
-	       arena_level(a, 11, i >> 11, last >> 11, &redo) &&
-	       arena_level(a, 12, i >> 12, last >> 12, &redo) &&
-	       arena_level(a, 13, i >> 13, last >> 13, &redo) &&
-	       arena_level(a, 14, i >> 14, last >> 14, &redo);
+	uint64_t steps = 0;  /* counted here: the stores to sum[] could alias it */
+	bool changed = arena_level(a, 7, i >> 7, last >> 7, &redo, &steps) &&
+	               arena_level(a, 8, i >> 8, last >> 8, &redo, &steps) &&
+	               arena_level(a, 9, i >> 9, last >> 9, &redo, &steps) &&
+	               arena_level(a, 10, i >> 10, last >> 10, &redo, &steps) &&
+	               arena_level(a, 11, i >> 11, last >> 11, &redo, &steps) &&
+	               arena_level(a, 12, i >> 12, last >> 12, &redo, &steps) &&
+	               arena_level(a, 13, i >> 13, last >> 13, &redo, &steps) &&
+	               arena_level(a, 14, i >> 14, last >> 14, &redo, &steps);
+	pages_update_steps += steps;
+	return changed;
 }
 
 /* A change inside one level-7 node (a page, or a few in a word pair) has
@@ -673,11 +676,17 @@ static inline void word_entries(struct heap_arena *a, uint64_t w)
 		return;
 	}
 	if (((x >> ctz64(x)) & ((x >> ctz64(x)) + 1)) == 0) {
-		unsigned s = ctz64(x), e = 64 - clz64(x);
-		for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++) {
-			unsigned a0 = (s + (1u << k) - 1) & ~((1u << k) - 1);
-			d[k - 1] = (uint8_t)(a0 < e ? e - a0 : 0);
-		}
+		/* All five at once, a byte each (k = 1..5 from the low one):
+		 * a = s rounded up to 2^k, then e - a where e >= a, with a
+		 * guard bit per byte; no byte carries (s + 31, a <= 94 and
+		 * e <= 64 stay under 128). */
+		const uint64_t ones = 0x0101010101ull, low = 0x1f0f070301ull, guard = 0x8080808080ull;
+		uint64_t s = ctz64(x), e = 64 - clz64(x);
+		uint64_t a0 = (s * ones + low) & ~low;
+		uint64_t v = ((e * ones) | guard) - a0;
+		v &= ((v & guard) >> 7) * 0x7f; /* e - a where e >= a, else 0 */
+		for (unsigned k = 0; k < AMAX_WORD_ENTRIES; k++)
+			d[k] = (uint8_t)(v >> (8 * k));
 		return;
 	}
 	for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
