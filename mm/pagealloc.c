@@ -621,9 +621,9 @@ static inline __attribute__((always_inline)) bool arena_level(struct heap_arena 
  * [i, last] (arena-relative). */
 _Static_assert(SUM_ARENA_TOP == 14, "arena_levels walks levels 7..14");
 static inline __attribute__((always_inline)) bool arena_levels(struct heap_arena *a, uint64_t i,
-                                                               uint64_t last)
+                                                               uint64_t last, unsigned redo)
 {
-	unsigned redo = ~0u; /* lane words (bit g) to recompute on the next level */
+	/* redo: lane words (bit g) to recompute on the next level */
 	uint64_t steps = 0;  /* counted here: the stores to sum[] could alias it */
 	bool changed = arena_level(a, 7, i >> 7, last >> 7, &redo, &steps) &&
 	               arena_level(a, 8, i >> 8, last >> 8, &redo, &steps) &&
@@ -638,12 +638,13 @@ static inline __attribute__((always_inline)) bool arena_levels(struct heap_arena
 }
 
 /* A change inside one level-7 node (a page, or a few in a word pair) has
- * one node per level: its own copy, without the loops. */
-static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
+ * one node per level: its own copy, without the loops.  `redo`: the lane
+ * words of the level-7 nodes its words' changes reach (word_entries). */
+static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j, unsigned redo)
 {
 	if ((i ^ (j - 1)) >> 7 == 0)
-		return arena_levels(a, i, i);
-	return arena_levels(a, i, j - 1);
+		return arena_levels(a, i, i, redo);
+	return arena_levels(a, i, j - 1, redo);
 }
 
 void sums_above_arenas_locked(uint64_t pfn, uint64_t npages)
@@ -664,18 +665,32 @@ void pages_grow_hull_locked(uint64_t end_pfn)
 	}
 }
 
-/* A word's aligned entries, after its bits changed.  A word with one run
- * [s, e) of free pages (the common case: pages are taken and given back
- * in runs) needs no bit work: e - align_up(s, 2^k). */
-static inline void word_entries(struct heap_arena *a, uint64_t w)
+/* The free runs at a word's start and end, in pages. */
+static inline unsigned word_start(uint64_t x)
+{
+	return x == ~0ull ? 64 : ctz64(~x);
+}
+
+static inline unsigned word_end(uint64_t x)
+{
+	return x == ~0ull ? 64 : clz64(~x);
+}
+
+/* A word's aligned entries, after its bits changed from `old`; returns
+ * the lane words of its level-7 node that can change (arena_levels'
+ * `redo`).  A word with one run [s, e) of free pages (the common case:
+ * pages are taken and given back in runs) needs no bit work:
+ * e - align_up(s, 2^k). */
+static inline unsigned word_entries(struct heap_arena *a, uint64_t w, uint64_t old)
 {
 	uint64_t x = a->pagebits[w];
 	uint8_t *d = a->wamax[w];
+	uint64_t v = 0, was = 0;
+	for (unsigned k = 0; k < AMAX_WORD_ENTRIES; k++)
+		was |= (uint64_t)d[k] << (8 * k);
 	if (x == ~0ull || x == 0) {
-		memset(d, x ? 64 : 0, AMAX_WORD_ENTRIES);
-		return;
-	}
-	if (((x >> ctz64(x)) & ((x >> ctz64(x)) + 1)) == 0) {
+		v = x ? 0x4040404040ull : 0; /* 64 or 0 each */
+	} else if (((x >> ctz64(x)) & ((x >> ctz64(x)) + 1)) == 0) {
 		/* All five at once, a byte each (k = 1..5 from the low one):
 		 * a = s rounded up to 2^k, then e - a where e >= a, with a
 		 * guard bit per byte; no byte carries (s + 31, a <= 94 and
@@ -683,14 +698,22 @@ static inline void word_entries(struct heap_arena *a, uint64_t w)
 		const uint64_t ones = 0x0101010101ull, low = 0x1f0f070301ull, guard = 0x8080808080ull;
 		uint64_t s = ctz64(x), e = 64 - clz64(x);
 		uint64_t a0 = (s * ones + low) & ~low;
-		uint64_t v = ((e * ones) | guard) - a0;
+		v = ((e * ones) | guard) - a0;
 		v &= ((v & guard) >> 7) * 0x7f; /* e - a where e >= a, else 0 */
-		for (unsigned k = 0; k < AMAX_WORD_ENTRIES; k++)
-			d[k] = (uint8_t)(v >> (8 * k));
-		return;
+	} else {
+		for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
+			v |= amax_of_word(x, k) << (8 * (k - 1));
 	}
-	for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
-		d[k - 1] = (uint8_t)amax_of_word(x, k);
+	for (unsigned k = 0; k < AMAX_WORD_ENTRIES; k++)
+		d[k] = (uint8_t)(v >> (8 * k));
+	/* Entries 1..4 are the node's lane word 0, entry 5 is in word 1; a
+	 * word's start feeds every lane, its end the cross terms. */
+	unsigned redo = ((v ^ was) & 0xffffffffull ? 1u : 0) | ((v ^ was) >> 32 ? 2u : 0);
+	if (word_start(x) != word_start(old))
+		return ~0u;
+	if (word_end(x) != word_end(old))
+		redo |= end_lanes(word_end(x) ^ word_end(old));
+	return redo;
 }
 
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
@@ -703,11 +726,13 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 		if (stop > end)
 			stop = end;
 		uint64_t i0 = p & (ARENA_PAGES - 1);
+		unsigned redo = 0;
 		while (p < stop) { /* a word at a time */
 			uint64_t i = p & (ARENA_PAGES - 1);
 			uint64_t w = i >> 6, b = i & 63;
 			uint64_t cnt = 64 - b < stop - p ? 64 - b : stop - p;
 			uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
+			uint64_t old = a->pagebits[w];
 			if (free) {
 				KASSERT((a->pagebits[w] & mask) == 0);
 				a->pagebits[w] |= mask;
@@ -715,11 +740,11 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 				KASSERT((a->pagebits[w] & mask) == mask);
 				a->pagebits[w] &= ~mask;
 			}
-			word_entries(a, w);
+			redo |= word_entries(a, w, old);
 			pages_update_steps++;
 			p += cnt;
 		}
-		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1))
+		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1, redo))
 			above = true;
 	}
 	if (above)
