@@ -36,7 +36,9 @@
  *     n == combine(a, b, 2^(L-1)),  amax(n) == amax_merge(a, b)
  * Updates walk up from the changed words and stop at the first level with
  * no change; inside an arena they index its bitmap and heap-ordered sum[]
- * and amax[] directly (arena_sum_update).
+ * and amax[] directly and recompute only the aligned entries that can
+ * have changed (arena_sum_update): a single page taken from or given back
+ * to a long run changes every level's summary but few lanes.
  *
  * Search walks the tree in address order from the hull's root, skipping
  * every node wholly inside the window [lo, hi) that holds no fit: one
@@ -54,9 +56,9 @@
  *     steps <= 48 * (H - 5) + 7,  H - 5 = the levels walked, words included
  * (12 per level where every level is stored, i.e. inside an arena).  An
  * update recomputes, per level it walks, the changed nodes' summaries and
- * their L - 1 aligned entries: O((H - 6) * H) word operations, stopping
- * early as above.  tests/test_pagealloc.c measures the search on the
- * worst case at 64 MiB .. 1 GiB.
+ * at most their L - 1 aligned entries: O((H - 6) * H) word operations,
+ * stopping early as above.  tests/test_pagealloc.c measures the search on
+ * the worst case at 64 MiB .. 1 GiB.
  *
  * Everything here runs under mheap.lock.
  */
