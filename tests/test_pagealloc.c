@@ -1122,15 +1122,22 @@ static uint64_t test_seed(void)
 	return e ? strtoull(e, NULL, 0) : 0x5eed0001ull;
 }
 
+/* Takes a few pages every `gap` .. `gap + spread` pages of the pool, from
+ * `first` up to the metadata, so that runs end everywhere. */
+static void fragment(uint64_t first, uint64_t gap, uint64_t spread, uint64_t most, uint64_t salt)
+{
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	uint64_t top = mb >> PAGE_SHIFT;
+	for (uint64_t p = first; p + 40 < top; p += gap + (fx_mix64(p) % spread))
+		take(p, 1 + fx_mix64(p ^ salt) % most);
+}
+
 static void test_random_differential(void **state)
 {
 	(void)state;
 	/* Start from a fragmented board so short runs are everywhere. */
-	uint64_t mb, ms;
-	kmem_metadata_region(&mb, &ms);
-	uint64_t top = mb >> PAGE_SHIFT;
-	for (uint64_t p = POOL_PFN + 333; p + 40 < top; p += 1500 + (fx_mix64(p) % 700))
-		take(p, 1 + fx_mix64(p ^ 7) % 40);
+	fragment(POOL_PFN + 333, 1500, 700, 40, 7);
 	diff_run(test_seed(), 3000, 1, false);
 	runs_scan(&scratch);
 	assert_true(scratch.n >= 1);
@@ -1144,11 +1151,7 @@ static void test_random_differential(void **state)
 static void test_single_page_differential(void **state)
 {
 	(void)state;
-	uint64_t mb, ms;
-	kmem_metadata_region(&mb, &ms);
-	uint64_t top = mb >> PAGE_SHIFT;
-	for (uint64_t p = POOL_PFN + 4096; p + 40 < top; p += 6000 + (fx_mix64(p) % 3000))
-		take(p, 1 + fx_mix64(p ^ 5) % 3);
+	fragment(POOL_PFN + 4096, 6000, 3000, 3, 5); /* long runs, a few short */
 	diff_run(test_seed() ^ 0x1a9e, 3000, 1, true);
 }
 
