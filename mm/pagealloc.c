@@ -36,7 +36,9 @@
  *     n == combine(a, b, 2^(L-1)),  amax(n) == amax_merge(a, b)
  * Updates walk up from the changed words and stop at the first level with
  * no change; inside an arena they index its bitmap and heap-ordered sum[]
- * and amax[] directly (arena_sum_update).
+ * and amax[] directly and recompute only the aligned entries that can
+ * have changed (arena_sum_update): a single page taken from or given back
+ * to a long run changes every level's summary but few lanes.
  *
  * Search walks the tree in address order from the hull's root, skipping
  * every node wholly inside the window [lo, hi) that holds no fit: one
@@ -54,9 +56,9 @@
  *     steps <= 48 * (H - 5) + 7,  H - 5 = the levels walked, words included
  * (12 per level where every level is stored, i.e. inside an arena).  An
  * update recomputes, per level it walks, the changed nodes' summaries and
- * their L - 1 aligned entries: O((H - 6) * H) word operations, stopping
- * early as above.  tests/test_pagealloc.c measures the search on the
- * worst case at 64 MiB .. 1 GiB.
+ * at most their L - 1 aligned entries: O((H - 6) * H) word operations,
+ * stopping early as above.  tests/test_pagealloc.c measures the search on
+ * the worst case at 64 MiB .. 1 GiB.
  *
  * Everything here runs under mheap.lock.
  */
@@ -529,65 +531,122 @@ static inline uint64_t lanes_load(const uint16_t *p)
 	return v;
 }
 
+/* The lane words (bit g: k = 4g+1 .. 4g+4) whose whole 2^k blocks of an
+ * end run differ between two ends whose xor is x (nonzero). */
+static inline unsigned end_lanes(uint64_t x)
+{
+	unsigned top = 63 - clz64(x); /* k <= top see a different block count */
+	return top ? (2u << ((top - 1) / 4)) - 1 : 0;
+}
+
 /* The same inside one arena, for its pages [i, j) (arena-relative),
  * indexing its bitmap, heap-ordered sum[] and amax[] directly (its words'
  * entries are current).  Returns whether the arena's root (level 14)
  * changed.  Level L's nodes start at heap index 2^(14-L) - 1, so level
- * L-1's start at twice that plus one. */
-static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j)
+ * L-1's start at twice that plus one.
+ *
+ * A lane word of a node is a function of the same lane word of its
+ * children (or their start, beyond their width), of the children's and
+ * its own start and, through the cross term, of l.end's whole 2^k
+ * blocks.  So only the lane words that changed on the level below
+ * (`redo`) can change here, all of them where a start changed, and the
+ * lanes k <= the top bit of (old end ^ new end) where an end did.  A page
+ * taken from (or given back to) a long free run changes every level's
+ * longest run and end run by one page, which moves no 2^k block: the
+ * walk up then touches only the lanes k <= the page's alignment.  The
+ * stored lanes equal the merge of the stored children (the invariant
+ * sum_node_ok checks; an all-free or all-used node's merge is its
+ * uniform value), so the words skipped are already right. */
+static inline __attribute__((always_inline)) bool arena_level(struct heap_arena *a, unsigned level,
+                                                              uint64_t k, uint64_t last,
+                                                              unsigned *redo, uint64_t *steps)
 {
-	bool changed = true;
-	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP && changed; level++) {
-		uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
-		unsigned nw = amax_width(level) / 4, cnw = amax_width(level - 1) / 4;
-		uint16_t *am = &a->amax[amax_off[level]];
-		const uint16_t *cam = &a->amax[amax_off[level - 1]];
-		const uint64_t *pad = lane_pad[level];
-		changed = false;
-		pages_update_steps += ((j - 1) >> level) - (i >> level) + 1;
-		for (uint64_t k = i >> level; k <= (j - 1) >> level; k++) {
-			struct psum l, r;
-			uint64_t x[4], y[4];
-			if (level == SUM_LEAF_LEVEL + 1) {
-				/* words: 5 entries, then their start from k = 6 */
-				const uint8_t *el = a->wamax[2 * k], *er = a->wamax[2 * k + 1];
-				l = word_sum(a->pagebits[2 * k]);
-				r = word_sum(a->pagebits[2 * k + 1]);
-				x[0] = el[0] | (uint64_t)el[1] << 16 | (uint64_t)el[2] << 32 | (uint64_t)el[3] << 48;
-				y[0] = er[0] | (uint64_t)er[1] << 16 | (uint64_t)er[2] << 32 | (uint64_t)er[3] << 48;
-				x[1] = el[4] | l.start * (LANE_ONES << 16);
-				y[1] = er[4] | r.start * (LANE_ONES << 16);
-			} else {
-				l = a->sum[child + 2 * k];
-				r = a->sum[child + 2 * k + 1];
-				for (unsigned g = 0; g < nw; g++) { /* beyond a child's lanes: its start */
-					x[g] = g < cnw ? lanes_load(&cam[(2 * k * cnw + g) * 4]) : l.start * LANE_ONES;
-					y[g] = g < cnw ? lanes_load(&cam[((2 * k + 1) * cnw + g) * 4])
-					               : r.start * LANE_ONES;
-				}
-			}
-			struct psum s = sum_combine(l, r, 1ull << (level - 1));
-			struct psum *p = &a->sum[first + k];
-			if (s.start != p->start || s.max != p->max || s.end != p->end) {
-				*p = s;
-				changed = true;
-			}
-			bool uniform = s.max == 0 || s.start == 1ull << level; /* all used or all free */
-			uint64_t lend = l.end * LANE_ONES, rstart = r.start * LANE_ONES;
-			uint64_t start = s.start * LANE_ONES, diff = 0;
-			uint16_t *d = &am[k * nw * 4];
-			for (unsigned g = 0; g < nw; g++) {
-				uint64_t v = uniform ? s.max * LANE_ONES
-				                     : lanes_merge(x[g], y[g], lane_blocks[g], pad[g], lend, rstart,
-				                                   start);
-				diff |= lanes_load(&d[4 * g]) ^ v;
-				memcpy(&d[4 * g], &v, sizeof(v));
-			}
-			if (diff)
-				changed = true;
+	uint64_t first = (1ull << (SUM_ARENA_TOP - level)) - 1, child = 2 * first + 1;
+	unsigned nw = amax_width(level) / 4, cnw = amax_width(level - 1) / 4;
+	uint16_t *am = &a->amax[amax_off[level]];
+	const uint16_t *cam = &a->amax[amax_off[level - 1]];
+	const uint64_t *pad = lane_pad[level];
+	unsigned todo = *redo & ((1u << nw) - 1), next = 0;
+	bool changed = false;
+	*steps += last - k + 1;
+	do { /* nodes k .. last; one, at compile time, where last is k */
+		struct psum l, r;
+		uint64_t x[4], y[4];
+		if (level == SUM_LEAF_LEVEL + 1) {
+			/* words: 5 entries, then their start from k = 6 */
+			const uint8_t *el = a->wamax[2 * k], *er = a->wamax[2 * k + 1];
+			l = word_sum(a->pagebits[2 * k]);
+			r = word_sum(a->pagebits[2 * k + 1]);
+			x[0] = el[0] | (uint64_t)el[1] << 16 | (uint64_t)el[2] << 32 | (uint64_t)el[3] << 48;
+			y[0] = er[0] | (uint64_t)er[1] << 16 | (uint64_t)er[2] << 32 | (uint64_t)er[3] << 48;
+			x[1] = el[4] | l.start * (LANE_ONES << 16);
+			y[1] = er[4] | r.start * (LANE_ONES << 16);
+		} else {
+			l = a->sum[child + 2 * k];
+			r = a->sum[child + 2 * k + 1];
 		}
-	}
+		struct psum s = sum_combine(l, r, 1ull << (level - 1));
+		struct psum *p = &a->sum[first + k];
+		if (s.start != p->start || s.max != p->max || s.end != p->end) {
+			if (s.start != p->start)
+				next = ~0u;
+			else if (s.end != p->end)
+				next |= end_lanes(s.end ^ p->end);
+			*p = s;
+			changed = true;
+		}
+		if (!todo)
+			continue; /* to the next node: its summary was all that changed */
+		uint64_t lend = l.end * LANE_ONES, rstart = r.start * LANE_ONES;
+		uint64_t start = s.start * LANE_ONES;
+		uint16_t *d = &am[k * nw * 4];
+		for (unsigned m = todo; m; m &= m - 1) {
+			unsigned g = ctz64(m);
+			if (level > SUM_LEAF_LEVEL + 1) { /* beyond a child's lanes: its start */
+				x[g] = g < cnw ? lanes_load(&cam[(2 * k * cnw + g) * 4]) : l.start * LANE_ONES;
+				y[g] = g < cnw ? lanes_load(&cam[((2 * k + 1) * cnw + g) * 4]) : r.start * LANE_ONES;
+			}
+			uint64_t v = lanes_merge(x[g], y[g], lane_blocks[g], pad[g], lend, rstart, start);
+			if (lanes_load(&d[4 * g]) != v) {
+				memcpy(&d[4 * g], &v, sizeof(v));
+				next |= 1u << g;
+				changed = true;
+			}
+		}
+	} while (k++ < last);
+	*redo = next;
 	return changed;
+}
+
+/* One level at a time, each inlined with its constants (the lane widths,
+ * offsets and masks), stopping at the first level with no change; pages
+ * [i, last] (arena-relative). */
+_Static_assert(SUM_ARENA_TOP == 14, "arena_levels walks levels 7..14");
+static inline __attribute__((always_inline)) bool arena_levels(struct heap_arena *a, uint64_t i,
+                                                               uint64_t last, unsigned redo)
+{
+	/* redo: lane words (bit g) to recompute on the next level */
+	uint64_t steps = 0;  /* counted here: the stores to sum[] could alias it */
+	bool changed = arena_level(a, 7, i >> 7, last >> 7, &redo, &steps) &&
+	               arena_level(a, 8, i >> 8, last >> 8, &redo, &steps) &&
+	               arena_level(a, 9, i >> 9, last >> 9, &redo, &steps) &&
+	               arena_level(a, 10, i >> 10, last >> 10, &redo, &steps) &&
+	               arena_level(a, 11, i >> 11, last >> 11, &redo, &steps) &&
+	               arena_level(a, 12, i >> 12, last >> 12, &redo, &steps) &&
+	               arena_level(a, 13, i >> 13, last >> 13, &redo, &steps) &&
+	               arena_level(a, 14, i >> 14, last >> 14, &redo, &steps);
+	pages_update_steps += steps;
+	return changed;
+}
+
+/* A change inside one level-7 node (a page, or a few in a word pair) has
+ * one node per level: its own copy, without the loops.  `redo`: the lane
+ * words of the level-7 nodes its words' changes reach (word_entries). */
+static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j, unsigned redo)
+{
+	if ((i ^ (j - 1)) >> 7 == 0)
+		return arena_levels(a, i, i, redo);
+	return arena_levels(a, i, j - 1, redo);
 }
 
 void sums_above_arenas_locked(uint64_t pfn, uint64_t npages)
@@ -608,27 +667,55 @@ void pages_grow_hull_locked(uint64_t end_pfn)
 	}
 }
 
-/* A word's aligned entries, after its bits changed.  A word with one run
- * [s, e) of free pages (the common case: pages are taken and given back
- * in runs) needs no bit work: e - align_up(s, 2^k). */
-static inline void word_entries(struct heap_arena *a, uint64_t w)
+/* The free runs at a word's start and end, in pages. */
+static inline unsigned word_start(uint64_t x)
+{
+	return x == ~0ull ? 64 : ctz64(~x);
+}
+
+static inline unsigned word_end(uint64_t x)
+{
+	return x == ~0ull ? 64 : clz64(~x);
+}
+
+/* A word's aligned entries, after its bits changed from `old`; returns
+ * the lane words of its level-7 node that can change (arena_levels'
+ * `redo`).  A word with one run [s, e) of free pages (the common case:
+ * pages are taken and given back in runs) needs no bit work:
+ * e - align_up(s, 2^k). */
+static inline unsigned word_entries(struct heap_arena *a, uint64_t w, uint64_t old)
 {
 	uint64_t x = a->pagebits[w];
 	uint8_t *d = a->wamax[w];
+	uint64_t v = 0, was = 0;
+	for (unsigned k = 0; k < AMAX_WORD_ENTRIES; k++)
+		was |= (uint64_t)d[k] << (8 * k);
 	if (x == ~0ull || x == 0) {
-		memset(d, x ? 64 : 0, AMAX_WORD_ENTRIES);
-		return;
+		v = x ? 0x4040404040ull : 0; /* 64 or 0 each */
+	} else if (((x >> ctz64(x)) & ((x >> ctz64(x)) + 1)) == 0) {
+		/* All five at once, a byte each (k = 1..5 from the low one):
+		 * a = s rounded up to 2^k, then e - a where e >= a, with a
+		 * guard bit per byte; no byte carries (s + 31, a <= 94 and
+		 * e <= 64 stay under 128). */
+		const uint64_t ones = 0x0101010101ull, low = 0x1f0f070301ull, guard = 0x8080808080ull;
+		uint64_t s = ctz64(x), e = 64 - clz64(x);
+		uint64_t a0 = (s * ones + low) & ~low;
+		v = ((e * ones) | guard) - a0;
+		v &= ((v & guard) >> 7) * 0x7f; /* e - a where e >= a, else 0 */
+	} else {
+		for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
+			v |= amax_of_word(x, k) << (8 * (k - 1));
 	}
-	if (((x >> ctz64(x)) & ((x >> ctz64(x)) + 1)) == 0) {
-		unsigned s = ctz64(x), e = 64 - clz64(x);
-		for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++) {
-			unsigned a0 = (s + (1u << k) - 1) & ~((1u << k) - 1);
-			d[k - 1] = (uint8_t)(a0 < e ? e - a0 : 0);
-		}
-		return;
-	}
-	for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
-		d[k - 1] = (uint8_t)amax_of_word(x, k);
+	for (unsigned k = 0; k < AMAX_WORD_ENTRIES; k++)
+		d[k] = (uint8_t)(v >> (8 * k));
+	/* Entries 1..4 are the node's lane word 0, entry 5 is in word 1; a
+	 * word's start feeds every lane, its end the cross terms. */
+	unsigned redo = ((v ^ was) & 0xffffffffull ? 1u : 0) | ((v ^ was) >> 32 ? 2u : 0);
+	if (word_start(x) != word_start(old))
+		return ~0u;
+	if (word_end(x) != word_end(old))
+		redo |= end_lanes(word_end(x) ^ word_end(old));
+	return redo;
 }
 
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
@@ -641,11 +728,13 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 		if (stop > end)
 			stop = end;
 		uint64_t i0 = p & (ARENA_PAGES - 1);
+		unsigned redo = 0;
 		while (p < stop) { /* a word at a time */
 			uint64_t i = p & (ARENA_PAGES - 1);
 			uint64_t w = i >> 6, b = i & 63;
 			uint64_t cnt = 64 - b < stop - p ? 64 - b : stop - p;
 			uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
+			uint64_t old = a->pagebits[w];
 			if (free) {
 				KASSERT((a->pagebits[w] & mask) == 0);
 				a->pagebits[w] |= mask;
@@ -653,11 +742,11 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 				KASSERT((a->pagebits[w] & mask) == mask);
 				a->pagebits[w] &= ~mask;
 			}
-			word_entries(a, w);
+			redo |= word_entries(a, w, old);
 			pages_update_steps++;
 			p += cnt;
 		}
-		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1))
+		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1, redo))
 			above = true;
 	}
 	if (above)
@@ -730,36 +819,67 @@ static bool ff_word(struct finder *f, uint64_t base)
 	return false;
 }
 
-static bool ff_visit(struct finder *f, unsigned level, uint64_t idx)
+enum { FF_DONE, FF_FOUND, FF_DESCEND };
+
+/* One node of the walk: found a fit, done with it (nothing in it, or its
+ * edge runs taken into the walk's run), or enter its children. */
+static inline __attribute__((always_inline)) int ff_node(struct finder *f, unsigned level,
+                                                         uint64_t idx)
 {
 	pages_find_steps++;
 	uint64_t base = idx << level, size = 1ull << level, end = base + size;
 	if (end <= f->lo)
-		return false;
+		return FF_DONE;
 	if (base >= f->hi) {
 		f->stop = true;
-		return false;
+		return FF_DONE;
 	}
 	if (level == SUM_LEAF_LEVEL)
-		return ff_word(f, base);
+		return ff_word(f, base) ? FF_FOUND : FF_DONE;
 	if (base >= f->lo && end <= f->hi) {
 		struct psum s = node_get(level, idx);
 		if (s.start == size)
-			return ff_extend(f, base, end);
+			return ff_extend(f, base, end) ? FF_FOUND : FF_DONE;
 		if (s.max < f->n || (f->k && amax_get(level, idx, f->k) < f->n)) {
 			/* No fit lies inside: only the edge runs matter, the
 			 * start one may finish a run, the end one may begin
 			 * one. */
 			if (s.start && ff_extend(f, base, base + s.start))
-				return true;
+				return FF_FOUND;
 			f->in_run = s.end != 0;
 			f->run_start = end - s.end;
-			return false;
+			return FF_DONE;
 		}
 	}
-	if (ff_visit(f, level - 1, 2 * idx))
-		return true;
-	return !f->stop && ff_visit(f, level - 1, 2 * idx + 1);
+	return FF_DESCEND;
+}
+
+/* Depth first from node (top, 0), children in address order, without
+ * recursion: from a node done, the next is the right sibling of the
+ * nearest left child on the way up. */
+static bool ff_walk(struct finder *f, unsigned top)
+{
+	unsigned level = top;
+	uint64_t idx = 0;
+	for (;;) {
+		int r = ff_node(f, level, idx);
+		if (r == FF_FOUND)
+			return true;
+		if (r == FF_DESCEND) {
+			level--;
+			idx *= 2;
+			continue;
+		}
+		if (f->stop)
+			return false;
+		while (idx & 1) {
+			idx >>= 1;
+			level++;
+		}
+		if (level >= top)
+			return false;
+		idx++;
+	}
 }
 
 uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi)
@@ -776,7 +896,7 @@ uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_
 		return PAGE_NONE; /* only pfn 0 is aligned, and it is never managed */
 	if (node_get(top, 0).max < npages || (f.k && amax_get(top, 0, f.k) < npages))
 		return PAGE_NONE;
-	if (!ff_visit(&f, top, 0))
+	if (!ff_walk(&f, top))
 		return PAGE_NONE;
 	return f.found;
 }

@@ -206,6 +206,7 @@ struct diff {
 	uint64_t lo, hi; /* pfn range the random choices use */
 	uint64_t rng;
 	unsigned long queries;
+	bool single; /* mostly single pages, at run edges and aligned spots */
 };
 
 static struct diff cur_diff;
@@ -974,9 +975,62 @@ static void diff_query(struct diff *d)
 	d->queries += 2;
 }
 
+/* A free page where a single page changes the summaries' edges: a run's
+ * first or last page, one at a multiple of 2^j inside a run (the aligned
+ * lanes), or the page before such a multiple (a node's last page). */
+static uint64_t rnd_single(struct diff *d)
+{
+	if (!d->r.n)
+		return rnd_pfn(d);
+	const struct run *r = &d->r.v[rnd(d) % d->r.n];
+	uint64_t len = r->end - r->start, m = 1ull << (rnd(d) % 15);
+	uint64_t a = align_up(r->start + rnd(d) % len, m);
+	switch (rnd(d) % 5) {
+	case 0:
+		return r->start;
+	case 1:
+		return r->end - 1;
+	case 2:
+		return a;
+	case 3:
+		return a - 1;
+	default:
+		return r->start + rnd(d) % len;
+	}
+}
+
+/* One page taken at a telling spot, or one page given back from inside a
+ * held block (which splits it). */
+static void diff_single(struct diff *d)
+{
+	if (rnd(d) % 2 || !d->nh) {
+		uint64_t p = rnd_single(d);
+		if (page_is_free(p)) {
+			take(p, 1);
+			hold(d, p, 1);
+		}
+		return;
+	}
+	size_t i = rnd(d) % d->nh;
+	struct held h = d->h[i];
+	uint64_t o = rnd(d) % h.n;
+	give(h.pfn + o, 1);
+	d->h[i].n = o;
+	if (h.n - o - 1)
+		hold(d, h.pfn + o + 1, h.n - o - 1);
+	if (!o) {
+		d->h[i] = d->h[d->nh - 1];
+		d->nh--;
+	}
+}
+
 /* One random state change. */
 static void diff_step(struct diff *d)
 {
+	if (d->single && rnd(d) % 4) {
+		diff_single(d);
+		return;
+	}
 	uint64_t op = rnd(d) % 10;
 	if (op < 4) {
 		/* Allocate what first fit finds (it must match brute force). */
@@ -1028,11 +1082,12 @@ static void diff_step(struct diff *d)
 	}
 }
 
-static void diff_run(uint64_t seed, unsigned steps, unsigned check_every)
+static void diff_run(uint64_t seed, unsigned steps, unsigned check_every, bool single)
 {
 	struct diff *d = &cur_diff;
 	memset(d, 0, sizeof(*d));
 	d->rng = seed;
+	d->single = single;
 	runs_scan(&d->r);
 	assert_true(d->r.n > 0);
 	d->lo = d->r.v[0].start;
@@ -1067,18 +1122,37 @@ static uint64_t test_seed(void)
 	return e ? strtoull(e, NULL, 0) : 0x5eed0001ull;
 }
 
+/* Takes a few pages every `gap` .. `gap + spread` pages of the pool, from
+ * `first` up to the metadata, so that runs end everywhere. */
+static void fragment(uint64_t first, uint64_t gap, uint64_t spread, uint64_t most, uint64_t salt)
+{
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms);
+	uint64_t top = mb >> PAGE_SHIFT;
+	for (uint64_t p = first; p + 40 < top; p += gap + (fx_mix64(p) % spread))
+		take(p, 1 + fx_mix64(p ^ salt) % most);
+}
+
 static void test_random_differential(void **state)
 {
 	(void)state;
 	/* Start from a fragmented board so short runs are everywhere. */
-	uint64_t mb, ms;
-	kmem_metadata_region(&mb, &ms);
-	uint64_t top = mb >> PAGE_SHIFT;
-	for (uint64_t p = POOL_PFN + 333; p + 40 < top; p += 1500 + (fx_mix64(p) % 700))
-		take(p, 1 + fx_mix64(p ^ 7) % 40);
-	diff_run(test_seed(), 3000, 1);
+	fragment(POOL_PFN + 333, 1500, 700, 40, 7);
+	diff_run(test_seed(), 3000, 1, false);
 	runs_scan(&scratch);
 	assert_true(scratch.n >= 1);
+}
+
+/* Single pages taken from and given back to long runs, at their edges and
+ * at aligned spots: each changes a summary's end or start by one page at
+ * some levels, the aligned lanes at others, which the incremental update
+ * (arena_sum_update) must follow exactly.  Every step is checked
+ * (kmem_check recomputes every stored node, lanes included). */
+static void test_single_page_differential(void **state)
+{
+	(void)state;
+	fragment(POOL_PFN + 4096, 6000, 3000, 3, 5); /* long runs, a few short */
+	diff_run(test_seed() ^ 0x1a9e, 3000, 1, true);
 }
 
 /* ------------------------------------------------------------------------
@@ -1192,7 +1266,7 @@ static void test_sparse_map(void **state)
 static void test_sparse_differential(void **state)
 {
 	(void)state;
-	diff_run(test_seed() ^ 0xabcdef, 1500, 5);
+	diff_run(test_seed() ^ 0xabcdef, 1500, 5, false);
 }
 
 int main(void)
@@ -1207,6 +1281,7 @@ int main(void)
 		T(test_word_and_arena_crossing),
 		T(test_find_top),
 		T(test_random_differential),
+		T(test_single_page_differential),
 		cmocka_unit_test_teardown(test_aligned_search_logarithmic, teardown),
 		cmocka_unit_test(test_word_summary),
 		cmocka_unit_test_setup_teardown(test_hull_hot_add, setup_hull, teardown),
