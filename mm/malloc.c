@@ -865,15 +865,19 @@ static __attribute__((noinline)) void kfree_slow(const void *p)
 
 /* kfree's fast path found, inside the allocator (token t), what it does
  * not handle (a CPU index only arch_cpu_id() knows, a call nested in this
- * CPU's fast path, an object that is not a client's, a full magazine):
- * the general small free.  Only p and t are passed (and the span found
- * again) so that the fast path keeps few values live and needs no stack
- * frame. */
+ * CPU's fast path, an object that is not a client's, another node's
+ * object, a full magazine): it leaves and takes the general path, which
+ * looks the span up again and validates everything anew.  Not the span
+ * the fast path saw: a double free racing the span's release may find no
+ * span by now, or a new span of another class whose state bytes the old
+ * index would overrun (tests/test_freemem.c,
+ * test_double_free_racing_metadata_release, caught both).  Only p and t
+ * are passed so that the fast path keeps few values live and needs no
+ * stack frame. */
 static __attribute__((noinline)) void kfree_entered(const void *p, unsigned long t)
 {
-	struct mspan *s = span_of_ptr(p);
-	uint32_t idx = span_obj_index(s, (uintptr_t)p - s->base);
-	small_free_entered(s, p, idx, t);
+	arch_fast_exit(t);
+	kfree_slow(p);
 }
 
 void kfree(const void *p)
