@@ -379,6 +379,8 @@ struct kmem_node_stats {
 	uint64_t pages_local;     /* their pages */
 	uint64_t pages_remote;
 	unsigned cpus;            /* CPUs of the node (online or not) */
+	uint64_t pages_metadata;  /* pool pages of the node taken for metadata
+	                             runs (guards included; not the regions) */
 };
 
 /* Statistics of node `node` (< kmem_nr_nodes()); -KMEM_EINVAL otherwise.
