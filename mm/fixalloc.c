@@ -8,7 +8,20 @@
  * when that region is used up (struct meta_run, its header the run's
  * first block; counted in pages_metadata).  Freed blocks go on a free
  * list whose link lives in the block itself (a metadata block, never
- * client memory).  A free block is only ever reused as a block of its
+ * client memory).
+ *
+ * Nodes (malloc.c, "NUMA nodes").  Each node has its own bump range,
+ * free lists and pend lists: the region's bump serves the region's node
+ * (meta_node), a node's runs come from the top of its own ranges, and
+ * fixalloc_alloc_node_locked tries the node's free list, pend list, bump
+ * range and a new run, then the same on the next node in distance order
+ * (a memoryless node starts there).  A freed block goes on the lists of
+ * its page's node, so every list holds blocks of one node only and the
+ * reclaim below runs on each node's lists in turn.  Runs keep one list
+ * by address for all nodes.  A guard page is shared between two runs
+ * only if they are of one node, so that meta_pages[] (each node's run
+ * pages) stays exact when a guard changes hands.  With one node every
+ * index is 0 and block_node costs one compare.  A free block is only ever reused as a block of its
  * own fixalloc, which lets a lock-free kfree read a span that was
  * released under it (see mcentral.c).
  *
