@@ -661,6 +661,62 @@ static void test_metadata_on_its_node(void **state)
 	assert_nodes_add_up();
 }
 
+/* pages_find_top_in_locked (a node's runs come from the top of its
+ * ranges) against a scan of the bitmap, on a fragmented heap, for
+ * windows that cut nodes of every level and cross the arena boundary. */
+static uint64_t top_in_by_scan(uint64_t n, uint64_t lo, uint64_t hi)
+{
+	uint64_t run = 0;
+	for (uint64_t p = hi; p-- > lo;) {
+		run = pages_all_free_locked(p, 1) ? run + 1 : 0;
+		if (run == n)
+			return p;
+	}
+	return PAGE_NONE;
+}
+
+static void test_find_top_in_window(void **state)
+{
+	(void)state;
+	static void *r[600];
+	static size_t len[600];
+	srand(15);
+	for (unsigned i = 0; i < 600; i++) {
+		len[i] = 1 + (size_t)(rand() % 9);
+		assert_non_null(r[i] = kpage_alloc_node(len[i], 0, 0, (int)(i % 2)));
+	}
+	for (unsigned i = 0; i < 600; i += 2)
+		kpage_free(r[i], len[i]);
+	uint64_t base[2] = {virt_to_pfn((uintptr_t)r[0]), virt_to_pfn((uintptr_t)r[1])};
+	/* Compared under the lock, asserted after it (a failed assert must
+	 * not leave it held). */
+	unsigned found = 0, wrong = 0;
+	uint64_t got = 0, want = 0;
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	for (unsigned t = 0; t < 400; t++) {
+		uint64_t b = base[t % 2] - 2000 + (uint64_t)(rand() % 10000);
+		uint64_t lo = b - (uint64_t)(rand() % 3000), hi = b + (uint64_t)(rand() % 3000);
+		uint64_t n = 1 + (uint64_t)(rand() % (t % 3 ? 12 : 200));
+		uint64_t g = pages_find_top_in_locked(n, lo, hi), w = top_in_by_scan(n, lo, hi);
+		found += w != PAGE_NONE;
+		if (g != w && !wrong++) {
+			got = g;
+			want = w;
+		}
+	}
+	/* The whole pool as the window is pages_find_top_locked. */
+	uint64_t whole = pages_find_top_in_locked(5, 0, UINT64_MAX), top = pages_find_top_locked(5);
+	uint64_t empty = pages_find_top_in_locked(5, 7, 7);
+	unlock_irqrestore(&mheap_.lock, f);
+	assert_int_equal(got, want);
+	assert_int_equal(wrong, 0);
+	assert_true(found > 100 && found < 400); /* both outcomes were tried */
+	assert_int_equal(whole, top);
+	assert_int_equal(empty, PAGE_NONE);
+	for (unsigned i = 1; i < 600; i += 2)
+		kpage_free(r[i], len[i]);
+}
+
 /* All four CPUs at once: each allocates and hands its objects to the
  * others through a shared ring (most end on the other node), frees what
  * it takes, and checks every object's node and contents. */
@@ -998,6 +1054,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_caches_on_every_node, setup2,
 		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_metadata_on_its_node, setup2, fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_find_top_in_window, setup2, fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_cross_node_frees_concurrent, setup2,
 		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_hot_add_nodes, setup2, fx_teardown_all_back),
