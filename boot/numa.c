@@ -97,6 +97,6 @@ unsigned numa_report(unsigned ncpus, uint64_t *local_permille)
 	for (unsigned node = 0; node < nn; node++)
 		kprintf(" node %u %lu%s", node, (unsigned long)snap[node].pages_metadata,
 		        node + 1 < nn ? "," : "\n");
-		*local_permille = all ? all_local * 1000 / all : 1000;
+	*local_permille = all ? all_local * 1000 / all : 1000;
 	return nn;
 }
