@@ -92,6 +92,11 @@ unsigned numa_report(unsigned ncpus, uint64_t *local_permille)
 		all_local += loc;
 		all += loc + rem;
 	}
+	/* Metadata of a node lives on it (fixalloc.c): its pool runs. */
+	kprintf("  metadata pool pages at the end of the workload:");
+	for (unsigned node = 0; node < nn; node++)
+		kprintf(" node %u %lu%s", node, (unsigned long)snap[node].pages_metadata,
+		        node + 1 < nn ? "," : "\n");
 	*local_permille = all ? all_local * 1000 / all : 1000;
 	return nn;
 }

@@ -329,10 +329,14 @@ uint64_t kmem_virt_to_phys(const void *p);
  * reuse it.  A heap whose regions and CPUs are all on node 0 behaves as
  * without NUMA.
  *
- * What is not.  The allocator's own metadata (arena maps, span
- * descriptors and bitmaps, magazines) is not split per node: it lives in
- * the one metadata region and in pool pages taken from the top of the
- * pool, whatever node that is.  The page heap shares one lock between the
+ * A span's descriptor, state bytes, bitmaps and debug records and the
+ * magazines of a node's CPUs are on that node (the nearest node with
+ * memory for a node with none): kmem_node_stats.pages_metadata counts the
+ * node's pool pages they take.
+ *
+ * What is not.  The arena metadata (arena maps, page bitmaps, summaries)
+ * and what kmem_init makes (mcentrals, per-CPU caches) stay in the one
+ * metadata region, on whatever node that is.  The page heap shares one lock between the
  * nodes.  kmalloc_node etc. for a node other than the calling CPU's take
  * a lock per object (the node's depot lock: no magazine of that node is
  * the caller's to use).
@@ -379,6 +383,8 @@ struct kmem_node_stats {
 	uint64_t pages_local;     /* their pages */
 	uint64_t pages_remote;
 	unsigned cpus;            /* CPUs of the node (online or not) */
+	uint64_t pages_metadata;  /* pool pages of the node taken for metadata
+	                             runs (guards included; not the regions) */
 };
 
 /* Statistics of node `node` (< kmem_nr_nodes()); -KMEM_EINVAL otherwise.

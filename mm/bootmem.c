@@ -449,11 +449,14 @@ int kmem_init(const struct kmem_config *cfg)
 	uint64_t data_hi = align_up(meta_base + meta_size, PAGE_SIZE) - PAGE_SIZE;
 	if (data_hi < data_lo || data_hi - data_lo < need - 2 * PAGE_SIZE)
 		return -KMEM_ENOMEM;
-	mheap_.meta_next = (uintptr_t)data_lo + mheap_.offset;
-	mheap_.meta_end = (uintptr_t)data_hi + mheap_.offset;
+	/* The region serves metadata of its own node (fixalloc.c). */
+	int mnode = pfn_node(meta_base >> PAGE_SHIFT);
+	mheap_.meta_node = mnode >= 0 ? (unsigned)mnode : 0;
+	mheap_.meta_next[mheap_.meta_node] = (uintptr_t)data_lo + mheap_.offset;
+	mheap_.meta_end[mheap_.meta_node] = (uintptr_t)data_hi + mheap_.offset;
 
-	uintptr_t *bump = &mheap_.meta_next;
-	uintptr_t end = mheap_.meta_end;
+	uintptr_t *bump = &mheap_.meta_next[mheap_.meta_node];
+	uintptr_t end = mheap_.meta_end[mheap_.meta_node];
 	*bump = align_up(*bump, KMEM_CACHE_LINE);
 	mheap_.central = (struct mcentral *)*bump;
 	*bump += cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES * nodes;

@@ -8,7 +8,20 @@
  * when that region is used up (struct meta_run, its header the run's
  * first block; counted in pages_metadata).  Freed blocks go on a free
  * list whose link lives in the block itself (a metadata block, never
- * client memory).  A free block is only ever reused as a block of its
+ * client memory).
+ *
+ * Nodes (malloc.c, "NUMA nodes").  Each node has its own bump range,
+ * free lists and pend lists: the region's bump serves the region's node
+ * (meta_node), a node's runs come from the top of its own ranges, and
+ * fixalloc_alloc_node_locked tries the node's free list, pend list, bump
+ * range and a new run, then the same on the next node in distance order
+ * (a memoryless node starts there).  A freed block goes on the lists of
+ * its page's node, so every list holds blocks of one node only and the
+ * reclaim below runs on each node's lists in turn.  Runs keep one list
+ * by address for all nodes.  A guard page is shared between two runs
+ * only if they are of one node, so that meta_pages[] (each node's run
+ * pages) stays exact when a guard changes hands.  With one node every
+ * index is 0 and block_node costs one compare.  A free block is only ever reused as a block of its
  * own fixalloc, which lets a lock-free kfree read a span that was
  * released under it (see mcentral.c).
  *
@@ -69,7 +82,8 @@
 void fixalloc_init(struct fixalloc *f, size_t size)
 {
 	f->size = align_up(size, KMEM_CACHE_LINE);
-	f->free = f->pend = NULL;
+	for (unsigned n = 0; n < KMEM_MAX_NODES; n++)
+		f->free[n] = f->pend[n] = NULL;
 	f->inuse = 0;
 	f->next_fa = mheap_.fixallocs;
 	mheap_.fixallocs = f;
@@ -189,6 +203,7 @@ struct meta_run {
 	uint64_t pfn, npages;   /* [heap] */
 	uint64_t blocks;        /* [heap] fixalloc blocks carved from it */
 	uint64_t nfree, npend;  /* [heap] of those, on free and pend lists (counts) */
+	unsigned node;          /* [heap] whose pages these are */
 	uint64_t tag;           /* [heap] 0: in use; else all free when tagged,
 	                           its blocks on the pend lists, back to the pool
 	                           once grace period `tag` is done */
@@ -198,31 +213,55 @@ struct meta_run {
 };
 #define RUN_HDR align_up(sizeof(struct meta_run), KMEM_CACHE_LINE)
 
-/* Takes a run of at least `need` bytes from the top of the pool, guards
- * around it, and makes it the bump range.  False if no pages are left. */
-static bool run_grow_locked(size_t need)
+/* The highest free run of npages pages of node's ranges (the whole pool
+ * with one node). */
+static uint64_t node_find_top_locked(uint64_t npages, unsigned node)
+{
+	if (mheap_.nnodes == 1)
+		return pages_find_top_locked(npages);
+	uint64_t best = PAGE_NONE;
+	unsigned nr = atomic_load_explicit(&mheap_.nranges, memory_order_relaxed);
+	for (unsigned i = 0; i < nr; i++) {
+		const struct node_range *r = &mheap_.node_ranges[i];
+		if (r->node != node)
+			continue;
+		uint64_t p = pages_find_top_in_locked(npages, r->lo ? r->lo : 1, r->hi);
+		if (p != PAGE_NONE && (best == PAGE_NONE || p > best))
+			best = p;
+	}
+	return best;
+}
+
+/* Takes a run of at least `need` bytes from the top of node's pages,
+ * guards around it, and makes it node's bump range.  False if the node
+ * has no such pages left. */
+static bool run_grow_locked(size_t need, unsigned node)
 {
 	uint64_t n = align_up(need + RUN_HDR, PAGE_SIZE) >> PAGE_SHIFT;
 	if (n < FIXALLOC_GROW_PAGES)
 		n = FIXALLOC_GROW_PAGES;
-	uint64_t pfn = pages_find_top_locked(n + 2);
+	uint64_t pfn = node_find_top_locked(n + 2, node);
 	if (pfn == PAGE_NONE) {
 		n = align_up(need + RUN_HDR, PAGE_SIZE) >> PAGE_SHIFT;
-		pfn = pages_find_top_locked(n + 2);
+		pfn = node_find_top_locked(n + 2, node);
 		if (pfn == PAGE_NONE)
 			return false;
 	}
 	/* Runs are taken from the top down, so the page above is often
 	 * the previous run's lower guard: it serves as this one's upper
-	 * guard too, and the page is left to the pool. */
+	 * guard too, and the page is left to the pool -- if it is of the same
+	 * node, so that a guard handed between runs stays on one node's
+	 * count (runs_take_done_locked). */
 	uint64_t take = n + 2;
-	if (is_guard_locked(pfn + n + 2)) {
+	if (is_guard_locked(pfn + n + 2) &&
+	    (mheap_.nnodes == 1 || pfn_node(pfn + n + 2) == (int)node)) {
 		pfn++;
 		take--;
 	}
 	pages_set_locked(pfn, take, false);
 	mheap_.pages_free -= take;
 	mheap_.pages_metadata += take;
+	mheap_.meta_pages[node] += take;
 	guard_page_locked(pfn);
 	if (take == n + 2)
 		guard_page_locked(pfn + n + 1);
@@ -231,31 +270,33 @@ static bool run_grow_locked(size_t need)
 	r->pfn = pfn + 1;
 	r->npages = n;
 	r->own_hi = take == n + 2;
+	r->node = node;
 	struct meta_run **pp = &mheap_.meta_runs;
 	while (*pp && (*pp)->pfn < r->pfn)
 		pp = &(*pp)->next;
 	r->next = *pp;
 	*pp = r;
 	/* The rest of the old bump range is abandoned (< one block). */
-	mheap_.meta_cur = r;
-	mheap_.meta_next = (uintptr_t)r + RUN_HDR;
-	mheap_.meta_end = pfn_to_virt(pfn + 1 + n);
+	mheap_.meta_cur[node] = r;
+	mheap_.meta_next[node] = (uintptr_t)r + RUN_HDR;
+	mheap_.meta_end[node] = pfn_to_virt(pfn + 1 + n);
 	return true;
 }
 
-/* Bump-allocates from the metadata region, then from pool runs: a block
- * of a fixalloc (counted in its run) or a permanent carve (pins it).
- * Returns zeroed memory or NULL. */
-static void *carve_locked(size_t size, size_t align, bool block)
+/* Bump-allocates from node's range (the metadata region's node starts
+ * with the region), then from pool runs of the node: a block of a
+ * fixalloc (counted in its run) or a permanent carve (pins it).  Returns
+ * zeroed memory or NULL if the node has none left. */
+static void *carve_locked(size_t size, size_t align, bool block, unsigned node)
 {
-	uintptr_t p = align_up(mheap_.meta_next, align);
-	if (p + size > mheap_.meta_end || p + size < p) {
-		if (!run_grow_locked(size + align))
+	uintptr_t p = align_up(mheap_.meta_next[node], align);
+	if (!mheap_.meta_end[node] || p + size > mheap_.meta_end[node] || p + size < p) {
+		if (!run_grow_locked(size + align, node))
 			return NULL;
-		p = align_up(mheap_.meta_next, align);
+		p = align_up(mheap_.meta_next[node], align);
 	}
-	mheap_.meta_next = p + size;
-	struct meta_run *r = mheap_.meta_cur;
+	mheap_.meta_next[node] = p + size;
+	struct meta_run *r = mheap_.meta_cur[node];
 	if (r)
 		r->tag = 0; /* in use again */
 	if (r && block)
@@ -268,29 +309,57 @@ static void *carve_locked(size_t size, size_t align, bool block)
 
 void *meta_carve_locked(size_t size, size_t align)
 {
-	return carve_locked(size, align, false);
+	for (unsigned k = 0; k < mheap_.nnodes; k++) {
+		void *p = carve_locked(size, align, false, mheap_.node_order[mheap_.meta_node][k]);
+		if (p)
+			return p;
+	}
+	return NULL;
 }
 
+/* A block for metadata of `node`: from the node's free list, pend list or
+ * pages, else from the nearest node that has some (node_order: a node
+ * without memory of its own is served by the nearest that has). */
+void *fixalloc_alloc_node_locked(struct fixalloc *f, unsigned node)
+{
+	for (unsigned k = 0; k < mheap_.nnodes; k++) {
+		unsigned n = mheap_.node_order[node][k];
+		void **list = f->free[n] ? &f->free[n] : &f->pend[n];
+		void *p = *list;
+		if (p) {
+			*list = *(void **)p;
+			*(void **)p = NULL;
+		} else {
+			p = carve_locked(f->size, KMEM_CACHE_LINE, true, n);
+		}
+		if (p) {
+			f->inuse++;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* A block for metadata of no node in particular (that of the region). */
 void *fixalloc_alloc_locked(struct fixalloc *f)
 {
-	void **list = f->free ? &f->free : &f->pend;
-	void *p = *list;
-	if (p) {
-		*list = *(void **)p;
-		*(void **)p = NULL;
-	} else {
-		p = carve_locked(f->size, KMEM_CACHE_LINE, true);
-		if (!p)
-			return NULL;
-	}
-	f->inuse++;
-	return p;
+	return fixalloc_alloc_node_locked(f, mheap_.meta_node);
+}
+
+/* The node whose free list a block goes on: that of its page. */
+static unsigned block_node(const void *p)
+{
+	if (mheap_.nnodes == 1)
+		return 0;
+	int n = pfn_node(virt_to_pfn((uintptr_t)p));
+	return n >= 0 ? (unsigned)n : mheap_.meta_node;
 }
 
 void fixalloc_free_locked(struct fixalloc *f, void *p)
 {
-	*(void **)p = f->free;
-	f->free = p;
+	unsigned n = block_node(p);
+	*(void **)p = f->free[n];
+	f->free[n] = p;
 	f->inuse--;
 }
 
@@ -352,17 +421,18 @@ static void runs_scan_locked(void)
 {
 	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next)
 		r->nfree = r->npend = 0;
-	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
-		f->free = blocks_sort(f->free);
-		struct meta_run *r = mheap_.meta_runs, *in;
-		for (void *b = f->free; b && r; b = *(void **)b)
-			if ((in = run_of(&r, b)) != NULL)
-				in->nfree++;
-		r = mheap_.meta_runs;
-		for (void *b = f->pend; b && r; b = *(void **)b)
-			if ((in = run_of(&r, b)) != NULL)
-				in->npend++;
-	}
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa)
+		for (unsigned n = 0; n < mheap_.nnodes; n++) {
+			f->free[n] = blocks_sort(f->free[n]);
+			struct meta_run *r = mheap_.meta_runs, *in;
+			for (void *b = f->free[n]; b && r; b = *(void **)b)
+				if ((in = run_of(&r, b)) != NULL)
+					in->nfree++;
+			r = mheap_.meta_runs;
+			for (void *b = f->pend[n]; b && r; b = *(void **)b)
+				if ((in = run_of(&r, b)) != NULL)
+					in->npend++;
+		}
 	uint64_t tag = atomic_load(&mheap_.defer_gen) + 1;
 	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next) {
 		if (r->pinned || r->nfree + r->npend != r->blocks)
@@ -370,17 +440,19 @@ static void runs_scan_locked(void)
 		else if (r->nfree || !r->tag)
 			r->tag = tag;
 	}
-	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
-		void *all = blocks_merge(f->free, f->pend), **tf = &f->free, **tp = &f->pend;
-		struct meta_run *r = mheap_.meta_runs, *in;
-		for (void *b = all; b; b = *(void **)b) {
-			in = run_of(&r, b);
-			void ***t = in && in->tag ? &tp : &tf;
-			**t = b;
-			*t = (void **)b;
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa)
+		for (unsigned n = 0; n < mheap_.nnodes; n++) {
+			void *all = blocks_merge(f->free[n], f->pend[n]);
+			void **tf = &f->free[n], **tp = &f->pend[n];
+			struct meta_run *r = mheap_.meta_runs, *in;
+			for (void *b = all; b; b = *(void **)b) {
+				in = run_of(&r, b);
+				void ***t = in && in->tag ? &tp : &tf;
+				**t = b;
+				*t = (void **)b;
+			}
+			*tf = *tp = NULL;
 		}
-		*tf = *tp = NULL;
-	}
 }
 
 /* Guard page pfn of a run going back: an ordinary page again (not queued
@@ -396,10 +468,10 @@ static void unguard_locked(uint64_t pfn)
 /* Takes up to `max` runs whose grace period is done and whose blocks all
  * still wait on the pend lists (none handed out since the tag) out of the
  * lists, with their blocks; their pages, with the guard pages no other
- * run uses, are lo[i] .. lo[i] + len[i] - 1, and the guards among them
- * unprot[].  Under the lock. */
-static unsigned runs_take_done_locked(uint64_t done, uint64_t *lo, uint64_t *len, unsigned max,
-                                      uint64_t *unprot, unsigned *nu)
+ * run uses, are lo[i] .. lo[i] + len[i] - 1 (of node[i]'s count), and the
+ * guards among them unprot[].  Under the lock. */
+static unsigned runs_take_done_locked(uint64_t done, uint64_t *lo, uint64_t *len, unsigned *node,
+                                      unsigned max, uint64_t *unprot, unsigned *nu)
 {
 	bool any = false;
 	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next) {
@@ -408,12 +480,13 @@ static unsigned runs_take_done_locked(uint64_t done, uint64_t *lo, uint64_t *len
 	}
 	if (!any)
 		return 0;
-	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
-		struct meta_run *r = mheap_.meta_runs, *in;
-		for (void *b = f->pend; b && r; b = *(void **)b)
-			if ((in = run_of(&r, b)) != NULL)
-				in->npend++;
-	}
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa)
+		for (unsigned n = 0; n < mheap_.nnodes; n++) {
+			struct meta_run *r = mheap_.meta_runs, *in;
+			for (void *b = f->pend[n]; b && r; b = *(void **)b)
+				if ((in = run_of(&r, b)) != NULL)
+					in->npend++;
+		}
 	unsigned k = 0;
 	for (struct meta_run *r = mheap_.meta_runs; r; r = r->next) {
 		r->going = k < max && r->tag && r->tag <= done && r->npend == r->blocks;
@@ -421,16 +494,17 @@ static unsigned runs_take_done_locked(uint64_t done, uint64_t *lo, uint64_t *len
 	}
 	if (!k)
 		return 0;
-	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa) {
-		struct meta_run *r = mheap_.meta_runs, *in;
-		for (void **pp = &f->pend; *pp;) {
-			in = run_of(&r, *pp);
-			if (in && in->going)
-				*pp = *(void **)*pp;
-			else
-				pp = (void **)*pp;
+	for (struct fixalloc *f = mheap_.fixallocs; f; f = f->next_fa)
+		for (unsigned n = 0; n < mheap_.nnodes; n++) {
+			struct meta_run *r = mheap_.meta_runs, *in;
+			for (void **pp = &f->pend[n]; *pp;) {
+				in = run_of(&r, *pp);
+				if (in && in->going)
+					*pp = *(void **)*pp;
+				else
+					pp = (void **)*pp;
+			}
 		}
-	}
 	k = 0;
 	for (struct meta_run **pp = &mheap_.meta_runs; *pp;) {
 		struct meta_run *r = *pp;
@@ -439,9 +513,9 @@ static unsigned runs_take_done_locked(uint64_t done, uint64_t *lo, uint64_t *len
 			continue;
 		}
 		*pp = r->next;
-		if (mheap_.meta_cur == r) { /* its tail is never carved now */
-			mheap_.meta_cur = NULL;
-			mheap_.meta_next = mheap_.meta_end = 0;
+		if (mheap_.meta_cur[r->node] == r) { /* its tail is never carved now */
+			mheap_.meta_cur[r->node] = NULL;
+			mheap_.meta_next[r->node] = mheap_.meta_end[r->node] = 0;
 		}
 		uint64_t first = r->pfn, last = r->pfn + r->npages - 1;
 		/* The guard below: still the upper guard of a run below? */
@@ -459,6 +533,7 @@ static unsigned runs_take_done_locked(uint64_t done, uint64_t *lo, uint64_t *len
 			unprot[(*nu)++] = last;
 		}
 		lo[k] = first;
+		node[k] = r->node;
 		len[k++] = last - first + 1;
 	}
 	return k;
@@ -473,12 +548,12 @@ size_t meta_runs_release(void)
 	size_t total = 0;
 	for (;;) {
 		uint64_t lo[8], len[8], unprot[16];
-		unsigned nu = 0, k = 0;
+		unsigned node[8], nu = 0, k = 0;
 		unsigned long f = lock_irqsave(&mheap_.lock);
 		bool hook = atomic_load_explicit(&harden_.protect, memory_order_relaxed) != NULL;
 		/* A guard being protected right now must not go back. */
 		if (!hook || !atomic_load(&guards_busy))
-			k = runs_take_done_locked(atomic_load(&mheap_.defer_done), lo, len, 8, unprot, &nu);
+			k = runs_take_done_locked(atomic_load(&mheap_.defer_done), lo, len, node, 8, unprot, &nu);
 		unlock_irqrestore(&mheap_.lock, f);
 		if (!k)
 			return total;
@@ -491,6 +566,7 @@ size_t meta_runs_release(void)
 			pages_set_locked(lo[i], len[i], true);
 			mheap_.pages_free += len[i];
 			mheap_.pages_metadata -= len[i];
+			mheap_.meta_pages[node[i]] -= len[i];
 			total += len[i];
 		}
 		unlock_irqrestore(&mheap_.lock, f);

@@ -85,7 +85,7 @@ static struct magazine *mag_get_empty(struct mcentral *c)
 	if (id < 0)
 		return NULL;
 	lock_acquire(&mheap_.lock);
-	m = fixalloc_alloc_locked(&mheap_.magalloc);
+	m = fixalloc_alloc_node_locked(&mheap_.magalloc, c->node); /* the CPUs' node */
 	lock_release(&mheap_.lock);
 	lock_acquire(&d->lock);
 	if (m)

@@ -180,11 +180,26 @@
  *   - reclaim, kmem_check, statistics, CPU offline and the caches' shrink
  *     and destroy walk every node's mcentrals; per-CPU counts are summed
  *     into the mcentral of the CPU's node.
- * Not per node (yet): the metadata region, fixalloc's pool pages (taken
- * from the top of the pool, whatever node that is) and the arena
- * metadata; so "metadata of a node lives on that node" does not hold.  A
- * heap with every region and CPU on node 0 is exactly the heap without
- * NUMA (one range search, the same mcentrals).
+ *   - dynamic metadata (fixalloc.c): a span's descriptor, metadata block
+ *     and debug records come from its node (a small span's mcentral's;
+ *     for a large object or page run the node asked for, which is its
+ *     pages' node unless that node was full), a magazine from its
+ *     mcentral's node; object-cache descriptors and deferred batches from
+ *     the region's node.  fixalloc keeps per node a free
+ *     list, a pend list and a bump range: the metadata region's bump
+ *     serves the region's node, every node grows by runs taken from the
+ *     top of its own ranges (pages_find_top_in_locked, O(log n) per range),
+ *     and a node with no pages left (or none at all) is served by the
+ *     next in distance order, as pages are.  A freed block goes on the
+ *     list of its page's node (pfn_node: one range scan, only with more
+ *     than one node).  Reclaim and the grace period work per run as
+ *     before; mheap_.meta_pages[] counts each node's run pages (guards
+ *     included; a guard is shared only between runs of one node).
+ * Not per node: the metadata region itself and what init carves from it
+ * (arena maps, bitmaps and summaries, mcentrals, mcaches), and the
+ * permanent carves (meta_carve_locked: the region's node).  A heap with
+ * every region and CPU on node 0 is exactly the heap without NUMA (one
+ * range search, the same mcentrals, index 0 of every per-node array).
  *
  * Locks (mtypes.h): caches_lock < depot.lock < mcentral.lock <
  * mheap.lock, all taken with interrupts off; the fast paths take none.

@@ -114,15 +114,16 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
 	if (central)
 		node = central->node;
 	unsigned long f = lock_irqsave(&mheap_.lock);
-	struct mspan *s = fixalloc_alloc_locked(&mheap_.spanalloc);
+	/* Its metadata is the node's too (fixalloc.c). */
+	struct mspan *s = fixalloc_alloc_node_locked(&mheap_.spanalloc, node);
 	void *meta = NULL;
 	struct obj_debug *dbg = NULL;
 	unsigned bucket = central ? spanmeta_bucket(central->nelems) : 0;
 	struct fixalloc *dbgfa = central ? &mheap_.dbgalloc[dbg_bucket(central->nelems)] : NULL;
 	if (s && central) {
-		meta = fixalloc_alloc_locked(&mheap_.spanmeta[bucket]);
+		meta = fixalloc_alloc_node_locked(&mheap_.spanmeta[bucket], node);
 		if (meta && central->debug)
-			dbg = fixalloc_alloc_locked(dbgfa);
+			dbg = fixalloc_alloc_node_locked(dbgfa, node);
 		if (!meta || (central->debug && !dbg)) {
 			if (meta)
 				fixalloc_free_locked(&mheap_.spanmeta[bucket], meta);

@@ -28,9 +28,9 @@ void kmem_get_stats(struct kmem_stats *out)
 	out->page_runs = mheap_.page_runs;
 	out->metadata_bytes = mheap_.meta_size;
 	uintptr_t meta_lo = (uintptr_t)mheap_.meta_base + mheap_.offset;
-	out->metadata_used = mheap_.meta_next >= meta_lo &&
-	                             mheap_.meta_next <= meta_lo + mheap_.meta_size
-	                         ? mheap_.meta_next - meta_lo
+	out->metadata_used = mheap_.meta_next[mheap_.meta_node] >= meta_lo &&
+	                             mheap_.meta_next[mheap_.meta_node] <= meta_lo + mheap_.meta_size
+	                         ? mheap_.meta_next[mheap_.meta_node] - meta_lo
 	                         : mheap_.meta_size;
 	out->arenas = mheap_.narenas;
 	out->nclasses = KMEM_NUM_CLASSES;
@@ -92,6 +92,7 @@ int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out)
 	out->alloc_remote = c->alloc_remote;
 	out->pages_local = c->pages_local;
 	out->pages_remote = c->pages_remote;
+	out->pages_metadata = mheap_.meta_pages[node];
 	if (mheap_.nnodes == 1) {
 		out->pages_managed = mheap_.pages_managed;
 		out->pages_free = mheap_.pages_free;

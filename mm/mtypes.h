@@ -522,11 +522,13 @@ struct l2_chunk {
  */
 struct fixalloc {
 	size_t size;         /* [const] block size */
-	void *free;          /* [heap] list of freed blocks (link in the block:
-	                        these blocks are metadata, never client memory) */
+	/* Per node, by the node of the block's page (fixalloc.c): */
+	void *free[KMEM_MAX_NODES]; /* [heap] list of freed blocks (link in the
+	                        block: these blocks are metadata, never client
+	                        memory) */
 	uint64_t inuse;      /* [heap] */
-	void *pend;          /* [heap] free blocks of runs waiting to go back,
-	                        by address: used when `free` is empty */
+	void *pend[KMEM_MAX_NODES]; /* [heap] free blocks of runs waiting to go
+	                        back, by address: used when `free` is empty */
 	struct fixalloc *next_fa; /* [heap] mheap_.fixallocs: every fixalloc */
 };
 struct meta_run;
@@ -546,12 +548,18 @@ struct mheap {
 	 * in use.  Searches start at the hull root. */
 	unsigned sum_level;                 /* [heap] only grows */
 
-	/* The metadata region and the bump pointer carving it. */
+	/* The metadata region, its node, and per node the bump range
+	 * carving metadata of that node (the region's node starts with the
+	 * region, the others with nothing). */
 	uint64_t meta_base, meta_size;      /* [const] physical */
-	uintptr_t meta_next, meta_end;      /* [heap] virtual bump range */
-	/* Pool runs carved for metadata, by address, and the one the bump
-	 * range is in (NULL: the region); every fixalloc (fixalloc.c). */
-	struct meta_run *meta_runs, *meta_cur; /* [heap] */
+	unsigned meta_node;                 /* [const] */
+	uintptr_t meta_next[KMEM_MAX_NODES], meta_end[KMEM_MAX_NODES]; /* [heap] virtual */
+	/* Pool runs carved for metadata, by address, and per node the one its
+	 * bump range is in (NULL: the region or none); the pool pages each
+	 * node holds for them (guards included); every fixalloc
+	 * (fixalloc.c). */
+	struct meta_run *meta_runs, *meta_cur[KMEM_MAX_NODES]; /* [heap] */
+	uint64_t meta_pages[KMEM_MAX_NODES]; /* [heap] */
 	struct fixalloc *fixallocs;         /* [heap] */
 	/* Room for the copies of lazy arenas (and the eager ones), sized at
 	 * init for every arena of the boot map and by each hot-add for the
@@ -683,6 +691,7 @@ bool arena_run_of_locked(uint64_t pfn, uint64_t *head, uint64_t *npages);
 extern uint64_t pages_find_steps, pages_update_steps;
 uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi);
 uint64_t pages_find_top_locked(uint64_t npages);
+uint64_t pages_find_top_in_locked(uint64_t npages, uint64_t lo, uint64_t hi);
 void pages_set_locked(uint64_t pfn, uint64_t npages, bool free);
 void sums_above_arenas_locked(uint64_t pfn, uint64_t npages);
 void pages_grow_hull_locked(uint64_t end_pfn);
@@ -698,6 +707,7 @@ uint64_t amax_get_locked(unsigned level, uint64_t idx, unsigned k);
 /* fixalloc.c */
 void fixalloc_init(struct fixalloc *f, size_t size);
 void *fixalloc_alloc_locked(struct fixalloc *f);
+void *fixalloc_alloc_node_locked(struct fixalloc *f, unsigned node);
 void fixalloc_free_locked(struct fixalloc *f, void *p);
 void *meta_carve_locked(size_t size, size_t align);
 void guard_page_locked(uint64_t pfn);

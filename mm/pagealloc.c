@@ -938,6 +938,47 @@ uint64_t pages_find_top_locked(uint64_t npages)
 	return top_visit(top, 0, npages);
 }
 
+/* top_visit within pfns [lo, hi): a node wholly inside is top_visit's;
+ * one the window cuts descends on both sides, so O(log) nodes are cut. */
+static uint64_t top_visit_in(unsigned level, uint64_t idx, uint64_t n, uint64_t lo, uint64_t hi)
+{
+	uint64_t base = idx << level, end = base + (1ull << level);
+	if (end <= lo || base >= hi || node_get(level, idx).max < n)
+		return PAGE_NONE;
+	if (base >= lo && end <= hi)
+		return top_visit(level, idx, n);
+	if (level == SUM_LEAF_LEVEL) {
+		uint64_t w = word_of(base), run = 0;
+		for (uint64_t p = (hi < end ? hi : end); p-- > (lo > base ? lo : base);) {
+			run = (w >> (p - base)) & 1 ? run + 1 : 0;
+			if (run == n)
+				return p;
+		}
+		return PAGE_NONE;
+	}
+	uint64_t mid = base + (1ull << (level - 1));
+	uint64_t p = top_visit_in(level - 1, 2 * idx + 1, n, lo, hi);
+	if (p != PAGE_NONE)
+		return p;
+	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
+	uint64_t top = mid + r.start < hi ? mid + r.start : hi;
+	uint64_t bot = mid - l.end > lo ? mid - l.end : lo;
+	if (top > bot && top - bot >= n)
+		return top - n;
+	return top_visit_in(level - 1, 2 * idx, n, lo, hi);
+}
+
+/* pages_find_top_locked within pfns [lo, hi) (a node's range). */
+uint64_t pages_find_top_in_locked(uint64_t npages, uint64_t lo, uint64_t hi)
+{
+	unsigned top = mheap_.sum_level;
+	if (hi > 1ull << top)
+		hi = 1ull << top;
+	if (npages == 0 || lo >= hi || hi - lo < npages)
+		return PAGE_NONE;
+	return top_visit_in(top, 0, npages, lo, hi);
+}
+
 /* For the checker: does stored node (level, idx), and its aligned
  * entries where they are stored, equal the combination of its children?
  * Missing nodes are consistent by definition. */

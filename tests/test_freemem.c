@@ -41,10 +41,12 @@
 static size_t fl_len(const struct fixalloc *f)
 {
 	size_t n = 0;
-	for (void *p = f->free; p; p = *(void **)p)
-		n++;
-	for (void *p = f->pend; p; p = *(void **)p)
-		n++;
+	for (unsigned k = 0; k < KMEM_MAX_NODES; k++) {
+		for (void *p = f->free[k]; p; p = *(void **)p)
+			n++;
+		for (void *p = f->pend[k]; p; p = *(void **)p)
+			n++;
+	}
 	return n;
 }
 static void print_breakdown(const char *when)

@@ -518,9 +518,203 @@ static void test_caches_on_every_node(void **state)
 	kmem_reclaim();
 	struct kmem_stats st = fx_stats();
 	assert_int_equal(st.pages_free + st.pages_metadata, st.pages_managed);
+	/* Node 0's spans had their metadata on node 0: its runs wait for a
+	 * grace period, then every page of the node is free. */
+	assert_int_equal(node_stats(0).pages_free + node_stats(0).pages_metadata,
+	                 node_stats(0).pages_managed);
+	assert_true(node_stats(0).pages_metadata > 0);
+	kmem_grace_period_done(kmem_grace_period_start());
+	kmem_reclaim();
+	assert_int_equal(node_stats(0).pages_metadata, 0);
 	assert_int_equal(node_stats(0).pages_free, node_stats(0).pages_managed);
 	assert_int_equal(kmem_cache_destroy(k), 0);
 	assert_nodes_add_up();
+}
+
+/* ---------------------------------------------------------------------------
+ * Metadata of a node lives on that node (fixalloc.c)
+ */
+
+/* The node of a metadata block: kmem_virt_to_node's for a pool page (a
+ * run of metadata), else the block is in the metadata region (outside the
+ * pool) and its node is the region's (the range holding it). */
+static int meta_node_of(const void *p)
+{
+	int n = kmem_virt_to_node(p);
+	if (n >= 0)
+		return n;
+	uintptr_t lo = (uintptr_t)mheap_.meta_base + mheap_.offset;
+	assert_true((uintptr_t)p >= lo && (uintptr_t)p < lo + mheap_.meta_size);
+	return pfn_node(virt_to_pfn((uintptr_t)p));
+}
+
+/* p's span (if it has one: a short page run has none) and the span's
+ * descriptor, metadata block and debug records are on `node`. */
+static void assert_meta_on(const void *p, int node)
+{
+	assert_int_equal(kmem_virt_to_node(p), node);
+	struct mspan *s = span_of_ptr(p);
+	if (!s)
+		return;
+	assert_int_equal(s->node, node);
+	assert_int_equal(meta_node_of(s), node);
+	if (s->alloc_bits)
+		assert_int_equal(meta_node_of((const void *)s->alloc_bits), node);
+	if (s->dbg)
+		assert_int_equal(meta_node_of(s->dbg), node);
+}
+
+static void assert_mags_on(const struct magazine *m, int node)
+{
+	for (; m; m = m->next)
+		assert_int_equal(meta_node_of(m), node);
+}
+
+static uint64_t meta_pages_sum(void)
+{
+	uint64_t n = 0;
+	for (unsigned k = 0; k < kmem_nr_nodes(); k++)
+		n += node_stats(k).pages_metadata;
+	return n;
+}
+
+#define META_OBJS 300
+static const size_t meta_sizes[] = {16, 96, 256, 1024, 3000};
+#define META_NS (sizeof meta_sizes / sizeof meta_sizes[0])
+
+static void test_metadata_on_its_node(void **state)
+{
+	(void)state;
+	size_t fresh_free = kmem_free_pages();
+	uint64_t fresh_meta = fx_stats().pages_metadata, fresh_node_meta[2];
+	for (unsigned k = 0; k < 2; k++)
+		fresh_node_meta[k] = node_stats(k).pages_metadata;
+	struct kmem_cache *kc[2] = {kmem_cache_create("meta72", 72, 8, NULL),
+	                            kmem_cache_create("meta520", 520, 0, ctor)};
+	assert_non_null(kc[0]);
+	assert_non_null(kc[1]);
+	static void *obj[4][META_NS + 2][META_OBJS];
+	static void *runs[4][3];
+	for (unsigned cpu = 0; cpu < 4; cpu++) {
+		on_cpu(cpu);
+		int node = cpu_node2[cpu];
+		for (unsigned i = 0; i < META_OBJS; i++) {
+			for (unsigned c = 0; c < META_NS; c++)
+				assert_non_null(obj[cpu][c][i] = kmalloc(meta_sizes[c]));
+			for (unsigned c = 0; c < 2; c++)
+				assert_non_null(obj[cpu][META_NS + c][i] = kmem_cache_alloc(kc[c]));
+		}
+		assert_non_null(runs[cpu][0] = kpage_alloc(3, 0, 0));
+		assert_non_null(runs[cpu][1] = kpage_alloc(200, 0, 0));
+		assert_non_null(runs[cpu][2] = kmalloc(100 * 1024));
+		for (unsigned c = 0; c < META_NS + 2; c++)
+			for (unsigned i = 0; i < META_OBJS; i++)
+				assert_meta_on(obj[cpu][c][i], node);
+		for (unsigned r = 0; r < 3; r++)
+			assert_meta_on(runs[cpu][r], node);
+		/* This CPU's magazines are its node's. */
+		struct mcache *mc = mcache_of(cpu);
+		for (unsigned c = 0; c < KMEM_NUM_CLASSES; c++) {
+			assert_mags_on(mc->cls[c].loaded, node);
+			if (mc->cls[c].loaded)
+				assert_null(mc->cls[c].loaded->next);
+			struct magazine *prev = atomic_load(&mc->cls[c].prev);
+			if (prev)
+				assert_int_equal(meta_node_of(prev), node);
+		}
+	}
+	for (unsigned n = 0; n < 2; n++)
+		for (unsigned c = 0; c < KMEM_NUM_CLASSES; c++) {
+			assert_mags_on(class_central(n, c)->depot.full, (int)n);
+			assert_mags_on(class_central(n, c)->depot.empty, (int)n);
+		}
+	/* Node 0 has no metadata region: its spans' metadata took runs of
+	 * its own pages; the nodes' counts add up to the heap's growth. */
+	assert_true(node_stats(0).pages_metadata > fresh_node_meta[0]);
+	assert_int_equal(meta_pages_sum() - fresh_node_meta[0] - fresh_node_meta[1],
+	                 fx_stats().pages_metadata - fresh_meta);
+	fx_assert_check();
+	assert_nodes_add_up();
+	/* Freed, on a CPU of the other node for half of them. */
+	for (unsigned cpu = 0; cpu < 4; cpu++) {
+		on_cpu(cpu < 2 ? cpu + 2 : cpu - 2);
+		for (unsigned c = 0; c < META_NS + 2; c++)
+			for (unsigned i = 0; i < META_OBJS; i++)
+				kfree(obj[cpu][c][i]);
+		kpage_free(runs[cpu][0], 3);
+		kpage_free(runs[cpu][1], 200);
+		kfree(runs[cpu][2]);
+	}
+	on_cpu(1); /* CPUs 2, 3 went offline: every CPU's caches flushed */
+	on_cpu(0);
+	assert_int_equal(kmem_cache_destroy(kc[0]), 0);
+	assert_int_equal(kmem_cache_destroy(kc[1]), 0);
+	kmem_reclaim();
+	kmem_grace_period_done(kmem_grace_period_start());
+	/* Every run, on both nodes, went back. */
+	assert_int_equal(kmem_free_pages(), fresh_free);
+	assert_int_equal(fx_stats().pages_metadata, fresh_meta);
+	for (unsigned k = 0; k < 2; k++)
+		assert_int_equal(node_stats(k).pages_metadata, fresh_node_meta[k]);
+	assert_int_equal(node_stats(0).pages_free, node_stats(0).pages_managed);
+	fx_assert_check();
+	assert_nodes_add_up();
+}
+
+/* pages_find_top_in_locked (a node's runs come from the top of its
+ * ranges) against a scan of the bitmap, on a fragmented heap, for
+ * windows that cut nodes of every level and cross the arena boundary. */
+static uint64_t top_in_by_scan(uint64_t n, uint64_t lo, uint64_t hi)
+{
+	uint64_t run = 0;
+	for (uint64_t p = hi; p-- > lo;) {
+		run = pages_all_free_locked(p, 1) ? run + 1 : 0;
+		if (run == n)
+			return p;
+	}
+	return PAGE_NONE;
+}
+
+static void test_find_top_in_window(void **state)
+{
+	(void)state;
+	static void *r[600];
+	static size_t len[600];
+	srand(15);
+	for (unsigned i = 0; i < 600; i++) {
+		len[i] = 1 + (size_t)(rand() % 9);
+		assert_non_null(r[i] = kpage_alloc_node(len[i], 0, 0, (int)(i % 2)));
+	}
+	for (unsigned i = 0; i < 600; i += 2)
+		kpage_free(r[i], len[i]);
+	uint64_t base[2] = {virt_to_pfn((uintptr_t)r[0]), virt_to_pfn((uintptr_t)r[1])};
+	/* Compared under the lock, asserted after it (a failed assert must
+	 * not leave it held). */
+	unsigned found = 0, wrong = 0;
+	uint64_t got = 0, want = 0;
+	unsigned long f = lock_irqsave(&mheap_.lock);
+	for (unsigned t = 0; t < 400; t++) {
+		uint64_t b = base[t % 2] - 2000 + (uint64_t)(rand() % 10000);
+		uint64_t lo = b - (uint64_t)(rand() % 3000), hi = b + (uint64_t)(rand() % 3000);
+		uint64_t n = 1 + (uint64_t)(rand() % (t % 3 ? 12 : 200));
+		uint64_t g = pages_find_top_in_locked(n, lo, hi), w = top_in_by_scan(n, lo, hi);
+		found += w != PAGE_NONE;
+		if (g != w && !wrong++) {
+			got = g;
+			want = w;
+		}
+	}
+	/* The whole pool as the window is pages_find_top_locked. */
+	uint64_t whole = pages_find_top_in_locked(5, 0, UINT64_MAX), top = pages_find_top_locked(5);
+	uint64_t empty = pages_find_top_in_locked(5, 7, 7);
+	unlock_irqrestore(&mheap_.lock, f);
+	assert_int_equal(got, want);
+	assert_int_equal(wrong, 0);
+	assert_true(found > 100 && found < 400); /* both outcomes were tried */
+	assert_int_equal(whole, top);
+	assert_int_equal(empty, PAGE_NONE);
+	for (unsigned i = 1; i < 600; i += 2)
+		kpage_free(r[i], len[i]);
 }
 
 /* All four CPUs at once: each allocates and hands its objects to the
@@ -779,6 +973,12 @@ static void test_memoryless_node(void **state)
 	assert_int_equal(kmem_virt_to_node(p), 0);
 	assert_int_equal(kmem_virt_to_node(r), 0);
 	assert_int_equal(kmem_virt_to_node(q), 0);
+	/* Node 1's spans have their metadata on the nearest node with memory. */
+	struct mspan *ps = span_of_ptr(p);
+	assert_int_equal(ps->node, 1);
+	assert_int_equal(meta_node_of(ps), 0);
+	assert_int_equal(meta_node_of((const void *)ps->alloc_bits), 0);
+	assert_int_equal(node_stats(1).pages_metadata, 0);
 	struct kmem_node_stats n1 = node_stats(1);
 	assert_int_equal(n1.pages_managed, 0);
 	assert_int_equal(n1.cpus, 1);
@@ -853,6 +1053,8 @@ int main(void)
 		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_caches_on_every_node, setup2,
 		                                fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_metadata_on_its_node, setup2, fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_find_top_in_window, setup2, fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_cross_node_frees_concurrent, setup2,
 		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_hot_add_nodes, setup2, fx_teardown_all_back),
