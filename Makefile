@@ -160,14 +160,17 @@ test-guard: $(GUARD_BIN)
 	@$(CLANG) -std=gnu11 $(WARN) -Iinclude -Imm -Iarch/host -DKMEM_ARCH_INLINE='"shim_arch_inline.h"' -fsyntax-only tests/guardfault.c
 	@$(GUARD_BIN)
 
+# The test binaries (one build of mm/ each) are compiled in parallel, one
+# job per CPU; they still run one at a time (scripts/run-tests.sh).
+NPROC := $(shell nproc 2>/dev/null || echo 1)
 test: deps
 	@$(MAKE) --no-print-directory check-gen
 	@$(MAKE) --no-print-directory check-lib
 	@$(MAKE) --no-print-directory check-lib-virt
 	@$(MAKE) --no-print-directory check-clang
 	@$(MAKE) --no-print-directory test-package
-	@$(MAKE) --no-print-directory test-unit
-	@$(MAKE) --no-print-directory test-tsan
+	@$(MAKE) -j$(NPROC) --no-print-directory test-unit
+	@$(MAKE) -j$(NPROC) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory test-guard
 	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-shim
