@@ -92,7 +92,22 @@ unsigned numa_report(unsigned ncpus, uint64_t *local_permille)
 		all_local += loc;
 		all += loc + rem;
 	}
-	/* Metadata of a node lives on it (fixalloc.c): its pool runs. */
+	/* Metadata of a node lives on it: what kmem_init made (mcentrals,
+	 * the node's CPUs' mcaches, arena maps and summaries) in the node's
+	 * region (bootmem.c), the rest in pool runs of its pages (fixalloc.c). */
+	struct kmem_region reg[KMEM_MAX_NODES];
+	unsigned nreg = kmem_metadata_regions(reg, KMEM_MAX_NODES);
+	kprintf("  metadata regions:");
+	for (unsigned i = 0; i < nreg && i < KMEM_MAX_NODES; i++)
+		kprintf(" node %u 0x%lx-0x%lx (%lu KiB)%s", reg[i].node, (unsigned long)reg[i].base,
+		        (unsigned long)(reg[i].base + reg[i].length - 1),
+		        (unsigned long)(reg[i].length >> 10), i + 1 < nreg ? "," : "\n");
+	for (unsigned node = 0; node < nn; node++) {
+		struct kmem_node_stats ns;
+		if (kmem_get_node_stats(node, &ns) == 0 && ns.pages_managed > 1024 && !ns.metadata_bytes)
+			kfail("NUMA: node %u has %lu pages but no metadata region of its own", node,
+			      (unsigned long)ns.pages_managed);
+	}
 	kprintf("  metadata pool pages at the end of the workload:");
 	for (unsigned node = 0; node < nn; node++)
 		kprintf(" node %u %lu%s", node, (unsigned long)snap[node].pages_metadata,

@@ -1136,16 +1136,19 @@ void demo_heap_init(const struct kmem_region *regions, size_t n, unsigned ncpus,
 	W.free_before_raw = st.pages_free;
 	W.meta_before = st.pages_metadata;
 	W.meta_used_before = st.metadata_used;
-	uint64_t meta_base, meta_size;
-	kmem_metadata_region(&meta_base, &meta_size);
+	struct kmem_region reg[KMEM_MAX_NODES];
+	unsigned nreg = kmem_metadata_regions(reg, KMEM_MAX_NODES);
 	uint64_t managed = st.pages_managed * KMEM_PAGE_SIZE;
-	uint64_t pct100 = managed ? meta_size * 10000 / managed : 0;
+	uint64_t pct100 = managed ? st.metadata_bytes * 10000 / managed : 0;
 	kprintf("boot: usable %lu MiB in the map; heap manages %lu pages (%lu MiB) in %lu arena%s of 64 MiB\n",
 	        (unsigned long)(usable_bytes >> 20), (unsigned long)st.pages_managed,
 	        (unsigned long)(managed >> 20), (unsigned long)st.arenas, st.arenas == 1 ? "" : "s");
-	kprintf("boot: metadata region 0x%lx-0x%lx, %lu KiB (%lu used) = %lu.%02lu%% of managed memory\n",
-	        (unsigned long)meta_base, (unsigned long)(meta_base + meta_size - 1),
-	        (unsigned long)(meta_size >> 10), (unsigned long)(st.metadata_used >> 10),
+	for (unsigned i = 0; i < nreg && i < KMEM_MAX_NODES; i++)
+		kprintf("boot: metadata region 0x%lx-0x%lx, %lu KiB, node %u\n",
+		        (unsigned long)reg[i].base, (unsigned long)(reg[i].base + reg[i].length - 1),
+		        (unsigned long)(reg[i].length >> 10), reg[i].node);
+	kprintf("boot: metadata %lu KiB (%lu used) = %lu.%02lu%% of managed memory\n",
+	        (unsigned long)(st.metadata_bytes >> 10), (unsigned long)(st.metadata_used >> 10),
 	        (unsigned long)(pct100 / 100), (unsigned long)(pct100 % 100));
 	kprintf("boot: free pages %lu (kmem_free_pages: what kpage_alloc(1) can take; "
 	        "pages_free %lu)\n",

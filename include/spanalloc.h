@@ -109,9 +109,11 @@ struct kmem_config {
 	unsigned max_cpus;           /* 1..KMEM_MAX_CPUS; 0 means KMEM_MAX_CPUS */
 	/* Optional: where the metadata region goes (physical).  If
 	 * metadata_size is 0 the allocator carves the region out of the
-	 * highest usable memory itself.  A caller-given region must hold at
-	 * least kmem_metadata_size() bytes and must not overlap the pool: it
-	 * is excluded from the pool even if the map calls it usable. */
+	 * highest usable memory itself: one region per NUMA node, from the
+	 * top of that node's memory (see "NUMA nodes").  A caller-given
+	 * region must hold at least kmem_metadata_size() bytes and must not
+	 * overlap the pool: it is excluded from the pool even if the map
+	 * calls it usable; it then holds every node's init metadata. */
 	uint64_t metadata_base;
 	uint64_t metadata_size;
 	/* Optional: the hardening level, 0..KMEM_HARDEN_MAX (see "Hardened
@@ -130,7 +132,9 @@ struct kmem_config {
 	const uint8_t *node_distance;
 };
 
-/* Bytes of metadata region kmem_init() needs for this map: arena metadata
+/* Bytes of metadata region kmem_init() needs for this map in one region
+ * (a caller-given one; the regions it carves per node add up to about
+ * the same, plus two guard pages per node): arena metadata
  * (page -> span map, page bitmaps, summaries) for every 64 MiB arena the
  * usable memory touches, the arena index, the mcentrals, the per-CPU
  * mcaches and an initial reserve for span descriptors.  Memory the map does
@@ -169,8 +173,16 @@ int kmem_init(const struct kmem_config *cfg);
  * walk).  Context: THREAD. */
 long kmem_hot_add(const struct kmem_region *region);
 
-/* The metadata region chosen (or given) at init. */
+/* The metadata region chosen (or given) at init; with several nodes and
+ * no caller's region, the one of CPU 0's node (or of the nearest node
+ * that has one): kmem_metadata_regions gives them all. */
 void kmem_metadata_region(uint64_t *phys_base, uint64_t *size);
+
+/* The metadata regions: the caller's one, or one per node that has
+ * memory of its own (see "NUMA nodes").  Fills out[0 .. max-1] with
+ * {base, length, KMEM_REGION_RESERVED, node} and returns how many there
+ * are (which may exceed max).  Context: ANY after kmem_init. */
+unsigned kmem_metadata_regions(struct kmem_region *out, unsigned max);
 
 /* ---------------------------------------------------------------------------
  * CPUs
@@ -318,10 +330,10 @@ uint64_t kmem_virt_to_phys(const void *p);
  * Every usable region carries a node (kmem_region.node), every CPU one
  * (kmem_config.cpu_node).  Each node has its own mcentrals (and depots)
  * for the kmalloc classes and for every object cache; a CPU's magazines
- * hold objects of its node's mcentrals only.  The page heap is one
- * structure under one lock: a request for node N searches N's page
- * ranges first, then the other nodes' in distance order (ties: lower
- * node first).  So every allocation prefers the calling CPU's node, and
+ * hold objects of its node's mcentrals only.  Each node has its own page
+ * ranges, counts and searches in the page heap, which is one structure
+ * under one lock: a request for node N searches N's page ranges first,
+ * then the other nodes' in distance order (ties: lower node first).  So every allocation prefers the calling CPU's node, and
  * falls back rather than fail (Linux's behaviour without
  * __GFP_THISNODE).  A free goes back to its object's node: an object of
  * another node's mcentral never enters the freeing CPU's magazines, it
@@ -329,17 +341,25 @@ uint64_t kmem_virt_to_phys(const void *p);
  * reuse it.  A heap whose regions and CPUs are all on node 0 behaves as
  * without NUMA.
  *
- * A span's descriptor, state bytes, bitmaps and debug records and the
- * magazines of a node's CPUs are on that node (the nearest node with
- * memory for a node with none): kmem_node_stats.pages_metadata counts the
- * node's pool pages they take.
+ * A node's metadata is on that node.  kmem_init carves a metadata region
+ * from the top of each node's memory (kmem_metadata_regions,
+ * kmem_node_stats.metadata_bytes) for the node's mcentrals, the mcaches
+ * of its CPUs and the arena metadata (page -> span map, page bitmaps,
+ * summaries) of the 64 MiB arenas whose lowest pages are the node's; a
+ * span's descriptor, state bytes, bitmaps and debug records and the
+ * magazines of a node's CPUs come from the node's region, then from pool
+ * pages of the node (kmem_node_stats.pages_metadata counts them).  A node
+ * without memory, or too small to hold its region, is served by the
+ * nearest node that has one.
  *
- * What is not.  The arena metadata (arena maps, page bitmaps, summaries)
- * and what kmem_init makes (mcentrals, per-CPU caches) stay in the one
- * metadata region, on whatever node that is.  The page heap shares one lock between the
- * nodes.  kmalloc_node etc. for a node other than the calling CPU's take
- * a lock per object (the node's depot lock: no magazine of that node is
- * the caller's to use).
+ * What is not.  The page heap's nodes share one lock (mheap.lock): a
+ * span or page run taken on one node waits for one being taken on
+ * another.  An arena holding pages of two nodes has its metadata on the
+ * node of its lowest pages; the arena index (one 166 KiB L2 chunk per
+ * 256 GiB of physical address space) is on one node; a caller-given
+ * metadata region holds every node's init metadata.  kmalloc_node etc. for
+ * a node other than the calling CPU's take a lock per object (the node's
+ * depot lock: no magazine of that node is the caller's to use).
  */
 
 /* Ranges of consecutive address space of one node the heap keeps: a map
@@ -385,6 +405,8 @@ struct kmem_node_stats {
 	unsigned cpus;            /* CPUs of the node (online or not) */
 	uint64_t pages_metadata;  /* pool pages of the node taken for metadata
 	                             runs (guards included; not the regions) */
+	uint64_t metadata_bytes;  /* the node's metadata region (0: none, its
+	                             init metadata is in the nearest node's) */
 };
 
 /* Statistics of node `node` (< kmem_nr_nodes()); -KMEM_EINVAL otherwise.

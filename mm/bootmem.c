@@ -17,13 +17,22 @@
  * written, so a failed hot-add leaves nothing behind.  Arenas it covers
  * whole are shared like init's, with room for their copies in the region.
  *
- * Metadata region layout (carved in this order, all cache-line aligned):
+ * Metadata regions.  Unless the caller gives one region (which then
+ * serves every node), kmem_init carves one per node from the top of the
+ * node's highest piece of memory that holds it (plan_auto); a node with
+ * none that fits, or no memory, is served by the nearest node that has
+ * one (meta_server).  A region's layout (carved in this order, all
+ * cache-line aligned):
  *     guard page |
- *     mcentral[KMEM_NUM_CLASSES] | mcache[max_cpus] |
- *     l2_chunk and heap_arena for every arena touched (the arena range,
- *     [arena_next, arena_end): arenas the map covers whole are shared
- *     until their first write and copied here then) |
- *     span descriptor reserve (fixalloc), about 1/1024 of managed memory |
+ *     mcentral[KMEM_NUM_CLASSES] of each node it serves |
+ *     the mcache of each CPU of those nodes |
+ *     l2_chunk and heap_arena for every arena whose lowest pages are of
+ *     those nodes (and the L2 chunk of every chunk whose lowest arena is
+ *     one of them) (the arena range, [arena_next[n], arena_end[n]):
+ *     arenas the map covers whole are shared until their first write and
+ *     copied here then) |
+ *     span descriptor reserve (fixalloc), about 1/1024 of the nodes'
+ *     memory, and in CPU 0's node's region the deferred-free state |
  *     guard page
  * The guard pages (the first and last pages the region touches) hold
  * nothing: a client's overflow off the pool page below lands there
@@ -49,12 +58,26 @@ static bool covers(const struct kmem_region *r, uint64_t x)
 	return r->length && x >= r->base && x < region_end(r);
 }
 
-/* x is usable: covered by a USABLE region and by nothing else, nor by the
- * excluded range [ex_lo, ex_hi). */
-static bool usable_at(const struct kmem_config *cfg, uint64_t x, uint64_t ex_lo, uint64_t ex_hi)
+/* Byte ranges kept out of the pool: the metadata regions. */
+struct excl {
+	uint64_t lo[KMEM_MAX_NODES], hi[KMEM_MAX_NODES];
+	unsigned n;
+};
+
+static bool excluded(const struct excl *ex, uint64_t x)
+{
+	for (unsigned i = 0; ex && i < ex->n; i++)
+		if (x >= ex->lo[i] && x < ex->hi[i])
+			return true;
+	return false;
+}
+
+/* x is usable: covered by a USABLE region and by nothing else, nor
+ * excluded. */
+static bool usable_at(const struct kmem_config *cfg, uint64_t x, const struct excl *ex)
 {
 	bool usable = false;
-	if (x >= ex_lo && x < ex_hi)
+	if (excluded(ex, x))
 		return false;
 	for (size_t i = 0; i < cfg->nregions; i++) {
 		const struct kmem_region *r = &cfg->regions[i];
@@ -68,23 +91,24 @@ static bool usable_at(const struct kmem_config *cfg, uint64_t x, uint64_t ex_lo,
 }
 
 /* The lowest maximal usable byte range [*s, *e) with *s >= from. */
-static bool next_range(const struct kmem_config *cfg, uint64_t from, uint64_t ex_lo,
-                       uint64_t ex_hi, uint64_t *s, uint64_t *e)
+static bool next_range(const struct kmem_config *cfg, uint64_t from, const struct excl *ex,
+                       uint64_t *s, uint64_t *e)
 {
 	uint64_t best = UINT64_MAX;
 	/* A range starts at `from`, at a usable base, or where a blocker ends. */
-	if (usable_at(cfg, from, ex_lo, ex_hi))
+	if (usable_at(cfg, from, ex))
 		best = from;
 	for (size_t i = 0; i < cfg->nregions && best != from; i++) {
 		const struct kmem_region *r = &cfg->regions[i];
 		if (!r->length)
 			continue;
 		uint64_t c = r->type == KMEM_REGION_USABLE ? r->base : region_end(r);
-		if (c >= from && c < best && usable_at(cfg, c, ex_lo, ex_hi))
+		if (c >= from && c < best && usable_at(cfg, c, ex))
 			best = c;
 	}
-	if (ex_hi >= from && ex_hi < best && usable_at(cfg, ex_hi, ex_lo, ex_hi))
-		best = ex_hi;
+	for (unsigned i = 0; ex && i < ex->n; i++)
+		if (ex->hi[i] >= from && ex->hi[i] < best && usable_at(cfg, ex->hi[i], ex))
+			best = ex->hi[i];
 	if (best == UINT64_MAX)
 		return false;
 	/* Extend through chained usable regions, then stop at the first
@@ -107,8 +131,9 @@ static bool next_range(const struct kmem_config *cfg, uint64_t from, uint64_t ex
 		if (r->type != KMEM_REGION_USABLE && r->length && r->base > best && r->base < end)
 			end = r->base;
 	}
-	if (ex_lo > best && ex_lo < end)
-		end = ex_lo;
+	for (unsigned i = 0; ex && i < ex->n; i++)
+		if (ex->lo[i] > best && ex->lo[i] < end)
+			end = ex->lo[i];
 	*s = best;
 	*e = end;
 	return true;
@@ -116,12 +141,12 @@ static bool next_range(const struct kmem_config *cfg, uint64_t from, uint64_t ex
 
 /* Whole managed pages [*pfn, *pfn + *n) of the next range at or above
  * `*cursor` (bytes); advances the cursor.  Skips ranges without a page. */
-static bool next_pages(const struct kmem_config *cfg, uint64_t *cursor, uint64_t ex_lo,
-                       uint64_t ex_hi, uint64_t *pfn, uint64_t *n)
+static bool next_pages(const struct kmem_config *cfg, uint64_t *cursor, const struct excl *ex,
+                       uint64_t *pfn, uint64_t *n)
 {
 	uint64_t s, e;
 	uint64_t limit = 1ull << KMEM_PHYS_BITS;
-	while (*cursor < limit && next_range(cfg, *cursor, ex_lo, ex_hi, &s, &e)) {
+	while (*cursor < limit && next_range(cfg, *cursor, ex, &s, &e)) {
 		*cursor = e;
 		if (e > limit)
 			e = limit;
@@ -144,21 +169,58 @@ struct map_sizes {
 	uint64_t pages, arenas, chunks;
 };
 
-static void count_map(const struct kmem_config *cfg, uint64_t ex_lo, uint64_t ex_hi,
-                      struct map_sizes *m)
+/* The managed pages in address order, cut where the node changes (node
+ * table t of nt entries; none: all node 0). */
+struct pieces {
+	const struct kmem_config *cfg;
+	const struct excl *ex;
+	const struct node_range *t;
+	unsigned nt;
+	uint64_t cursor, pfn, end;
+};
+
+static bool next_piece(struct pieces *it, uint64_t *pfn, uint64_t *n, unsigned *node)
 {
-	memset(m, 0, sizeof(*m));
-	uint64_t cursor = 0, pfn, n;
-	uint64_t last_arena = UINT64_MAX, last_chunk = UINT64_MAX;
-	while (next_pages(cfg, &cursor, ex_lo, ex_hi, &pfn, &n)) {
-		m->pages += n;
-		/* Ranges come in address order, so arenas are counted once. */
+	if (it->pfn >= it->end) {
+		uint64_t len;
+		if (!next_pages(it->cfg, &it->cursor, it->ex, &it->pfn, &len))
+			return false;
+		it->end = it->pfn + len;
+	}
+	uint64_t stop = it->end;
+	const struct node_range *r = node_range_of(it->t, it->nt, it->pfn);
+	for (unsigned i = 0; i < it->nt; i++) /* where the next range starts */
+		if (it->t[i].lo > it->pfn && it->t[i].lo < stop)
+			stop = it->t[i].lo;
+	if (r && r->hi < stop)
+		stop = r->hi;
+	*node = r ? r->node : 0;
+	*pfn = it->pfn;
+	*n = stop - it->pfn;
+	it->pfn = stop;
+	return true;
+}
+
+/* Pages, arenas and L2 chunks the map touches, counted for the metadata
+ * server of their node: an arena (a chunk) is that of its lowest pages,
+ * as kmem_init creates it (init_arena_locked). */
+static void count_map(const struct kmem_config *cfg, const struct node_range *t, unsigned nt,
+                      const uint8_t *server, struct map_sizes *m)
+{
+	memset(m, 0, KMEM_MAX_NODES * sizeof(*m));
+	struct pieces it = {.cfg = cfg, .t = t, .nt = nt};
+	uint64_t pfn, n, last_arena = UINT64_MAX, last_chunk = UINT64_MAX;
+	unsigned node;
+	while (next_piece(&it, &pfn, &n, &node)) {
+		struct map_sizes *s = &m[server[node]];
+		s->pages += n;
+		/* Pieces come in address order, so arenas are counted once. */
 		for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
 			if (a != last_arena)
-				m->arenas++;
+				s->arenas++;
 			last_arena = a;
 			if ((a >> L2_BITS) != last_chunk)
-				m->chunks++;
+				s->chunks++;
 			last_chunk = a >> L2_BITS;
 		}
 	}
@@ -220,12 +282,13 @@ static unsigned node_distance(const struct kmem_config *cfg, unsigned n, unsigne
 	return a == b ? 10 : 20;
 }
 
-/* Fills mheap_.node_order: for each node itself, then the others by
- * distance (ties: lower node first). */
-static void node_order_init(const struct kmem_config *cfg, unsigned n)
+/* Fills order (mheap_.node_order's shape): for each node itself, then
+ * the others by distance (ties: lower node first). */
+static void node_order_init(const struct kmem_config *cfg, unsigned n,
+                            uint8_t order[][KMEM_MAX_NODES])
 {
 	for (unsigned a = 0; a < n; a++) {
-		uint8_t *o = mheap_.node_order[a];
+		uint8_t *o = order[a];
 		unsigned k = 0;
 		o[k++] = (uint8_t)a;
 		for (unsigned b = 0; b < n; b++) {
@@ -307,17 +370,107 @@ static int node_ranges_of_map(const struct kmem_config *cfg, struct node_range *
 	}
 }
 
-static size_t meta_bytes(const struct map_sizes *m, unsigned cpus, unsigned nodes)
+/* Where kmem_init puts the metadata: a region per node that has one
+ * (size 0: none), and for each node the node whose region holds its
+ * mcentrals, its CPUs' mcaches and its arenas (server). */
+struct meta_plan {
+	uint64_t base[KMEM_MAX_NODES], size[KMEM_MAX_NODES];
+	uint8_t server[KMEM_MAX_NODES];
+	unsigned home; /* CPU 0's server: also the deferred-free state */
+	struct map_sizes m[KMEM_MAX_NODES]; /* by server */
+};
+
+/* Bytes of server s's region (guard pages included). */
+static size_t region_need(const struct kmem_config *cfg, unsigned nodes,
+                          const struct meta_plan *p, unsigned s)
 {
+	unsigned ncentral = 0, ncpu = 0, cpus = cfg_cpus(cfg);
+	for (unsigned n = 0; n < nodes; n++)
+		ncentral += p->server[n] == s;
+	for (unsigned cpu = 0; cpu < cpus; cpu++)
+		ncpu += p->server[cpu_node_of(cfg, cpu)] == s;
+	const struct map_sizes *m = &p->m[s];
 	uint64_t reserve = (m->pages << PAGE_SHIFT) >> META_SPAN_RESERVE_SHIFT;
 	if (reserve < META_SPAN_RESERVE_MIN)
 		reserve = META_SPAN_RESERVE_MIN;
-	uint64_t b = cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES * nodes +
-	             cline(sizeof(struct mcache)) * cpus +
+	uint64_t b = cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES * ncentral +
+	             cline(sizeof(struct mcache)) * ncpu +
 	             m->chunks * cline(sizeof(struct l2_chunk)) +
 	             m->arenas * cline(sizeof(struct heap_arena)) + reserve +
-	             deferred_state_bytes(cpus) + 4 * KMEM_CACHE_LINE;
+	             (s == p->home ? deferred_state_bytes(cpus) : 0) + 4 * KMEM_CACHE_LINE;
 	return (size_t)align_up(b, PAGE_SIZE) + 2 * PAGE_SIZE; /* and the guards */
+}
+
+/* Every node's server: the nearest node (order) that holds a region
+ * (ok).  False if none does. */
+static bool plan_servers(const struct kmem_config *cfg, unsigned nodes,
+                         uint8_t order[][KMEM_MAX_NODES], const bool *ok, struct meta_plan *p)
+{
+	for (unsigned n = 0; n < nodes; n++) {
+		unsigned k = 0;
+		while (k < nodes && !ok[order[n][k]])
+			k++;
+		if (k == nodes)
+			return false;
+		p->server[n] = order[n][k];
+	}
+	p->home = p->server[cpu_node_of(cfg, 0)];
+	return true;
+}
+
+/* Regions carved by the allocator: each node that has memory holds its
+ * own at the top of its highest piece that fits it; a node with none
+ * that fits is served by the nearest that has, whose region grows. */
+static int plan_auto(const struct kmem_config *cfg, const struct node_range *t, unsigned nt,
+                     unsigned nodes, uint8_t order[][KMEM_MAX_NODES], struct meta_plan *p)
+{
+	bool ok[KMEM_MAX_NODES] = {false};
+	struct pieces it = {.cfg = cfg, .t = t, .nt = nt};
+	uint64_t pfn, n;
+	unsigned node;
+	while (next_piece(&it, &pfn, &n, &node))
+		ok[node] = true;
+	for (;;) { /* each round drops a node, or ends */
+		if (!plan_servers(cfg, nodes, order, ok, p))
+			return -KMEM_ENOMEM;
+		count_map(cfg, t, nt, p->server, p->m);
+		bool again = false;
+		for (unsigned s = 0; s < nodes; s++) {
+			p->size[s] = 0;
+			if (!ok[s])
+				continue;
+			size_t need = region_need(cfg, nodes, p, s);
+			uint64_t best = PAGE_NONE;
+			struct pieces q = {.cfg = cfg, .t = t, .nt = nt};
+			while (next_piece(&q, &pfn, &n, &node))
+				if (node == s && (n << PAGE_SHIFT) > need)
+					best = pfn + n;
+			if (best == PAGE_NONE) {
+				ok[s] = false;
+				again = true;
+				continue;
+			}
+			p->size[s] = need;
+			p->base[s] = (best << PAGE_SHIFT) - need;
+		}
+		if (!again)
+			return 0;
+	}
+}
+
+/* The caller's one region serves every node. */
+static int plan_given(const struct kmem_config *cfg, const struct node_range *t, unsigned nt,
+                      unsigned nodes, struct meta_plan *p)
+{
+	const struct node_range *r = node_range_of(t, nt, cfg->metadata_base >> PAGE_SHIFT);
+	unsigned s = r ? r->node : 0;
+	memset(p->server, s, sizeof(p->server));
+	p->home = s;
+	count_map(cfg, t, nt, p->server, p->m);
+	p->base[s] = cfg->metadata_base;
+	p->size[s] = cfg->metadata_size;
+	/* The pool shrinks by the region; the need cannot grow. */
+	return p->size[s] < region_need(cfg, nodes, p, s) ? -KMEM_ENOMEM : 0;
 }
 
 static bool cfg_ok(const struct kmem_config *cfg)
@@ -330,21 +483,56 @@ size_t kmem_metadata_size(const struct kmem_config *cfg)
 {
 	if (!cfg_ok(cfg))
 		return 0;
-	struct map_sizes m;
-	count_map(cfg, 0, 0, &m);
-	if (!m.pages)
+	struct meta_plan p = {.home = 0}; /* one region: server 0 for all */
+	count_map(cfg, NULL, 0, p.server, p.m);
+	if (!p.m[0].pages)
 		return 0;
-	return meta_bytes(&m, cfg_cpus(cfg), cfg_nodes(cfg));
+	return region_need(cfg, cfg_nodes(cfg), &p, 0);
 }
 
 void kmem_metadata_region(uint64_t *phys_base, uint64_t *size)
 {
-	*phys_base = mheap_.meta_base;
-	*size = mheap_.meta_size;
+	*phys_base = mheap_.meta_base[mheap_.meta_node];
+	*size = mheap_.meta_size[mheap_.meta_node];
+}
+
+unsigned kmem_metadata_regions(struct kmem_region *out, unsigned max)
+{
+	unsigned k = 0;
+	for (unsigned n = 0; n < mheap_.nnodes; n++) {
+		if (!mheap_.meta_size[n])
+			continue;
+		if (k < max)
+			out[k] = (struct kmem_region){.base = mheap_.meta_base[n],
+			                              .length = mheap_.meta_size[n],
+			                              .type = KMEM_REGION_RESERVED,
+			                              .node = n};
+		k++;
+	}
+	return k;
+}
+
+/* kmem_init: creates (share: shares) the arena of pfn, the lowest page
+ * of it being added, from its node's server's arena range as counted
+ * (count_map), else from the nearest other region's (an arena whose
+ * lowest pages a region took was counted for another node). */
+static int init_arena_locked(uint64_t pfn, bool share)
+{
+	int node = pfn_node(pfn);
+	unsigned want = mheap_.meta_server[node >= 0 ? node : 0];
+	int err = -KMEM_ENOMEM;
+	for (unsigned k = 0; k < mheap_.nnodes && err == -KMEM_ENOMEM; k++) {
+		unsigned s = mheap_.node_order[want][k];
+		if (!mheap_.meta_size[s])
+			continue;
+		err = share ? arena_share_locked(pfn, &mheap_.arena_next[s], mheap_.arena_end[s])
+		            : arena_create_locked(pfn, &mheap_.arena_next[s], mheap_.arena_end[s]);
+	}
+	return err;
 }
 
 /* Marks [pfn, pfn+n) managed and free, creating arenas from the bump
- * range.  With `lazy`, an arena the range covers whole and that does not
+ * range (NULL: kmem_init's, init_arena_locked).  With `lazy`, an arena the range covers whole and that does not
  * exist yet becomes the shared all-free image instead (heaparena.c): no
  * write to it, only the summaries above it.  Caller holds mheap.lock (or
  * is init). */
@@ -357,17 +545,16 @@ static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t
 		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
 		if (stop > pfn + n)
 			stop = pfn + n;
-		int err;
-		if (lazy && stop - p == ARENA_PAGES && !arena_of_pfn(p)) {
-			err = arena_share_locked(p, bump, bump_end);
-			if (err)
-				return err;
+		bool share = lazy && stop - p == ARENA_PAGES && !arena_of_pfn(p);
+		int err = !bump ? init_arena_locked(p, share)
+		          : share ? arena_share_locked(p, bump, bump_end)
+		                  : arena_create_locked(p, bump, bump_end);
+		if (err)
+			return err;
+		if (share) {
 			p = stop;
 			continue;
 		}
-		err = arena_create_locked(p, bump, bump_end);
-		if (err)
-			return err;
 		struct heap_arena *a = arena_own_locked(p);
 		a->managed += stop - p;
 		uint64_t q = p;
@@ -389,45 +576,68 @@ static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t
 	return 0;
 }
 
+/* Carves server s's region: its nodes' mcentrals, its CPUs' mcaches
+ * (zeroed), the arena range, and the rest as the node's bump range. */
+static int region_carve(const struct meta_plan *p, unsigned s)
+{
+	uint64_t base = p->base[s], size = p->size[s];
+	/* Between the guard pages: the first and last pages it touches
+	 * (excluded from the pool, as the region). */
+	uint64_t data_lo = align_down(base, PAGE_SIZE) + PAGE_SIZE;
+	uint64_t data_hi = align_up(base + size, PAGE_SIZE) - PAGE_SIZE;
+	if (data_hi < data_lo)
+		return -KMEM_ENOMEM;
+	uintptr_t bump = align_up((uintptr_t)data_lo + mheap_.offset, KMEM_CACHE_LINE);
+	uintptr_t end = (uintptr_t)data_hi + mheap_.offset, start = bump;
+	for (unsigned n = 0; n < mheap_.nnodes; n++)
+		if (p->server[n] == s) {
+			mheap_.central[n] = (struct mcentral *)bump;
+			bump += cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES;
+		}
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
+		if (p->server[mheap_.cpu_node[cpu]] == s) {
+			mheap_.mcache[cpu] = (struct mcache *)bump;
+			bump += cline(sizeof(struct mcache));
+		}
+	if (bump > end)
+		return -KMEM_ENOMEM;
+	memset((void *)start, 0, bump - start);
+	/* The L2 chunks and arenas, shared ones included: the arena range is
+	 * not zeroed here (a chunk or arena is cleared or copied when carved),
+	 * so init costs no page faults on it. */
+	mheap_.arena_next[s] = bump;
+	bump += p->m[s].chunks * cline(sizeof(struct l2_chunk)) +
+	        p->m[s].arenas * cline(sizeof(struct heap_arena));
+	mheap_.arena_end[s] = bump;
+	if (bump > end)
+		return -KMEM_ENOMEM;
+	mheap_.meta_next[s] = bump;
+	mheap_.meta_end[s] = end;
+	return 0;
+}
+
 int kmem_init(const struct kmem_config *cfg)
 {
 	if (!cfg_ok(cfg))
 		return -KMEM_EINVAL;
 	unsigned cpus = cfg_cpus(cfg), nodes = cfg_nodes(cfg);
-	uint64_t ex_lo = 0, ex_hi = 0;
-	/* The node table is built here, so that a bad one changes nothing. */
+	/* The node table and the plan are made here, so that a bad one
+	 * changes nothing. */
 	struct node_range ranges[KMEM_MAX_NODE_RANGES];
 	unsigned nranges = 0;
 	if (nodes > 1 && node_ranges_of_map(cfg, ranges, &nranges))
 		return -KMEM_EINVAL;
-	struct map_sizes m;
-	count_map(cfg, 0, 0, &m);
-	if (!m.pages)
+	uint8_t order[KMEM_MAX_NODES][KMEM_MAX_NODES];
+	node_order_init(cfg, nodes, order);
+	struct meta_plan plan;
+	memset(&plan, 0, sizeof(plan));
+	count_map(cfg, NULL, 0, plan.server, plan.m);
+	if (!plan.m[0].pages)
 		return -KMEM_EINVAL;
-	size_t need = meta_bytes(&m, cpus, nodes);
-
-	uint64_t meta_base, meta_size;
-	if (cfg->metadata_size) {
-		meta_base = cfg->metadata_base;
-		meta_size = cfg->metadata_size;
-		ex_lo = align_down(meta_base, PAGE_SIZE);
-		ex_hi = align_up(meta_base + meta_size, PAGE_SIZE);
-		/* The pool shrinks by the region; the need cannot grow. */
-		if (meta_size < need)
-			return -KMEM_ENOMEM;
-	} else {
-		/* The highest page range that holds the region. */
-		uint64_t cursor = 0, pfn, n, best = PAGE_NONE;
-		while (next_pages(cfg, &cursor, 0, 0, &pfn, &n))
-			if ((n << PAGE_SHIFT) > need)
-				best = pfn + n;
-		if (best == PAGE_NONE)
-			return -KMEM_ENOMEM;
-		meta_size = need;
-		meta_base = (best << PAGE_SHIFT) - need;
-		ex_lo = meta_base;
-		ex_hi = meta_base + meta_size;
-	}
+	int err = cfg->metadata_size ? plan_given(cfg, ranges, nranges, nodes, &plan)
+	                             : plan_auto(cfg, ranges, nranges, nodes, order, &plan);
+	if (err)
+		return err;
 
 	memset(&mheap_, 0, offsetof(struct mheap, amax));
 	mheap_.sum_level = SUM_ARENA_TOP;
@@ -438,47 +648,28 @@ int kmem_init(const struct kmem_config *cfg)
 	mheap_.nnodes = nodes;
 	for (unsigned cpu = 0; cpu < cpus; cpu++)
 		mheap_.cpu_node[cpu] = cpu_node_of(cfg, cpu);
-	node_order_init(cfg, nodes);
+	memcpy(mheap_.node_order, order, sizeof(order));
 	memcpy(mheap_.node_ranges, ranges, nranges * sizeof(ranges[0]));
 	atomic_store_explicit(&mheap_.nranges, nranges, memory_order_release);
-	mheap_.meta_base = meta_base;
-	mheap_.meta_size = meta_size;
-	/* Between the guard pages: the first and last pages it touches
-	 * (excluded from the pool, as the region). */
-	uint64_t data_lo = align_down(meta_base, PAGE_SIZE) + PAGE_SIZE;
-	uint64_t data_hi = align_up(meta_base + meta_size, PAGE_SIZE) - PAGE_SIZE;
-	if (data_hi < data_lo || data_hi - data_lo < need - 2 * PAGE_SIZE)
-		return -KMEM_ENOMEM;
-	/* The region serves metadata of its own node (fixalloc.c). */
-	int mnode = pfn_node(meta_base >> PAGE_SHIFT);
-	mheap_.meta_node = mnode >= 0 ? (unsigned)mnode : 0;
-	mheap_.meta_next[mheap_.meta_node] = (uintptr_t)data_lo + mheap_.offset;
-	mheap_.meta_end[mheap_.meta_node] = (uintptr_t)data_hi + mheap_.offset;
-
-	uintptr_t *bump = &mheap_.meta_next[mheap_.meta_node];
-	uintptr_t end = mheap_.meta_end[mheap_.meta_node];
-	*bump = align_up(*bump, KMEM_CACHE_LINE);
-	mheap_.central = (struct mcentral *)*bump;
-	*bump += cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES * nodes;
-	mheap_.mcaches = (struct mcache *)*bump;
-	*bump += cline(sizeof(struct mcache)) * cpus;
-	if (*bump > end)
-		return -KMEM_ENOMEM;
-	memset(mheap_.central, 0, *bump - (uintptr_t)mheap_.central);
-	/* The L2 chunks and arenas, shared ones included: the arena range is
-	 * not zeroed here (a chunk or arena is cleared or copied when carved),
-	 * so init costs no page faults on it. */
-	mheap_.arena_next = *bump;
-	*bump += m.chunks * cline(sizeof(struct l2_chunk)) +
-	         m.arenas * cline(sizeof(struct heap_arena));
-	mheap_.arena_end = *bump;
-	if (*bump > end)
-		return -KMEM_ENOMEM;
+	memcpy(mheap_.meta_server, plan.server, sizeof(plan.server));
+	mheap_.meta_node = plan.home;
+	struct excl ex = {.n = 0};
+	for (unsigned s = 0; s < nodes; s++) {
+		if (!plan.size[s])
+			continue;
+		mheap_.meta_base[s] = plan.base[s];
+		mheap_.meta_size[s] = plan.size[s];
+		ex.lo[ex.n] = align_down(plan.base[s], PAGE_SIZE);
+		ex.hi[ex.n++] = align_up(plan.base[s] + plan.size[s], PAGE_SIZE);
+		err = region_carve(&plan, s);
+		if (err)
+			return err;
+	}
 
 	arena_image_build();
 	uint64_t cursor = 0, pfn, n;
-	while (next_pages(cfg, &cursor, ex_lo, ex_hi, &pfn, &n)) {
-		int err = add_pages_locked(pfn, n, &mheap_.arena_next, mheap_.arena_end, true);
+	while (next_pages(cfg, &cursor, &ex, &pfn, &n)) {
+		err = add_pages_locked(pfn, n, NULL, 0, true);
 		if (err)
 			return err;
 	}
@@ -507,13 +698,13 @@ int kmem_init(const struct kmem_config *cfg)
 			c->node = (uint8_t)node;
 		}
 	for (unsigned cpu = 0; cpu < cpus; cpu++)
-		mheap_.mcaches[cpu].node = mheap_.cpu_node[cpu];
-	int err = harden_init(cfg->harden, cfg->harden_seed);
+		mheap_.mcache[cpu]->node = mheap_.cpu_node[cpu];
+	err = harden_init(cfg->harden, cfg->harden_seed);
 	if (err)
 		return err;
 	deferred_init();
 	/* The mcaches were zeroed with the centrals: no magazine, no span. */
-	mheap_.mcaches[0].online = true;
+	mheap_.mcache[0]->online = true;
 	mheap_.cpus_online = 1;
 	atomic_store_explicit(&mheap_.fault_hook, NULL, memory_order_relaxed);
 	atomic_store_explicit(&mheap_.oom_hook, NULL, memory_order_relaxed);
@@ -564,9 +755,13 @@ long kmem_hot_add(const struct kmem_region *r)
 	unsigned long f = lock_irqsave(&mheap_.lock);
 	/* Overlap with managed memory (free, used, or metadata a hot-add keeps
 	 * in its region) or with the metadata region. */
-	uint64_t ml = align_down(mheap_.meta_base, PAGE_SIZE);
-	uint64_t mh = align_up(mheap_.meta_base + mheap_.meta_size, PAGE_SIZE);
-	if ((s < mh && ml < e) || arena_managed_in_locked(pfn, n)) {
+	bool in_meta = false;
+	for (unsigned k = 0; k < mheap_.nnodes; k++) {
+		uint64_t ml = align_down(mheap_.meta_base[k], PAGE_SIZE);
+		uint64_t mh = align_up(mheap_.meta_base[k] + mheap_.meta_size[k], PAGE_SIZE);
+		in_meta |= mheap_.meta_size[k] && s < mh && ml < e;
+	}
+	if (in_meta || arena_managed_in_locked(pfn, n)) {
 		unlock_irqrestore(&mheap_.lock, f);
 		return -KMEM_EINVAL;
 	}
@@ -609,7 +804,7 @@ long kmem_hot_add(const struct kmem_region *r)
 	}
 	if (shared) {
 		uintptr_t room = align_up(bump, KMEM_CACHE_LINE);
-		arena_room_push_locked(room, room + KMEM_CACHE_LINE +
+		arena_room_push_locked(mheap_.meta_server[r->node], room, room + KMEM_CACHE_LINE +
 		                                 shared * cline(sizeof(struct heap_arena)));
 		bump = room + KMEM_CACHE_LINE + shared * cline(sizeof(struct heap_arena));
 	}

@@ -143,18 +143,22 @@ static unsigned guards_find_locked(uint64_t *cursor, uint64_t *out, unsigned max
 	return n;
 }
 
-/* Every guard page, and the metadata region's two, through the hook just
+/* Every guard page, and each metadata region's two, through the hook just
  * set.  Cost O(arenas * pages per arena).  Context: QUIESCE. */
 void guards_protect_all(void)
 {
 	if (!mheap_.initialised)
 		return;
 	atomic_fetch_add(&guards_busy, 1);
-	uint64_t lo = mheap_.meta_base, hi = lo + mheap_.meta_size;
-	if (lo % PAGE_SIZE == 0) /* else not all of the page is the region's */
-		harden_protect((uintptr_t)lo + mheap_.offset, PAGE_SIZE, true);
-	if (hi % PAGE_SIZE == 0)
-		harden_protect((uintptr_t)hi - PAGE_SIZE + mheap_.offset, PAGE_SIZE, true);
+	for (unsigned k = 0; k < mheap_.nnodes; k++) {
+		uint64_t lo = mheap_.meta_base[k], hi = lo + mheap_.meta_size[k];
+		if (!mheap_.meta_size[k])
+			continue;
+		if (lo % PAGE_SIZE == 0) /* else not all of the page is the region's */
+			harden_protect((uintptr_t)lo + mheap_.offset, PAGE_SIZE, true);
+		if (hi % PAGE_SIZE == 0)
+			harden_protect((uintptr_t)hi - PAGE_SIZE + mheap_.offset, PAGE_SIZE, true);
+	}
 	uint64_t cursor = 0, batch[32];
 	unsigned n;
 	do {

@@ -153,7 +153,7 @@ int harden_init(unsigned level, uint64_t seed)
 	                : level == 1 ? KMEM_HARDEN_SLACK1
 	                : KMEM_DEBUG_HEAP ? KMEM_REDZONE : 0;
 	/* No zero byte: every byte of the pattern differs from a NUL. */
-	uint64_t c = mix64(seed ? seed : mheap_.meta_base ^ (uint64_t)(uintptr_t)&harden_);
+	uint64_t c = mix64(seed ? seed : mheap_.meta_base[mheap_.meta_node] ^ (uint64_t)(uintptr_t)&harden_);
 	unsigned char *b = (unsigned char *)&c;
 	for (unsigned i = 0; i < 8; i++)
 		if (!b[i])

@@ -92,27 +92,36 @@ static void meta_copy(void *dst, const void *src, size_t n)
 }
 
 /* Copy rooms.  kmem_init sets aside room for a copy of every arena of the
- * boot map ([arena_next, arena_end)); each hot-add that shares arenas puts
- * room for theirs at the start of its region and pushes it here.  A room
- * begins with this header, which remembers the range that was current.
- * Every room holds exactly the copies of the arenas shared with it, so the
- * rooms together never run out, whichever arena is copied first. */
+ * boot map in each node's region ([arena_next[n], arena_end[n])); each
+ * hot-add that shares arenas puts room for theirs at the start of its
+ * region and pushes it on its node's stack.  A room begins with this
+ * header, which remembers the range that was current.  Every room holds
+ * exactly the copies of the arenas shared with it, so a node's rooms
+ * together never run out, whichever of its arenas is copied first; an
+ * arena is its first page's node's (pfn_node, through meta_server). */
 struct copy_room {
 	uintptr_t next, end;     /* the range current before this room */
 	struct copy_room *below; /* its room */
 };
 
 /* Makes [start, end) (cache-line aligned, room for whole copies after the
- * header) the current room. */
-void arena_room_push_locked(uintptr_t start, uintptr_t end)
+ * header) node's current room. */
+void arena_room_push_locked(unsigned node, uintptr_t start, uintptr_t end)
 {
 	struct copy_room *r = (struct copy_room *)start;
-	r->next = mheap_.arena_next;
-	r->end = mheap_.arena_end;
-	r->below = mheap_.arena_room;
-	mheap_.arena_room = r;
-	mheap_.arena_next = start + align_up(sizeof(*r), KMEM_CACHE_LINE);
-	mheap_.arena_end = end;
+	r->next = mheap_.arena_next[node];
+	r->end = mheap_.arena_end[node];
+	r->below = mheap_.arena_room[node];
+	mheap_.arena_room[node] = r;
+	mheap_.arena_next[node] = start + align_up(sizeof(*r), KMEM_CACHE_LINE);
+	mheap_.arena_end[node] = end;
+}
+
+/* The node whose rooms hold the arena of pfn. */
+static unsigned arena_room_node(uint64_t pfn)
+{
+	int n = pfn_node(align_down(pfn, ARENA_PAGES));
+	return n >= 0 ? mheap_.meta_server[n] : mheap_.meta_node;
 }
 
 struct heap_arena *arena_own_locked(uint64_t pfn)
@@ -121,17 +130,18 @@ struct heap_arena *arena_own_locked(uint64_t pfn)
 	KASSERT(a != NULL);
 	if (a != &arena_free_image)
 		return a;
-	uintptr_t p = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
-	while (p + sizeof(struct heap_arena) > mheap_.arena_end) {
+	unsigned node = arena_room_node(pfn);
+	uintptr_t p = align_up(mheap_.arena_next[node], KMEM_CACHE_LINE);
+	while (p + sizeof(struct heap_arena) > mheap_.arena_end[node]) {
 		/* This room is used up: back to the one below it. */
-		struct copy_room *r = mheap_.arena_room;
+		struct copy_room *r = mheap_.arena_room[node];
 		KASSERT(r != NULL);
-		mheap_.arena_next = r->next;
-		mheap_.arena_end = r->end;
-		mheap_.arena_room = r->below;
-		p = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
+		mheap_.arena_next[node] = r->next;
+		mheap_.arena_end[node] = r->end;
+		mheap_.arena_room[node] = r->below;
+		p = align_up(mheap_.arena_next[node], KMEM_CACHE_LINE);
 	}
-	mheap_.arena_next = p + sizeof(struct heap_arena);
+	mheap_.arena_next[node] = p + sizeof(struct heap_arena);
 	a = (struct heap_arena *)p;
 	meta_copy(a, &arena_free_image, sizeof(*a));
 	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],

@@ -5,7 +5,8 @@
  *
  * Format, one record per line, addresses in hex, counts in decimal:
  *   heapmap 1 page=4096 offset=<direct map offset>
- *   meta <phys> <bytes>                     the metadata region
+ *   meta <phys> <bytes>                     a metadata region (one per node
+ *                                           that has one)
  *   arena <phys> <managed pages>            every arena with metadata
  *   free <phys> <pages>                     a maximal free run
  *   small <phys> <pages> <class> <size> <live> <objects> <cache|->
@@ -120,10 +121,14 @@ void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg)
 	line_begin(&e, "heapmap 1 page=4096 offset=");
 	fmt_num(&e.line, mheap_.offset, 16);
 	line_end(&e);
-	line_begin(&e, "meta");
-	field(&e, mheap_.meta_base, 16);
-	field(&e, mheap_.meta_size, 10);
-	line_end(&e);
+	for (unsigned n = 0; n < mheap_.nnodes; n++) {
+		if (!mheap_.meta_size[n])
+			continue;
+		line_begin(&e, "meta");
+		field(&e, mheap_.meta_base[n], 16);
+		field(&e, mheap_.meta_size[n], 10);
+		line_end(&e);
+	}
 	for (uint64_t i1 = 0; i1 < L1_ENTRIES; i1++) {
 		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[i1], memory_order_relaxed);
 		for (uint64_t i2 = 0; c && i2 < L2_ENTRIES; i2++) {

@@ -17,7 +17,7 @@ void lock_init(struct spinlock *l, enum lock_level level)
 #if KMEM_DEBUG >= 2
 static void order_check_acquire(struct spinlock *l)
 {
-	struct mcache *c = mheap_.mcaches ? mcache_of(arch_cpu_id()) : NULL;
+	struct mcache *c = mcache_of(arch_cpu_id());
 	if (!c)
 		return;
 	/* Every held level must be lower than the one taken now. */
@@ -27,7 +27,7 @@ static void order_check_acquire(struct spinlock *l)
 
 static void order_check_release(struct spinlock *l)
 {
-	struct mcache *c = mheap_.mcaches ? mcache_of(arch_cpu_id()) : NULL;
+	struct mcache *c = mcache_of(arch_cpu_id());
 	if (c)
 		c->lock_levels &= ~(1u << l->level);
 }

@@ -146,7 +146,7 @@
  * (kmem_config.cpu_node), nodes a SLIT-style distance table.  What is per
  * node, and what it costs:
  *   - mcentrals: every kmalloc class has one per node
- *     (mheap_.central[node * KMEM_NUM_CLASSES + class], class_central),
+ *     (mheap_.central[node][class], class_central),
  *     every object cache one per node (kmem_cache.node_central[]), each
  *     with its own depot and lock.  A CPU's magazines (and the span it
  *     fills them from) belong to its node's mcentral: the path picks the
@@ -185,9 +185,9 @@
  *     for a large object or page run the node asked for, which is its
  *     pages' node unless that node was full), a magazine from its
  *     mcentral's node; object-cache descriptors and deferred batches from
- *     the region's node.  fixalloc keeps per node a free
- *     list, a pend list and a bump range: the metadata region's bump
- *     serves the region's node, every node grows by runs taken from the
+ *     CPU 0's node's region.  fixalloc keeps per node a free
+ *     list, a pend list and a bump range: a node's metadata region's bump
+ *     serves the node, every node grows by runs taken from the
  *     top of its own ranges (pages_find_top_in_locked, O(log n) per range),
  *     and a node with no pages left (or none at all) is served by the
  *     next in distance order, as pages are.  A freed block goes on the
@@ -195,11 +195,21 @@
  *     than one node).  Reclaim and the grace period work per run as
  *     before; mheap_.meta_pages[] counts each node's run pages (guards
  *     included; a guard is shared only between runs of one node).
- * Not per node: the metadata region itself and what init carves from it
- * (arena maps, bitmaps and summaries, mcentrals, mcaches), and the
- * permanent carves (meta_carve_locked: the region's node).  A heap with
- * every region and CPU on node 0 is exactly the heap without NUMA (one
- * range search, the same mcentrals, index 0 of every per-node array).
+ *   - init metadata (bootmem.c): kmem_init carves a metadata region per
+ *     node from the top of the node's own memory, holding the node's
+ *     mcentrals, the mcaches of its CPUs, the arena maps, bitmaps and
+ *     summaries of the arenas whose lowest pages are the node's (and room
+ *     for their copies), and the node's first span metadata.  A node too
+ *     small for one, or without memory, is served by the nearest node
+ *     that has one (meta_server).  Left on one node: the L2 chunks (an
+ *     index of 256 GiB each: the region of the node of their lowest
+ *     arena), a caller-given region (kmem_config.metadata_base: all of it
+ *     there), and the permanent carves (meta_carve_locked: CPU 0's node).
+ *     mcache_of(cpu) reads a per-CPU pointer instead of indexing one
+ *     array: the same one load on the fast path.
+ * A heap with every region and CPU on node 0 is exactly the heap without
+ * NUMA (one region, one range search, the same mcentrals, index 0 of
+ * every per-node array).
  *
  * Locks (mtypes.h): caches_lock < depot.lock < mcentral.lock <
  * mheap.lock, all taken with interrupts off; the fast paths take none.
@@ -642,7 +652,7 @@ static void report_no_span(const void *p)
 	enum kmem_fault_kind kind = KMEM_FAULT_WILD;
 	const char *why = "not in memory the heap manages";
 	uint64_t head = 0, len = 0;
-	if (phys >= mheap_.meta_base && phys - mheap_.meta_base < mheap_.meta_size) {
+	if (in_metadata_region(phys)) {
 		kind = KMEM_FAULT_METADATA;
 		why = "inside the metadata region";
 	} else if (arena_of_pfn(pfn)) {

@@ -440,8 +440,9 @@ unsigned long kmem_check(void)
 		for (uint64_t j = 0; j < (1ull << (SUM_TOP - level)); j++)
 			if (!sum_node_ok(level, j))
 				bad(&k, NULL, NULL, "top summary is stale");
-	if (mheap_.arena_next > mheap_.arena_end)
-		bad(&k, NULL, NULL, "arena copies overran their reserve");
+	for (unsigned n = 0; n < mheap_.nnodes; n++)
+		if (mheap_.arena_next[n] > mheap_.arena_end[n])
+			bad(&k, NULL, NULL, "arena copies overran their reserve");
 
 	if (k.run_left)
 		bad(&k, NULL, NULL, "the last page run ends before its length");

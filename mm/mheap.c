@@ -50,18 +50,24 @@ unsigned node_or_here(int node)
 	return node >= 0 ? (unsigned)node : mheap_.cpu_node[arch_cpu_id()];
 }
 
+/* The newest of the n ranges of t that holds pfn, or NULL. */
+const struct node_range *node_range_of(const struct node_range *t, unsigned n, uint64_t pfn)
+{
+	for (unsigned i = n; i-- > 0;)
+		if (pfn >= t[i].lo && pfn < t[i].hi)
+			return &t[i];
+	return NULL;
+}
+
 /* The node of pfn (from the newest range holding it: a hot-add is newer
  * than init's ranges), or -1 if no range holds it.  Lock-free. */
 int pfn_node(uint64_t pfn)
 {
 	if (mheap_.nnodes == 1)
 		return 0;
-	for (unsigned i = atomic_load_explicit(&mheap_.nranges, memory_order_acquire); i-- > 0;) {
-		const struct node_range *r = &mheap_.node_ranges[i];
-		if (pfn >= r->lo && pfn < r->hi)
-			return (int)r->node;
-	}
-	return -1;
+	const struct node_range *r = node_range_of(
+		mheap_.node_ranges, atomic_load_explicit(&mheap_.nranges, memory_order_acquire), pfn);
+	return r ? (int)r->node : -1;
 }
 
 /* pages_find_locked for a request that prefers `node`: that node's

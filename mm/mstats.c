@@ -26,12 +26,14 @@ void kmem_get_stats(struct kmem_stats *out)
 	out->pages_metadata = mheap_.pages_metadata;
 	out->large_objects = mheap_.large_objects;
 	out->page_runs = mheap_.page_runs;
-	out->metadata_bytes = mheap_.meta_size;
-	uintptr_t meta_lo = (uintptr_t)mheap_.meta_base + mheap_.offset;
-	out->metadata_used = mheap_.meta_next[mheap_.meta_node] >= meta_lo &&
-	                             mheap_.meta_next[mheap_.meta_node] <= meta_lo + mheap_.meta_size
-	                         ? mheap_.meta_next[mheap_.meta_node] - meta_lo
-	                         : mheap_.meta_size;
+	/* A region is used up to its node's bump range, or whole once that
+	 * moved on to pool runs. */
+	for (unsigned n = 0; n < mheap_.nnodes; n++) {
+		uintptr_t lo = (uintptr_t)mheap_.meta_base[n] + mheap_.offset, next = mheap_.meta_next[n];
+		out->metadata_bytes += mheap_.meta_size[n];
+		out->metadata_used += next >= lo && next <= lo + mheap_.meta_size[n] ? next - lo
+		                                                                      : mheap_.meta_size[n];
+	}
 	out->arenas = mheap_.narenas;
 	out->nclasses = KMEM_NUM_CLASSES;
 	out->cpus_online = atomic_load_explicit(&mheap_.cpus_online, memory_order_relaxed);
@@ -93,6 +95,7 @@ int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out)
 	out->pages_local = c->pages_local;
 	out->pages_remote = c->pages_remote;
 	out->pages_metadata = mheap_.meta_pages[node];
+	out->metadata_bytes = mheap_.meta_size[node];
 	if (mheap_.nnodes == 1) {
 		out->pages_managed = mheap_.pages_managed;
 		out->pages_free = mheap_.pages_free;

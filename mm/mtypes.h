@@ -548,10 +548,16 @@ struct mheap {
 	 * in use.  Searches start at the hull root. */
 	unsigned sum_level;                 /* [heap] only grows */
 
-	/* The metadata region, its node, and per node the bump range
-	 * carving metadata of that node (the region's node starts with the
-	 * region, the others with nothing). */
-	uint64_t meta_base, meta_size;      /* [const] physical */
+	/* The metadata regions (bootmem.c): one per node that holds its
+	 * own (meta_size[n] != 0), or the caller's one region.  A node
+	 * without a region has its init metadata in that of meta_server[n],
+	 * the nearest node with one; meta_node is CPU 0's server, whose
+	 * region also holds what is no node's (the deferred-free state).
+	 * Per node, the bump range carving metadata of that node (a node
+	 * with a region starts with the rest of it, the others with
+	 * nothing). */
+	uint64_t meta_base[KMEM_MAX_NODES], meta_size[KMEM_MAX_NODES]; /* [const] physical */
+	uint8_t meta_server[KMEM_MAX_NODES]; /* [const] */
 	unsigned meta_node;                 /* [const] */
 	uintptr_t meta_next[KMEM_MAX_NODES], meta_end[KMEM_MAX_NODES]; /* [heap] virtual */
 	/* Pool runs carved for metadata, by address, and per node the one its
@@ -561,12 +567,13 @@ struct mheap {
 	struct meta_run *meta_runs, *meta_cur[KMEM_MAX_NODES]; /* [heap] */
 	uint64_t meta_pages[KMEM_MAX_NODES]; /* [heap] */
 	struct fixalloc *fixallocs;         /* [heap] */
-	/* Room for the copies of lazy arenas (and the eager ones), sized at
-	 * init for every arena of the boot map and by each hot-add for the
+	/* Room for the copies of lazy arenas (and the eager ones), per
+	 * metadata server node (an arena is its first page's node's), sized
+	 * at init for every arena of the boot map and by each hot-add for the
 	 * arenas it shares: a copy never fails.  arena_room stacks the rooms
 	 * hot-adds reserved (heaparena.c); the current one is the bump range. */
-	uintptr_t arena_next, arena_end;    /* [heap] virtual bump range */
-	void *arena_room;                   /* [heap] the room below, or NULL */
+	uintptr_t arena_next[KMEM_MAX_NODES], arena_end[KMEM_MAX_NODES]; /* [heap] virtual */
+	void *arena_room[KMEM_MAX_NODES];   /* [heap] the room below, or NULL */
 	/* Guard pages made under the lock, to be protected once it is
 	 * released (fixalloc.c, guards_protect); a full queue asks for a
 	 * scan of every arena instead. */
@@ -580,10 +587,11 @@ struct mheap {
 	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
 	struct fixalloc dbgalloc[DBG_BUCKETS]; /* [heap] obj_debug[dbg_bucket_objs(b)] */
 
-	/* [const] KMEM_NUM_CLASSES entries per node: node n's class c is
-	 * central[n * KMEM_NUM_CLASSES + c] (class_central). */
-	struct mcentral *central;
-	struct mcache *mcaches;             /* [const] max_cpus entries */
+	/* [const] KMEM_NUM_CLASSES entries per node, in the node's region
+	 * (its server's): node n's class c is central[n][c] (class_central).
+	 * A CPU's mcache is in its node's region; NULL until kmem_init. */
+	struct mcentral *central[KMEM_MAX_NODES];
+	struct mcache *mcache[KMEM_MAX_CPUS];
 
 	struct spinlock caches_lock;        /* LOCK_CACHES */
 	struct kmem_cache *caches;          /* [caches] live object caches */
@@ -678,7 +686,7 @@ void arena_map_span_locked(struct mspan *s);     /* publish all pages */
 void arena_unmap_span_locked(struct mspan *s);
 int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
 int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
-void arena_room_push_locked(uintptr_t start, uintptr_t end);
+void arena_room_push_locked(unsigned node, uintptr_t start, uintptr_t end);
 bool arena_managed_in_locked(uint64_t pfn, uint64_t npages);
 struct heap_arena *arena_own_locked(uint64_t pfn);  /* writable, copied if lazy */
 void arena_image_build(void);
@@ -777,11 +785,11 @@ void mcache_flush(unsigned cpu);
 void mcache_take_over(unsigned cpu);
 static inline struct mcache *mcache_of(unsigned cpu)
 {
-	return &mheap_.mcaches[cpu];
+	return mheap_.mcache[cpu];
 }
 static inline struct mcentral *class_central(unsigned node, unsigned cls)
 {
-	return &mheap_.central[node * KMEM_NUM_CLASSES + cls];
+	return &mheap_.central[node][cls];
 }
 /* The mcentral of c's class or cache whose magazines CPU cpu holds: the
  * one of its node (c itself on a single-node heap). */
@@ -823,6 +831,15 @@ unsigned node_or_here(int node);
 uint64_t node_pages_find_locked(uint64_t npages, uint64_t align, uint64_t max_pfn,
                                 unsigned node);
 int pfn_node(uint64_t pfn);
+/* phys is in one of the metadata regions. */
+static inline bool in_metadata_region(uint64_t phys)
+{
+	for (unsigned n = 0; n < KMEM_MAX_NODES; n++)
+		if (phys - mheap_.meta_base[n] < mheap_.meta_size[n])
+			return true;
+	return false;
+}
+const struct node_range *node_range_of(const struct node_range *t, unsigned n, uint64_t pfn);
 struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
                                uint64_t max_pfn, enum span_state state,
                                struct mcentral *central, unsigned node);

@@ -62,7 +62,7 @@ def parse(lines):
                     continue
                 kv = dict(f.split('=', 1) for f in rest[1:] if '=' in f)
                 cur = {'page': int(kv.get('page', '4096')), 'offset': int(kv.get('offset', '0'), 16),
-                       'meta': None, 'arenas': [], 'recs': []}
+                       'meta': [], 'arenas': [], 'recs': []}
                 continue
             if cur is None:
                 continue
@@ -70,7 +70,7 @@ def parse(lines):
                 dumps.append(cur)
                 cur = None
             elif word == 'meta':
-                cur['meta'] = (int(rest[0], 16), int(rest[1]))
+                cur['meta'].append((int(rest[0], 16), int(rest[1])))
             elif word == 'arena':
                 cur['arenas'].append((int(rest[0], 16), int(rest[1])))
             elif word == 'small':
@@ -170,8 +170,7 @@ def render(d, out, cols=256, title=None):
             if mark and pfn == first_pfn and CW > 2:
                 cell[:, 0] = tuple(0.6 * x for x in colour)
 
-    if d['meta']:
-        mphys, mbytes = d['meta']
+    for mphys, mbytes in d['meta']:
         paint(mphys // page, (mbytes + page - 1) // page, C_META)
     alt = {'large': 0, 'run': 0}
     prev_end = {'large': None, 'run': None}
@@ -198,7 +197,7 @@ def render(d, out, cols=256, title=None):
             e[5] += 1
 
     managed = sum(m for _, m in arenas)
-    meta_bytes = d['meta'][1] if d['meta'] else 0
+    meta_bytes = sum(b for _, b in d['meta'])
     meta_total = meta_bytes + totals['metapages'] * page
     pct = lambda pages: 100.0 * pages / managed if managed else 0.0
     head = title or 'spanalloc heap map'

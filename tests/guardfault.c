@@ -96,7 +96,7 @@ static void try_edge(const char *what, uint64_t guard_phys)
 /* The lowest pool page taken as a guard of a descriptor run, or 0. */
 static uint64_t lowest_pool_guard(void)
 {
-	for (uint64_t pfn = 1; pfn < (mheap_.meta_base >> PAGE_SHIFT); pfn++) {
+	for (uint64_t pfn = 1; pfn < (mheap_.meta_base[mheap_.meta_node] >> PAGE_SHIFT); pfn++) {
 		struct heap_arena *a = arena_of_pfn(pfn);
 		if (a && a->pagekind[pfn & (ARENA_PAGES - 1)] == PKIND_GUARD)
 			return pfn << PAGE_SHIFT;

@@ -475,8 +475,8 @@ static void test_lazy_copy_on_first_write(void **state)
 	assert_non_null(arena_of_pfn(a3));
 	assert_true(pfn_is_managed(a1) && pfn_is_managed(a2 + ARENA_PAGES - 1));
 	/* Init copied nothing: the reserve still holds both shared arenas. */
-	assert_true(mheap_.arena_end - mheap_.arena_next >= 2 * sizeof(struct heap_arena));
-	uintptr_t next0 = mheap_.arena_next;
+	assert_true(mheap_.arena_end[0] - mheap_.arena_next[0] >= 2 * sizeof(struct heap_arena));
+	uintptr_t next0 = mheap_.arena_next[0];
 	fx_assert_check();
 
 	/* First fit: the lowest page is arena 1's first; the write copies it. */
@@ -484,7 +484,7 @@ static void test_lazy_copy_on_first_write(void **state)
 	assert_ptr_equal(p, va(64 * FX_MIB));
 	struct heap_arena *c = arena_of_pfn(a1);
 	assert_ptr_not_equal(c, &arena_free_image);
-	assert_true((uintptr_t)c >= next0 && (uintptr_t)c + sizeof(*c) <= mheap_.arena_end);
+	assert_true((uintptr_t)c >= next0 && (uintptr_t)c + sizeof(*c) <= mheap_.arena_end[0]);
 	assert_ptr_equal(arena_of_pfn(a2), &arena_free_image);
 	assert_int_equal(c->managed, ARENA_PAGES);
 	assert_int_equal(c->pagebits[0], ~1ull);
@@ -502,7 +502,7 @@ static void test_lazy_copy_on_first_write(void **state)
 	assert_ptr_equal(q, va(64 * FX_MIB + PG));
 	assert_ptr_not_equal(arena_of_pfn(a2), &arena_free_image);
 	assert_span_pages(span_of_ptr(q));
-	assert_int_equal(mheap_.arena_next - next0, 2 * align_up(sizeof(*c), KMEM_CACHE_LINE));
+	assert_int_equal(mheap_.arena_next[0] - next0, 2 * align_up(sizeof(*c), KMEM_CACHE_LINE));
 	fx_assert_check();
 	kpage_free(q, ARENA_PAGES);
 	kpage_free(p, 1);
@@ -572,12 +572,12 @@ static void test_lazy_init_1t(void **state)
 	/* Both ends work; the high one copies one shared arena. */
 	void *lo = kpage_alloc(1, PG, 0);
 	assert_ptr_equal(lo, va(PG));
-	uintptr_t before = mheap_.arena_next;
+	uintptr_t before = mheap_.arena_next[0];
 	assert_ptr_equal(arena_of_pfn((512 * FX_GIB) >> PAGE_SHIFT), &arena_free_image);
 	void *hi = kpage_alloc(4, 512 * FX_GIB, 0);
 	assert_ptr_equal(hi, va(512 * FX_GIB));
 	assert_ptr_not_equal(arena_of_pfn((512 * FX_GIB) >> PAGE_SHIFT), &arena_free_image);
-	assert_int_equal(mheap_.arena_next - before,
+	assert_int_equal(mheap_.arena_next[0] - before,
 	                 align_up(sizeof(struct heap_arena), KMEM_CACHE_LINE));
 	fx_assert_check();
 	kpage_free(hi, 4);
@@ -598,8 +598,8 @@ static void test_arena_copy_writes_only_differences(void **state)
 	/* Clean memory: the copy of the arena at 1 GiB leaves spans[] alone.
 	 * The pages inside spans[] past the first are made read-only: a write
 	 * there would fault. */
-	uintptr_t before = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
-	assert_true(mheap_.arena_end - before >= 2 * asz);
+	uintptr_t before = align_up(mheap_.arena_next[0], KMEM_CACHE_LINE);
+	assert_true(mheap_.arena_end[0] - before >= 2 * asz);
 	assert_ptr_equal(arena_of_pfn(FX_GIB >> PAGE_SHIFT), &arena_free_image);
 	struct heap_arena *a = (struct heap_arena *)before;
 	uintptr_t ro = align_up((uintptr_t)&a->spans[0], PG) + PG;
@@ -610,9 +610,9 @@ static void test_arena_copy_writes_only_differences(void **state)
 	assert_int_equal(mprotect((void *)ro, ro_end - ro, PROT_READ | PROT_WRITE), 0);
 	assert_ptr_equal(p, va(FX_GIB));
 	assert_ptr_equal(arena_of_pfn(FX_GIB >> PAGE_SHIFT), a);
-	assert_int_equal(mheap_.arena_next - before, sizeof(struct heap_arena));
+	assert_int_equal(mheap_.arena_next[0] - before, sizeof(struct heap_arena));
 	/* Garbage in the next arena's room: the copy must clear it. */
-	before = align_up(mheap_.arena_next, KMEM_CACHE_LINE);
+	before = align_up(mheap_.arena_next[0], KMEM_CACHE_LINE);
 	memset((void *)before, 0xa5, asz);
 	void *q = kpage_alloc(1, 2 * FX_GIB, 0);
 	assert_ptr_equal(q, va(2 * FX_GIB));
@@ -698,9 +698,12 @@ static void assert_no_overlap(const struct extent *e, size_t n, uint64_t lo, uin
 /* The allocator's own structures lie in the region. */
 static void assert_meta_inside(uint64_t base, uint64_t size)
 {
-	uint64_t c = fx_phys(mheap_.central), m = fx_phys(mheap_.mcaches);
+	uint64_t c = fx_phys(mheap_.central[0]);
 	assert_true(c >= base && c + KMEM_NUM_CLASSES * sizeof(struct mcentral) <= base + size);
-	assert_true(m >= base && m + mheap_.max_cpus * sizeof(struct mcache) <= base + size);
+	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++) {
+		uint64_t m = fx_phys(mcache_of(cpu));
+		assert_true(m >= base && m + sizeof(struct mcache) <= base + size);
+	}
 	for (uint64_t i = 0; i < L1_ENTRIES; i++) {
 		struct l2_chunk *ch = atomic_load(&mheap_.l1[i]);
 		if (!ch)

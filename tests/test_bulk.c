@@ -240,7 +240,7 @@ static void test_kfree_bulk_bad_pointers_mixed_in(void **state)
 	kfree(freed);
 	kfree(gone);
 	int local;
-	void *meta = (void *)(uintptr_t)(mheap_.meta_base + mheap_.offset + 64);
+	void *meta = (void *)(uintptr_t)(mheap_.meta_base[0] + mheap_.offset + 64);
 	void *batch[] = {good[0], freed,     good[1], good[0] + 8, &local, good[2], NULL,
 	                 good[0], big + 4096, co,     good[3],     run,    gone,    meta,
 	                 good[4], good[5]};

@@ -140,8 +140,8 @@ static void test_level0_is_the_normal_heap(void **state)
 	(void)state;
 	assert_int_equal(kmem_harden_level(), 0);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
-		assert_int_not_equal(mheap_.central[cls].mag_cap, 0);
-		assert_false(mheap_.central[cls].debug & DEBUG_HARDEN);
+		assert_int_not_equal(class_central(0, cls)->mag_cap, 0);
+		assert_false(class_central(0, cls)->debug & DEBUG_HARDEN);
 	}
 	unsigned char *p = kmalloc(5);
 	struct mspan *s = span_of_ptr(p);
@@ -183,8 +183,8 @@ static void test_only_slow_paths(void **state)
 	unsigned level = level_of(state);
 	assert_int_equal(kmem_harden_level(), level);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++) {
-		assert_int_equal(mheap_.central[cls].mag_cap, 0);
-		assert_true(mheap_.central[cls].debug & DEBUG_HARDEN);
+		assert_int_equal(class_central(0, cls)->mag_cap, 0);
+		assert_true(class_central(0, cls)->debug & DEBUG_HARDEN);
 	}
 	for (size_t n = 0; n < 3000; n += 61) {
 		unsigned char *p = kmalloc(n);

@@ -39,7 +39,7 @@ static int setup(void **state)
 
 static struct mcentral *central_of(size_t size)
 {
-	return &mheap_.central[kmem_size_class(size)];
+	return class_central(0, kmem_size_class(size));
 }
 
 /* CPU cpu's loaded magazine slot for objects of `size` bytes. */

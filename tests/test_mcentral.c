@@ -38,7 +38,7 @@
 
 static struct mcentral *central(unsigned cls)
 {
-	return &mheap_.central[cls];
+	return class_central(0, cls);
 }
 
 static unsigned loc_of(const struct mspan *s)

@@ -209,7 +209,7 @@ static void test_magazines(void **state)
 	expect_clean();
 
 	/* The depot's counts. */
-	struct depot *d = &mheap_.central[cls].depot;
+	struct depot *d = &class_central(0, cls)->depot;
 	d->nmags++;
 	expect_broken();
 	d->nmags--;

@@ -40,7 +40,7 @@
 static struct mspan *own_span(unsigned cls)
 {
 	unsigned long f = arch_irq_save();
-	struct mspan *s = mcentral_cache_span(&mheap_.central[cls]);
+	struct mspan *s = mcentral_cache_span(class_central(0, cls));
 	arch_irq_restore(f);
 	assert_non_null(s);
 	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_CACHED);
@@ -138,7 +138,7 @@ static int setup(void **state)
 	(void)state;
 	fx_simple(64, 2);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mcentral_set_magazines(&mheap_.central[cls], false);
+		mcentral_set_magazines(class_central(0, cls), false);
 	return 0;
 }
 
@@ -459,7 +459,7 @@ static void check_sweep_cached(unsigned cls, const uint32_t *F, unsigned nf)
 	/* Freed but not swept: still allocated, no sweep happened. */
 	assert_ptr_equal(cpu_span(0, cls), s);
 	assert_int_equal(SS_LOC(atomic_load(&s->sweepstate)), LOC_CACHED);
-	assert_null(atomic_load(&mheap_.central[cls].unswept));
+	assert_null(atomic_load(&class_central(0, cls)->unswept));
 	for (uint32_t i = 0; i < n - 1; i++)
 		assert_true(span_obj_allocated(s, i));
 	assert_false(span_obj_allocated(s, n - 1));
@@ -523,13 +523,13 @@ static void test_sweep_in_place(void **state)
 		kfree(p[G[k]]);
 	struct kmem_stats st0;
 	kmem_get_stats(&st0);
-	uint64_t spans0 = mheap_.central[cls].spans, nfree0 = fx_class_stats(cls).nfree;
+	uint64_t spans0 = class_central(0, cls)->spans, nfree0 = fx_class_stats(cls).nfree;
 	for (unsigned k = 0; k < 4; k++) {
 		p[G[k]] = kmalloc(48);
 		assert_ptr_equal(p[G[k]], obj(s, G[k]));
 	}
 	assert_ptr_equal(cpu_span(0, cls), s);
-	assert_int_equal(mheap_.central[cls].spans, spans0);
+	assert_int_equal(class_central(0, cls)->spans, spans0);
 	assert_int_equal(fx_class_stats(cls).nfree, nfree0); /* counted at kfree */
 	assert_int_equal(s->alloc_count, n - 4);
 	struct kmem_stats st1;

@@ -43,7 +43,7 @@ static int setup(void **state)
 
 static struct mcentral *central_of(size_t size)
 {
-	return &mheap_.central[kmem_size_class(size)];
+	return class_central(0, kmem_size_class(size));
 }
 
 /* Frees 4 magazines' worth of `size` objects on this CPU: the loaded and
@@ -75,7 +75,7 @@ static void test_depot_trylock(void **state)
 	static void *got[MAG_CAP_MAX];
 	uint32_t ngot = 0;
 #if KMEM_FAST_NESTING
-	struct mag_slot before = mheap_.mcaches[0].mag[c->sizeclass];
+	struct mag_slot before = mcache_of(0)->mag[c->sizeclass];
 	unsigned long t = arch_fast_enter();
 #endif
 	atomic_store(&c->depot.lock.locked, 1); /* the interrupted code holds it */
@@ -97,7 +97,7 @@ static void test_depot_trylock(void **state)
 	assert_int_equal(top->n, 1);
 	assert_int_equal(ngot, n0 - 2);
 #if KMEM_FAST_NESTING
-	assert_memory_equal(&mheap_.mcaches[0].mag[c->sizeclass], &before, sizeof before);
+	assert_memory_equal(&mcache_of(0)->mag[c->sizeclass], &before, sizeof before);
 	arch_fast_exit(t);
 #endif
 	fx_assert_check();
@@ -150,7 +150,7 @@ static void test_own_magazine_outside_allocator(void **state)
 	struct mcentral *c = central_of(size);
 	void *p = kmalloc(size);
 	kfree(p);
-	struct mag_slot *ms = &mheap_.mcaches[0].mag[c->sizeclass];
+	struct mag_slot *ms = &mcache_of(0)->mag[c->sizeclass];
 	void **top = ms->top;
 	void *q = kmalloc_nolock(size);
 	assert_ptr_equal(q, p);
@@ -174,7 +174,7 @@ static void test_nested_uses_shared_span(void **state)
 	struct mcentral *c = central_of(size);
 	void *warm = kmalloc(size);
 	kfree(warm);
-	struct mag_slot before = mheap_.mcaches[0].mag[c->sizeclass];
+	struct mag_slot before = mcache_of(0)->mag[c->sizeclass];
 	unsigned long t = arch_fast_enter();
 	assert_null(kmalloc_nolock(size));
 	void *p = kmalloc(size); /* nested: from the shared span */
@@ -185,7 +185,7 @@ static void test_nested_uses_shared_span(void **state)
 	assert_int_equal(state_of(q), OBJ_CLIENT);
 	kfree_nolock(q);
 	kfree(p);
-	assert_memory_equal(&mheap_.mcaches[0].mag[c->sizeclass], &before, sizeof before);
+	assert_memory_equal(&mcache_of(0)->mag[c->sizeclass], &before, sizeof before);
 	arch_fast_exit(t);
 }
 #else
@@ -199,7 +199,7 @@ static void test_no_magazine_without_nesting(void **state)
 	struct mcentral *c = central_of(size);
 	void *p = kmalloc(size);
 	kfree(p);
-	struct mag_slot before = mheap_.mcaches[0].mag[c->sizeclass];
+	struct mag_slot before = mcache_of(0)->mag[c->sizeclass];
 	assert_int_equal(state_of(p), before.id);
 	assert_null(kmalloc_nolock(size));
 	void *q = kmalloc(size);

@@ -128,7 +128,7 @@ static void test_topology(void **state)
 	assert_int_equal(kmem_get_node_stats(2, &ns), -KMEM_EINVAL);
 	/* Every managed page is on the node of its region. */
 	assert_int_equal(kmem_virt_to_node(fx_virt(16 * MIB)), 0);
-	assert_int_equal(kmem_virt_to_node(fx_virt(48 * MIB - 1)), 0);
+	assert_int_equal(kmem_virt_to_node(fx_virt(40 * MIB)), 0);
 	assert_int_equal(kmem_virt_to_node(fx_virt(64 * MIB)), 1);
 	/* Not managed: a hole, the metadata region, memory outside. */
 	assert_int_equal(kmem_virt_to_node(fx_virt(50 * MIB)), -1);
@@ -137,10 +137,15 @@ static void test_topology(void **state)
 	assert_int_equal(kmem_virt_to_node(fx_virt(mb + ms / 2)), -1);
 	int local = 0;
 	assert_int_equal(kmem_virt_to_node(&local), -1);
-	/* Node 0 has its 32 MiB (less page 0's arena nothing: it starts at
-	 * 16 MiB); node 1 its 32 MiB less the metadata carved from its top. */
-	assert_int_equal(node_stats(0).pages_managed, 32 * MIB / KMEM_PAGE_SIZE);
-	assert_true(node_stats(1).pages_managed < 32 * MIB / KMEM_PAGE_SIZE);
+	/* Each node has its 32 MiB less its metadata region, carved from
+	 * its top. */
+	for (unsigned n = 0; n < 2; n++) {
+		struct kmem_node_stats ns = node_stats(n);
+		assert_true(ns.metadata_bytes > 0);
+		assert_int_equal(ns.metadata_bytes % KMEM_PAGE_SIZE, 0);
+		assert_int_equal(ns.pages_managed + ns.metadata_bytes / KMEM_PAGE_SIZE,
+		                 32 * MIB / KMEM_PAGE_SIZE);
+	}
 	assert_nodes_add_up();
 }
 
@@ -543,8 +548,7 @@ static int meta_node_of(const void *p)
 	int n = kmem_virt_to_node(p);
 	if (n >= 0)
 		return n;
-	uintptr_t lo = (uintptr_t)mheap_.meta_base + mheap_.offset;
-	assert_true((uintptr_t)p >= lo && (uintptr_t)p < lo + mheap_.meta_size);
+	assert_true(in_metadata_region((uintptr_t)p - mheap_.offset));
 	return pfn_node(virt_to_pfn((uintptr_t)p));
 }
 
@@ -628,8 +632,8 @@ static void test_metadata_on_its_node(void **state)
 			assert_mags_on(class_central(n, c)->depot.full, (int)n);
 			assert_mags_on(class_central(n, c)->depot.empty, (int)n);
 		}
-	/* Node 0 has no metadata region: its spans' metadata took runs of
-	 * its own pages; the nodes' counts add up to the heap's growth. */
+	/* Node 0's region is used up: its spans' metadata took runs of its
+	 * own pages; the nodes' counts add up to the heap's growth. */
 	assert_true(node_stats(0).pages_metadata > fresh_node_meta[0]);
 	assert_int_equal(meta_pages_sum() - fresh_node_meta[0] - fresh_node_meta[1],
 	                 fx_stats().pages_metadata - fresh_meta);
@@ -659,6 +663,90 @@ static void test_metadata_on_its_node(void **state)
 	assert_int_equal(node_stats(0).pages_free, node_stats(0).pages_managed);
 	fx_assert_check();
 	assert_nodes_add_up();
+}
+
+/* What kmem_init makes lives on its node too: each node with memory has
+ * its own metadata region inside its memory, holding the node's
+ * mcentrals, its CPUs' mcaches and the arenas whose lowest pages are the
+ * node's. */
+static void assert_init_metadata_on_nodes(unsigned nodes, const uint8_t *cpu_node, unsigned cpus)
+{
+	struct kmem_region reg[KMEM_MAX_NODES];
+	assert_int_equal(kmem_metadata_regions(reg, KMEM_MAX_NODES), nodes);
+	uint64_t mb, ms;
+	kmem_metadata_region(&mb, &ms); /* CPU 0's node's */
+	assert_int_equal(mb, reg[cpu_node[0]].base);
+	for (unsigned n = 0; n < nodes; n++) {
+		assert_int_equal(reg[n].node, n);
+		assert_int_equal(reg[n].type, KMEM_REGION_RESERVED);
+		assert_int_equal(pfn_node(reg[n].base >> KMEM_PAGE_SHIFT), (int)n);
+		assert_int_equal(pfn_node((reg[n].base + reg[n].length - 1) >> KMEM_PAGE_SHIFT), (int)n);
+		assert_int_equal(node_stats(n).metadata_bytes, reg[n].length);
+		for (unsigned c = 1; c < KMEM_NUM_CLASSES; c++)
+			assert_int_equal(meta_node_of(class_central(n, c)), (int)n);
+	}
+	for (unsigned cpu = 0; cpu < cpus; cpu++)
+		assert_int_equal(meta_node_of(mcache_of(cpu)), cpu_node[cpu]);
+	/* Every arena that has its own metadata (not the shared image) is on
+	 * the node of its lowest managed page. */
+	unsigned arenas = 0;
+	for (uint64_t pfn = 1; pfn < (256 * MIB) >> KMEM_PAGE_SHIFT; pfn++) {
+		struct heap_arena *a = arena_of_pfn(pfn);
+		if (!a || a == &arena_free_image || !pfn_is_managed(pfn))
+			continue;
+		assert_int_equal(meta_node_of(a), pfn_node(pfn));
+		arenas++;
+		pfn = (pfn | (ARENA_PAGES - 1)); /* next arena */
+	}
+	assert_true(arenas >= 2);
+}
+
+static void test_init_metadata_on_its_node(void **state)
+{
+	(void)state;
+	assert_init_metadata_on_nodes(2, cpu_node2, 4);
+	/* The regions are not the pool's: kfree of a pointer into one is
+	 * reported as metadata. */
+	struct kmem_region reg[2];
+	kmem_metadata_regions(reg, 2);
+	for (unsigned n = 0; n < 2; n++) {
+		void *m = fx_virt(reg[n].base + reg[n].length / 2);
+		kfree(m);
+		fx_expect_fault_at(KMEM_FAULT_METADATA, m);
+	}
+	/* Three nodes, nodes 1 and 2 in one arena: that arena is node 1's
+	 * (its lowest pages), node 2's mcentrals and CPU are in its own
+	 * region. */
+	fx_teardown_all_back(NULL);
+	setup3(NULL);
+	assert_init_metadata_on_nodes(3, cpu_node3, 3);
+	fx_assert_check();
+}
+
+/* A node too small for a region of its own is served by the nearest
+ * node that has one; its pages are still its own. */
+static void test_small_node_served_by_nearest(void **state)
+{
+	(void)state;
+	fx_reserve(256 * MIB);
+	const struct kmem_region map[] = {
+		{16 * MIB, 32 * MIB, KMEM_REGION_USABLE, 0},
+		{64 * MIB, 256 * 1024, KMEM_REGION_USABLE, 1},
+	};
+	assert_int_equal(init_numa(map, 2, cpu_node2, 4, NULL), 0);
+	struct kmem_region reg[KMEM_MAX_NODES];
+	assert_int_equal(kmem_metadata_regions(reg, KMEM_MAX_NODES), 1);
+	assert_int_equal(reg[0].node, 0);
+	assert_int_equal(node_stats(1).metadata_bytes, 0);
+	assert_int_equal(node_stats(1).pages_managed, 256 * 1024 / KMEM_PAGE_SIZE);
+	assert_int_equal(meta_node_of(class_central(1, 1)), 0);
+	assert_int_equal(meta_node_of(mcache_of(3)), 0);
+	void *r = kpage_alloc_node(4, 0, 0, 1);
+	assert_non_null(r);
+	assert_int_equal(kmem_virt_to_node(r), 1);
+	kpage_free(r, 4);
+	fx_assert_check();
+	fx_assert_all_back();
 }
 
 /* pages_find_top_in_locked (a node's runs come from the top of its
@@ -881,7 +969,9 @@ static void test_malformed_topology_rejected(void **state)
 		{24 * MIB + 100, 8 * MIB, KMEM_REGION_USABLE, 1},
 	};
 	assert_int_equal(init_numa(split, 2, NULL, 2, NULL), 0);
-	assert_int_equal(kmem_virt_to_node(fx_virt(24 * MIB)), 0);
+	/* (Node 0's metadata region is carved from its top: that page.) */
+	assert_int_equal(pfn_node((24 * MIB) >> KMEM_PAGE_SHIFT), 0);
+	assert_true(in_metadata_region(24 * MIB));
 	assert_int_equal(kmem_virt_to_node(fx_virt(24 * MIB + 4096)), 1);
 	assert_nodes_add_up();
 	fx_assert_check();
@@ -979,6 +1069,14 @@ static void test_memoryless_node(void **state)
 	assert_int_equal(meta_node_of(ps), 0);
 	assert_int_equal(meta_node_of((const void *)ps->alloc_bits), 0);
 	assert_int_equal(node_stats(1).pages_metadata, 0);
+	/* And so have its mcentrals and its CPU's mcache, made at init: the
+	 * one region is node 0's. */
+	struct kmem_region reg[KMEM_MAX_NODES];
+	assert_int_equal(kmem_metadata_regions(reg, KMEM_MAX_NODES), 1);
+	assert_int_equal(reg[0].node, 0);
+	assert_int_equal(node_stats(1).metadata_bytes, 0);
+	assert_int_equal(meta_node_of(class_central(1, 1)), 0);
+	assert_int_equal(meta_node_of(mcache_of(1)), 0);
 	struct kmem_node_stats n1 = node_stats(1);
 	assert_int_equal(n1.pages_managed, 0);
 	assert_int_equal(n1.cpus, 1);
@@ -1054,6 +1152,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_caches_on_every_node, setup2,
 		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_metadata_on_its_node, setup2, fx_teardown_all_back),
+		cmocka_unit_test_setup_teardown(test_init_metadata_on_its_node, setup2,
+		                                fx_teardown_all_back),
+		cmocka_unit_test(test_small_node_served_by_nearest),
 		cmocka_unit_test_setup_teardown(test_find_top_in_window, setup2, fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_cross_node_frees_concurrent, setup2,
 		                                fx_teardown_all_back),

@@ -349,7 +349,7 @@ static int setup_spans(void **state)
 {
 	setup(state);
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mcentral_set_magazines(&mheap_.central[cls], false);
+		mcentral_set_magazines(class_central(0, cls), false);
 	return 0;
 }
 
@@ -500,7 +500,7 @@ static void test_race_sweep_vs_remote_free(void **state)
 		assert_int_equal(allocs, atomic_load(&x.remote_frees) + atomic_load(&x.local_frees));
 		assert_true(allocs > 1000);
 		assert_int_equal(live_count(), 0);
-		check_findable(&mheap_.central[kmem_size_class(x.size)]);
+		check_findable(class_central(0, kmem_size_class(x.size)));
 		check_heap();
 		/* Every object came back: nothing in use after a reclaim. */
 		fx_install_fault_hook();
@@ -595,7 +595,7 @@ static void test_race_first_free_full_span(void **state)
 	while (rounds < 6 || (now_ns() < deadline && rounds < 400)) {
 		size_t size = sizes[rounds % 6];
 		unsigned cls = kmem_size_class(size);
-		struct mcentral *c = &mheap_.central[cls];
+		struct mcentral *c = class_central(0, cls);
 		memset(&x, 0, sizeof(x));
 		x.size = size;
 		x.round = (int)rounds;
@@ -778,7 +778,7 @@ static void test_race_free_while_span_goes_full(void **state)
 	while (rounds < 5 || (now_ns() < deadline && rounds < 1000)) {
 		size_t size = sizes[rounds % 5];
 		unsigned cls = kmem_size_class(size);
-		struct mcentral *c = &mheap_.central[cls];
+		struct mcentral *c = class_central(0, cls);
 		memset(&x, 0, sizeof(x));
 		x.size = size;
 		x.max_spans = 1500;
