@@ -559,7 +559,7 @@ static void all_allocator_locks(bool take)
 	struct spinlock *ls[KMEM_NUM_CLASSES + 1];
 	unsigned n = 0;
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		ls[n++] = &mheap_.central[cls].lock;
+		ls[n++] = &class_central(0, cls)->lock;
 	if (take) {
 		lock_acquire(&mheap_.caches_lock);
 		for (struct kmem_cache *k = mheap_.caches; k; k = k->next)
@@ -642,7 +642,7 @@ static void fork_child(void)
 		return;
 	fork_unlock();
 	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		repair_central(&mheap_.central[cls]);
+		repair_central(class_central(0, cls));
 	for (struct kmem_cache *k = mheap_.caches; k; k = k->next)
 		repair_central(&k->central);
 	/* Only this thread survives.  Free the slots of threads that were
