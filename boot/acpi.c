@@ -6,8 +6,8 @@
  *   SRAT           NUMA: each CPU's and each memory range's proximity
  *                  domain (renumbered as nodes 0.., in order of appearance)
  *   SLIT           NUMA: the distances between them
- * SRAT and SLIT are read in a second pass over the root table, once the
- * MADT has named the CPUs (firmware lists tables in any order).
+ * Each is looked up by name in the root table, SRAT and SLIT only once
+ * the MADT has named the CPUs (firmware lists tables in any order).
  * UEFI hands over the RSDP (a configuration table); a PC BIOS (the
  * Multiboot path, SeaBIOS) leaves it on a 16-byte boundary in the first
  * KiB of the EBDA or in 0xe0000-0xfffff (ACPI 6.5, 5.2.5.1), where
@@ -94,6 +94,13 @@ static void parse_srat(const uint8_t *t, uint32_t len, struct acpi_info *out)
 				out->cpu_node[i] = (uint8_t)cpus[k].node;
 }
 
+/* A SLIT the library rejects leaves no distances rather than wrong ones. */
+static void parse_slit(const uint8_t *t, uint32_t len, struct acpi_info *out)
+{
+	if (out->numa.nnodes > 1 && kmem_acpi_slit(t, len, &out->numa, out->distance) < 0)
+		memset(out->distance, 0, sizeof(out->distance));
+}
+
 /* The table at phys if its length and checksum are sound, else NULL. */
 static const uint8_t *table_at(uint64_t phys, uint32_t *len)
 {
@@ -104,16 +111,18 @@ static const uint8_t *table_at(uint64_t phys, uint32_t *len)
 	return *len >= sizeof(struct sdt_header) && sum_ok(t, *len) ? t : NULL;
 }
 
-static void parse_table(uint64_t phys, struct acpi_info *out)
+/* Calls fn on every sound table named sig in the root table (entries of
+ * esize bytes: 8 in an XSDT, 4 in an RSDT). */
+static void each_table(const uint8_t *root, unsigned esize, const char *sig,
+                       void (*fn)(const uint8_t *, uint32_t, struct acpi_info *),
+                       struct acpi_info *out)
 {
-	uint32_t len;
-	const uint8_t *t = table_at(phys, &len);
-	if (!t)
-		return;
-	if (!memcmp(t, "APIC", 4))
-		parse_madt(t, len, out);
-	else if (!memcmp(t, "FACP", 4))
-		parse_fadt(t, len, out);
+	uint32_t rlen = rd32(root + 4), len;
+	for (uint32_t off = sizeof(struct sdt_header); off + esize <= rlen; off += esize) {
+		const uint8_t *t = table_at(esize == 8 ? rd64(root + off) : rd32(root + off), &len);
+		if (t && !memcmp(t, sig, 4))
+			fn(t, len, out);
+	}
 }
 
 static uint64_t rsdp_scan(uint64_t base, uint64_t len)
@@ -150,25 +159,15 @@ int acpi_parse(uint64_t rsdp_phys, struct acpi_info *out)
 	uint64_t xsdt = rev >= 2 && sum_ok(rsdp, rd32(rsdp + 20)) ? rd64(rsdp + 24) : 0;
 	uint64_t root = xsdt ? xsdt : rd32(rsdp + 16);
 	unsigned esize = xsdt ? 8 : 4;
-	const uint8_t *r = (const uint8_t *)(uintptr_t)root;
+	uint32_t len;
+	const uint8_t *r = table_at(root, &len);
 	if (!r)
 		return -1;
-	uint32_t len = rd32(r + 4);
-	if (len < sizeof(struct sdt_header) || !sum_ok(r, len))
-		return -1;
-	for (uint32_t off = sizeof(struct sdt_header); off + esize <= len; off += esize)
-		parse_table(esize == 8 ? rd64(r + off) : rd32(r + off), out);
+	each_table(r, esize, "APIC", parse_madt, out);
+	each_table(r, esize, "FACP", parse_fadt, out);
 	/* NUMA, now that the CPUs are known: SRAT first (it numbers the
 	 * nodes), then SLIT. */
-	for (int pass = 0; pass < 2; pass++)
-		for (uint32_t off = sizeof(struct sdt_header); off + esize <= len; off += esize) {
-			uint32_t tlen;
-			const uint8_t *t = table_at(esize == 8 ? rd64(r + off) : rd32(r + off), &tlen);
-			if (t && pass == 0 && !memcmp(t, "SRAT", 4))
-				parse_srat(t, tlen, out);
-			else if (t && pass == 1 && !memcmp(t, "SLIT", 4) && out->numa.nnodes > 1 &&
-			         kmem_acpi_slit(t, tlen, &out->numa, out->distance) < 0)
-				memset(out->distance, 0, sizeof(out->distance));
-		}
+	each_table(r, esize, "SRAT", parse_srat, out);
+	each_table(r, esize, "SLIT", parse_slit, out);
 	return out->ncpus ? 0 : -1;
 }

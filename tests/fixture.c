@@ -22,6 +22,7 @@
 
 #include "fixture.h"
 #include "host.h"
+#include "mtypes.h"
 #include "spanalloc.h"
 
 #define FX_ALIGN FX_GIB /* window alignment */
@@ -373,7 +374,24 @@ void fx_assert_all_back(void)
 	fx_assert_intact();
 }
 
-/* ---- cmocka teardowns ---- */
+void fx_cache_destroy_empty(struct kmem_cache *cache)
+{
+	kmem_cache_shrink(cache);
+	struct kmem_class_stats cs;
+	kmem_cache_get_stats(cache, &cs);
+	assert_int_equal(cs.objects_in_use, 0);
+	assert_int_equal(kmem_cache_destroy(cache), 0);
+}
+
+/* ---- cmocka setups and teardowns ---- */
+
+int fx_setup_simple(void **state)
+{
+	const struct fx_heap *h = *state;
+	assert_non_null(h);
+	fx_simple(h->mib, h->cpus);
+	return 0;
+}
 
 int fx_teardown_all_back(void **state)
 {
@@ -803,6 +821,19 @@ const char *fx_heapmap_verify(const struct fx_heapmap *m, const struct kmem_stat
 		           (unsigned long long)st->page_runs);
 	return NULL;
 #undef FX_HM_FAIL
+}
+
+/* ---- the allocator's insides ---- */
+
+struct mcentral *fx_central(size_t size)
+{
+	return class_central(0, kmem_size_class(size));
+}
+
+void fx_magazines_off(void)
+{
+	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
+		mcentral_set_magazines(class_central(0, cls), false);
 }
 
 /* ---- CPUs as threads ---- */

@@ -123,7 +123,26 @@ void fx_assert_intact(void);
  * 0.  Also fx_assert_intact(). */
 void fx_assert_all_back(void);
 
-/* ---- cmocka teardowns ---- */
+/* kmem_cache_shrink(cache), then none of its objects is in use and
+ * kmem_cache_destroy(cache) succeeds. */
+void fx_cache_destroy_empty(struct kmem_cache *cache);
+
+/* ---- cmocka setups and teardowns ---- */
+
+/* A test's heap: fx_simple(mib, cpus). */
+struct fx_heap {
+	uint64_t mib;
+	unsigned cpus;
+};
+
+/* Builds the heap named by *state, a struct fx_heap (FX_TEST puts it
+ * there as the test's initial state). */
+int fx_setup_simple(void **state);
+
+/* A cmocka test on a fresh heap (const struct fx_heap *), then teardown
+ * (NULL for none).  Include cmocka.h first. */
+#define FX_TEST(fn, heap, teardown) \
+	cmocka_unit_test_prestate_setup_teardown(fn, fx_setup_simple, teardown, (void *)(heap))
 
 /* fx_assert_no_faults(), then fx_assert_all_back(). */
 int fx_teardown_all_back(void **state);
@@ -239,6 +258,17 @@ const struct fx_hm_rec *fx_heapmap_find(const struct fx_heapmap *m, uint64_t phy
  * description of the first broken rule (in a static buffer). */
 const char *fx_heapmap_verify(const struct fx_heapmap *m, const struct kmem_stats *st);
 
+
+/* ---- the allocator's insides (mm/mtypes.h) ---- */
+
+struct mcentral;
+
+/* The mcentral of kmalloc's objects of `size` bytes. */
+struct mcentral *fx_central(size_t size);
+
+/* Turns the magazines of every size class off, so that each kfree
+ * reaches its span (mcentral_set_magazines). */
+void fx_magazines_off(void);
 
 /* ---- CPUs as threads ---- */
 

@@ -32,15 +32,10 @@
  * helpers
  */
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(HEAP_MIB, 2);
-	return 0;
-}
+static const struct fx_heap heap = {HEAP_MIB, 2};
 
 /* Every fault a test provokes it also consumes (fx_faults_reset). */
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_intact)
+#define T(fn) FX_TEST(fn, &heap, fx_teardown_intact)
 
 /* Alignment the header promises for a kmalloc of `size`. */
 static uint64_t promised_align(size_t size)

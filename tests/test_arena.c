@@ -85,14 +85,10 @@ static void assert_unmapped(uint64_t phys, uint64_t len)
 	}
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(128, 2); /* [16 MiB, 144 MiB): arena lines at 64 and 128 MiB */
-	return 0;
-}
+/* [16 MiB, 144 MiB): arena lines at 64 and 128 MiB */
+static const struct fx_heap heap = {128, 2};
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
+#define T(fn) FX_TEST(fn, &heap, fx_teardown_all_back)
 
 /* ------------------------------------------------------------------------
  * span_of_ptr

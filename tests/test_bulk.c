@@ -26,14 +26,9 @@
 #include "mtypes.h"
 #include "objstate.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(64, 4);
-	return 0;
-}
+static const struct fx_heap heap = {64, 4};
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
+#define T(fn) FX_TEST(fn, &heap, fx_teardown_all_back)
 
 static _Atomic unsigned long ctor_calls;
 
@@ -500,11 +495,7 @@ static void test_bulk_concurrent(void **state)
 		pthread_mutex_destroy(&box[i].m);
 	}
 	fx_assert_no_faults();
-	struct kmem_class_stats cs;
-	kmem_cache_shrink(xk);
-	kmem_cache_get_stats(xk, &cs);
-	assert_int_equal(cs.objects_in_use, 0);
-	assert_int_equal(kmem_cache_destroy(xk), 0);
+	fx_cache_destroy_empty(xk);
 }
 
 /* ------------------------------------------------------------------------

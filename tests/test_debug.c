@@ -19,12 +19,8 @@
 #error "test_debug.c is built with -DKMEM_DEBUG_HEAP=1"
 #endif
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(64, 2);
-	return 0;
-}
+static const struct fx_heap heap = {64, 2};
+#define T(fn) FX_TEST(fn, &heap, NULL)
 
 static void __attribute__((noinline)) *alloc_here(size_t n)
 {
@@ -216,13 +212,13 @@ static void test_realloc_keeps_red_zone_honest(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_ksize_is_the_size_asked, setup),
-		cmocka_unit_test_setup(test_overflow_reported_at_free_with_caller, setup),
-		cmocka_unit_test_setup(test_overflow_reported_by_check, setup),
-		cmocka_unit_test_setup(test_use_after_free_caught_on_reuse, setup),
-		cmocka_unit_test_setup(test_fresh_and_freed_memory_is_poisoned, setup),
-		cmocka_unit_test_setup(test_leak_report, setup),
-		cmocka_unit_test_setup(test_realloc_keeps_red_zone_honest, setup),
+		T(test_ksize_is_the_size_asked),
+		T(test_overflow_reported_at_free_with_caller),
+		T(test_overflow_reported_by_check),
+		T(test_use_after_free_caught_on_reuse),
+		T(test_fresh_and_freed_memory_is_poisoned),
+		T(test_leak_report),
+		T(test_realloc_keeps_red_zone_honest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,14 +24,9 @@
 #include "mtypes.h"
 #include "objstate.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(64, 4);
-	return 0;
-}
+static const struct fx_heap heap = {64, 4};
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
+#define T(fn) FX_TEST(fn, &heap, fx_teardown_all_back)
 
 static struct kmem_defer_stats dstats(void)
 {

@@ -18,12 +18,8 @@
 #include "fixture.h"
 #include "mtypes.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(64, 2);
-	return 0;
-}
+static const struct fx_heap heap = {64, 2};
+#define T(fn) FX_TEST(fn, &heap, NULL)
 
 /* Fill many small spans of several classes completely, then scribble over
  * every byte of every one of their pages (every object, and the tail past
@@ -268,10 +264,10 @@ static void test_oom_hook_adds_memory(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_overflow_across_whole_spans, setup),
-		cmocka_unit_test_setup(test_cache_debug_at_run_time, setup),
-		cmocka_unit_test_setup(test_misuse_catalogue, setup),
-		cmocka_unit_test_setup(test_default_hook_panics_with_one_line, setup),
+		T(test_overflow_across_whole_spans),
+		T(test_cache_debug_at_run_time),
+		T(test_misuse_catalogue),
+		T(test_default_hook_panics_with_one_line),
 		cmocka_unit_test(test_oom_hook_adds_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,19 +28,9 @@
 #include "mtypes.h"
 #include "objstate.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(64, 4);
-	return 0;
-}
+static const struct fx_heap heap = {64, 4};
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
-
-static struct mcentral *central_of(size_t size)
-{
-	return class_central(0, kmem_size_class(size));
-}
+#define T(fn) FX_TEST(fn, &heap, fx_teardown_all_back)
 
 /* CPU cpu's loaded magazine slot for objects of `size` bytes. */
 static struct mag_slot *slot_of(unsigned cpu, size_t size)
@@ -48,7 +38,6 @@ static struct mag_slot *slot_of(unsigned cpu, size_t size)
 	return &mcache_of(cpu)->mag[kmem_size_class(size)];
 }
 
-/* The state byte of object p. */
 /* ------------------------------------------------------------------------
  * One CPU
  */
@@ -71,7 +60,7 @@ static void free_all_step(struct fx_cpu *c, int k)
  * object is the next one allocated: no sweep, no span, no lock. */
 static void pair_reuses(size_t size)
 {
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	void *live = kmalloc(size);
 	assert_non_null(live);
 	void *p = kmalloc(size);
@@ -140,7 +129,7 @@ static void test_depot_carries_objects_across_cpus(void **state)
 {
 	(void)state;
 	const size_t size = 64;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	const size_t cap = c->mag_cap, n = 4 * cap;
 	assert_true(c->depot.full_max >= 2);
 	static void *obj[4 * MAG_CAP_MAX];
@@ -180,7 +169,7 @@ static void test_full_depot_gives_back_to_spans(void **state)
 {
 	(void)state;
 	const size_t size = 256;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	const size_t cap = c->mag_cap, fm = c->depot.full_max;
 	const size_t n = (2 + fm + 3) * cap;
 	void **obj = calloc(n, sizeof(void *));
@@ -241,8 +230,8 @@ static void test_reclaim_takes_over_other_cpus(void **state)
 		more++;
 	print_message("reclaim: %zu pages while CPU 1 ran, %zu more after it went offline"
 	              " (bound: its loaded magazine, %u objects of 4 KiB)\n",
-	              got, more, central_of(4096)->mag_cap);
-	assert_true(more <= central_of(4096)->mag_cap);
+	              got, more, fx_central(4096)->mag_cap);
+	assert_true(more <= fx_central(4096)->mag_cap);
 	for (size_t i = 0; i < got; i++)
 		kpage_free(pages[i], 1);
 	for (size_t i = 0; i < more; i++)
@@ -300,7 +289,7 @@ static void test_nested_call_leaves_magazines_alone(void **state)
 {
 	(void)state;
 	const size_t size = 64;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	void *warm = kmalloc(size); /* a loaded magazine to leave alone */
 	kfree(warm);
 	struct mag_slot *ms = slot_of(0, size);

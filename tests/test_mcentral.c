@@ -105,8 +105,7 @@ static int setup(void **state)
 	assert_int_equal(kmem_size_class(SZ), CLS);
 	assert_int_equal(kmem_class[CLS].nelems, N);
 	assert_int_equal(kmem_class[CLS].npages, 1);
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mcentral_set_magazines(central(cls), false);
+	fx_magazines_off();
 	return 0;
 }
 
@@ -652,12 +651,7 @@ static void test_cpu_offline(void **state)
 /* Memory flows between classes: a heap filled with one class, freed,
  * can be filled again with another class or large objects, without an
  * explicit reclaim (the allocator sweeps when it runs out of pages). */
-static int setup_small(void **state)
-{
-	(void)state;
-	fx_simple(8, 2);
-	return 0;
-}
+static const struct fx_heap small_heap = {8, 2};
 
 static size_t fill_with(size_t size, void ***out)
 {
@@ -729,7 +723,7 @@ int main(void)
 		T(test_refill_drain_bounded),
 		T(test_reclaim_releases_empty),
 		T(test_cpu_offline),
-		cmocka_unit_test_setup_teardown(test_memory_flows, setup_small, fx_teardown_all_back),
+		FX_TEST(test_memory_flows, &small_heap, fx_teardown_all_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

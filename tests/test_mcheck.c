@@ -14,12 +14,8 @@
 #include "fixture.h"
 #include "mtypes.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(64, 2);
-	return 0;
-}
+static const struct fx_heap heap = {64, 2};
+#define T(fn) FX_TEST(fn, &heap, NULL)
 
 /* Broken: kmem_check() > 0 and every report is KMEM_FAULT_CORRUPT. */
 static void expect_broken(void)
@@ -239,16 +235,16 @@ static void test_arena_map_to_dead_span(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_clean_heap_passes, setup),
-		cmocka_unit_test_setup(test_free_count, setup),
-		cmocka_unit_test_setup(test_page_bit_without_summary, setup),
-		cmocka_unit_test_setup(test_summary_corrupt, setup),
-		cmocka_unit_test_setup(test_span_counts, setup),
-		cmocka_unit_test_setup(test_freed_bit_on_free_object, setup),
-		cmocka_unit_test_setup(test_listed_span_with_unqueued_frees, setup),
-		cmocka_unit_test_setup(test_list_count_and_state, setup),
-		cmocka_unit_test_setup(test_arena_map_to_dead_span, setup),
-		cmocka_unit_test_setup(test_magazines, setup),
+		T(test_clean_heap_passes),
+		T(test_free_count),
+		T(test_page_bit_without_summary),
+		T(test_summary_corrupt),
+		T(test_span_counts),
+		T(test_freed_bit_on_free_object),
+		T(test_listed_span_with_unqueued_frees),
+		T(test_list_count_and_state),
+		T(test_arena_map_to_dead_span),
+		T(test_magazines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -137,8 +137,7 @@ static int setup(void **state)
 {
 	(void)state;
 	fx_simple(64, 2);
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mcentral_set_magazines(class_central(0, cls), false);
+	fx_magazines_off();
 	return 0;
 }
 

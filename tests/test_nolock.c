@@ -32,25 +32,15 @@
 #include "mtypes.h"
 #include "objstate.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(64, 8);
-	return 0;
-}
+static const struct fx_heap heap = {64, 8};
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
-
-static struct mcentral *central_of(size_t size)
-{
-	return class_central(0, kmem_size_class(size));
-}
+#define T(fn) FX_TEST(fn, &heap, fx_teardown_all_back)
 
 /* Frees 4 magazines' worth of `size` objects on this CPU: the loaded and
  * previous magazines end full, two full ones sit in the depot. */
 static void fill_depot(size_t size)
 {
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	const size_t n = 4 * c->mag_cap;
 	static void *obj[4 * MAG_CAP_MAX];
 	for (size_t i = 0; i < n; i++)
@@ -68,7 +58,7 @@ static void test_depot_trylock(void **state)
 {
 	(void)state;
 	const size_t size = 64;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	fill_depot(size);
 	struct magazine *top = c->depot.full;
 	const uint32_t n0 = top->n;
@@ -111,7 +101,7 @@ static void test_trade_for_listed_span(void **state)
 {
 	(void)state;
 	const size_t size = 1024;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	const unsigned n = 3 * c->nelems;
 	void *obj[3 * 64];
 	assert_true(n <= 3 * 64);
@@ -147,7 +137,7 @@ static void test_own_magazine_outside_allocator(void **state)
 {
 	(void)state;
 	const size_t size = 200;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	void *p = kmalloc(size);
 	kfree(p);
 	struct mag_slot *ms = &mcache_of(0)->mag[c->sizeclass];
@@ -171,7 +161,7 @@ static void test_nested_uses_shared_span(void **state)
 {
 	(void)state;
 	const size_t size = 512;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	void *warm = kmalloc(size);
 	kfree(warm);
 	struct mag_slot before = mcache_of(0)->mag[c->sizeclass];
@@ -196,7 +186,7 @@ static void test_no_magazine_without_nesting(void **state)
 {
 	(void)state;
 	const size_t size = 200;
-	struct mcentral *c = central_of(size);
+	struct mcentral *c = fx_central(size);
 	void *p = kmalloc(size);
 	kfree(p);
 	struct mag_slot before = mcache_of(0)->mag[c->sizeclass];
@@ -245,11 +235,7 @@ static void test_bad_frees_and_sizes(void **state)
 	void *co = kmem_cache_alloc(kc);
 	kfree_nolock(co);
 	fx_assert_no_faults();
-	kmem_cache_shrink(kc);
-	struct kmem_class_stats cs;
-	kmem_cache_get_stats(kc, &cs);
-	assert_int_equal(cs.objects_in_use, 0);
-	assert_int_equal(kmem_cache_destroy(kc), 0);
+	fx_cache_destroy_empty(kc);
 }
 
 /* Hardened mode: kmalloc_nolock always fails; kfree_nolock frees with
@@ -546,11 +532,7 @@ static void test_simulated_nmi(void **state)
 	assert_true(in > 0);
 #endif
 	fx_assert_check();
-	kmem_cache_shrink(nx.kc);
-	struct kmem_class_stats cs;
-	kmem_cache_get_stats(nx.kc, &cs);
-	assert_int_equal(cs.objects_in_use, 0);
-	assert_int_equal(kmem_cache_destroy(nx.kc), 0);
+	fx_cache_destroy_empty(nx.kc);
 }
 
 int main(void)

@@ -1098,12 +1098,7 @@ static void test_memoryless_node(void **state)
  * One node: as before
  */
 
-static int setup1(void **state)
-{
-	(void)state;
-	fx_simple(64, 2);
-	return 0;
-}
+static const struct fx_heap heap1 = {64, 2};
 
 static void test_single_node(void **state)
 {
@@ -1161,7 +1156,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hot_add_nodes, setup2, fx_teardown_all_back),
 		cmocka_unit_test(test_malformed_topology_rejected),
 		cmocka_unit_test(test_memoryless_node),
-		cmocka_unit_test_setup_teardown(test_single_node, setup1, fx_teardown_all_back),
+		FX_TEST(test_single_node, &heap1, fx_teardown_all_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,14 +32,9 @@
 #define POOL_HI (FX_SIMPLE_BASE + HEAP_MIB * FX_MIB)
 #define MAXP (HEAP_MIB * FX_MIB / 8 + 16) /* more than 8-byte objects fit */
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(HEAP_MIB, 2);
-	return 0;
-}
+static const struct fx_heap heap = {HEAP_MIB, 2};
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_intact)
+#define T(fn) FX_TEST(fn, &heap, fx_teardown_intact)
 
 static struct kmem_class_stats class_of(size_t size)
 {

@@ -270,12 +270,7 @@ static uint64_t phys_of_run(const void *p)
  * Fixtures
  */
 
-static int setup(void **state)
-{
-	(void)state;
-	fx_simple(HEAP_MIB, 2);
-	return 0;
-}
+static const struct fx_heap heap = {HEAP_MIB, 2};
 
 static int teardown(void **state)
 {
@@ -286,7 +281,7 @@ static int teardown(void **state)
 	return fx_teardown_intact(state);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) FX_TEST(fn, &heap, teardown)
 
 /* ------------------------------------------------------------------------
  * Tests

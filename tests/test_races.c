@@ -348,8 +348,7 @@ static int teardown(void **state)
 static int setup_spans(void **state)
 {
 	setup(state);
-	for (unsigned cls = 1; cls < KMEM_NUM_CLASSES; cls++)
-		mcentral_set_magazines(class_central(0, cls), false);
+	fx_magazines_off();
 	return 0;
 }
 
@@ -1280,11 +1279,7 @@ static void run_double_free(bool check_kind, uint64_t budget)
 		}
 		rounds++;
 	}
-	struct kmem_class_stats cs;
-	kmem_cache_shrink(x.kc);
-	kmem_cache_get_stats(x.kc, &cs);
-	assert_int_equal(cs.objects_in_use, 0);
-	assert_int_equal(kmem_cache_destroy(x.kc), 0);
+	fx_cache_destroy_empty(x.kc);
 	print_message("double free: %u rounds x %d objects, %lu second frees saw a free page,"
 	              " %lu reported as another kind\n",
 	              rounds, RD_N, free_page_faults, odd);
@@ -1567,11 +1562,7 @@ static void test_race_interrupts(void **state)
 	assert_true(raised > 0);
 	assert_true(objs > 100);
 	check_heap();
-	kmem_cache_shrink(x.kc);
-	struct kmem_class_stats cs;
-	kmem_cache_get_stats(x.kc, &cs);
-	assert_int_equal(cs.objects_in_use, 0);
-	assert_int_equal(kmem_cache_destroy(x.kc), 0);
+	fx_cache_destroy_empty(x.kc);
 }
 
 int main(void)
