@@ -168,7 +168,7 @@ int kmem_init(const struct kmem_config *cfg);
  * (> 0), or -KMEM_EINVAL (bad type, overlap, no whole page), or
  * -KMEM_ENOMEM (the region cannot hold its own metadata); on an error
  * nothing changed.  Cost: O(arenas the region touches + pages of the
- * arenas it covers only in part / 64), under the mheap lock with
+ * arenas it covers only in part / 64), under every node's heap lock with
  * interrupts off (64 GiB in new arenas: about 1000 arena steps, no page
  * walk).  Context: THREAD. */
 long kmem_hot_add(const struct kmem_region *region);
@@ -218,7 +218,8 @@ int kmem_cpu_offline(unsigned cpu);
  * amortised O(1) refill (a magazine from the class's depot, or objects
  * from a span, bounded work per refill); large objects: an O(log n) page
  * search, then O(pages) to map every page of the run to its span (under
- * the mheap lock, interrupts off).  Context: ANY. */
+ * the lock of the page heap it takes them from, interrupts off).
+ * Context: ANY. */
 void *kmalloc(size_t size);
 
 /* kmalloc, zero-filled. */
@@ -244,8 +245,8 @@ void *kmalloc_aligned(size_t size, size_t align);
  * an exchange with the class's depot (one lock) or, with the depot full,
  * the objects go back to their spans (an atomic OR each on the span's
  * freed bitmap); large objects O(pages)
- * (the run's page map is cleared) plus O(log n) summary updates under the
- * mheap lock.  Context: ANY. */
+ * (the run's page map is cleared) plus O(log n) summary updates under its
+ * page heap's lock.  Context: ANY. */
 void kfree(const void *p);
 
 /* Usable size of a live object (>= the size asked for); 0 for NULL or for
@@ -286,7 +287,7 @@ void *kmalloc_nolock(size_t size);
  * pointers are reported as kfree reports them, except that a pointer with
  * no live span is always KMEM_FAULT_WILD (the finer diagnosis takes a
  * lock); a large object or page run is not freed but reported as
- * KMEM_FAULT_WRONG_KIND (its free takes the mheap lock: free it later with
+ * KMEM_FAULT_WRONG_KIND (its free takes a page heap's lock: free it later with
  * kfree/kpage_free from a context that may).  Debug and hardened objects
  * are checked as kfree checks them but never quarantined.  Cost: O(1),
  * lock-free.  Context: ANY, NMI included; the fault hook then runs in that
@@ -313,7 +314,8 @@ void kfree_nolock(const void *p);
  * and ceiling: a search reads at most 48 summary nodes per level of the
  * page tree (its levels: log2 of the highest managed page number - 5, 13
  * for memory below 1 GiB); taking the run updates O(npages / 64 + log n)
- * words and nodes.  Under the mheap lock, interrupts off.  Context: ANY. */
+ * words and nodes.  Under the lock of one node's page heap at a time,
+ * interrupts off.  Context: ANY. */
 void *kpage_alloc(size_t npages, size_t align, uint64_t max_phys);
 
 /* Frees a run from kpage_alloc.  npages must be what was asked for.
@@ -331,9 +333,10 @@ uint64_t kmem_virt_to_phys(const void *p);
  * (kmem_config.cpu_node).  Each node has its own mcentrals (and depots)
  * for the kmalloc classes and for every object cache; a CPU's magazines
  * hold objects of its node's mcentrals only.  Each node has its own page
- * ranges, counts and searches in the page heap, which is one structure
- * under one lock: a request for node N searches N's page ranges first,
- * then the other nodes' in distance order (ties: lower node first).  So every allocation prefers the calling CPU's node, and
+ * heap, with its own lock, page tree and counts, over the node's memory:
+ * a request for node N searches N's page ranges first, then the other
+ * nodes' in distance order (ties: lower node first), one page heap lock
+ * at a time.  So every allocation prefers the calling CPU's node, and
  * falls back rather than fail (Linux's behaviour without
  * __GFP_THISNODE).  A free goes back to its object's node: an object of
  * another node's mcentral never enters the freeing CPU's magazines, it
@@ -352,12 +355,15 @@ uint64_t kmem_virt_to_phys(const void *p);
  * without memory, or too small to hold its region, is served by the
  * nearest node that has one.
  *
- * What is not.  The page heap's nodes share one lock (mheap.lock): a
- * span or page run taken on one node waits for one being taken on
- * another.  An arena holding pages of two nodes has its metadata on the
- * node of its lowest pages; the arena index (one 166 KiB L2 chunk per
- * 256 GiB of physical address space) is on one node; a caller-given
- * metadata region holds every node's init metadata.  kmalloc_node etc. for
+ * What is not.  An arena (64 MiB) holding pages of two nodes belongs to
+ * the page heap and metadata region of the node of its lowest pages: the
+ * other node's pages in it are its own (kmem_virt_to_node, placement)
+ * but are managed under that heap's lock, and no page run spans from
+ * such an arena into the next one of another heap.  The arena index (one
+ * 36 KiB L2 chunk per 256 GiB of physical address space) is on one node;
+ * a caller-given metadata region holds every node's init metadata.
+ * Hot-add, kmem_check, the statistics and the heap map take every node's
+ * page heap lock.  kmalloc_node etc. for
  * a node other than the calling CPU's take a lock per object (the node's
  * depot lock: no magazine of that node is the caller's to use).
  */
@@ -411,8 +417,8 @@ struct kmem_node_stats {
 
 /* Statistics of node `node` (< kmem_nr_nodes()); -KMEM_EINVAL otherwise.
  * Summed over the nodes, pages_managed and pages_free equal kmem_stats'.
- * Cost: O(node's pages / 64) words read under the mheap lock, interrupts
- * off.  Context: THREAD. */
+ * Cost: O(node's pages / 64) words read under every page heap's lock,
+ * interrupts off.  Context: THREAD. */
 int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out);
 
 /* ---------------------------------------------------------------------------
@@ -518,7 +524,7 @@ void kfree_bulk(size_t n, void **p);
  * nothing changed); -KMEM_ENOMEM when no metadata is left for a new batch
  * (nothing changed: p is still the caller's, who may free it itself after
  * its own grace period, or retry).  Cost: O(1): a per-CPU lock with
- * interrupts off, and once per KMEM_DEFER_BATCH objects the mheap lock.
+ * interrupts off, and once per KMEM_DEFER_BATCH objects a page heap's lock.
  * Context: ANY. */
 int kfree_deferred(const void *p);
 
@@ -593,7 +599,7 @@ void kmem_get_defer_stats(struct kmem_defer_stats *out);
  * it after that is not reported (kmem_cache_destroy: no CPU may use it).
  * Returns the number of pages given back.  Cost: O(objects and spans
  * held) plus O(F log F + R) for F free metadata blocks and R metadata runs
- * under the mheap lock.  Context: THREAD. */
+ * under each node's page heap lock in turn.  Context: THREAD. */
 size_t kmem_reclaim(void);
 
 /* Exact free memory, for a kernel's `free`/meminfo: reclaims as
@@ -613,7 +619,7 @@ size_t kmem_reclaim(void);
  * min(64, max(2, 32 KiB / object size)) objects), and so the pages of
  * every span one of them keeps partly free.
  * With the other CPUs offline (kmem_cpu_offline), nothing is left out.
- * Cost: kmem_reclaim's, then O(1) under the mheap lock.
+ * Cost: kmem_reclaim's, then O(nodes) under the page heaps' locks.
  * Context: THREAD, on any online CPU; exact when no other CPU allocates
  * or frees meanwhile. */
 size_t kmem_free_pages(void);

@@ -24,13 +24,14 @@
  * one (meta_server).  A region's layout (carved in this order, all
  * cache-line aligned):
  *     guard page |
- *     mcentral[KMEM_NUM_CLASSES] of each node it serves |
+ *     per node it serves: its page heap (with one node, static) and
+ *     mcentral[KMEM_NUM_CLASSES] |
  *     the mcache of each CPU of those nodes |
- *     l2_chunk and heap_arena for every arena whose lowest pages are of
- *     those nodes (and the L2 chunk of every chunk whose lowest arena is
- *     one of them) (the arena range, [arena_next[n], arena_end[n]):
- *     arenas the map covers whole are shared until their first write and
- *     copied here then) |
+ *     per node it serves, its arena range ([arena_next[n], arena_end[n])):
+ *     a heap_arena for every arena it owns (whose lowest pages are the
+ *     node's), its l2_sums for every chunk those touch, and the l2_chunk
+ *     of every chunk whose lowest arena it owns (arenas the map covers
+ *     whole are shared until their first write and copied here then) |
  *     span descriptor reserve (fixalloc), about 1/1024 of the nodes'
  *     memory, and in CPU 0's node's region the deferred-free state |
  *     guard page
@@ -165,8 +166,11 @@ static bool next_pages(const struct kmem_config *cfg, uint64_t *cursor, const st
 	return false;
 }
 
+/* Per node: its pages, the arenas it owns (those whose lowest pages are
+ * its), the L2 chunks whose lowest arena it owns, and the chunks its
+ * arenas touch (one l2_sums each). */
 struct map_sizes {
-	uint64_t pages, arenas, chunks;
+	uint64_t pages, arenas, chunks, sums;
 };
 
 /* The managed pages in address order, cut where the node changes (node
@@ -201,26 +205,32 @@ static bool next_piece(struct pieces *it, uint64_t *pfn, uint64_t *n, unsigned *
 	return true;
 }
 
-/* Pages, arenas and L2 chunks the map touches, counted for the metadata
- * server of their node: an arena (a chunk) is that of its lowest pages,
- * as kmem_init creates it (init_arena_locked). */
+/* Pages, arenas and L2 chunks the map touches, per node: an arena (a
+ * chunk) is owned by the node of its lowest pages, as kmem_init creates
+ * it (init_arena_locked).  Without a node table, all node 0's. */
 static void count_map(const struct kmem_config *cfg, const struct node_range *t, unsigned nt,
-                      const uint8_t *server, struct map_sizes *m)
+                      struct map_sizes *m)
 {
 	memset(m, 0, KMEM_MAX_NODES * sizeof(*m));
 	struct pieces it = {.cfg = cfg, .t = t, .nt = nt};
 	uint64_t pfn, n, last_arena = UINT64_MAX, last_chunk = UINT64_MAX;
-	unsigned node;
+	uint64_t last_sums[KMEM_MAX_NODES];
+	memset(last_sums, 0xff, sizeof(last_sums));
+	unsigned node, owner = 0;
 	while (next_piece(&it, &pfn, &n, &node)) {
-		struct map_sizes *s = &m[server[node]];
-		s->pages += n;
+		m[node].pages += n;
 		/* Pieces come in address order, so arenas are counted once. */
 		for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
-			if (a != last_arena)
-				s->arenas++;
+			if (a != last_arena) {
+				owner = node;
+				m[owner].arenas++;
+				if ((a >> L2_BITS) != last_sums[owner])
+					m[owner].sums++;
+				last_sums[owner] = a >> L2_BITS;
+			}
 			last_arena = a;
 			if ((a >> L2_BITS) != last_chunk)
-				s->chunks++;
+				m[owner].chunks++;
 			last_chunk = a >> L2_BITS;
 		}
 	}
@@ -377,27 +387,35 @@ struct meta_plan {
 	uint64_t base[KMEM_MAX_NODES], size[KMEM_MAX_NODES];
 	uint8_t server[KMEM_MAX_NODES];
 	unsigned home; /* CPU 0's server: also the deferred-free state */
-	struct map_sizes m[KMEM_MAX_NODES]; /* by server */
+	struct map_sizes m[KMEM_MAX_NODES]; /* by node */
 };
+
+/* A node's arena range: its arenas, the chunks and summaries they need. */
+static uint64_t arena_bytes(const struct map_sizes *m)
+{
+	return m->chunks * cline(sizeof(struct l2_chunk)) + m->sums * cline(sizeof(struct l2_sums)) +
+	       m->arenas * cline(sizeof(struct heap_arena));
+}
 
 /* Bytes of server s's region (guard pages included). */
 static size_t region_need(const struct kmem_config *cfg, unsigned nodes,
                           const struct meta_plan *p, unsigned s)
 {
-	unsigned ncentral = 0, ncpu = 0, cpus = cfg_cpus(cfg);
+	unsigned ncpu = 0, cpus = cfg_cpus(cfg);
+	uint64_t pages = 0, b = 0;
 	for (unsigned n = 0; n < nodes; n++)
-		ncentral += p->server[n] == s;
+		if (p->server[n] == s) {
+			pages += p->m[n].pages;
+			b += (nodes > 1 ? cline(sizeof(struct pageheap)) : 0) +
+			     cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES + arena_bytes(&p->m[n]);
+		}
 	for (unsigned cpu = 0; cpu < cpus; cpu++)
 		ncpu += p->server[cpu_node_of(cfg, cpu)] == s;
-	const struct map_sizes *m = &p->m[s];
-	uint64_t reserve = (m->pages << PAGE_SHIFT) >> META_SPAN_RESERVE_SHIFT;
+	uint64_t reserve = (pages << PAGE_SHIFT) >> META_SPAN_RESERVE_SHIFT;
 	if (reserve < META_SPAN_RESERVE_MIN)
 		reserve = META_SPAN_RESERVE_MIN;
-	uint64_t b = cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES * ncentral +
-	             cline(sizeof(struct mcache)) * ncpu +
-	             m->chunks * cline(sizeof(struct l2_chunk)) +
-	             m->arenas * cline(sizeof(struct heap_arena)) + reserve +
-	             (s == p->home ? deferred_state_bytes(cpus) : 0) + 4 * KMEM_CACHE_LINE;
+	b += cline(sizeof(struct mcache)) * ncpu + reserve +
+	     (s == p->home ? deferred_state_bytes(cpus) : 0) + 4 * KMEM_CACHE_LINE;
 	return (size_t)align_up(b, PAGE_SIZE) + 2 * PAGE_SIZE; /* and the guards */
 }
 
@@ -430,10 +448,10 @@ static int plan_auto(const struct kmem_config *cfg, const struct node_range *t, 
 	unsigned node;
 	while (next_piece(&it, &pfn, &n, &node))
 		ok[node] = true;
+	count_map(cfg, t, nt, p->m);
 	for (;;) { /* each round drops a node, or ends */
 		if (!plan_servers(cfg, nodes, order, ok, p))
 			return -KMEM_ENOMEM;
-		count_map(cfg, t, nt, p->server, p->m);
 		bool again = false;
 		for (unsigned s = 0; s < nodes; s++) {
 			p->size[s] = 0;
@@ -466,7 +484,7 @@ static int plan_given(const struct kmem_config *cfg, const struct node_range *t,
 	unsigned s = r ? r->node : 0;
 	memset(p->server, s, sizeof(p->server));
 	p->home = s;
-	count_map(cfg, t, nt, p->server, p->m);
+	count_map(cfg, t, nt, p->m);
 	p->base[s] = cfg->metadata_base;
 	p->size[s] = cfg->metadata_size;
 	/* The pool shrinks by the region; the need cannot grow. */
@@ -484,10 +502,16 @@ size_t kmem_metadata_size(const struct kmem_config *cfg)
 	if (!cfg_ok(cfg))
 		return 0;
 	struct meta_plan p = {.home = 0}; /* one region: server 0 for all */
-	count_map(cfg, NULL, 0, p.server, p.m);
-	if (!p.m[0].pages)
+	unsigned nodes = cfg_nodes(cfg);
+	struct node_range ranges[KMEM_MAX_NODE_RANGES] = {{0, 0, 0}};
+	unsigned nranges = 0;
+	if (nodes > 1 && node_ranges_of_map(cfg, ranges, &nranges))
 		return 0;
-	return region_need(cfg, cfg_nodes(cfg), &p, 0);
+	count_map(cfg, ranges, nranges, p.m);
+	uint64_t pages = 0;
+	for (unsigned n = 0; n < nodes; n++)
+		pages += p.m[n].pages;
+	return pages ? region_need(cfg, nodes, &p, 0) : 0;
 }
 
 void kmem_metadata_region(uint64_t *phys_base, uint64_t *size)
@@ -513,45 +537,58 @@ unsigned kmem_metadata_regions(struct kmem_region *out, unsigned max)
 }
 
 /* kmem_init: creates (share: shares) the arena of pfn, the lowest page
- * of it being added, from its node's server's arena range as counted
- * (count_map), else from the nearest other region's (an arena whose
- * lowest pages a region took was counted for another node). */
-static int init_arena_locked(uint64_t pfn, bool share)
+ * of it being added, for its node's page heap, from that node's arena
+ * range as counted (count_map), else from the nearest other node's (an
+ * arena whose lowest pages a region took was counted for another node). */
+static int init_arena_locked(uint64_t pfn, unsigned owner, bool share)
 {
-	int node = pfn_node(pfn);
-	unsigned want = mheap_.meta_server[node >= 0 ? node : 0];
 	int err = -KMEM_ENOMEM;
 	for (unsigned k = 0; k < mheap_.nnodes && err == -KMEM_ENOMEM; k++) {
-		unsigned s = mheap_.node_order[want][k];
-		if (!mheap_.meta_size[s])
-			continue;
-		err = share ? arena_share_locked(pfn, &mheap_.arena_next[s], mheap_.arena_end[s])
-		            : arena_create_locked(pfn, &mheap_.arena_next[s], mheap_.arena_end[s]);
+		unsigned s = mheap_.node_order[owner][k];
+		err = share ? arena_share_locked(pfn, owner, &mheap_.arena_next[s], mheap_.arena_end[s])
+		            : arena_create_locked(pfn, owner, &mheap_.arena_next[s], mheap_.arena_end[s]);
 	}
 	return err;
 }
 
-/* Marks [pfn, pfn+n) managed and free, creating arenas from the bump
- * range (NULL: kmem_init's, init_arena_locked).  With `lazy`, an arena the range covers whole and that does not
- * exist yet becomes the shared all-free image instead (heaparena.c): no
- * write to it, only the summaries above it.  Caller holds mheap.lock (or
- * is init). */
-static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t bump_end,
-                            bool lazy)
+/* Marks [pfn, pfn+n) managed and free, creating missing arenas for page
+ * heap `owner` (-1: kmem_init's, each for the node of its lowest page,
+ * from init's arena ranges, init_arena_locked) from the bump range; an
+ * arena that exists keeps its owner.  With `lazy`, an arena the range
+ * covers whole and that does not exist yet becomes the shared all-free
+ * image instead (heaparena.c): no write to it, only the summaries above
+ * it, once per run of such arenas of one heap.  Caller holds every
+ * heap.lock (or is init). */
+static int add_pages_locked(uint64_t pfn, uint64_t n, int owner, uintptr_t *bump,
+                            uintptr_t bump_end, bool lazy)
 {
-	pages_grow_hull_locked(pfn + n);
+	struct pageheap *sh = NULL; /* shared arenas [s_lo, s_hi) of heap sh */
+	uint64_t s_lo = 0, s_hi = 0;
 	for (uint64_t p = pfn; p < pfn + n;) {
-		pages_update_steps++;
+		mheap_.update_steps++;
 		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
 		if (stop > pfn + n)
 			stop = pfn + n;
 		bool share = lazy && stop - p == ARENA_PAGES && !arena_of_pfn(p);
-		int err = !bump ? init_arena_locked(p, share)
-		          : share ? arena_share_locked(p, bump, bump_end)
-		                  : arena_create_locked(p, bump, bump_end);
+		int node = owner >= 0 ? owner : pfn_node(p);
+		unsigned o = node >= 0 ? (unsigned)node : 0;
+		int err = !bump ? init_arena_locked(p, o, share)
+		          : share ? arena_share_locked(p, o, bump, bump_end)
+		                  : arena_create_locked(p, o, bump, bump_end);
 		if (err)
 			return err;
+		struct pageheap *h = heap_of_pfn(p);
+		pages_grow_hull_locked(h, stop);
+		h->pages_managed += stop - p;
+		h->pages_free += stop - p;
 		if (share) {
+			if (sh != h || s_hi != p) {
+				if (sh)
+					sums_above_arenas_locked(sh, s_lo, s_hi - s_lo);
+				sh = h;
+				s_lo = p;
+			}
+			s_hi = stop;
 			p = stop;
 			continue;
 		}
@@ -568,16 +605,17 @@ static int add_pages_locked(uint64_t pfn, uint64_t n, uintptr_t *bump, uintptr_t
 		p = stop;
 	}
 	/* Shared arenas' own summaries are in the image; the levels above
-	 * them are computed here, once for the whole range. */
-	if (lazy)
-		sums_above_arenas_locked(pfn, n);
-	mheap_.pages_managed += n;
-	mheap_.pages_free += n;
+	 * them are computed here. */
+	if (sh)
+		sums_above_arenas_locked(sh, s_lo, s_hi - s_lo);
 	return 0;
 }
 
-/* Carves server s's region: its nodes' mcentrals, its CPUs' mcaches
- * (zeroed), the arena range, and the rest as the node's bump range. */
+static struct pageheap heap_single;
+
+/* Carves server s's region: its nodes' page heaps and mcentrals, its
+ * CPUs' mcaches (zeroed), each of its nodes' arena range, and the rest as
+ * the node's bump range. */
 static int region_carve(const struct meta_plan *p, unsigned s)
 {
 	uint64_t base = p->base[s], size = p->size[s];
@@ -588,12 +626,29 @@ static int region_carve(const struct meta_plan *p, unsigned s)
 	if (data_hi < data_lo)
 		return -KMEM_ENOMEM;
 	uintptr_t bump = align_up((uintptr_t)data_lo + mheap_.offset, KMEM_CACHE_LINE);
-	uintptr_t end = (uintptr_t)data_hi + mheap_.offset, start = bump;
+	uintptr_t end = (uintptr_t)data_hi + mheap_.offset;
 	for (unsigned n = 0; n < mheap_.nnodes; n++)
 		if (p->server[n] == s) {
+			/* One node: the page heap is static, as big a share of a
+			 * small machine's memory as before there were nodes. */
+			struct pageheap *h = &heap_single;
+			if (mheap_.nnodes > 1) {
+				h = (struct pageheap *)bump;
+				bump += cline(sizeof(struct pageheap));
+			}
 			mheap_.central[n] = (struct mcentral *)bump;
 			bump += cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES;
+			if (bump > end)
+				return -KMEM_ENOMEM;
+			/* amax[] (last) is read only where written (pagealloc.c). */
+			memset(h, 0, offsetof(struct pageheap, amax));
+			lock_init(&h->lock, LOCK_HEAP);
+			h->node = n;
+			h->sum_level = SUM_ARENA_TOP;
+			mheap_.heap[n] = h;
+			memset(mheap_.central[n], 0, cline(sizeof(struct mcentral)) * KMEM_NUM_CLASSES);
 		}
+	uintptr_t start = bump;
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 		if (p->server[mheap_.cpu_node[cpu]] == s) {
 			mheap_.mcache[cpu] = (struct mcache *)bump;
@@ -602,13 +657,15 @@ static int region_carve(const struct meta_plan *p, unsigned s)
 	if (bump > end)
 		return -KMEM_ENOMEM;
 	memset((void *)start, 0, bump - start);
-	/* The L2 chunks and arenas, shared ones included: the arena range is
-	 * not zeroed here (a chunk or arena is cleared or copied when carved),
-	 * so init costs no page faults on it. */
-	mheap_.arena_next[s] = bump;
-	bump += p->m[s].chunks * cline(sizeof(struct l2_chunk)) +
-	        p->m[s].arenas * cline(sizeof(struct heap_arena));
-	mheap_.arena_end[s] = bump;
+	/* The L2 chunks and arenas of each node, shared ones included: the
+	 * arena ranges are not zeroed here (a chunk or arena is cleared or
+	 * copied when carved), so init costs no page faults on them. */
+	for (unsigned n = 0; n < mheap_.nnodes; n++)
+		if (p->server[n] == s) {
+			mheap_.arena_next[n] = bump;
+			bump += arena_bytes(&p->m[n]);
+			mheap_.arena_end[n] = bump;
+		}
 	if (bump > end)
 		return -KMEM_ENOMEM;
 	mheap_.meta_next[s] = bump;
@@ -631,7 +688,7 @@ int kmem_init(const struct kmem_config *cfg)
 	node_order_init(cfg, nodes, order);
 	struct meta_plan plan;
 	memset(&plan, 0, sizeof(plan));
-	count_map(cfg, NULL, 0, plan.server, plan.m);
+	count_map(cfg, NULL, 0, plan.m);
 	if (!plan.m[0].pages)
 		return -KMEM_EINVAL;
 	int err = cfg->metadata_size ? plan_given(cfg, ranges, nranges, nodes, &plan)
@@ -639,9 +696,7 @@ int kmem_init(const struct kmem_config *cfg)
 	if (err)
 		return err;
 
-	memset(&mheap_, 0, offsetof(struct mheap, amax));
-	mheap_.sum_level = SUM_ARENA_TOP;
-	lock_init(&mheap_.lock, LOCK_HEAP);
+	memset(&mheap_, 0, sizeof(mheap_));
 	lock_init(&mheap_.caches_lock, LOCK_CACHES);
 	mheap_.offset = cfg->direct_map_offset;
 	mheap_.max_cpus = cpus;
@@ -669,11 +724,14 @@ int kmem_init(const struct kmem_config *cfg)
 	arena_image_build();
 	uint64_t cursor = 0, pfn, n;
 	while (next_pages(cfg, &cursor, &ex, &pfn, &n)) {
-		err = add_pages_locked(pfn, n, NULL, 0, true);
+		err = add_pages_locked(pfn, n, -1, NULL, 0, true);
 		if (err)
 			return err;
 	}
-	if (!mheap_.pages_managed)
+	uint64_t managed = 0;
+	for (unsigned k = 0; k < nodes; k++)
+		managed += mheap_.heap[k]->pages_managed;
+	if (!managed)
 		return -KMEM_EINVAL;
 
 	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan));
@@ -719,18 +777,23 @@ int kmem_init(const struct kmem_config *cfg)
  * it into later for one it covers whole and shares).  Counted before
  * anything is written, so a region that cannot hold it is refused with
  * nothing changed. */
-static uint64_t hot_meta_bytes(uint64_t pfn, uint64_t n)
+static uint64_t hot_meta_bytes(uint64_t pfn, uint64_t n, unsigned node)
 {
-	uint64_t bytes = 0, last_chunk = UINT64_MAX;
+	uint64_t bytes = 0, last_chunk = UINT64_MAX, last_sums = UINT64_MAX;
 	for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
 		uint64_t p = a << SUM_ARENA_TOP;
-		pages_update_steps++;
+		mheap_.update_steps++;
 		if (a >> L2_BITS != last_chunk &&
 		    !atomic_load_explicit(&mheap_.l1[p >> SUM_L2_TOP], memory_order_relaxed))
 			bytes += cline(sizeof(struct l2_chunk));
 		last_chunk = a >> L2_BITS;
-		if (!arena_of_pfn(p))
+		if (!arena_of_pfn(p)) {
 			bytes += cline(sizeof(struct heap_arena));
+			/* node's page heap owns it: its summaries there */
+			if (a >> L2_BITS != last_sums && !mheap_.heap[node]->l2[p >> SUM_L2_TOP])
+				bytes += cline(sizeof(struct l2_sums));
+			last_sums = a >> L2_BITS;
+		}
 	}
 	return bytes;
 }
@@ -752,7 +815,7 @@ long kmem_hot_add(const struct kmem_region *r)
 	if (r->node >= mheap_.nnodes)
 		return -KMEM_EINVAL;
 
-	unsigned long f = lock_irqsave(&mheap_.lock);
+	unsigned long f = heaps_lock_all();
 	/* Overlap with managed memory (free, used, or metadata a hot-add keeps
 	 * in its region) or with the metadata region. */
 	bool in_meta = false;
@@ -762,22 +825,22 @@ long kmem_hot_add(const struct kmem_region *r)
 		in_meta |= mheap_.meta_size[k] && s < mh && ml < e;
 	}
 	if (in_meta || arena_managed_in_locked(pfn, n)) {
-		unlock_irqrestore(&mheap_.lock, f);
+		heaps_unlock_all(f);
 		return -KMEM_EINVAL;
 	}
 
 	/* (and a cache line for the header of the copy room, and a guard
 	 * page on either side) */
-	uint64_t meta = hot_meta_bytes(pfn, n);
+	uint64_t meta = hot_meta_bytes(pfn, n, r->node);
 	uint64_t used = meta ? (align_up(meta + KMEM_CACHE_LINE, PAGE_SIZE) >> PAGE_SHIFT) + 2 : 0;
 	if (used >= n) {
-		unlock_irqrestore(&mheap_.lock, f);
+		heaps_unlock_all(f);
 		return -KMEM_ENOMEM; /* nothing was written */
 	}
 	/* Its node range (the last check: it writes only if it succeeds). */
 	unsigned nr = atomic_load_explicit(&mheap_.nranges, memory_order_relaxed);
 	if (mheap_.nnodes > 1 && node_range_add(mheap_.node_ranges, &nr, s, e, r->node, false)) {
-		unlock_irqrestore(&mheap_.lock, f);
+		heaps_unlock_all(f);
 		return -KMEM_EINVAL;
 	}
 	/* Published: the entry is complete (kmem_virt_to_node reads it). */
@@ -786,25 +849,24 @@ long kmem_hot_add(const struct kmem_region *r)
 	/* The metadata, from the start of the region: chunks, then the arenas
 	 * it holds or covers in part, then room for copies of the ones it
 	 * covers whole past the metadata (shared below, as kmem_init's). */
-	pages_grow_hull_locked(pfn + n);
 	uintptr_t bump = pfn_to_virt(pfn + !!used), bump_end = pfn_to_virt(pfn + used - !!used);
 	uint64_t shared = 0;
 	for (uint64_t a = pfn >> SUM_ARENA_TOP; a <= (pfn + n - 1) >> SUM_ARENA_TOP; a++) {
 		uint64_t p = a << SUM_ARENA_TOP;
-		pages_update_steps++;
+		mheap_.update_steps++;
 		if (arena_of_pfn(p))
 			continue;
 		if (p >= pfn + used && p + ARENA_PAGES <= pfn + n) {
 			shared++;
 			continue;
 		}
-		int err = arena_create_locked(p, &bump, bump_end);
+		int err = arena_create_locked(p, r->node, &bump, bump_end);
 		KASSERT(err == 0); /* counted above */
 		(void)err;
 	}
 	if (shared) {
 		uintptr_t room = align_up(bump, KMEM_CACHE_LINE);
-		arena_room_push_locked(mheap_.meta_server[r->node], room, room + KMEM_CACHE_LINE +
+		arena_room_push_locked(r->node, room, room + KMEM_CACHE_LINE +
 		                                 shared * cline(sizeof(struct heap_arena)));
 		bump = room + KMEM_CACHE_LINE + shared * cline(sizeof(struct heap_arena));
 	}
@@ -813,22 +875,24 @@ long kmem_hot_add(const struct kmem_region *r)
 	 * free of a pointer into them is reported as metadata (malloc.c). */
 	for (uint64_t p = pfn; p < pfn + used;) {
 		struct heap_arena *a = arena_own_locked(p);
+		struct pageheap *h = heap_of_pfn(p);
 		uint64_t i = p & (ARENA_PAGES - 1), b = i & 63;
 		uint64_t cnt = 64 - b < pfn + used - p ? 64 - b : pfn + used - p;
 		a->managedbits[i >> 6] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << b;
 		a->managed += cnt;
+		pages_grow_hull_locked(h, p + cnt);
+		h->pages_managed += cnt;
+		h->pages_metadata += cnt;
 		p += cnt;
 	}
-	mheap_.pages_managed += used;
-	mheap_.pages_metadata += used;
 	if (used) {
 		guard_page_locked(pfn);
 		guard_page_locked(pfn + used - 1);
 	}
-	int err = add_pages_locked(pfn + used, n - used, &bump, bump, true);
+	int err = add_pages_locked(pfn + used, n - used, (int)r->node, &bump, bump, true);
 	KASSERT(err == 0); /* every chunk and arena exists or is shared */
 	(void)err;
-	unlock_irqrestore(&mheap_.lock, f);
+	heaps_unlock_all(f);
 	guards_protect();
 	return (long)(n - used);
 }

@@ -235,7 +235,7 @@ unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *
 {
 	struct leak_table t;
 	memset(&t, 0, sizeof t);
-	unsigned long f = lock_irqsave(&mheap_.lock);
+	unsigned long f = heaps_lock_all();
 	for (uint64_t i1 = 0; i1 < L1_ENTRIES; i1++) {
 		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[i1], memory_order_relaxed);
 		for (uint64_t i2 = 0; c && i2 < L2_ENTRIES; i2++) {
@@ -250,7 +250,7 @@ unsigned long kmem_leak_report(void (*emit)(const char *line, void *arg), void *
 			}
 		}
 	}
-	unlock_irqrestore(&mheap_.lock, f);
+	heaps_unlock_all(f);
 	struct fmtbuf m;
 	for (unsigned i = 0; i < t.n; i++) {
 		const struct leak_group *g = &t.g[i];

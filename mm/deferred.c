@@ -33,7 +33,7 @@
  * done() missed (filled while it ran) waits for the next done().
  *
  * Cost: kfree_deferred is O(1): one uncontended per-CPU lock with
- * interrupts off, and once per batch the mheap lock for a new block
+ * interrupts off, and once per batch a heap.lock for a new block
  * (about 8 bytes of metadata per waiting object).  If no block can be had
  * (metadata exhausted) the claim is undone and -KMEM_ENOMEM returned: the
  * object stays the caller's.  CPU offline: the offline CPU's batches stay
@@ -43,7 +43,7 @@
  * hangs off mheap_, which init clears).
  *
  * Lock order: a per-CPU lock (LOCK_DEFER) is a leaf; blocks are taken from
- * and given back to the fixalloc under mheap.lock with no other lock held.
+ * and given back to the fixalloc under its heap.lock with no other lock held.
  */
 #include "mtypes.h"
 
@@ -75,11 +75,12 @@ static struct kmem_defer *defer_state(void)
 	struct kmem_defer *d = atomic_load_explicit(&mheap_.defer, memory_order_acquire);
 	if (d)
 		return d;
-	unsigned long f = lock_irqsave(&mheap_.lock);
+	/* Made once: caches_lock orders the makers (meta_carve takes the
+	 * heap locks below it). */
+	unsigned long f = lock_irqsave(&mheap_.caches_lock);
 	d = atomic_load_explicit(&mheap_.defer, memory_order_relaxed);
 	if (!d) {
-		d = meta_carve_locked(sizeof(*d) + mheap_.max_cpus * sizeof(struct defer_cpu),
-		                      KMEM_CACHE_LINE);
+		d = meta_carve(sizeof(*d) + mheap_.max_cpus * sizeof(struct defer_cpu), KMEM_CACHE_LINE);
 		if (d) {
 			fixalloc_init(&d->blocks, sizeof(struct defer_block));
 			for (unsigned c = 0; c < mheap_.max_cpus; c++)
@@ -87,7 +88,7 @@ static struct kmem_defer *defer_state(void)
 			atomic_store_explicit(&mheap_.defer, d, memory_order_release);
 		}
 	}
-	unlock_irqrestore(&mheap_.lock, f);
+	unlock_irqrestore(&mheap_.caches_lock, f);
 	return d;
 }
 
@@ -105,17 +106,12 @@ size_t deferred_state_bytes(unsigned cpus)
 
 static struct defer_block *block_alloc(struct kmem_defer *d)
 {
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	struct defer_block *b = fixalloc_alloc_locked(&d->blocks);
-	unlock_irqrestore(&mheap_.lock, f);
-	return b;
+	return fixalloc_alloc(&d->blocks);
 }
 
 static void block_free(struct kmem_defer *d, struct defer_block *b)
 {
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	fixalloc_free_locked(&d->blocks, b);
-	unlock_irqrestore(&mheap_.lock, f);
+	fixalloc_free(&d->blocks, b);
 }
 
 /* ---------------------------------------------------------------------------
@@ -333,9 +329,9 @@ void kmem_get_defer_stats(struct kmem_defer_stats *out)
 	out->deferred = atomic_load_explicit(&d->deferred, memory_order_relaxed);
 	out->freed = atomic_load_explicit(&d->freed, memory_order_relaxed);
 	out->pending = out->deferred - out->freed;
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	out->batches = d->blocks.inuse;
-	unlock_irqrestore(&mheap_.lock, f);
+	unsigned long f = heaps_lock_all();
+	out->batches = fixalloc_inuse(&d->blocks);
+	heaps_unlock_all(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -397,14 +393,15 @@ unsigned long deferred_check(uint64_t *small, uint64_t *large)
 			check_block(dc->open, &problems, &entries, small, large);
 		}
 		/* Bounded by the blocks in use: a cycle cannot hang the check. */
-		for (struct defer_block *b = dc->closed; b && blocks <= d->blocks.inuse; b = b->next) {
+		for (struct defer_block *b = dc->closed; b && blocks <= fixalloc_inuse(&d->blocks);
+		     b = b->next) {
 			blocks++;
 			if (!check_block(b, &problems, &entries, small, large))
 				break;
 		}
 	}
 	uint64_t pending = atomic_load(&d->deferred) - atomic_load(&d->freed);
-	if (blocks != d->blocks.inuse || entries != pending) {
+	if (blocks != fixalloc_inuse(&d->blocks) || entries != pending) {
 		problems++;
 		report_fault(KMEM_FAULT_CORRUPT, NULL, NULL, "deferred batch counts are wrong");
 	}

@@ -162,10 +162,8 @@ int harden_init(unsigned level, uint64_t seed)
 	if (!level)
 		return 0;
 	if (level >= 2) {
-		unsigned long f = lock_irqsave(&mheap_.lock);
-		harden_.ring = meta_carve_locked(KMEM_QUARANTINE_OBJECTS * sizeof(void *), 8);
-		harden_.sizes = meta_carve_locked(KMEM_QUARANTINE_OBJECTS * sizeof(uint32_t), 8);
-		unlock_irqrestore(&mheap_.lock, f);
+		harden_.ring = meta_carve(KMEM_QUARANTINE_OBJECTS * sizeof(void *), 8);
+		harden_.sizes = meta_carve(KMEM_QUARANTINE_OBJECTS * sizeof(uint32_t), 8);
 		if (!harden_.ring || !harden_.sizes)
 			return -KMEM_ENOMEM;
 	}

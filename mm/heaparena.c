@@ -92,13 +92,13 @@ static void meta_copy(void *dst, const void *src, size_t n)
 }
 
 /* Copy rooms.  kmem_init sets aside room for a copy of every arena of the
- * boot map in each node's region ([arena_next[n], arena_end[n])); each
- * hot-add that shares arenas puts room for theirs at the start of its
- * region and pushes it on its node's stack.  A room begins with this
- * header, which remembers the range that was current.  Every room holds
- * exactly the copies of the arenas shared with it, so a node's rooms
- * together never run out, whichever of its arenas is copied first; an
- * arena is its first page's node's (pfn_node, through meta_server). */
+ * boot map, per owner node, in the node's region ([arena_next[n],
+ * arena_end[n])); each hot-add that shares arenas puts room for theirs at
+ * the start of its region and pushes it on its node's stack.  A room
+ * begins with this header, which remembers the range that was current.
+ * Every room holds exactly the copies of the arenas shared with it, so a
+ * node's rooms together never run out, whichever of its arenas is copied
+ * first.  Under the owner's heap.lock, as the copy itself. */
 struct copy_room {
 	uintptr_t next, end;     /* the range current before this room */
 	struct copy_room *below; /* its room */
@@ -117,20 +117,13 @@ void arena_room_push_locked(unsigned node, uintptr_t start, uintptr_t end)
 	mheap_.arena_end[node] = end;
 }
 
-/* The node whose rooms hold the arena of pfn. */
-static unsigned arena_room_node(uint64_t pfn)
-{
-	int n = pfn_node(align_down(pfn, ARENA_PAGES));
-	return n >= 0 ? mheap_.meta_server[n] : mheap_.meta_node;
-}
-
 struct heap_arena *arena_own_locked(uint64_t pfn)
 {
 	struct heap_arena *a = arena_of_pfn(pfn);
 	KASSERT(a != NULL);
 	if (a != &arena_free_image)
 		return a;
-	unsigned node = arena_room_node(pfn);
+	unsigned node = (unsigned)arena_owner(pfn);
 	uintptr_t p = align_up(mheap_.arena_next[node], KMEM_CACHE_LINE);
 	while (p + sizeof(struct heap_arena) > mheap_.arena_end[node]) {
 		/* This room is used up: back to the one below it. */
@@ -180,58 +173,88 @@ void arena_unmap_span_locked(struct mspan *s)
 	map_range(s, NULL);
 }
 
-/* The arena slot for pfn, creating its L2 chunk from [*bump, bump_end) if
- * missing; NULL when out of room. */
-static _Atomic(struct heap_arena *) *arena_slot_locked(uint64_t pfn, uintptr_t *bump,
-                                                       uintptr_t bump_end)
+/* Carves a cache-line aligned block of `size` bytes from [*bump, end). */
+static void *bump_carve(uintptr_t *bump, uintptr_t end, size_t size)
+{
+	uintptr_t p = align_up(*bump, KMEM_CACHE_LINE);
+	if (p + size > end || p + size < p)
+		return NULL;
+	*bump = p + size;
+	return (void *)p;
+}
+
+/* The arena slot for pfn, creating its L2 chunk and the owner's summaries
+ * over it from [*bump, bump_end) if missing; NULL when out of room. */
+static _Atomic(struct heap_arena *) *arena_slot_locked(uint64_t pfn, unsigned owner,
+                                                       uintptr_t *bump, uintptr_t bump_end)
 {
 	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
 	                                          memory_order_relaxed);
-	if (!c) {
-		uintptr_t p = align_up(*bump, KMEM_CACHE_LINE);
-		if (p + sizeof(struct l2_chunk) > bump_end)
+	struct pageheap *h = mheap_.heap[owner];
+	if (!h->l2[pfn >> SUM_L2_TOP]) {
+		struct l2_sums *m = bump_carve(bump, bump_end, sizeof(*m));
+		if (!m)
 			return NULL;
-		*bump = p + sizeof(struct l2_chunk);
-		c = (struct l2_chunk *)p;
 		/* amax[] (last) is read only where written (pagealloc.c). */
-		meta_zero(c, offsetof(struct l2_chunk, amax));
+		meta_zero(m, offsetof(struct l2_sums, amax));
+		h->l2[pfn >> SUM_L2_TOP] = m;
+	}
+	if (!c) {
+		c = bump_carve(bump, bump_end, sizeof(*c));
+		if (!c)
+			return NULL;
+		meta_zero(c, sizeof(*c));
 		atomic_store_explicit(&mheap_.l1[pfn >> SUM_L2_TOP], c, memory_order_release);
 	}
 	return &c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)];
 }
 
-/* Creates the arena holding pfn (and its L2 chunk) if missing, carving the
- * metadata from [*bump, bump_end).  Returns 0 or -KMEM_ENOMEM. */
-int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
+/* The owner slot beside an arena slot. */
+static uint8_t *owner_slot(uint64_t pfn)
+{
+	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+	                                          memory_order_relaxed);
+	return &c->owner[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)];
+}
+
+/* Creates the arena holding pfn (and its L2 chunk, and the owner's
+ * summaries) for page heap `owner` if missing, carving the metadata from
+ * [*bump, bump_end); an arena that exists keeps its owner.  Returns 0 or
+ * -KMEM_ENOMEM.  With every heap.lock held (or init). */
+int arena_create_locked(uint64_t pfn, unsigned owner, uintptr_t *bump, uintptr_t bump_end)
 {
 	if (pfn >> SUM_TOP)
 		return -KMEM_EINVAL;
-	_Atomic(struct heap_arena *) *slot = arena_slot_locked(pfn, bump, bump_end);
+	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+	                                          memory_order_relaxed);
+	if (c && atomic_load_explicit(&c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)],
+	                              memory_order_relaxed))
+		return 0;
+	_Atomic(struct heap_arena *) *slot = arena_slot_locked(pfn, owner, bump, bump_end);
 	if (!slot)
 		return -KMEM_ENOMEM;
-	if (atomic_load_explicit(slot, memory_order_relaxed))
-		return 0;
-	uintptr_t p = align_up(*bump, KMEM_CACHE_LINE);
-	if (p + sizeof(struct heap_arena) > bump_end)
+	struct heap_arena *a = bump_carve(bump, bump_end, sizeof(*a));
+	if (!a)
 		return -KMEM_ENOMEM;
-	*bump = p + sizeof(struct heap_arena);
-	struct heap_arena *a = (struct heap_arena *)p;
 	meta_zero(a, sizeof(*a));
+	*owner_slot(pfn) = (uint8_t)owner;
 	atomic_store_explicit(slot, a, memory_order_release);
 	mheap_.narenas++;
 	return 0;
 }
 
 /* Makes the missing arena at pfn (arena-aligned) the shared all-free
- * image: the whole arena joins the pool without a write to it.  The
- * caller updates the summaries above the arena and the page counts. */
-int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
+ * image, owned by `owner`: the whole arena joins the pool without a write
+ * to it.  The caller updates the summaries above the arena and the page
+ * counts. */
+int arena_share_locked(uint64_t pfn, unsigned owner, uintptr_t *bump, uintptr_t bump_end)
 {
 	KASSERT((pfn & (ARENA_PAGES - 1)) == 0 && !(pfn >> SUM_TOP));
-	_Atomic(struct heap_arena *) *slot = arena_slot_locked(pfn, bump, bump_end);
+	_Atomic(struct heap_arena *) *slot = arena_slot_locked(pfn, owner, bump, bump_end);
 	if (!slot)
 		return -KMEM_ENOMEM;
 	KASSERT(atomic_load_explicit(slot, memory_order_relaxed) == NULL);
+	*owner_slot(pfn) = (uint8_t)owner;
 	atomic_store_explicit(slot, &arena_free_image, memory_order_release);
 	mheap_.narenas++;
 	return 0;
@@ -239,12 +262,12 @@ int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end)
 
 /* Whether any page of [pfn, pfn + npages) is in the pool: a word at a
  * time in arenas that have managed pages, an arena or chunk at a time
- * where there is none.  Under mheap.lock. */
+ * where there is none.  With every heap.lock held. */
 bool arena_managed_in_locked(uint64_t pfn, uint64_t npages)
 {
 	uint64_t end = pfn + npages;
 	for (uint64_t p = pfn; p < end;) {
-		pages_update_steps++;
+		mheap_.update_steps++;
 		if (!atomic_load_explicit(&mheap_.l1[p >> SUM_L2_TOP], memory_order_relaxed)) {
 			p = ((p >> SUM_L2_TOP) + 1) << SUM_L2_TOP;
 			continue;
@@ -255,7 +278,7 @@ bool arena_managed_in_locked(uint64_t pfn, uint64_t npages)
 		struct heap_arena *a = arena_of_pfn(p);
 		if (a == &arena_free_image)
 			return true;
-		for (; a && a->managed && p < stop; p = (p | 63) + 1, pages_update_steps++) {
+		for (; a && a->managed && p < stop; p = (p | 63) + 1, mheap_.update_steps++) {
 			uint64_t i = p & (ARENA_PAGES - 1), n = stop - p < 64 - (i & 63) ? stop - p : 64 - (i & 63);
 			uint64_t mask = (n == 64 ? ~0ull : (1ull << n) - 1) << (i & 63);
 			if (a->managedbits[i >> 6] & mask)
@@ -267,7 +290,7 @@ bool arena_managed_in_locked(uint64_t pfn, uint64_t npages)
 }
 
 /* The page belongs to the pool (free, in a span, or taken for metadata).
- * Reads [heap] bits: exact under mheap.lock or at quiescence. */
+ * Reads [heap] bits: exact under its owner's heap.lock or at quiescence. */
 bool pfn_is_managed(uint64_t pfn)
 {
 	struct heap_arena *a = arena_of_pfn(pfn);
@@ -278,7 +301,7 @@ bool pfn_is_managed(uint64_t pfn)
 /* Descriptorless page runs (mtypes.h, PKIND_*): marks the pages of the
  * run [pfn, pfn + npages) live (its first page says its length) or not.
  * The pages are in use, so their arenas are already owned.  Under
- * mheap.lock. */
+ * the owner's heap.lock. */
 void arena_run_mark_locked(uint64_t pfn, uint64_t npages, bool live)
 {
 	KASSERT(npages >= 1 && npages <= RUN_INLINE_MAX);
@@ -291,7 +314,7 @@ void arena_run_mark_locked(uint64_t pfn, uint64_t npages, bool live)
 }
 
 /* The live descriptorless run holding page pfn: its first page and
- * length.  At most RUN_INLINE_MAX steps back.  Under mheap.lock. */
+ * length.  At most RUN_INLINE_MAX steps back.  Under the owner's heap.lock. */
 bool arena_run_of_locked(uint64_t pfn, uint64_t *head, uint64_t *npages)
 {
 	for (uint64_t p = pfn; pfn - p < RUN_INLINE_MAX; p--) {

@@ -117,7 +117,7 @@ static void emit_arena(struct emitter *e, struct heap_arena *a, uint64_t base)
 void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg)
 {
 	struct emitter e = {.emit = emit, .arg = arg};
-	unsigned long f = lock_irqsave(&mheap_.lock);
+	unsigned long f = heaps_lock_all();
 	line_begin(&e, "heapmap 1 page=4096 offset=");
 	fmt_num(&e.line, mheap_.offset, 16);
 	line_end(&e);
@@ -139,5 +139,5 @@ void kmem_heapmap(void (*emit)(const char *line, void *arg), void *arg)
 	}
 	line_begin(&e, "end");
 	line_end(&e);
-	unlock_irqrestore(&mheap_.lock, f);
+	heaps_unlock_all(f);
 }

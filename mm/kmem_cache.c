@@ -14,7 +14,7 @@
  * node's mcentral only, as for the kmalloc classes.
  *
  * The list of caches is protected by mheap.caches_lock (LOCK_CACHES, the
- * outermost lock); descriptors come from a fixalloc under mheap.lock.
+ * outermost lock); descriptors come from a fixalloc (CPU 0's node's heap.lock).
  */
 #include "mtypes.h"
 
@@ -72,9 +72,7 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 	if (!div_exact(elemsize, nelems, divmul))
 		return NULL;
 
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	struct kmem_cache *k = fixalloc_alloc_locked(&mheap_.cachealloc);
-	unlock_irqrestore(&mheap_.lock, f);
+	struct kmem_cache *k = fixalloc_alloc(&mheap_.cachealloc);
 	if (!k)
 		return NULL;
 	/* The per-CPU array follows the descriptor in its block, then the
@@ -98,7 +96,7 @@ struct kmem_cache *kmem_cache_create_debug(const char *name, size_t size, size_t
 	k->size = size;
 	k->align = align;
 	k->ctor = ctor;
-	f = lock_irqsave(&mheap_.caches_lock);
+	unsigned long f = lock_irqsave(&mheap_.caches_lock);
 	k->magic = KMEM_CACHE_MAGIC;
 	k->next = mheap_.caches;
 	mheap_.caches = k;
@@ -264,9 +262,7 @@ int kmem_cache_destroy(struct kmem_cache *k)
 	k->magic = KMEM_CACHE_DEAD;
 	unlock_irqrestore(&mheap_.caches_lock, f);
 
-	f = lock_irqsave(&mheap_.lock);
-	fixalloc_free_locked(&mheap_.cachealloc, k);
-	unlock_irqrestore(&mheap_.lock, f);
+	fixalloc_free(&mheap_.cachealloc, k);
 	return 0;
 }
 

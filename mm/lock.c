@@ -39,12 +39,24 @@ static inline void order_check_release(struct spinlock *l) { (void)l; }
 void lock_acquire(struct spinlock *l)
 {
 	order_check_acquire(l);
+	lock_acquire_more(l);
+}
+
+/* Another lock of the level just taken (heaps_lock_all: the nodes'
+ * heap.locks in node order), without the order record. */
+void lock_acquire_more(struct spinlock *l)
+{
 	for (;;) {
 		if (!atomic_exchange_explicit(&l->locked, 1, memory_order_acquire))
 			return;
 		while (atomic_load_explicit(&l->locked, memory_order_relaxed))
 			arch_cpu_relax();
 	}
+}
+
+void lock_release_more(struct spinlock *l)
+{
+	atomic_store_explicit(&l->locked, 0, memory_order_release);
 }
 
 void lock_release(struct spinlock *l)

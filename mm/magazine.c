@@ -84,9 +84,7 @@ static struct magazine *mag_get_empty(struct mcentral *c)
 	lock_release(&d->lock);
 	if (id < 0)
 		return NULL;
-	lock_acquire(&mheap_.lock);
-	m = fixalloc_alloc_node_locked(&mheap_.magalloc, c->node); /* the CPUs' node */
-	lock_release(&mheap_.lock);
+	m = fixalloc_alloc_node(&mheap_.magalloc, c->node); /* the CPUs' node */
 	lock_acquire(&d->lock);
 	if (m)
 		d->nmags++;
@@ -438,9 +436,7 @@ void depot_drain(struct mcentral *c)
 	lock_release(&d->lock);
 	while (m) {
 		struct magazine *next = m->next;
-		lock_acquire(&mheap_.lock);
-		fixalloc_free_locked(&mheap_.magalloc, m);
-		lock_release(&mheap_.lock);
+		fixalloc_free(&mheap_.magalloc, m);
 		m = next;
 	}
 }

@@ -103,7 +103,7 @@
  *      OOM hook; then NULL.
  *
  * Allocating a large object (> 32 KiB) or a page run: mheap directly,
- * under mheap.lock, as its own span.
+ * under the heap.lock of the node whose pages it takes, as its own span.
  *
  * Freeing (kfree, kmem_cache_free):
  *   1. Arena index -> arena -> spans[page]: the owning span, O(1).
@@ -125,7 +125,7 @@
  *   for the next refill; past the bound, and on reclaim, empty spans go
  *   back to the mheap.  (mcentral.c has the races and the bound.)
  *   Large objects and page runs: a CAS on the span state claims the free,
- *   then the pages go back under mheap.lock.
+ *   then the pages go back under their page heap's lock.
  *
  * Bad frees (double, interior, wild, free page, wrong kind or cache) are
  * found by the states, bits and maps before anything is written, reported
@@ -152,13 +152,24 @@
  *     fills them from) belong to its node's mcentral: the path picks the
  *     mcentral after entering the allocator, when the CPU is known
  *     (central_of_cpu), so a migrated thread cannot mix nodes.
- *   - the page heap: one structure and one mheap.lock shared by the nodes
- *     (the cheap route; a lock per node would scale better).  A node is a
- *     set of pfn ranges (mheap_.node_ranges, from the map in address
- *     order, consecutive regions of a node merged, hot-adds appended); a
- *     request for node N runs the ordinary radix search bounded to each of
- *     N's ranges, then to each range of the next node in distance order
- *     (node_pages_find_locked: O(log n) per range tried).  A span is
+ *   - page heaps: each node has its own (struct pageheap, mheap.c,
+ *     pagealloc.c), with its own lock, counters and radix tree.  The tree
+ *     covers the arenas the node owns -- an arena belongs to the node of
+ *     its lowest pages when it is made, and an arena shared by two nodes
+ *     is managed by that one's heap -- and reads every other arena as all
+ *     in use; its levels 15..26 are per chunk (struct l2_sums), 27..36 its
+ *     own.  So two nodes' page operations never touch one summary, one
+ *     counter or one lock.  A node is a set of pfn ranges
+ *     (mheap_.node_ranges, from the map in address order, consecutive
+ *     regions of a node merged, hot-adds appended); a request for node N
+ *     runs the radix search of N's heap bounded to each of N's ranges (and
+ *     of the heap owning an arena at the range's ends), then the same for
+ *     the next node in distance order, then each heap whole
+ *     (node_pages_find_lock: O(log n) per range tried, one heap.lock at a
+ *     time, returned held by the heap that has the pages).  A run never
+ *     crosses from one heap's arena into another's.  What needs every
+ *     heap (hot-add, the checker, statistics, the heap map) takes all the
+ *     locks in node order (heaps_lock_all).  A span is
  *     asked for by its mcentral's node, a large object or page run by the
  *     caller's node or the one asked for; node_count[] counts per
  *     preferred node whether the node itself served (at span grain).
@@ -197,14 +208,16 @@
  *     included; a guard is shared only between runs of one node).
  *   - init metadata (bootmem.c): kmem_init carves a metadata region per
  *     node from the top of the node's own memory, holding the node's
+ *     page heap (its top summary levels and the l2_sums of its chunks),
  *     mcentrals, the mcaches of its CPUs, the arena maps, bitmaps and
  *     summaries of the arenas whose lowest pages are the node's (and room
  *     for their copies), and the node's first span metadata.  A node too
  *     small for one, or without memory, is served by the nearest node
- *     that has one (meta_server).  Left on one node: the L2 chunks (an
- *     index of 256 GiB each: the region of the node of their lowest
+ *     that has one (meta_server).  Left on one node: the L2 chunks' arena
+ *     index (36 KiB per 256 GiB: the region of the node of their lowest
  *     arena), a caller-given region (kmem_config.metadata_base: all of it
- *     there), and the permanent carves (meta_carve_locked: CPU 0's node).
+ *     there), and the permanent carves (meta_carve: CPU 0's node).  With
+ *     one node the page heap is static, as the old single heap was.
  *     mcache_of(cpu) reads a per-CPU pointer instead of indexing one
  *     array: the same one load on the fast path.
  * A heap with every region and CPU on node 0 is exactly the heap without
@@ -212,7 +225,8 @@
  * every per-node array).
  *
  * Locks (mtypes.h): caches_lock < depot.lock < mcentral.lock <
- * mheap.lock, all taken with interrupts off; the fast paths take none.
+ * heap.lock (one per node), all taken with interrupts off; the fast paths
+ * take none.
  */
 #include "mtypes.h"
 
@@ -251,10 +265,11 @@ static bool oom_can_help(const struct kmem_oom_request *r)
 
 static uint64_t pages_managed_now(void)
 {
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	uint64_t n = mheap_.pages_managed;
-	unlock_irqrestore(&mheap_.lock, f);
-	return n;
+	struct heap_count c;
+	unsigned long f = heaps_lock_all();
+	heaps_count_locked(&c);
+	heaps_unlock_all(f);
+	return c.pages_managed;
 }
 
 /* After a failed attempt: may the OOM hook add memory for a retry?  Only
@@ -643,7 +658,7 @@ static void report_run_fault(enum kmem_fault_kind kind, const void *p, uint64_t 
 
 /* Why p has no span: a free page, allocator metadata, a descriptorless
  * page run, or wild.  Decided
- * under mheap.lock, so a span being released concurrently (unmapped, pages
+ * under the page's heap.lock, so a span being released concurrently (unmapped, pages
  * not yet free) is not mistaken for metadata; reported after unlocking. */
 static void report_no_span(const void *p)
 {
@@ -656,7 +671,8 @@ static void report_no_span(const void *p)
 		kind = KMEM_FAULT_METADATA;
 		why = "inside the metadata region";
 	} else if (arena_of_pfn(pfn)) {
-		unsigned long f = lock_irqsave(&mheap_.lock);
+		struct pageheap *h = heap_of_pfn(pfn);
+		unsigned long f = lock_irqsave(&h->lock);
 		struct heap_arena *a = arena_of_pfn(pfn);
 		uint64_t i = pfn & (ARENA_PAGES - 1);
 		if ((a->pagebits[i >> 6] >> (i & 63)) & 1) {
@@ -673,7 +689,7 @@ static void report_no_span(const void *p)
 			why = a->pagekind[i] == PKIND_GUARD ? "guard page next to allocator metadata"
 			                                    : "page holds allocator metadata";
 		}
-		unlock_irqrestore(&mheap_.lock, f);
+		unlock_irqrestore(&h->lock, f);
 	}
 	report_run_fault(kind, p, head, len, why);
 }

@@ -117,6 +117,7 @@ struct checker {
 	uint64_t quarantined, quarantined_large; /* objects whose state says so */
 	uint64_t deferred, deferred_large;       /* the same for kfree_deferred */
 	uint64_t run_left, run_next; /* descriptorless run: pages still due, next pfn */
+	uint64_t heap_free[KMEM_MAX_NODES], heap_managed[KMEM_MAX_NODES]; /* by owner */
 };
 
 static void bad(struct checker *k, const void *addr, const struct mspan *s, const char *what)
@@ -234,13 +235,16 @@ static void check_page_kind(struct checker *k, struct heap_arena *a, uint64_t pf
 	k->run_next = pfn + 1;
 }
 
-static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
+static void check_arena(struct checker *k, struct pageheap *h, struct heap_arena *a,
+                        uint64_t base)
 {
 	/* A shared arena (heaparena.c): the image is checked in full at its
 	 * first use; the others count its free pages, which must be all of
 	 * them (a written image shows as a wrong free count or a bad page). */
+	k->heap_managed[h->node] += a->managed;
 	if (a == &arena_free_image && k->shared++) {
 		k->free += ARENA_PAGES;
+		k->heap_free[h->node] += ARENA_PAGES;
 		return;
 	}
 	if (a == &arena_free_image && a->managed != ARENA_PAGES)
@@ -249,6 +253,7 @@ static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 		if (a->pagebits[w] & ~a->managedbits[w])
 			bad(k, (void *)pfn_to_virt(base + w * 64), NULL, "free page outside the pool");
 		k->free += (uint64_t)popcount64(a->pagebits[w]);
+		k->heap_free[h->node] += (uint64_t)popcount64(a->pagebits[w]);
 	}
 	for (uint64_t i = 0; i < ARENA_PAGES; i++) {
 		struct mspan *s = atomic_load_explicit(&a->spans[i], memory_order_relaxed);
@@ -294,7 +299,7 @@ static void check_arena(struct checker *k, struct heap_arena *a, uint64_t base)
 	}
 	for (unsigned level = SUM_LEAF_LEVEL + 1; level <= SUM_ARENA_TOP; level++)
 		for (uint64_t j = 0; j < (1ull << (SUM_ARENA_TOP - level)); j++)
-			if (!sum_node_ok(level, (base >> level) + j))
+			if (!sum_node_ok(h, level, (base >> level) + j))
 				bad(k, (void *)pfn_to_virt(base), NULL, "arena summary is stale");
 }
 
@@ -426,36 +431,51 @@ unsigned long kmem_check(void)
 		for (uint64_t i2 = 0; i2 < L2_ENTRIES; i2++) {
 			struct heap_arena *a = atomic_load_explicit(&c->arenas[i2], memory_order_acquire);
 			uint64_t base = ((i1 << L2_BITS) | i2) << SUM_ARENA_TOP;
-			if (a)
-				check_arena(&k, a, base);
-			if (a && base >> mheap_.sum_level)
+			if (!a)
+				continue;
+			if (c->owner[i2] >= mheap_.nnodes) {
+				bad(&k, (void *)pfn_to_virt(base), NULL, "arena of no page heap");
+				continue;
+			}
+			struct pageheap *h = mheap_.heap[c->owner[i2]];
+			check_arena(&k, h, a, base);
+			if (base >> h->sum_level)
 				bad(&k, (void *)pfn_to_virt(base), NULL, "arena outside the summary hull");
+			if (!h->l2[i1])
+				bad(&k, (void *)pfn_to_virt(base), NULL, "arena without its heap's summaries");
 		}
-		for (unsigned level = SUM_ARENA_TOP + 1; level <= SUM_L2_TOP; level++)
-			for (uint64_t j = 0; j < (1ull << (SUM_L2_TOP - level)); j++)
-				if (!sum_node_ok(level, ((i1 << SUM_L2_TOP) >> level) + j))
-					bad(&k, NULL, NULL, "chunk summary is stale");
 	}
-	for (unsigned level = SUM_L2_TOP + 1; level <= SUM_TOP; level++)
-		for (uint64_t j = 0; j < (1ull << (SUM_TOP - level)); j++)
-			if (!sum_node_ok(level, j))
-				bad(&k, NULL, NULL, "top summary is stale");
+	for (unsigned n = 0; n < mheap_.nnodes; n++) {
+		struct pageheap *h = mheap_.heap[n];
+		for (uint64_t i1 = 0; i1 < L1_ENTRIES; i1++)
+			for (unsigned level = SUM_ARENA_TOP + 1; h->l2[i1] && level <= SUM_L2_TOP; level++)
+				for (uint64_t j = 0; j < (1ull << (SUM_L2_TOP - level)); j++)
+					if (!sum_node_ok(h, level, ((i1 << SUM_L2_TOP) >> level) + j))
+						bad(&k, NULL, NULL, "chunk summary is stale");
+		for (unsigned level = SUM_L2_TOP + 1; level <= SUM_TOP; level++)
+			for (uint64_t j = 0; j < (1ull << (SUM_TOP - level)); j++)
+				if (!sum_node_ok(h, level, j))
+					bad(&k, NULL, NULL, "top summary is stale");
+		if (k.heap_free[n] != h->pages_free || k.heap_managed[n] != h->pages_managed)
+			bad(&k, NULL, NULL, "a page heap's counts differ from its arenas");
+		if (h->pages_free + h->pages_small + h->pages_large + h->pages_runs +
+		        h->pages_metadata != h->pages_managed)
+			bad(&k, NULL, NULL, "a page heap's accounting does not add up");
+	}
 	for (unsigned n = 0; n < mheap_.nnodes; n++)
 		if (mheap_.arena_next[n] > mheap_.arena_end[n])
 			bad(&k, NULL, NULL, "arena copies overran their reserve");
 
 	if (k.run_left)
 		bad(&k, NULL, NULL, "the last page run ends before its length");
-	if (k.free != mheap_.pages_free)
+	struct heap_count hc;
+	heaps_count_locked(&hc);
+	if (k.free != hc.pages_free)
 		bad(&k, NULL, NULL, "free page count differs from the bitmaps");
-	if (k.small != mheap_.pages_small || k.large != mheap_.pages_large ||
-	    k.runs != mheap_.pages_runs)
+	if (k.small != hc.pages_small || k.large != hc.pages_large || k.runs != hc.pages_runs)
 		bad(&k, NULL, NULL, "span page counts differ from the arena map");
-	if (k.large_objects != mheap_.large_objects || k.page_runs != mheap_.page_runs)
+	if (k.large_objects != hc.large_objects || k.page_runs != hc.page_runs)
 		bad(&k, NULL, NULL, "large object or page run count is wrong");
-	if (mheap_.pages_free + mheap_.pages_small + mheap_.pages_large + mheap_.pages_runs +
-	        mheap_.pages_metadata != mheap_.pages_managed)
-		bad(&k, NULL, NULL, "page accounting does not add up");
 
 	uint64_t central_spans = 0;
 	for (unsigned node = 0; node < mheap_.nnodes; node++) {

@@ -8,7 +8,8 @@
  * of a racing double free (magazine.c).
  * So objects_in_use = nmalloc - nfree is what clients hold, whether the
  * freed objects wait in magazines or in spans; it is exact whenever no
- * call is in flight.  Page counters are kept under mheap.lock.
+ * call is in flight.  Page counters are kept per page heap, each under
+ * its heap.lock, and summed with every heap.lock held.
  *
  * Also here: kmem_free_pages, the exact count of free memory (below).
  */
@@ -17,15 +18,17 @@
 void kmem_get_stats(struct kmem_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	out->pages_managed = mheap_.pages_managed;
-	out->pages_free = mheap_.pages_free;
-	out->pages_small = mheap_.pages_small;
-	out->pages_large = mheap_.pages_large;
-	out->pages_runs = mheap_.pages_runs;
-	out->pages_metadata = mheap_.pages_metadata;
-	out->large_objects = mheap_.large_objects;
-	out->page_runs = mheap_.page_runs;
+	struct heap_count c;
+	unsigned long f = heaps_lock_all();
+	heaps_count_locked(&c);
+	out->pages_managed = c.pages_managed;
+	out->pages_free = c.pages_free;
+	out->pages_small = c.pages_small;
+	out->pages_large = c.pages_large;
+	out->pages_runs = c.pages_runs;
+	out->pages_metadata = c.pages_metadata;
+	out->large_objects = c.large_objects;
+	out->page_runs = c.page_runs;
 	/* A region is used up to its node's bump range, or whole once that
 	 * moved on to pool runs. */
 	for (unsigned n = 0; n < mheap_.nnodes; n++) {
@@ -37,7 +40,7 @@ void kmem_get_stats(struct kmem_stats *out)
 	out->arenas = mheap_.narenas;
 	out->nclasses = KMEM_NUM_CLASSES;
 	out->cpus_online = atomic_load_explicit(&mheap_.cpus_online, memory_order_relaxed);
-	unlock_irqrestore(&mheap_.lock, f);
+	heaps_unlock_all(f);
 }
 
 /* Adds a central's counters and those of the CPUs whose magazines it
@@ -88,17 +91,17 @@ int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out)
 	memset(out, 0, sizeof(*out));
 	for (unsigned cpu = 0; cpu < mheap_.max_cpus; cpu++)
 		out->cpus += mheap_.cpu_node[cpu] == node;
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	const struct node_count *c = &mheap_.node_count[node];
-	out->alloc_local = c->alloc_local;
-	out->alloc_remote = c->alloc_remote;
-	out->pages_local = c->pages_local;
-	out->pages_remote = c->pages_remote;
+	unsigned long f = heaps_lock_all();
+	struct node_count *c = &mheap_.node_count[node];
+	out->alloc_local = atomic_load_explicit(&c->alloc_local, memory_order_relaxed);
+	out->alloc_remote = atomic_load_explicit(&c->alloc_remote, memory_order_relaxed);
+	out->pages_local = atomic_load_explicit(&c->pages_local, memory_order_relaxed);
+	out->pages_remote = atomic_load_explicit(&c->pages_remote, memory_order_relaxed);
 	out->pages_metadata = mheap_.meta_pages[node];
 	out->metadata_bytes = mheap_.meta_size[node];
 	if (mheap_.nnodes == 1) {
-		out->pages_managed = mheap_.pages_managed;
-		out->pages_free = mheap_.pages_free;
+		out->pages_managed = mheap_.heap[0]->pages_managed;
+		out->pages_free = mheap_.heap[0]->pages_free;
 	} else {
 		/* Counted from the bitmaps, a word at a time, over the pages
 		 * whose node this is (pfn_node: the newest range wins). */
@@ -129,7 +132,7 @@ int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out)
 			}
 		}
 	}
-	unlock_irqrestore(&mheap_.lock, f);
+	heaps_unlock_all(f);
 	return 0;
 }
 
@@ -145,8 +148,9 @@ int kmem_get_node_stats(unsigned node, struct kmem_node_stats *out)
 size_t kmem_free_pages(void)
 {
 	kmem_reclaim();
-	unsigned long f = lock_irqsave(&mheap_.lock);
-	uint64_t n = mheap_.pages_free;
-	unlock_irqrestore(&mheap_.lock, f);
-	return (size_t)n;
+	struct heap_count c;
+	unsigned long f = heaps_lock_all();
+	heaps_count_locked(&c);
+	heaps_unlock_all(f);
+	return (size_t)c.pages_free;
 }

@@ -23,7 +23,9 @@
  *   mcentral    per class: the spans no CPU holds, partial and full, plus
  *               a lock-free stack of spans that received frees, and the
  *               class's depot.
- *   mheap       the page allocator, the arena index and the global lock.
+ *   mheap       the heap: the arena index, the nodes and their page heaps.
+ *   pageheap    a node's page allocator over the arenas it owns, with its
+ *               own lock (heap.lock).
  *   sweep       folding a span's freed bitmap into its alloc bitmap.
  *   metadata    everything here; it lives in the metadata region (or in
  *               pages the mheap took for it), never in client memory.
@@ -35,7 +37,10 @@
  *                when no CPU holds it; read by others with atomics.
  *   [atomic]     any CPU, atomic read-modify-write.
  *   [central]    protected by mcentral.lock.
- *   [heap]       protected by mheap.lock.
+ *   [heap]       protected by heap.lock: of the page heap that owns the
+ *                arena (arena data), of the node n ([heap n], per-node
+ *                metadata state and lists).
+ *   [all heaps]  written with every heap.lock held (init, hot-add).
  *   [depot]      protected by depot.lock.
  *   [cpu]        CPU-local, IRQs off.
  *   [cpu,xchg]   written by its CPU with IRQs off, always by atomic exchange,
@@ -151,8 +156,10 @@ _Static_assert(KMEM_SMALL_OBJ_MAX == KMEM_SMALL_MAX, "header and table agree");
  * Spin locks (lock.c).  Always taken with interrupts off.  The order is
  *     LOCK_CACHES < LOCK_DEPOT < LOCK_CENTRAL < LOCK_HEAP
  * and a CPU may only take a lock of a higher level than any it holds
- * (asserted at KMEM_DEBUG >= 2).  fixalloc has no lock: it is used only
- * under mheap.lock.
+ * (asserted at KMEM_DEBUG >= 2).  The nodes' heap.locks are one level:
+ * a CPU holds one at a time, or all of them in node order
+ * (heaps_lock_all).  fixalloc has no lock of its own: each node's lists
+ * are under that node's heap.lock.
  */
 enum lock_level { LOCK_CACHES = 1, LOCK_DEPOT = 2, LOCK_CENTRAL = 3, LOCK_HEAP = 4,
                   LOCK_QUARANTINE = 5, /* harden.c: a leaf, taken with no other held */
@@ -329,7 +336,7 @@ _Static_assert(offsetof(struct magazine, st) ==
  *     on one CPU, or on one of these lists */
 struct depot {
 	alignas(KMEM_CACHE_LINE)
-	struct spinlock lock;          /* LOCK_DEPOT, a leaf but for mheap.lock */
+	struct spinlock lock;          /* LOCK_DEPOT, a leaf but for heap.lock */
 	struct magazine *full;         /* [depot] */
 	struct magazine *empty;        /* [depot] */
 	_Atomic uint32_t nfull;        /* [depot] writes; relaxed reads as a hint */
@@ -472,7 +479,7 @@ struct kmem_cache {
  * Lazy arenas: an arena that the boot map (or a hot-added region) covers
  * entirely starts as the shared image arena_free_image (every page managed
  * and free, no span, summaries all free) and gets its own copy in room set
- * aside for it on the first write (arena_own_locked, under mheap.lock,
+ * aside for it on the first write (arena_own_locked, under its owner's heap.lock,
  * published with release).
  * So init neither writes nor faults in the metadata of memory nobody has
  * used yet, and an arena does not know its own address: callers that walk
@@ -509,16 +516,61 @@ struct heap_arena {
 
 extern struct heap_arena arena_free_image;
 
+/* The arena index of 2^26 pages.  An arena belongs to the page heap of
+ * one node, its owner: that of its lowest pages when it was made (init,
+ * hot-add), whose lock guards the arena's bitmaps, summaries, map and
+ * page kinds; pages of another node inside it are managed by the owner's
+ * heap (their node is still theirs: pfn_node). */
 struct l2_chunk {
-	struct heap_arena *_Atomic arenas[L2_ENTRIES];  /* [heap] writes, acquire reads */
+	struct heap_arena *_Atomic arenas[L2_ENTRIES];  /* [all heaps] writes, acquire reads */
+	uint8_t owner[L2_ENTRIES];                      /* [all heaps] written before arenas[] */
+};
+
+/* A page heap's summaries of levels 15..26 over one L2 chunk's arenas
+ * that it owns (the others read as all in use). */
+struct l2_sums {
 	struct psum sum[SUM_NODES(SUM_ARENA_TOP + 1, SUM_L2_TOP)]; /* [heap] */
 	uint32_t amax[AMAX_CHUNK_ENTRIES];                         /* [heap] */
 };
 
 /* ---------------------------------------------------------------------------
+ * pageheap: a node's page heap (pagealloc.c, mheap.c; malloc.c, "NUMA
+ * nodes"): the page tree over the arenas the node owns, with its own lock.
+ * Every node has one, in its metadata region (its server's).  heap.lock
+ * (written [heap] below) guards the heap and, per node n, the node's
+ * metadata state in mheap (meta_*[n], arena_*[n]) and fixalloc lists.
+ *     pages_free + pages_small + pages_large + pages_runs + pages_metadata
+ *         == pages_managed   at every unlock, per heap.
+ */
+struct pageheap {
+	struct spinlock lock;
+	unsigned node;                      /* [const] */
+	/* The hull: every managed pfn of the heap < 2^sum_level,
+	 * SUM_ARENA_TOP <= sum_level <= SUM_TOP.  Summary levels above it are
+	 * not kept: node (L, 0) reads as the hull root with end 0, every
+	 * other node as all in use.  Searches start at the hull root. */
+	unsigned sum_level;                 /* [heap] only grows */
+	struct l2_sums *l2[L1_ENTRIES];     /* [heap] NULL: owns no arena there */
+	uint64_t pages_managed, pages_free, pages_small, pages_large; /* [heap] */
+	uint64_t pages_runs, pages_metadata, large_objects, page_runs; /* [heap] */
+	/* Work counters (pagealloc.c, pages_find_steps()). */
+	uint64_t find_steps, update_steps;  /* [heap] */
+	/* Guard pages made under the lock, to be protected once it is
+	 * released (fixalloc.c, guards_protect); a full queue asks for a
+	 * scan of every arena instead. */
+	uint64_t guard_queue[8];            /* [heap] pfns */
+	unsigned nguard_queue;              /* [heap] */
+	bool guard_rescan;                  /* [heap] */
+	_Atomic unsigned guard_pending;     /* [atomic] the queue may hold pages (32-bit: riscv) */
+	struct psum sum[SUM_NODES(SUM_L2_TOP + 1, SUM_TOP)]; /* [heap] levels 27..36 */
+	/* Last: read only where written (pagealloc.c), so init leaves it. */
+	uint64_t amax[AMAX_TOP_ENTRIES];    /* [heap] aligned summaries, levels 29..35 */
+};
+
+/* ---------------------------------------------------------------------------
  * fixalloc: a free list of fixed-size blocks carved from the metadata
  * region, then from pages the mheap takes from the top of the pool.
- * Protected by mheap.lock.
+ * Each node's lists are under that node's heap.lock.
  */
 struct fixalloc {
 	size_t size;         /* [const] block size */
@@ -526,7 +578,7 @@ struct fixalloc {
 	void *free[KMEM_MAX_NODES]; /* [heap] list of freed blocks (link in the
 	                        block: these blocks are metadata, never client
 	                        memory) */
-	uint64_t inuse;      /* [heap] */
+	uint64_t inuse[KMEM_MAX_NODES]; /* [heap] blocks handed out, per node */
 	void *pend[KMEM_MAX_NODES]; /* [heap] free blocks of runs waiting to go
 	                        back, by address: used when `free` is empty */
 	struct fixalloc *next_fa; /* [heap] mheap_.fixallocs: every fixalloc */
@@ -537,16 +589,11 @@ struct meta_run;
  * mheap: the one heap.
  */
 struct mheap {
-	struct spinlock lock;
 	uintptr_t offset;                   /* [const] virt = phys + offset */
 	unsigned max_cpus;                  /* [const] */
-	struct l2_chunk *_Atomic l1[L1_ENTRIES]; /* [heap] writes, acquire reads */
-	struct psum sum[SUM_NODES(SUM_L2_TOP + 1, SUM_TOP)]; /* [heap] levels 27..36 */
-	/* The hull: every managed pfn < 2^sum_level, SUM_ARENA_TOP <=
-	 * sum_level <= SUM_TOP.  Summary levels above it are not kept: node
-	 * (L, 0) reads as the hull root with end 0, every other node as all
-	 * in use.  Searches start at the hull root. */
-	unsigned sum_level;                 /* [heap] only grows */
+	struct l2_chunk *_Atomic l1[L1_ENTRIES]; /* [all heaps] writes, acquire reads */
+	/* [const] every node's page heap (in its region, its server's). */
+	struct pageheap *heap[KMEM_MAX_NODES];
 
 	/* The metadata regions (bootmem.c): one per node that holds its
 	 * own (meta_size[n] != 0), or the caller's one region.  A node
@@ -559,33 +606,27 @@ struct mheap {
 	uint64_t meta_base[KMEM_MAX_NODES], meta_size[KMEM_MAX_NODES]; /* [const] physical */
 	uint8_t meta_server[KMEM_MAX_NODES]; /* [const] */
 	unsigned meta_node;                 /* [const] */
-	uintptr_t meta_next[KMEM_MAX_NODES], meta_end[KMEM_MAX_NODES]; /* [heap] virtual */
-	/* Pool runs carved for metadata, by address, and per node the one its
-	 * bump range is in (NULL: the region or none); the pool pages each
-	 * node holds for them (guards included); every fixalloc
-	 * (fixalloc.c). */
-	struct meta_run *meta_runs, *meta_cur[KMEM_MAX_NODES]; /* [heap] */
-	uint64_t meta_pages[KMEM_MAX_NODES]; /* [heap] */
-	struct fixalloc *fixallocs;         /* [heap] */
-	/* Room for the copies of lazy arenas (and the eager ones), per
-	 * metadata server node (an arena is its first page's node's), sized
-	 * at init for every arena of the boot map and by each hot-add for the
-	 * arenas it shares: a copy never fails.  arena_room stacks the rooms
-	 * hot-adds reserved (heaparena.c); the current one is the bump range. */
-	uintptr_t arena_next[KMEM_MAX_NODES], arena_end[KMEM_MAX_NODES]; /* [heap] virtual */
-	void *arena_room[KMEM_MAX_NODES];   /* [heap] the room below, or NULL */
-	/* Guard pages made under the lock, to be protected once it is
-	 * released (fixalloc.c, guards_protect); a full queue asks for a
-	 * scan of every arena instead. */
-	uint64_t guard_queue[8];            /* [heap] pfns */
-	unsigned nguard_queue;              /* [heap] */
-	bool guard_rescan;                  /* [heap] */
+	uintptr_t meta_next[KMEM_MAX_NODES], meta_end[KMEM_MAX_NODES]; /* [heap n] virtual */
+	/* Per node, the pool runs carved for its metadata, by address, the
+	 * one its bump range is in (NULL: the region or none), and the pool
+	 * pages they hold (guards included) (fixalloc.c). */
+	struct meta_run *meta_runs[KMEM_MAX_NODES], *meta_cur[KMEM_MAX_NODES]; /* [heap n] */
+	uint64_t meta_pages[KMEM_MAX_NODES]; /* [heap n] */
+	struct fixalloc *fixallocs;         /* [const] after init: every fixalloc */
+	/* Room for the copies of lazy arenas (and the eager ones), per owner
+	 * node, sized at init for every arena of the boot map and by each
+	 * hot-add for the arenas it shares: a copy never fails.  arena_room
+	 * stacks the rooms hot-adds reserved (heaparena.c); the current one
+	 * is the bump range. */
+	uintptr_t arena_next[KMEM_MAX_NODES], arena_end[KMEM_MAX_NODES]; /* [heap n] virtual */
+	void *arena_room[KMEM_MAX_NODES];   /* [heap n] the room below, or NULL */
 
-	struct fixalloc spanalloc;          /* [heap] struct mspan */
-	struct fixalloc spanmeta[SPAN_META_BUCKETS]; /* [heap] span metadata blocks */
-	struct fixalloc magalloc;           /* [heap] struct magazine */
-	struct fixalloc cachealloc;         /* [heap] struct kmem_cache */
-	struct fixalloc dbgalloc[DBG_BUCKETS]; /* [heap] obj_debug[dbg_bucket_objs(b)] */
+	/* Lists per node, each under its node's heap.lock (fixalloc.c). */
+	struct fixalloc spanalloc;          /* struct mspan */
+	struct fixalloc spanmeta[SPAN_META_BUCKETS]; /* span metadata blocks */
+	struct fixalloc magalloc;           /* struct magazine */
+	struct fixalloc cachealloc;         /* struct kmem_cache */
+	struct fixalloc dbgalloc[DBG_BUCKETS]; /* obj_debug[dbg_bucket_objs(b)] */
 
 	/* [const] KMEM_NUM_CLASSES entries per node, in the node's region
 	 * (its server's): node n's class c is central[n][c] (class_central).
@@ -596,26 +637,24 @@ struct mheap {
 	struct spinlock caches_lock;        /* LOCK_CACHES */
 	struct kmem_cache *caches;          /* [caches] live object caches */
 
-	/* Page accounting [heap]. */
-	uint64_t pages_managed, pages_free, pages_small, pages_large;
-	uint64_t pages_runs, pages_metadata, large_objects, page_runs;
-	uint64_t narenas;
+	uint64_t narenas;                   /* [all heaps] */
+	uint64_t update_steps;              /* [all heaps] (init, hot-add) */
 
 	/* NUMA nodes (malloc.c, "NUMA nodes").  A pfn's node is that of the
-	 * newest range holding it; ranges are appended under mheap.lock (init,
-	 * hot-add) and read without it up to nranges (acquire), so an entry
-	 * is complete before it is counted. */
+	 * newest range holding it; ranges are appended with every heap.lock
+	 * held (init, hot-add) and read without them up to nranges (acquire),
+	 * so an entry is complete before it is counted. */
 	unsigned nnodes;                    /* [const] 1..KMEM_MAX_NODES */
 	uint8_t cpu_node[KMEM_MAX_CPUS];    /* [const] */
 	uint8_t node_order[KMEM_MAX_NODES][KMEM_MAX_NODES]; /* [const] by distance */
 	struct node_range {
 		uint64_t lo, hi;            /* pfns [lo, hi) */
 		uint32_t node;
-	} node_ranges[KMEM_MAX_NODE_RANGES]; /* [heap] append only */
-	_Atomic unsigned nranges;           /* [heap] writes (release) */
-	struct node_count {
-		uint64_t alloc_local, alloc_remote, pages_local, pages_remote;
-	} node_count[KMEM_MAX_NODES];       /* [heap] */
+	} node_ranges[KMEM_MAX_NODE_RANGES]; /* [all heaps] append only */
+	_Atomic unsigned nranges;           /* [all heaps] writes (release) */
+	struct node_count {                 /* [atomic] relaxed adds by any heap */
+		_Atomic uint64_t alloc_local, alloc_remote, pages_local, pages_remote;
+	} node_count[KMEM_MAX_NODES];
 	_Atomic unsigned cpus_online;       /* [caches] writes; relaxed reads */
 
 	kmem_fault_hook_t _Atomic fault_hook;
@@ -626,8 +665,6 @@ struct mheap {
 	 * metadata on first use). */
 	_Atomic uint64_t defer_gen, defer_done;
 	struct kmem_defer *_Atomic defer;
-	/* Last: read only where written (pagealloc.c), so init leaves it. */
-	uint64_t amax[AMAX_TOP_ENTRIES];    /* [heap] aligned summaries, levels 29..35 */
 };
 
 extern struct mheap mheap_;
@@ -640,6 +677,8 @@ extern struct mheap mheap_;
 void lock_init(struct spinlock *l, enum lock_level level);
 void lock_acquire(struct spinlock *l);
 void lock_release(struct spinlock *l);
+void lock_acquire_more(struct spinlock *l);
+void lock_release_more(struct spinlock *l);
 /* Takes l only if it is free, never waits: no lock order applies, and
  * the debug order record is left alone (nolock.c: an NMI's trylock must
  * not touch the record of the code it interrupted).  Released with
@@ -684,11 +723,29 @@ static inline struct mspan *span_of_ptr(const void *p)
 }
 void arena_map_span_locked(struct mspan *s);     /* publish all pages */
 void arena_unmap_span_locked(struct mspan *s);
-int arena_create_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
-int arena_share_locked(uint64_t pfn, uintptr_t *bump, uintptr_t bump_end);
+int arena_create_locked(uint64_t pfn, unsigned owner, uintptr_t *bump, uintptr_t bump_end);
+int arena_share_locked(uint64_t pfn, unsigned owner, uintptr_t *bump, uintptr_t bump_end);
 void arena_room_push_locked(unsigned node, uintptr_t start, uintptr_t end);
 bool arena_managed_in_locked(uint64_t pfn, uint64_t npages);
 struct heap_arena *arena_own_locked(uint64_t pfn);  /* writable, copied if lazy */
+/* The node whose page heap owns the arena of pfn, or -1 if none. */
+static inline int arena_owner(uint64_t pfn)
+{
+	if (pfn >> SUM_TOP)
+		return -1;
+	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+	                                          memory_order_acquire);
+	uint64_t i = (pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1);
+	if (!c || !atomic_load_explicit(&c->arenas[i], memory_order_acquire))
+		return -1;
+	return c->owner[i];
+}
+/* The page heap owning the arena of pfn (one that exists). */
+static inline struct pageheap *heap_of_pfn(uint64_t pfn)
+{
+	int n = arena_owner(pfn);
+	return n >= 0 ? mheap_.heap[n] : NULL;
+}
 void arena_image_build(void);
 bool pfn_is_managed(uint64_t pfn);               /* in an arena and in the pool */
 void arena_run_mark_locked(uint64_t pfn, uint64_t npages, bool live);
@@ -696,28 +753,37 @@ bool arena_run_of_locked(uint64_t pfn, uint64_t *head, uint64_t *npages);
 
 /* pagealloc.c */
 #define PAGE_NONE UINT64_MAX
-extern uint64_t pages_find_steps, pages_update_steps;
-uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi);
-uint64_t pages_find_top_locked(uint64_t npages);
-uint64_t pages_find_top_in_locked(uint64_t npages, uint64_t lo, uint64_t hi);
-void pages_set_locked(uint64_t pfn, uint64_t npages, bool free);
-void sums_above_arenas_locked(uint64_t pfn, uint64_t npages);
-void pages_grow_hull_locked(uint64_t end_pfn);
-struct psum *sum_ptr(unsigned level, uint64_t idx);
+/* Work counters summed over the heaps (pagealloc.c). */
+uint64_t pages_find_steps(void);
+uint64_t pages_update_steps(void);
+/* All under h->lock; the pages of a run are all in arenas h owns. */
+uint64_t pages_find_locked(struct pageheap *h, uint64_t npages, uint64_t align, uint64_t lo,
+                           uint64_t hi);
+uint64_t pages_find_top_locked(struct pageheap *h, uint64_t npages);
+uint64_t pages_find_top_in_locked(struct pageheap *h, uint64_t npages, uint64_t lo, uint64_t hi);
+void pages_set_locked(uint64_t pfn, uint64_t npages, bool free); /* the owner's lock */
+void sums_above_arenas_locked(struct pageheap *h, uint64_t pfn, uint64_t npages);
+void pages_grow_hull_locked(struct pageheap *h, uint64_t end_pfn);
+struct psum *sum_ptr(struct pageheap *h, unsigned level, uint64_t idx);
 bool pages_all_free_locked(uint64_t pfn, uint64_t npages);
-struct psum sum_get(unsigned level, uint64_t idx);
+struct psum sum_get(struct pageheap *h, unsigned level, uint64_t idx);
 struct psum sum_of_word(uint64_t w);
 struct psum sum_combine(struct psum l, struct psum r, uint64_t half);
-bool sum_node_ok(unsigned level, uint64_t idx);
+bool sum_node_ok(struct pageheap *h, unsigned level, uint64_t idx);
 uint64_t amax_of_word(uint64_t w, unsigned k);
-uint64_t amax_get_locked(unsigned level, uint64_t idx, unsigned k);
+uint64_t amax_get_locked(struct pageheap *h, unsigned level, uint64_t idx, unsigned k);
 
 /* fixalloc.c */
 void fixalloc_init(struct fixalloc *f, size_t size);
-void *fixalloc_alloc_locked(struct fixalloc *f);
-void *fixalloc_alloc_node_locked(struct fixalloc *f, unsigned node);
+/* A block of node's metadata (else the nearest node's that has one), or
+ * NULL; takes the heap.locks itself, one at a time. */
+void *fixalloc_alloc_node(struct fixalloc *f, unsigned node);
+void *fixalloc_alloc(struct fixalloc *f);        /* of no node: CPU 0's */
+void fixalloc_free(struct fixalloc *f, void *p); /* takes its node's heap.lock */
+/* The same with the heap.lock of the block's node held. */
 void fixalloc_free_locked(struct fixalloc *f, void *p);
-void *meta_carve_locked(size_t size, size_t align);
+uint64_t fixalloc_inuse(const struct fixalloc *f);
+void *meta_carve(size_t size, size_t align);     /* permanent, zeroed */
 void guard_page_locked(uint64_t pfn);
 void guards_protect(void);
 void guards_protect_all(void);
@@ -828,8 +894,21 @@ void spanmeta_init(void);
 /* Preferred node of a page request: node, or with KMEM_NO_NODE the
  * calling CPU's. */
 unsigned node_or_here(int node);
-uint64_t node_pages_find_locked(uint64_t npages, uint64_t align, uint64_t max_pfn,
-                                unsigned node);
+/* The heaps' page counts, summed (every heap.lock held). */
+struct heap_count {
+	uint64_t pages_managed, pages_free, pages_small, pages_large;
+	uint64_t pages_runs, pages_metadata, large_objects, page_runs;
+};
+void heaps_count_locked(struct heap_count *out);
+/* Every heap.lock, in node order (init-like work: hot-add, the checker,
+ * statistics); interrupts off. */
+unsigned long heaps_lock_all(void);
+void heaps_unlock_all(unsigned long flags);
+/* With interrupts off: finds npages for `node` (its ranges, then the
+ * other nodes' in distance order) and returns the first pfn with the
+ * lock of the heap that has them held (*hp), or PAGE_NONE with none. */
+uint64_t node_pages_find_lock(uint64_t npages, uint64_t align, uint64_t max_pfn,
+                              unsigned node, struct pageheap **hp);
 int pfn_node(uint64_t pfn);
 /* phys is in one of the metadata regions. */
 static inline bool in_metadata_region(uint64_t phys)
@@ -844,7 +923,6 @@ struct mspan *mheap_alloc_span(uint64_t npages, uint64_t align_pages,
                                uint64_t max_pfn, enum span_state state,
                                struct mcentral *central, unsigned node);
 void mheap_free_span(struct mspan *s);
-void mheap_free_span_locked(struct mspan *s);
 void mheap_free_large(struct mspan *s, enum span_state was);
 uint64_t mheap_alloc_run(uint64_t npages, uint64_t align_pages, uint64_t max_pfn,
                          unsigned node);

@@ -4,7 +4,7 @@
  *
  * An NMI (or an interrupt the port lets in while the allocator runs,
  * with arch_fast_enter) can arrive while its CPU is anywhere inside the
- * allocator: holding mheap.lock, an mcentral or depot lock, the
+ * allocator: holding a heap.lock, an mcentral or depot lock, the
  * quarantine lock, or halfway through a push to its own loaded magazine.
  * Every other entry point may spin on a lock, so from there it could spin
  * forever on a lock its own CPU holds.  The calls here therefore never
@@ -30,7 +30,7 @@
  *      partial or kept empty span takes its place
  *      (mcentral_try_trade_span) -- no drain of queued spans, no sweep of
  *      a listed span, no new span from the mheap: those can take long or
- *      release pages under mheap.lock.  A trylock takes no part in the
+ *      release pages under a heap.lock.  A trylock takes no part in the
  *      lock order (it cannot wait), so it skips lock.c's order check,
  *      whose per-CPU record the interrupted code owns (lock_try).
  *   3. For a free, the object's span: the state byte and one atomic
@@ -44,9 +44,9 @@
  * frees straight to the span.  Both are correct either way.
  *
  * Not served (NULL at once, documented in spanalloc.h): sizes above
- * KMEM_SMALL_MAX (a large object needs mheap.lock), hardened mode and the
+ * KMEM_SMALL_MAX (a large object needs a heap.lock), hardened mode and the
  * debug heap (their allocations keep records and checks under locks).
- * kfree_nolock does not free large objects or page runs (mheap.lock): it
+ * kfree_nolock does not free large objects or page runs (a heap.lock): it
  * reports them as KMEM_FAULT_WRONG_KIND and changes nothing.  It does
  * free debug and hardened objects, with their free-time checks (debug.c,
  * lock-free), but never into the quarantine.
@@ -192,7 +192,7 @@ void kfree_nolock(const void *p)
 	if (!s) {
 		/* A page run without a descriptor says so in its pages' kinds
 		 * (read without the lock: it only names the fault).  Telling a
-		 * free page from metadata takes mheap.lock. */
+		 * free page from metadata takes a heap.lock. */
 		uint64_t pfn = virt_to_pfn((uintptr_t)p);
 		struct heap_arena *a = arena_of_pfn(pfn);
 		uint8_t kind = a ? __atomic_load_n(&a->pagekind[pfn & (ARENA_PAGES - 1)], __ATOMIC_RELAXED)

@@ -10,12 +10,12 @@
  * words, computed on the fly.  The tree is stored in three tiers so that
  * memory the map does not touch costs nothing:
  *     levels  7..14  in each arena         (255 nodes)
- *     levels 15..26  in each L2 chunk      (4095 nodes)
- *     levels 27..36  in the mheap          (1023 nodes)
+ *     levels 15..26  in each l2_sums       (4095 nodes; one per chunk)
+ *     levels 27..36  in the page heap      (1023 nodes)
  * A node in a missing arena or chunk reads as all in use {0, 0, 0}.  A
  * shared (lazy) arena's nodes are the image's: all free.
  *
- * The hull: nodes are kept only up to level H = mheap_.sum_level, the
+ * The hull: nodes are kept only up to level H = h->sum_level, the
  * smallest level (>= 14) with every managed pfn < 2^H.  Above it node
  * (L, 0) reads as node (H, 0) with end 0 and every other node as all in
  * use, which is what storing them would give.  So an update or a search
@@ -29,7 +29,7 @@
  * So a node also keeps its aligned summaries: amax_k, the longest free
  * run inside it that starts at a multiple of 2^k pages, for each
  * 1 <= k < L (below, "Aligned summaries"; 1777 u16 per arena, 38 KiB per
- * L2 chunk, 33 KiB in the mheap).
+ * l2_sums, 33 KiB in the page heap).
  *
  * Invariant, for every kept node n at level L (7 <= L <= H) with children
  * a, b:
@@ -60,17 +60,53 @@
  * stopping early as above.  tests/test_pagealloc.c measures the search on
  * the worst case at 64 MiB .. 1 GiB.
  *
- * Everything here runs under mheap.lock.
+ * Each node has its own tree (struct pageheap, its own lock): it covers
+ * the arenas the node owns (l2_chunk.owner), and reads every other arena
+ * as all in use (arena_of_heap), so two heaps never share a node of the
+ * tree and a run never crosses from one heap's arena into another's.  A
+ * heap's levels 15..26 are its l2_sums per chunk, 27..36 its own.
+ * Everything here runs under the lock of the heap it is given (or, for
+ * pages_set_locked, of the heap that owns the pages).
  */
 #include "mtypes.h"
 
 /* Work counters for the tests and the latency harness, whose cost bounds
  * are in steps, not time.  [heap]
- *   pages_find_steps    a node a search entered, or one summary it read
- *   pages_update_steps  a bitmap word set, a node recomputed (a stored
+ *   find_steps          a node a search entered, or one summary it read
+ *   update_steps        a bitmap word set, a node recomputed (a stored
  *                       node's aligned entries computed from the levels
  *                       below count each level's merge), an arena joined */
-uint64_t pages_find_steps, pages_update_steps;
+uint64_t pages_find_steps(void)
+{
+	uint64_t n = 0;
+	for (unsigned k = 0; k < mheap_.nnodes; k++)
+		n += mheap_.heap[k]->find_steps;
+	return n;
+}
+
+uint64_t pages_update_steps(void)
+{
+	uint64_t n = mheap_.update_steps;
+	for (unsigned k = 0; k < mheap_.nnodes; k++)
+		n += mheap_.heap[k]->update_steps;
+	return n;
+}
+
+/* The arena of pfn if h owns it, else NULL: another heap's arena reads as
+ * all in use, so a heap's tree sees only its own pages. */
+static inline __attribute__((always_inline)) struct heap_arena *
+arena_of_heap(const struct pageheap *h, uint64_t pfn)
+{
+	if (pfn >> SUM_TOP)
+		return NULL;
+	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
+	                                          memory_order_relaxed);
+	if (!c)
+		return NULL;
+	uint64_t i = (pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1);
+	return c->owner[i] == h->node ? atomic_load_explicit(&c->arenas[i], memory_order_relaxed)
+	                              : NULL;
+}
 
 static inline struct psum word_sum(uint64_t w)
 {
@@ -117,42 +153,41 @@ static inline uint64_t tier_index(unsigned level, uint64_t idx, unsigned top)
 }
 
 /* Pointer to the stored node, or NULL if its arena/chunk is missing.
- * Level must be in 7..36; above mheap_.sum_level the node is not kept.
+ * Level must be in 7..36; above h->sum_level the node is not kept.
  * (node_ptr and node_get inline into the walks; sum_ptr and sum_get are
  * the same for the checker and the tests.) */
-static inline __attribute__((always_inline)) struct psum *node_ptr(unsigned level, uint64_t idx)
+static inline __attribute__((always_inline)) struct psum *node_ptr(struct pageheap *h, unsigned level, uint64_t idx)
 {
 	uint64_t pfn = idx << level;
 	if (level <= SUM_ARENA_TOP) {
-		struct heap_arena *a = arena_of_pfn(pfn);
+		struct heap_arena *a = arena_of_heap(h, pfn);
 		return a ? &a->sum[tier_index(level, idx, SUM_ARENA_TOP)] : NULL;
 	}
 	if (level <= SUM_L2_TOP) {
-		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-		                                          memory_order_relaxed);
+		struct l2_sums *c = h->l2[pfn >> SUM_L2_TOP];
 		return c ? &c->sum[tier_index(level, idx, SUM_L2_TOP)] : NULL;
 	}
-	return &mheap_.sum[tier_index(level, idx, SUM_TOP)];
+	return &h->sum[tier_index(level, idx, SUM_TOP)];
 }
 
-struct psum *sum_ptr(unsigned level, uint64_t idx)
+struct psum *sum_ptr(struct pageheap *h, unsigned level, uint64_t idx)
 {
-	return node_ptr(level, idx);
+	return node_ptr(h, level, idx);
 }
 
-static inline uint64_t word_of(uint64_t pfn)
+static inline uint64_t word_of(struct pageheap *h, uint64_t pfn)
 {
-	struct heap_arena *a = arena_of_pfn(pfn);
+	struct heap_arena *a = arena_of_heap(h, pfn);
 	return a ? a->pagebits[(pfn & (ARENA_PAGES - 1)) >> 6] : 0;
 }
 
 /* Above the hull: node (L, 0) is the hull's root with end 0, every other
  * node is all in use. */
-static __attribute__((noinline)) struct psum above_hull(uint64_t idx)
+static __attribute__((noinline)) struct psum above_hull(struct pageheap *h, uint64_t idx)
 {
 	struct psum s = {0, 0, 0};
 	if (idx == 0) {
-		struct psum *p = node_ptr(mheap_.sum_level, 0);
+		struct psum *p = node_ptr(h, h->sum_level, 0);
 		if (p)
 			s = *p;
 		s.end = 0;
@@ -160,22 +195,22 @@ static __attribute__((noinline)) struct psum above_hull(uint64_t idx)
 	return s;
 }
 
-static inline __attribute__((always_inline)) struct psum node_get(unsigned level, uint64_t idx)
+static inline __attribute__((always_inline)) struct psum node_get(struct pageheap *h, unsigned level, uint64_t idx)
 {
 	if (level == SUM_LEAF_LEVEL)
-		return word_sum(word_of(idx << SUM_LEAF_LEVEL));
-	if (level > mheap_.sum_level)
-		return above_hull(idx);
-	struct psum *p = node_ptr(level, idx);
+		return word_sum(word_of(h, idx << SUM_LEAF_LEVEL));
+	if (level > h->sum_level)
+		return above_hull(h, idx);
+	struct psum *p = node_ptr(h, level, idx);
 	if (p)
 		return *p;
 	struct psum z = {0, 0, 0};
 	return z;
 }
 
-struct psum sum_get(unsigned level, uint64_t idx)
+struct psum sum_get(struct pageheap *h, unsigned level, uint64_t idx)
 {
-	return node_get(level, idx);
+	return node_get(h, level, idx);
 }
 
 /* ---------------------------------------------------------------------------
@@ -190,7 +225,7 @@ struct psum sum_get(unsigned level, uint64_t idx)
  * (the aligned start furthest left in l's end run, continued into r; the
  * midpoint is a multiple of 2^k).  A word's come from its bits
  * (amax_of_word).  Stored levels: 7..14 in the arena (u16), 17, 20, 23
- * and 26 in the L2 chunk (u32), 29, 32 and 35 in the mheap; a level in
+ * and 26 in the l2_sums (u32), 29, 32 and 35 in the page heap; a level in
  * between is computed from the stored level below it, at most two levels
  * down (at most 7 node reads).
  */
@@ -267,11 +302,11 @@ uint64_t amax_of_word(uint64_t w, unsigned k)
  * entry for memory nobody has used (as they write no arena), and a new L2
  * chunk's entries need not be cleared.  Returns whether they are implied,
  * and their value. */
-static inline bool node_implied(unsigned level, uint64_t idx, uint64_t *v)
+static inline bool node_implied(struct pageheap *h, unsigned level, uint64_t idx, uint64_t *v)
 {
 	if (level <= SUM_ARENA_TOP)
 		return false;
-	struct psum s = node_get(level, idx);
+	struct psum s = node_get(h, level, idx);
 	if (s.start == 1ull << level || s.max == 0) {
 		*v = s.max;
 		return true;
@@ -281,43 +316,41 @@ static inline bool node_implied(unsigned level, uint64_t idx, uint64_t *v)
 
 /* Entries k = 1 .. level-1 of a stored node; zeros where its arena or
  * chunk is missing. */
-static void amax_load(unsigned level, uint64_t idx, uint64_t *out)
+static void amax_load(struct pageheap *h, unsigned level, uint64_t idx, uint64_t *out)
 {
 	unsigned nk = level - 1;
 	uint64_t pfn = idx << level;
 	uint64_t all;
-	if (node_implied(level, idx, &all)) {
+	if (node_implied(h, level, idx, &all)) {
 		for (unsigned k = 0; k < nk; k++)
 			out[k] = all;
 		return;
 	}
 	if (level <= SUM_ARENA_TOP) {
-		struct heap_arena *a = arena_of_pfn(pfn);
+		struct heap_arena *a = arena_of_heap(h, pfn);
 		const uint16_t *p = a ? &a->amax[amax_index(level, idx, SUM_ARENA_TOP)] : NULL;
 		for (unsigned k = 0; k < nk; k++)
 			out[k] = p ? p[k] : 0;
 	} else if (level <= SUM_L2_TOP) {
-		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-		                                          memory_order_relaxed);
+		struct l2_sums *c = h->l2[pfn >> SUM_L2_TOP];
 		const uint32_t *p = c ? &c->amax[amax_index(level, idx, SUM_L2_TOP)] : NULL;
 		for (unsigned k = 0; k < nk; k++)
 			out[k] = p ? p[k] : 0;
 	} else {
-		memcpy(out, &mheap_.amax[amax_index(level, idx, SUM_TOP)], nk * sizeof(uint64_t));
+		memcpy(out, &h->amax[amax_index(level, idx, SUM_TOP)], nk * sizeof(uint64_t));
 	}
 }
 
 /* Writes a stored node's entries above the arenas (its chunk exists);
  * returns whether any differed. */
-static bool amax_store(unsigned level, uint64_t idx, const uint64_t *v)
+static bool amax_store(struct pageheap *h, unsigned level, uint64_t idx, const uint64_t *v)
 {
 	unsigned nk = level - 1;
 	uint64_t pfn = idx << level;
 	bool changed = false;
 	KASSERT(level > SUM_ARENA_TOP); /* arenas: arena_sum_update */
 	if (level <= SUM_L2_TOP) {
-		struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-		                                          memory_order_relaxed);
+		struct l2_sums *c = h->l2[pfn >> SUM_L2_TOP];
 		uint32_t *p = &c->amax[amax_index(level, idx, SUM_L2_TOP)];
 		for (unsigned k = 0; k < nk; k++)
 			if (p[k] != v[k]) {
@@ -325,7 +358,7 @@ static bool amax_store(unsigned level, uint64_t idx, const uint64_t *v)
 				changed = true;
 			}
 	} else {
-		uint64_t *p = &mheap_.amax[amax_index(level, idx, SUM_TOP)];
+		uint64_t *p = &h->amax[amax_index(level, idx, SUM_TOP)];
 		for (unsigned k = 0; k < nk; k++)
 			if (p[k] != v[k]) {
 				p[k] = v[k];
@@ -350,14 +383,14 @@ static void amax_merge(unsigned level, struct psum l, struct psum r, const uint6
 	}
 }
 
-static void amax_vec(unsigned level, uint64_t idx, uint64_t *out);
+static void amax_vec(struct pageheap *h, unsigned level, uint64_t idx, uint64_t *out);
 
 /* A node's entries computed from its children.  An all-free or all-used
  * node needs no look below (init and hot-add make many of them). */
-static void amax_compute(unsigned level, uint64_t idx, uint64_t *out)
+static void amax_compute(struct pageheap *h, unsigned level, uint64_t idx, uint64_t *out)
 {
-	pages_update_steps++;
-	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
+	h->update_steps++;
+	struct psum l = node_get(h, level - 1, 2 * idx), r = node_get(h, level - 1, 2 * idx + 1);
 	uint64_t half = 1ull << (level - 1);
 	if ((l.start == half && r.start == half) || (l.max == 0 && r.max == 0)) {
 		for (unsigned k = 0; k + 1 < level; k++)
@@ -365,89 +398,88 @@ static void amax_compute(unsigned level, uint64_t idx, uint64_t *out)
 		return;
 	}
 	uint64_t lv[SUM_TOP], rv[SUM_TOP];
-	amax_vec(level - 1, 2 * idx, lv);
-	amax_vec(level - 1, 2 * idx + 1, rv);
+	amax_vec(h, level - 1, 2 * idx, lv);
+	amax_vec(h, level - 1, 2 * idx + 1, rv);
 	amax_merge(level, l, r, lv, rv, out);
 }
 
 /* A node's entries, stored or computed (level <= sum_level). */
-static void amax_vec(unsigned level, uint64_t idx, uint64_t *out)
+static void amax_vec(struct pageheap *h, unsigned level, uint64_t idx, uint64_t *out)
 {
 	if (level == SUM_LEAF_LEVEL) {
-		uint64_t w = word_of(idx << SUM_LEAF_LEVEL);
+		uint64_t w = word_of(h, idx << SUM_LEAF_LEVEL);
 		for (unsigned k = 1; k < SUM_LEAF_LEVEL; k++)
 			out[k - 1] = amax_of_word(w, k);
 	} else if (amax_stored(level)) {
-		amax_load(level, idx, out);
+		amax_load(h, level, idx, out);
 	} else {
-		amax_compute(level, idx, out);
+		amax_compute(h, level, idx, out);
 	}
 }
 
 /* amax_k of one node, any k: what the search reads.  Each node read
  * counts a step. */
-static uint64_t amax_get(unsigned level, uint64_t idx, unsigned k)
+static uint64_t amax_get(struct pageheap *h, unsigned level, uint64_t idx, unsigned k)
 {
-	pages_find_steps++;
+	h->find_steps++;
 	if (k == 0)
-		return node_get(level, idx).max;
+		return node_get(h, level, idx).max;
 	if (k >= level)
-		return (idx << level) & ((1ull << k) - 1) ? 0 : node_get(level, idx).start;
+		return (idx << level) & ((1ull << k) - 1) ? 0 : node_get(h, level, idx).start;
 	if (level == SUM_LEAF_LEVEL)
-		return amax_of_word(word_of(idx << SUM_LEAF_LEVEL), k);
-	if (level > mheap_.sum_level)
-		return idx ? 0 : amax_get(mheap_.sum_level, 0, k);
+		return amax_of_word(word_of(h, idx << SUM_LEAF_LEVEL), k);
+	if (level > h->sum_level)
+		return idx ? 0 : amax_get(h, h->sum_level, 0, k);
 	if (amax_stored(level)) {
 		uint64_t pfn = idx << level, all;
-		if (node_implied(level, idx, &all))
+		if (node_implied(h, level, idx, &all))
 			return all;
 		if (level <= SUM_ARENA_TOP) {
-			struct heap_arena *a = arena_of_pfn(pfn);
+			struct heap_arena *a = arena_of_heap(h, pfn);
 			return a ? a->amax[amax_index(level, idx, SUM_ARENA_TOP) + k - 1] : 0;
 		}
 		if (level <= SUM_L2_TOP) {
-			struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-			                                          memory_order_relaxed);
+			struct l2_sums *c = h->l2[pfn >> SUM_L2_TOP];
 			return c ? c->amax[amax_index(level, idx, SUM_L2_TOP) + k - 1] : 0;
 		}
-		return mheap_.amax[amax_index(level, idx, SUM_TOP) + k - 1];
+		return h->amax[amax_index(level, idx, SUM_TOP) + k - 1];
 	}
-	uint64_t x = amax_get(level - 1, 2 * idx, k), y = amax_get(level - 1, 2 * idx + 1, k);
+	uint64_t x = amax_get(h, level - 1, 2 * idx, k), y = amax_get(h, level - 1, 2 * idx + 1, k);
 	uint64_t v = x > y ? x : y;
-	uint64_t q = node_get(level - 1, 2 * idx).end >> k;
+	uint64_t q = node_get(h, level - 1, 2 * idx).end >> k;
 	if (q) {
-		uint64_t c = (q << k) + node_get(level - 1, 2 * idx + 1).start;
+		uint64_t c = (q << k) + node_get(h, level - 1, 2 * idx + 1).start;
 		if (c > v)
 			v = c;
 	}
 	return v;
 }
 
-uint64_t amax_get_locked(unsigned level, uint64_t idx, unsigned k)
+uint64_t amax_get_locked(struct pageheap *h, unsigned level, uint64_t idx, unsigned k)
 {
-	return amax_get(level, idx, k);
+	return amax_get(h, level, idx, k);
 }
 
 /* A stored node's aligned entries from its children (out of line: most
  * nodes init and hot-add touch are all free and skip it). */
-static __attribute__((noinline)) bool amax_refresh(unsigned level, uint64_t idx)
+static __attribute__((noinline)) bool amax_refresh(struct pageheap *h, unsigned level, uint64_t idx)
 {
 	uint64_t a[SUM_TOP];
-	amax_compute(level, idx, a);
-	return amax_store(level, idx, a);
+	amax_compute(h, level, idx, a);
+	return amax_store(h, level, idx, a);
 }
 
 /* Recomputes node (level, idx) (level > 14) from its children: *pch
  * whether its summary changed, return whether its aligned entries (if
  * stored and not implied) did. */
-static inline __attribute__((always_inline)) bool node_refresh(unsigned level, uint64_t idx,
+static inline __attribute__((always_inline)) bool node_refresh(struct pageheap *h, unsigned level, uint64_t idx,
                                                                bool *pch)
 {
-	pages_update_steps++;
-	struct psum *p = node_ptr(level, idx);
+	h->update_steps++;
+	struct psum *p = node_ptr(h, level, idx);
 	if (!p)
 		return false;
-	struct psum v = sum_combine(node_get(level - 1, 2 * idx), node_get(level - 1, 2 * idx + 1),
+	struct psum v = sum_combine(node_get(h, level - 1, 2 * idx), node_get(h, level - 1, 2 * idx + 1),
 	                            1ull << (level - 1));
 	if (v.start != p->start || v.max != p->max || v.end != p->end) {
 		*p = v;
@@ -455,7 +487,7 @@ static inline __attribute__((always_inline)) bool node_refresh(unsigned level, u
 	}
 	if (!amax_stored(level) || v.start == 1ull << level || v.max == 0)
 		return false; /* implied (node_implied) */
-	return amax_refresh(level, idx);
+	return amax_refresh(h, level, idx);
 }
 
 /* Recomputes the summaries at levels from..sum_level above pages
@@ -463,14 +495,14 @@ static inline __attribute__((always_inline)) bool node_refresh(unsigned level, u
  * node changed (the levels above cannot change either): a level whose
  * aligned entries are not stored counts as changed while the level below
  * it changed, as they are computed from it. */
-static void sum_update(uint64_t pfn, uint64_t n, unsigned from, bool all)
+static void sum_update(struct pageheap *h, uint64_t pfn, uint64_t n, unsigned from, bool all)
 {
 	uint64_t last = pfn + n - 1;
 	bool below = true; /* the level below changed (summaries or entries) */
-	for (unsigned level = from; level <= mheap_.sum_level; level++) {
+	for (unsigned level = from; level <= h->sum_level; level++) {
 		bool pch = false, ach = false;
 		for (uint64_t i = pfn >> level; i <= last >> level; i++)
-			if (node_refresh(level, i, &pch))
+			if (node_refresh(h, level, i, &pch))
 				ach = true;
 		bool changed = pch || (amax_stored(level) ? ach : below);
 		if (!changed && !all)
@@ -622,7 +654,8 @@ static inline __attribute__((always_inline)) bool arena_level(struct heap_arena 
  * offsets and masks), stopping at the first level with no change; pages
  * [i, last] (arena-relative). */
 _Static_assert(SUM_ARENA_TOP == 14, "arena_levels walks levels 7..14");
-static inline __attribute__((always_inline)) bool arena_levels(struct heap_arena *a, uint64_t i,
+static inline __attribute__((always_inline)) bool arena_levels(struct pageheap *h,
+                                                               struct heap_arena *a, uint64_t i,
                                                                uint64_t last, unsigned redo)
 {
 	/* redo: lane words (bit g) to recompute on the next level */
@@ -635,35 +668,36 @@ static inline __attribute__((always_inline)) bool arena_levels(struct heap_arena
 	               arena_level(a, 12, i >> 12, last >> 12, &redo, &steps) &&
 	               arena_level(a, 13, i >> 13, last >> 13, &redo, &steps) &&
 	               arena_level(a, 14, i >> 14, last >> 14, &redo, &steps);
-	pages_update_steps += steps;
+	h->update_steps += steps;
 	return changed;
 }
 
 /* A change inside one level-7 node (a page, or a few in a word pair) has
  * one node per level: its own copy, without the loops.  `redo`: the lane
  * words of the level-7 nodes its words' changes reach (word_entries). */
-static bool arena_sum_update(struct heap_arena *a, uint64_t i, uint64_t j, unsigned redo)
+static bool arena_sum_update(struct pageheap *h, struct heap_arena *a, uint64_t i, uint64_t j,
+                             unsigned redo)
 {
 	if ((i ^ (j - 1)) >> 7 == 0)
-		return arena_levels(a, i, i, redo);
-	return arena_levels(a, i, j - 1, redo);
+		return arena_levels(h, a, i, i, redo);
+	return arena_levels(h, a, i, j - 1, redo);
 }
 
-void sums_above_arenas_locked(uint64_t pfn, uint64_t npages)
+void sums_above_arenas_locked(struct pageheap *h, uint64_t pfn, uint64_t npages)
 {
-	sum_update(pfn, npages, SUM_ARENA_TOP + 1, true);
+	sum_update(h, pfn, npages, SUM_ARENA_TOP + 1, true);
 }
 
 /* Raises the hull to cover pages below end_pfn: the nodes (L, 0) for the
  * new levels are computed from their children (the right ones cover no
  * managed page yet and are stored as all in use). */
-void pages_grow_hull_locked(uint64_t end_pfn)
+void pages_grow_hull_locked(struct pageheap *h, uint64_t end_pfn)
 {
-	while (mheap_.sum_level < SUM_TOP && (end_pfn - 1) >> mheap_.sum_level) {
-		unsigned level = mheap_.sum_level + 1;
+	while (h->sum_level < SUM_TOP && (end_pfn - 1) >> h->sum_level) {
+		unsigned level = h->sum_level + 1;
 		bool pch = false;
-		node_refresh(level, 0, &pch);
-		mheap_.sum_level = level;
+		node_refresh(h, level, 0, &pch);
+		h->sum_level = level;
 	}
 }
 
@@ -722,7 +756,9 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 {
 	uint64_t p = pfn, end = pfn + npages;
 	bool above = false;
+	struct pageheap *h = heap_of_pfn(pfn);
 	while (p < end) {
+		KASSERT(arena_owner(p) == (int)h->node); /* one heap's pages */
 		struct heap_arena *a = arena_own_locked(p);
 		uint64_t stop = (p | (ARENA_PAGES - 1)) + 1;
 		if (stop > end)
@@ -743,14 +779,14 @@ void pages_set_locked(uint64_t pfn, uint64_t npages, bool free)
 				a->pagebits[w] &= ~mask;
 			}
 			redo |= word_entries(a, w, old);
-			pages_update_steps++;
+			h->update_steps++;
 			p += cnt;
 		}
-		if (arena_sum_update(a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1, redo))
+		if (arena_sum_update(h, a, i0, ((stop - 1) & (ARENA_PAGES - 1)) + 1, redo))
 			above = true;
 	}
 	if (above)
-		sum_update(pfn, npages, SUM_ARENA_TOP + 1, false);
+		sum_update(h, pfn, npages, SUM_ARENA_TOP + 1, false);
 }
 
 bool pages_all_free_locked(uint64_t pfn, uint64_t npages)
@@ -772,6 +808,7 @@ bool pages_all_free_locked(uint64_t pfn, uint64_t npages)
  * is valid while `in_run`.
  */
 struct finder {
+	struct pageheap *h;
 	uint64_t n, align, lo, hi;
 	unsigned k; /* align == 2^k */
 	bool in_run, stop;
@@ -796,7 +833,7 @@ static bool ff_extend(struct finder *f, uint64_t from, uint64_t to)
 
 static bool ff_word(struct finder *f, uint64_t base)
 {
-	uint64_t w = word_of(base);
+	uint64_t w = word_of(f->h, base);
 	if (f->lo > base)
 		w &= ~0ull << (f->lo - base);
 	if (f->hi < base + 64)
@@ -826,7 +863,8 @@ enum { FF_DONE, FF_FOUND, FF_DESCEND };
 static inline __attribute__((always_inline)) int ff_node(struct finder *f, unsigned level,
                                                          uint64_t idx)
 {
-	pages_find_steps++;
+	struct pageheap *h = f->h;
+	h->find_steps++;
 	uint64_t base = idx << level, size = 1ull << level, end = base + size;
 	if (end <= f->lo)
 		return FF_DONE;
@@ -837,10 +875,10 @@ static inline __attribute__((always_inline)) int ff_node(struct finder *f, unsig
 	if (level == SUM_LEAF_LEVEL)
 		return ff_word(f, base) ? FF_FOUND : FF_DONE;
 	if (base >= f->lo && end <= f->hi) {
-		struct psum s = node_get(level, idx);
+		struct psum s = node_get(h, level, idx);
 		if (s.start == size)
 			return ff_extend(f, base, end) ? FF_FOUND : FF_DONE;
-		if (s.max < f->n || (f->k && amax_get(level, idx, f->k) < f->n)) {
+		if (s.max < f->n || (f->k && amax_get(h, level, idx, f->k) < f->n)) {
 			/* No fit lies inside: only the edge runs matter, the
 			 * start one may finish a run, the end one may begin
 			 * one. */
@@ -882,19 +920,19 @@ static bool ff_walk(struct finder *f, unsigned top)
 	}
 }
 
-uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi)
+uint64_t pages_find_locked(struct pageheap *h, uint64_t npages, uint64_t align, uint64_t lo, uint64_t hi)
 {
-	unsigned top = mheap_.sum_level;
+	unsigned top = h->sum_level;
 	uint64_t limit = 1ull << top;
 	if (hi > limit)
 		hi = limit;
 	if (npages == 0 || lo >= hi || npages > hi - lo)
 		return PAGE_NONE;
-	struct finder f = {.n = npages, .align = align ? align : 1, .lo = lo, .hi = hi};
+	struct finder f = {.h = h, .n = npages, .align = align ? align : 1, .lo = lo, .hi = hi};
 	f.k = ctz64(f.align);
 	if (f.k > SUM_TOP)
 		return PAGE_NONE; /* only pfn 0 is aligned, and it is never managed */
-	if (node_get(top, 0).max < npages || (f.k && amax_get(top, 0, f.k) < npages))
+	if (node_get(h, top, 0).max < npages || (f.k && amax_get(h, top, 0, f.k) < npages))
 		return PAGE_NONE;
 	if (!ff_walk(&f, top))
 		return PAGE_NONE;
@@ -905,10 +943,10 @@ uint64_t pages_find_locked(uint64_t npages, uint64_t align, uint64_t lo, uint64_
  * Highest fit (for metadata growth): descend to the run of >= n pages that
  * ends highest and take its top n pages.
  */
-static uint64_t top_visit(unsigned level, uint64_t idx, uint64_t n)
+static uint64_t top_visit(struct pageheap *h, unsigned level, uint64_t idx, uint64_t n)
 {
 	if (level == SUM_LEAF_LEVEL) {
-		uint64_t w = word_of(idx << SUM_LEAF_LEVEL);
+		uint64_t w = word_of(h, idx << SUM_LEAF_LEVEL);
 		uint64_t run = 0;
 		for (int b = 63; b >= 0; b--) {
 			if ((w >> b) & 1) {
@@ -920,35 +958,35 @@ static uint64_t top_visit(unsigned level, uint64_t idx, uint64_t n)
 		}
 		return PAGE_NONE;
 	}
-	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
+	struct psum l = node_get(h, level - 1, 2 * idx), r = node_get(h, level - 1, 2 * idx + 1);
 	if (r.max >= n)
-		return top_visit(level - 1, 2 * idx + 1, n);
+		return top_visit(h, level - 1, 2 * idx + 1, n);
 	if (l.end + r.start >= n)
 		return (idx << level) + (1ull << (level - 1)) + r.start - n;
 	if (l.max >= n)
-		return top_visit(level - 1, 2 * idx, n);
+		return top_visit(h, level - 1, 2 * idx, n);
 	return PAGE_NONE;
 }
 
-uint64_t pages_find_top_locked(uint64_t npages)
+uint64_t pages_find_top_locked(struct pageheap *h, uint64_t npages)
 {
-	unsigned top = mheap_.sum_level;
-	if (npages == 0 || node_get(top, 0).max < npages)
+	unsigned top = h->sum_level;
+	if (npages == 0 || node_get(h, top, 0).max < npages)
 		return PAGE_NONE;
-	return top_visit(top, 0, npages);
+	return top_visit(h, top, 0, npages);
 }
 
 /* top_visit within pfns [lo, hi): a node wholly inside is top_visit's;
  * one the window cuts descends on both sides, so O(log) nodes are cut. */
-static uint64_t top_visit_in(unsigned level, uint64_t idx, uint64_t n, uint64_t lo, uint64_t hi)
+static uint64_t top_visit_in(struct pageheap *h, unsigned level, uint64_t idx, uint64_t n, uint64_t lo, uint64_t hi)
 {
 	uint64_t base = idx << level, end = base + (1ull << level);
-	if (end <= lo || base >= hi || node_get(level, idx).max < n)
+	if (end <= lo || base >= hi || node_get(h, level, idx).max < n)
 		return PAGE_NONE;
 	if (base >= lo && end <= hi)
-		return top_visit(level, idx, n);
+		return top_visit(h, level, idx, n);
 	if (level == SUM_LEAF_LEVEL) {
-		uint64_t w = word_of(base), run = 0;
+		uint64_t w = word_of(h, base), run = 0;
 		for (uint64_t p = (hi < end ? hi : end); p-- > (lo > base ? lo : base);) {
 			run = (w >> (p - base)) & 1 ? run + 1 : 0;
 			if (run == n)
@@ -957,54 +995,54 @@ static uint64_t top_visit_in(unsigned level, uint64_t idx, uint64_t n, uint64_t 
 		return PAGE_NONE;
 	}
 	uint64_t mid = base + (1ull << (level - 1));
-	uint64_t p = top_visit_in(level - 1, 2 * idx + 1, n, lo, hi);
+	uint64_t p = top_visit_in(h, level - 1, 2 * idx + 1, n, lo, hi);
 	if (p != PAGE_NONE)
 		return p;
-	struct psum l = node_get(level - 1, 2 * idx), r = node_get(level - 1, 2 * idx + 1);
+	struct psum l = node_get(h, level - 1, 2 * idx), r = node_get(h, level - 1, 2 * idx + 1);
 	uint64_t top = mid + r.start < hi ? mid + r.start : hi;
 	uint64_t bot = mid - l.end > lo ? mid - l.end : lo;
 	if (top > bot && top - bot >= n)
 		return top - n;
-	return top_visit_in(level - 1, 2 * idx, n, lo, hi);
+	return top_visit_in(h, level - 1, 2 * idx, n, lo, hi);
 }
 
 /* pages_find_top_locked within pfns [lo, hi) (a node's range). */
-uint64_t pages_find_top_in_locked(uint64_t npages, uint64_t lo, uint64_t hi)
+uint64_t pages_find_top_in_locked(struct pageheap *h, uint64_t npages, uint64_t lo, uint64_t hi)
 {
-	unsigned top = mheap_.sum_level;
+	unsigned top = h->sum_level;
 	if (hi > 1ull << top)
 		hi = 1ull << top;
 	if (npages == 0 || lo >= hi || hi - lo < npages)
 		return PAGE_NONE;
-	return top_visit_in(top, 0, npages, lo, hi);
+	return top_visit_in(h, top, 0, npages, lo, hi);
 }
 
 /* For the checker: does stored node (level, idx), and its aligned
  * entries where they are stored, equal the combination of its children?
  * Missing nodes are consistent by definition. */
-bool sum_node_ok(unsigned level, uint64_t idx)
+bool sum_node_ok(struct pageheap *h, unsigned level, uint64_t idx)
 {
-	if (level > mheap_.sum_level)
+	if (level > h->sum_level)
 		return true; /* not kept */
-	struct psum *p = node_ptr(level, idx);
+	struct psum *p = node_ptr(h, level, idx);
 	if (!p)
 		return true;
-	struct psum v = sum_combine(node_get(level - 1, 2 * idx), node_get(level - 1, 2 * idx + 1),
+	struct psum v = sum_combine(node_get(h, level - 1, 2 * idx), node_get(h, level - 1, 2 * idx + 1),
 	                            1ull << (level - 1));
 	if (v.start != p->start || v.max != p->max || v.end != p->end)
 		return false;
 	uint64_t all;
-	if (!amax_stored(level) || node_implied(level, idx, &all))
+	if (!amax_stored(level) || node_implied(h, level, idx, &all))
 		return true;
 	if (level == SUM_LEAF_LEVEL + 1) { /* and its words' entries */
-		struct heap_arena *a = arena_of_pfn(idx << level);
+		struct heap_arena *a = arena_of_heap(h, idx << level);
 		for (uint64_t w = (idx & (ARENA_WORDS / 2 - 1)) * 2; w < (idx & (ARENA_WORDS / 2 - 1)) * 2 + 2; w++)
 			for (unsigned k = 1; k <= AMAX_WORD_ENTRIES; k++)
 				if (a->wamax[w][k - 1] != amax_of_word(a->pagebits[w], k))
 					return false;
 	}
 	uint64_t want[SUM_TOP], have[SUM_TOP];
-	amax_compute(level, idx, want);
-	amax_load(level, idx, have);
+	amax_compute(h, level, idx, want);
+	amax_load(h, level, idx, have);
 	return memcmp(want, have, (level - 1) * sizeof(uint64_t)) == 0;
 }

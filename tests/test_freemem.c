@@ -62,14 +62,14 @@ static void print_breakdown(const char *when)
 	print_message("metadata blocks %s (kind: size x (in use + free) = bytes carved):\n", when);
 	size_t tot = 0;
 	for (size_t i = 0; i < sizeof fa / sizeof fa[0]; i++) {
-		size_t fr = fl_len(fa[i].f), b = fa[i].f->size * (fa[i].f->inuse + fr);
+		size_t fr = fl_len(fa[i].f), b = fa[i].f->size * (fixalloc_inuse(fa[i].f) + fr);
 		tot += b;
 		if (b)
 			print_message("  %-17s %5zu x (%6llu + %6zu) = %8zu\n", fa[i].name, fa[i].f->size,
-			              (unsigned long long)fa[i].f->inuse, fr, b);
+			              (unsigned long long)fixalloc_inuse(fa[i].f), fr, b);
 	}
 	print_message("  total %zu bytes = %zu pages; pages_metadata %llu\n", tot, tot / 4096,
-	              (unsigned long long)mheap_.pages_metadata);
+	              (unsigned long long)mheap_.heap[0]->pages_metadata);
 }
 
 /* Takes single pages with kpage_alloc(1, 0, 0) until NULL, then frees
@@ -528,11 +528,11 @@ static void test_double_free_racing_metadata_release(void **state)
 static bool meta_page_released(const void *p)
 {
 	uint64_t pfn = virt_to_pfn((uintptr_t)p);
-	unsigned long f = lock_irqsave(&mheap_.lock);
+	unsigned long f = heaps_lock_all();
 	struct heap_arena *a = arena_of_pfn(pfn);
 	bool gone = a && (pages_all_free_locked(pfn, 1) ||
 	                  a->pagekind[pfn & (ARENA_PAGES - 1)] != PKIND_NONE);
-	unlock_irqrestore(&mheap_.lock, f);
+	heaps_unlock_all(f);
 	return gone;
 }
 

@@ -57,13 +57,11 @@ static int setup(void **state)
  * into the arena, which copies a shared one. */
 static void set_pages(uint64_t pfn, uint64_t n, bool free)
 {
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
+	unsigned long f = heaps_lock_all();
 	pages_set_locked(pfn, n, free);
-	mheap_.pages_free = free ? mheap_.pages_free + n : mheap_.pages_free - n;
-	mheap_.pages_metadata = free ? mheap_.pages_metadata - n : mheap_.pages_metadata + n;
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	mheap_.heap[0]->pages_free = free ? mheap_.heap[0]->pages_free + n : mheap_.heap[0]->pages_free - n;
+	mheap_.heap[0]->pages_metadata = free ? mheap_.heap[0]->pages_metadata - n : mheap_.heap[0]->pages_metadata + n;
+	heaps_unlock_all(f);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, fx_teardown_all_back)
@@ -241,10 +239,10 @@ static void test_failed_hot_add_leaves_no_chunk(void **state)
 	(void)state;
 	boot_heap(300 * FX_GIB);
 	const uint64_t base = 256 * FX_GIB;
-	unsigned hull = mheap_.sum_level;
+	unsigned hull = mheap_.heap[0]->sum_level;
 	assert_int_equal(hot_add(base, 64 * PG), -KMEM_ENOMEM);
 	assert_null(atomic_load(&mheap_.l1[(base >> PAGE_SHIFT) >> SUM_L2_TOP]));
-	assert_int_equal(mheap_.sum_level, hull);
+	assert_int_equal(mheap_.heap[0]->sum_level, hull);
 	fx_assert_check();
 	long added = hot_add(base, 8 * FX_MIB);
 	assert_true(added > 0);
@@ -392,11 +390,9 @@ static void test_hot_add_64g_lazy(void **state)
 	/* The lowest free page is past the metadata; an arena-aligned arena
 	 * is the first whole shared one, copied into the region's room; the
 	 * top page is usable too. */
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
-	uint64_t first = pages_find_locked(1, 1, base >> PAGE_SHIFT, UINT64_MAX);
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	unsigned long f = heaps_lock_all();
+	uint64_t first = pages_find_locked(mheap_.heap[0], 1, 1, base >> PAGE_SHIFT, UINT64_MAX);
+	heaps_unlock_all(f);
 	assert_int_equal(first, (base >> PAGE_SHIFT) + used);
 	void *big = kpage_alloc(ARENA_PAGES, ARENA_BYTES, 0);
 	assert_non_null(big);

@@ -58,9 +58,9 @@ static void test_clean_heap_passes(void **state)
 static void test_free_count(void **state)
 {
 	(void)state;
-	mheap_.pages_free++;
+	mheap_.heap[0]->pages_free++;
 	expect_broken();
-	mheap_.pages_free--;
+	mheap_.heap[0]->pages_free--;
 	expect_clean();
 }
 
@@ -81,7 +81,7 @@ static void test_page_bit_without_summary(void **state)
 static void test_summary_corrupt(void **state)
 {
 	(void)state;
-	struct psum *root = sum_ptr(mheap_.sum_level, 0); /* the hull's root */
+	struct psum *root = sum_ptr(mheap_.heap[0], mheap_.heap[0]->sum_level, 0); /* the hull's root */
 	root->max++;
 	expect_broken();
 	root->max--;

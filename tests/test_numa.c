@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fixture.h"
 #include "host.h"
@@ -684,6 +685,8 @@ static void assert_init_metadata_on_nodes(unsigned nodes, const uint8_t *cpu_nod
 		assert_int_equal(node_stats(n).metadata_bytes, reg[n].length);
 		for (unsigned c = 1; c < KMEM_NUM_CLASSES; c++)
 			assert_int_equal(meta_node_of(class_central(n, c)), (int)n);
+		assert_int_equal(meta_node_of(mheap_.heap[n]), (int)n);
+		assert_int_equal(mheap_.heap[n]->node, n);
 	}
 	for (unsigned cpu = 0; cpu < cpus; cpu++)
 		assert_int_equal(meta_node_of(mcache_of(cpu)), cpu_node[cpu]);
@@ -695,6 +698,8 @@ static void assert_init_metadata_on_nodes(unsigned nodes, const uint8_t *cpu_nod
 		if (!a || a == &arena_free_image || !pfn_is_managed(pfn))
 			continue;
 		assert_int_equal(meta_node_of(a), pfn_node(pfn));
+		/* and belongs to that node's page heap */
+		assert_int_equal(arena_owner(pfn), pfn_node(pfn));
 		arenas++;
 		pfn = (pfn | (ARENA_PAGES - 1)); /* next arena */
 	}
@@ -721,6 +726,64 @@ static void test_init_metadata_on_its_node(void **state)
 	setup3(NULL);
 	assert_init_metadata_on_nodes(3, cpu_node3, 3);
 	fx_assert_check();
+}
+
+/* Each node has its own page heap: with node 0's heap.lock held (as a
+ * CPU of node 0 in the middle of taking pages would hold it), a CPU of
+ * node 1 takes and gives back page runs, large objects, new spans and
+ * their metadata without waiting for it.  With one lock for both nodes
+ * the thread would wait until the main thread gave up and let go. */
+static _Atomic int indep_done, indep_bad;
+
+static void *indep_main(void *arg)
+{
+	(void)arg;
+	if (host_cpu_claim(2) != 2) {
+		atomic_store(&indep_bad, 1000);
+		atomic_store(&indep_done, 1);
+		return NULL;
+	}
+	static void *obj[600];
+	for (unsigned round = 0; round < 20; round++) {
+		void *r = kpage_alloc(3, 0, 0), *l = kmalloc(100 * 1024);
+		for (unsigned i = 0; i < 600; i++) /* new spans of 3 classes */
+			obj[i] = kmalloc(1000 + 1000 * (i % 3));
+		if (!r || !l || kmem_virt_to_node(r) != 1 || kmem_virt_to_node(l) != 1)
+			atomic_fetch_add(&indep_bad, 1);
+		for (unsigned i = 0; i < 600; i++) {
+			if (!obj[i] || kmem_virt_to_node(obj[i]) != 1)
+				atomic_fetch_add(&indep_bad, 1);
+			kfree(obj[i]);
+		}
+		kpage_free(r, 3);
+		kfree(l);
+	}
+	host_cpu_release(); /* its caches go back: spans released, no wait */
+	atomic_store(&indep_done, 1);
+	return NULL;
+}
+
+static void test_node_heaps_independent(void **state)
+{
+	(void)state;
+	atomic_store(&indep_done, 0);
+	atomic_store(&indep_bad, 0);
+	uint64_t spans0 = node_stats(1).alloc_local;
+	struct pageheap *h0 = mheap_.heap[0];
+	pthread_t th;
+	unsigned long f = lock_irqsave(&h0->lock);
+	assert_int_equal(pthread_create(&th, NULL, indep_main, NULL), 0);
+	for (unsigned ms = 0; ms < 10000 && !atomic_load(&indep_done); ms++)
+		usleep(1000);
+	int done = atomic_load(&indep_done);
+	unlock_irqrestore(&h0->lock, f);
+	pthread_join(th, NULL);
+	assert_true(done);
+	assert_int_equal(atomic_load(&indep_bad), 0);
+	/* It did take pages from node 1's heap meanwhile. */
+	assert_true(node_stats(1).alloc_local >= spans0 + 40);
+	fx_assert_check();
+	assert_nodes_add_up();
 }
 
 /* A node too small for a region of its own is served by the nearest
@@ -751,12 +814,13 @@ static void test_small_node_served_by_nearest(void **state)
 
 /* pages_find_top_in_locked (a node's runs come from the top of its
  * ranges) against a scan of the bitmap, on a fragmented heap, for
- * windows that cut nodes of every level and cross the arena boundary. */
-static uint64_t top_in_by_scan(uint64_t n, uint64_t lo, uint64_t hi)
+ * windows that cut nodes of every level and cross the arena boundary
+ * (into the other node's page heap, whose pages it must not see). */
+static uint64_t top_in_by_scan(const struct pageheap *h, uint64_t n, uint64_t lo, uint64_t hi)
 {
 	uint64_t run = 0;
 	for (uint64_t p = hi; p-- > lo;) {
-		run = pages_all_free_locked(p, 1) ? run + 1 : 0;
+		run = arena_owner(p) == (int)h->node && pages_all_free_locked(p, 1) ? run + 1 : 0;
 		if (run == n)
 			return p;
 	}
@@ -780,12 +844,13 @@ static void test_find_top_in_window(void **state)
 	 * not leave it held). */
 	unsigned found = 0, wrong = 0;
 	uint64_t got = 0, want = 0;
-	unsigned long f = lock_irqsave(&mheap_.lock);
+	unsigned long f = heaps_lock_all();
 	for (unsigned t = 0; t < 400; t++) {
 		uint64_t b = base[t % 2] - 2000 + (uint64_t)(rand() % 10000);
 		uint64_t lo = b - (uint64_t)(rand() % 3000), hi = b + (uint64_t)(rand() % 3000);
 		uint64_t n = 1 + (uint64_t)(rand() % (t % 3 ? 12 : 200));
-		uint64_t g = pages_find_top_in_locked(n, lo, hi), w = top_in_by_scan(n, lo, hi);
+		struct pageheap *h = mheap_.heap[t % 2];
+		uint64_t g = pages_find_top_in_locked(h, n, lo, hi), w = top_in_by_scan(h, n, lo, hi);
 		found += w != PAGE_NONE;
 		if (g != w && !wrong++) {
 			got = g;
@@ -793,9 +858,10 @@ static void test_find_top_in_window(void **state)
 		}
 	}
 	/* The whole pool as the window is pages_find_top_locked. */
-	uint64_t whole = pages_find_top_in_locked(5, 0, UINT64_MAX), top = pages_find_top_locked(5);
-	uint64_t empty = pages_find_top_in_locked(5, 7, 7);
-	unlock_irqrestore(&mheap_.lock, f);
+	uint64_t whole = pages_find_top_in_locked(mheap_.heap[1], 5, 0, UINT64_MAX);
+	uint64_t top = pages_find_top_locked(mheap_.heap[1], 5);
+	uint64_t empty = pages_find_top_in_locked(mheap_.heap[0], 5, 7, 7);
+	heaps_unlock_all(f);
 	assert_int_equal(got, want);
 	assert_int_equal(wrong, 0);
 	assert_true(found > 100 && found < 400); /* both outcomes were tried */
@@ -1150,6 +1216,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_init_metadata_on_its_node, setup2,
 		                                fx_teardown_all_back),
 		cmocka_unit_test(test_small_node_served_by_nearest),
+		cmocka_unit_test_setup_teardown(test_node_heaps_independent, setup2,
+		                                fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_find_top_in_window, setup2, fx_teardown_all_back),
 		cmocka_unit_test_setup_teardown(test_cross_node_frees_concurrent, setup2,
 		                                fx_teardown_all_back),

@@ -41,21 +41,19 @@
 
 static unsigned long hlock(void)
 {
-	unsigned long f = arch_irq_save();
-	lock_acquire(&mheap_.lock);
+	unsigned long f = heaps_lock_all();
 	return f;
 }
 
 static void hunlock(unsigned long f)
 {
-	lock_release(&mheap_.lock);
-	arch_irq_restore(f);
+	heaps_unlock_all(f);
 }
 
 static uint64_t find(uint64_t n, uint64_t align, uint64_t lo, uint64_t hi)
 {
 	unsigned long f = hlock();
-	uint64_t r = pages_find_locked(n, align, lo, hi);
+	uint64_t r = pages_find_locked(mheap_.heap[0], n, align, lo, hi);
 	hunlock(f);
 	return r;
 }
@@ -68,7 +66,7 @@ static uint64_t find1(uint64_t n)
 static uint64_t find_top(uint64_t n)
 {
 	unsigned long f = hlock();
-	uint64_t r = pages_find_top_locked(n);
+	uint64_t r = pages_find_top_locked(mheap_.heap[0], n);
 	hunlock(f);
 	return r;
 }
@@ -76,7 +74,7 @@ static uint64_t find_top(uint64_t n)
 static struct psum root_sum(void)
 {
 	unsigned long f = hlock();
-	struct psum s = sum_get(SUM_TOP, 0);
+	struct psum s = sum_get(mheap_.heap[0], SUM_TOP, 0);
 	hunlock(f);
 	return s;
 }
@@ -97,8 +95,8 @@ static void take(uint64_t pfn, uint64_t n)
 	bool ok = pages_all_free_locked(pfn, n);
 	if (ok) {
 		pages_set_locked(pfn, n, false);
-		mheap_.pages_free -= n;
-		mheap_.pages_metadata += n;
+		mheap_.heap[0]->pages_free -= n;
+		mheap_.heap[0]->pages_metadata += n;
 	}
 	hunlock(f);
 	if (!ok)
@@ -116,8 +114,8 @@ static void give(uint64_t pfn, uint64_t n)
 			ok = false;
 	if (ok) {
 		pages_set_locked(pfn, n, true);
-		mheap_.pages_free += n;
-		mheap_.pages_metadata -= n;
+		mheap_.heap[0]->pages_free += n;
+		mheap_.heap[0]->pages_metadata -= n;
 	}
 	hunlock(f);
 	if (!ok)
@@ -713,13 +711,13 @@ static void test_hull_hot_add(void **state)
 {
 	(void)state;
 	/* [16 MiB, 48 MiB): the lowest hull, one arena (2^14 pages). */
-	assert_int_equal(mheap_.sum_level, SUM_ARENA_TOP);
-	struct psum root = sum_get(SUM_ARENA_TOP, 0);
-	struct psum up = sum_get(SUM_TOP, 0);
+	assert_int_equal(mheap_.heap[0]->sum_level, SUM_ARENA_TOP);
+	struct psum root = sum_get(mheap_.heap[0], SUM_ARENA_TOP, 0);
+	struct psum up = sum_get(mheap_.heap[0], SUM_TOP, 0);
 	assert_int_equal(up.start, root.start);
 	assert_int_equal(up.max, root.max);
 	assert_int_equal(up.end, 0);
-	assert_int_equal(sum_get(20, 1).max, 0);
+	assert_int_equal(sum_get(mheap_.heap[0], 20, 1).max, 0);
 	uint64_t free0 = fx_stats().pages_free;
 	/* 64 MiB at 300 GiB: the hull grows to 2^27 pages. */
 	const uint64_t at = 300 * FX_GIB;
@@ -727,7 +725,7 @@ static void test_hull_hot_add(void **state)
 	const struct kmem_region add = {at, 64 * FX_MIB, KMEM_REGION_USABLE, 0};
 	long got = kmem_hot_add(&add);
 	assert_true(got > 0);
-	assert_int_equal(mheap_.sum_level, 27);
+	assert_int_equal(mheap_.heap[0]->sum_level, 27);
 	fx_assert_check();
 	uint64_t pfn = at >> PAGE_SHIFT;
 	/* The new run is found: larger than anything below, at its top, and
@@ -750,7 +748,7 @@ static void test_hull_hot_add(void **state)
 
 /* ------------------------------------------------------------------------
  * Aligned search on a worst-case fragmented heap: its cost in summary
- * nodes visited (pages_find_steps) grows with the number of tree levels,
+ * nodes visited (pages_find_steps()) grows with the number of tree levels,
  * not with the heap.  Every fourth page is in use (pfn % 4 == 0), the
  * others free: every node's longest run is 3, so a search that prunes by
  * the longest run alone must look into every word for (1 page, align 2)
@@ -761,9 +759,9 @@ static void test_hull_hot_add(void **state)
 static uint64_t steps_of(uint64_t n, uint64_t al, uint64_t *where)
 {
 	unsigned long f = hlock();
-	uint64_t s0 = pages_find_steps;
-	*where = pages_find_locked(n, al, 1, UINT64_MAX);
-	uint64_t s = pages_find_steps - s0;
+	uint64_t s0 = pages_find_steps();
+	*where = pages_find_locked(mheap_.heap[0], n, al, 1, UINT64_MAX);
+	uint64_t s = pages_find_steps() - s0;
 	hunlock(f);
 	return s;
 }
@@ -783,8 +781,8 @@ static struct frag_cost frag_measure(uint64_t mib)
 	unsigned long f = hlock();
 	for (uint64_t p = lo; p < top; p += 4) {
 		pages_set_locked(p + 1, 3, true);
-		mheap_.pages_free += 3;
-		mheap_.pages_metadata -= 3;
+		mheap_.heap[0]->pages_free += 3;
+		mheap_.heap[0]->pages_metadata -= 3;
 	}
 	hunlock(f);
 	give(top, 64);
@@ -797,7 +795,7 @@ static struct frag_cost frag_measure(uint64_t mib)
 		{64, 64, top}, {2, 2, lo + 2}, {1, 2, lo + 2}, {3, 1, lo + 1},
 		{66, 4, NONE}, {1, 1ull << 20, NONE},
 	};
-	struct frag_cost c = {mheap_.sum_level - SUM_LEAF_LEVEL + 1, 0};
+	struct frag_cost c = {mheap_.heap[0]->sum_level - SUM_LEAF_LEVEL + 1, 0};
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
 		uint64_t where;
 		uint64_t s = steps_of(q[i].n, q[i].align, &where);
@@ -815,8 +813,8 @@ static struct frag_cost frag_measure(uint64_t mib)
 	f = hlock();
 	for (uint64_t p = lo; p < top; p += 4) {
 		pages_set_locked(p + 1, 3, false);
-		mheap_.pages_free -= 3;
-		mheap_.pages_metadata += 3;
+		mheap_.heap[0]->pages_free -= 3;
+		mheap_.heap[0]->pages_metadata += 3;
 	}
 	hunlock(f);
 	take(top, 64);
@@ -921,12 +919,12 @@ static uint64_t bf_amax(const struct runs *r, unsigned level, uint64_t idx, unsi
  * random alignment: its aligned summary against brute force. */
 static void diff_amax(struct diff *d)
 {
-	unsigned top = mheap_.sum_level;
+	unsigned top = mheap_.heap[0]->sum_level;
 	unsigned level = SUM_LEAF_LEVEL + 1 + (unsigned)(rnd(d) % (top - SUM_LEAF_LEVEL));
 	uint64_t idx = rnd_pfn(d) >> level;
 	unsigned k = (unsigned)(rnd(d) % (level + 2));
 	unsigned long f = hlock();
-	uint64_t got = amax_get_locked(level, idx, k);
+	uint64_t got = amax_get_locked(mheap_.heap[0], level, idx, k);
 	hunlock(f);
 	uint64_t want = bf_amax(&d->r, level, idx, k);
 	if (got != want)

@@ -964,9 +964,9 @@ static void rc_look_run(struct rc_item *it)
 	for (uint64_t i = 0; i < it->size; i++) {
 		if (span_of_pfn(pfn + i))
 			thread_fail("page %llu of the run %p has a span", (unsigned long long)i, it->p);
-		unsigned long f = lock_irqsave(&mheap_.lock);
+		unsigned long f = heaps_lock_all();
 		bool found = arena_run_of_locked(pfn + i, &head, &len);
-		unlock_irqrestore(&mheap_.lock, f);
+		heaps_unlock_all(f);
 		if (!found || head != pfn || len != it->size)
 			thread_fail("page %llu of the run %p of %zu pages: found %d head %#llx len %llu",
 			            (unsigned long long)i, it->p, it->size, found,

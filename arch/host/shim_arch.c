@@ -566,9 +566,13 @@ static void all_allocator_locks(bool take)
 			lock_acquire(&k->central.lock);
 		for (unsigned i = 0; i < n; i++)
 			lock_acquire(ls[i]);
-		lock_acquire(&mheap_.lock);
+		lock_acquire(&mheap_.heap[0]->lock);
+		for (unsigned k = 1; k < mheap_.nnodes; k++)
+			lock_acquire_more(&mheap_.heap[k]->lock);
 	} else {
-		lock_release(&mheap_.lock);
+		for (unsigned k = mheap_.nnodes; k-- > 1;)
+			lock_release_more(&mheap_.heap[k]->lock);
+		lock_release(&mheap_.heap[0]->lock);
 		for (unsigned i = n; i-- > 0;)
 			lock_release(ls[i]);
 		for (struct kmem_cache *k = mheap_.caches; k; k = k->next)

@@ -294,20 +294,18 @@ static unsigned long heap_flags;
 
 static void heap_lock(void)
 {
-	heap_flags = arch_irq_save();
-	lock_acquire(&mheap_.lock);
+	heap_flags = heaps_lock_all();
 }
 
 static void heap_unlock(void)
 {
-	lock_release(&mheap_.lock);
-	arch_irq_restore(heap_flags);
+	heaps_unlock_all(heap_flags);
 }
 
 /* The levels a search walks (pagealloc.c, "Cost"): H - 5. */
 static uint64_t levels(void)
 {
-	return mheap_.sum_level - SUM_LEAF_LEVEL + 1;
+	return mheap_.heap[0]->sum_level - SUM_LEAF_LEVEL + 1;
 }
 
 /* pagealloc.c's bound on one search, and a failed kpage_alloc searches
@@ -323,7 +321,7 @@ static uint64_t search_bound(void)
  * n/2^L + 2 nodes.  Rounded up: */
 static uint64_t update_bound(uint64_t n)
 {
-	uint64_t above = mheap_.sum_level > SUM_ARENA_TOP ? mheap_.sum_level - SUM_ARENA_TOP : 0;
+	uint64_t above = mheap_.heap[0]->sum_level > SUM_ARENA_TOP ? mheap_.heap[0]->sum_level - SUM_ARENA_TOP : 0;
 	return n / 16 + 40 + 16 * (n >> SUM_ARENA_TOP) + 14 * above + 7 * (n >> (SUM_ARENA_TOP + 1));
 }
 
@@ -353,8 +351,8 @@ static uint64_t fragment(uint64_t every, uint64_t nfree, uint64_t topfree)
 	if (topfree)
 		pages_set_locked(top, topfree, true);
 	given += topfree;
-	mheap_.pages_free -= end - lo - given;
-	mheap_.pages_metadata += end - lo - given;
+	mheap_.heap[0]->pages_free -= end - lo - given;
+	mheap_.heap[0]->pages_metadata += end - lo - given;
 	heap_unlock();
 	heap_check();
 	return top;
@@ -375,8 +373,8 @@ static void unfragment(void)
 			back++;
 		}
 	}
-	mheap_.pages_free += back;
-	mheap_.pages_metadata -= back;
+	mheap_.heap[0]->pages_free += back;
+	mheap_.heap[0]->pages_metadata -= back;
 	heap_unlock();
 	heap_check();
 }
@@ -389,7 +387,7 @@ static void unfragment(void)
  * each when nothing fits (kpage_alloc returns NULL after both searches of
  * its attempt) and when only 64 pages at the top fit (then kpage_free);
  * and 64 pages aligned to 256 KiB at the top.  Steps: summary nodes the
- * searches read (pages_find_steps), bound 48 * levels + 7 per search
+ * searches read (pages_find_steps()), bound 48 * levels + 7 per search
  * (pagealloc.c, "Cost"); kpage_free: update steps (update_bound). */
 static void scen_frag(struct lat *L, uint64_t mib)
 {
@@ -410,25 +408,25 @@ static void scen_frag(struct lat *L, uint64_t mib)
 		if (pat[i].none) {
 			fragment(pat[i].every, pat[i].nfree, 0);
 			for (int rep = 0; rep < 40; rep++) {
-				uint64_t s0 = pages_find_steps;
+				uint64_t s0 = pages_find_steps();
 				lat_begin(L);
 				void *p = kpage_alloc(pat[i].n, pat[i].align, 0);
-				lat_end(L, pat[i].none, pages_find_steps - s0, 2 * search_bound(), why2);
+				lat_end(L, pat[i].none, pages_find_steps() - s0, 2 * search_bound(), why2);
 				must(!p, "no aligned run");
 			}
 			unfragment();
 		}
 		uint64_t top = fragment(pat[i].every, pat[i].nfree, 64);
 		for (int rep = 0; rep < 40; rep++) {
-			uint64_t s0 = pages_find_steps;
+			uint64_t s0 = pages_find_steps();
 			lat_begin(L);
 			void *p = kpage_alloc(pat[i].n, pat[i].align, 0);
-			lat_end(L, pat[i].top, pages_find_steps - s0, search_bound(), why1);
+			lat_end(L, pat[i].top, pages_find_steps() - s0, search_bound(), why1);
 			must(p && kmem_virt_to_phys(p) == top << 12, "the run at the top");
-			uint64_t u0 = pages_update_steps;
+			uint64_t u0 = pages_update_steps();
 			lat_begin(L);
 			kpage_free(p, pat[i].n);
-			lat_end(L, "kpage_free (fragmented)", pages_update_steps - u0,
+			lat_end(L, "kpage_free (fragmented)", pages_update_steps() - u0,
 			        update_bound(pat[i].n), "n/16 + 40 + 14 x levels above the arenas");
 		}
 		unfragment();
@@ -438,7 +436,7 @@ static void scen_frag(struct lat *L, uint64_t mib)
 /* kmem_hot_add of ARG GiB in new arenas (three regions one after another
  * above a 32 MiB heap; one under valgrind), then again (refused: overlap) and once over one of
  * its own metadata pages (refused).  Steps: arena, word and node steps of
- * the page allocator (pages_update_steps); bound 16 per arena touched +
+ * the page allocator (pages_update_steps()); bound 16 per arena touched +
  * 16 per summary level above the arenas + 1200 (two partial arenas). */
 static void scen_hotadd(struct lat *L, uint64_t gib)
 {
@@ -451,24 +449,24 @@ static void scen_hotadd(struct lat *L, uint64_t gib)
 		win_usable(at, len);
 		struct kmem_region r = {at, len, KMEM_REGION_USABLE, 0};
 		uint64_t arenas = len >> ARENA_SHIFT;
-		uint64_t u0 = pages_update_steps;
+		uint64_t u0 = pages_update_steps();
 		lat_begin(L);
 		long added = kmem_hot_add(&r);
-		uint64_t above = mheap_.sum_level - SUM_ARENA_TOP;
+		uint64_t above = mheap_.heap[0]->sum_level - SUM_ARENA_TOP;
 		snprintf(why, sizeof why, "16 x %" PRIu64 " arenas + 16 x %" PRIu64 " levels + 1200",
 		         arenas, above);
-		lat_end(L, "kmem_hot_add", pages_update_steps - u0, 16 * arenas + 16 * above + 1200, why);
+		lat_end(L, "kmem_hot_add", pages_update_steps() - u0, 16 * arenas + 16 * above + 1200, why);
 		must(added > 0, "the hot-add to succeed");
-		u0 = pages_update_steps;
+		u0 = pages_update_steps();
 		lat_begin(L);
 		long again = kmem_hot_add(&r);
-		lat_end(L, "kmem_hot_add again (refused)", pages_update_steps - u0, 16 * arenas + 1200,
+		lat_end(L, "kmem_hot_add again (refused)", pages_update_steps() - u0, 16 * arenas + 1200,
 		        "16 x arenas + 1200");
 		struct kmem_region meta = {at + PG, PG, KMEM_REGION_USABLE, 0};
-		u0 = pages_update_steps;
+		u0 = pages_update_steps();
 		lat_begin(L);
 		long over = kmem_hot_add(&meta);
-		lat_end(L, "kmem_hot_add over its metadata (refused)", pages_update_steps - u0, 16,
+		lat_end(L, "kmem_hot_add over its metadata (refused)", pages_update_steps() - u0, 16,
 		        "a page: one arena, one word");
 		must(again == -KMEM_EINVAL && over == -KMEM_EINVAL, "the overlapping hot-adds refused");
 	}
@@ -478,7 +476,7 @@ static void scen_hotadd(struct lat *L, uint64_t gib)
 /* Page runs on a heap of ARG MiB: 1..512 pages, aligned to 1..64 pages,
  * some under a ceiling at half the heap, about half the heap live; each
  * kpage_alloc and kpage_free measured.  Steps: search plus update
- * (pages_find_steps + pages_update_steps); bound: the search's twice
+ * (pages_find_steps() + pages_update_steps()); bound: the search's twice
  * (a failed attempt searches again) plus the update's for n pages. */
 static void scen_pages(struct lat *L, uint64_t mib)
 {
@@ -495,10 +493,10 @@ static void scen_pages(struct lat *L, uint64_t mib)
 		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
 		size_t slot = rng % LIVE;
 		if (live[slot].p) {
-			uint64_t u0 = pages_update_steps;
+			uint64_t u0 = pages_update_steps();
 			lat_begin(L);
 			kpage_free(live[slot].p, live[slot].n);
-			lat_end(L, "kpage_free", pages_update_steps - u0, update_bound(live[slot].n),
+			lat_end(L, "kpage_free", pages_update_steps() - u0, update_bound(live[slot].n),
 			        "n/16 + 40 + 14 x levels above the arenas");
 			live[slot].p = NULL;
 			continue;
@@ -506,10 +504,10 @@ static void scen_pages(struct lat *L, uint64_t mib)
 		size_t n = 1 + (rng >> 16) % (rng & 0x100 ? 512 : 16);
 		size_t align = PG << ((rng >> 32) % 7);
 		uint64_t ceil = (rng >> 40) % 4 == 0 ? base + mib * MIB / 2 : 0;
-		uint64_t s0 = pages_find_steps + pages_update_steps;
+		uint64_t s0 = pages_find_steps() + pages_update_steps();
 		lat_begin(L);
 		void *p = kpage_alloc(n, align, ceil);
-		lat_end(L, "kpage_alloc", pages_find_steps + pages_update_steps - s0,
+		lat_end(L, "kpage_alloc", pages_find_steps() + pages_update_steps() - s0,
 		        2 * search_bound() + update_bound(n),
 		        "2 x (48 x levels + 7) + n/16 + 40 + 14 x levels above the arenas");
 		live[slot].p = p;
