@@ -388,7 +388,7 @@ static unsigned block_node(const void *p)
 	return n >= 0 ? (unsigned)n : mheap_.meta_node;
 }
 
-void fixalloc_free_locked(struct fixalloc *f, void *p)
+static void fixalloc_free_locked(struct fixalloc *f, void *p)
 {
 	unsigned n = block_node(p);
 	*(void **)p = f->free[n];

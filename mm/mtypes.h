@@ -780,8 +780,6 @@ void fixalloc_init(struct fixalloc *f, size_t size);
 void *fixalloc_alloc_node(struct fixalloc *f, unsigned node);
 void *fixalloc_alloc(struct fixalloc *f);        /* of no node: CPU 0's */
 void fixalloc_free(struct fixalloc *f, void *p); /* takes its node's heap.lock */
-/* The same with the heap.lock of the block's node held. */
-void fixalloc_free_locked(struct fixalloc *f, void *p);
 uint64_t fixalloc_inuse(const struct fixalloc *f);
 void *meta_carve(size_t size, size_t align);     /* permanent, zeroed */
 void guard_page_locked(uint64_t pfn);

@@ -94,8 +94,8 @@ uint64_t pages_update_steps(void)
 
 /* The arena of pfn if h owns it, else NULL: another heap's arena reads as
  * all in use, so a heap's tree sees only its own pages. */
-static inline __attribute__((always_inline)) struct heap_arena *
-arena_of_heap(const struct pageheap *h, uint64_t pfn)
+static inline __attribute__((always_inline)) struct heap_arena *arena_of_heap(const struct pageheap *h,
+                                                                            uint64_t pfn)
 {
 	if (pfn >> SUM_TOP)
 		return NULL;

@@ -11,7 +11,8 @@
  * builds the heap over a simulated physical window and checks that the
  * region kmem_init() took is that size and that region + pool = the map
  * (fails otherwise).  Not counted above: the library's static data (the
- * mheap and the shared all-free arena image, printed last) and span descriptors past the reserve, which come
+ * mheap, a one-node heap's page heap and the shared all-free arena
+ * image, printed last) and span descriptors past the reserve, which come
  * from pool pages as spans are made (kmem_stats.pages_metadata), in runs
  * with a guard page at each end.  Page runs of up to 127 pages take no
  * descriptor.
@@ -74,11 +75,12 @@ int main(void)
 			printf("metadata-cost: %.2f MiB per managed GiB (%llu GiB map)\n",
 			       per_gib / (double)FX_MIB, (unsigned long long)(size / FX_GIB));
 	}
-	printf("metadata-cost: plus %zu bytes of static data (the mheap %zu, the shared "
-	       "all-free arena image %zu) and span descriptors past the reserve from pool "
-	       "pages (kmem_stats.pages_metadata: runs of 32 pages and a guard page; page runs "
-	       "of up to 127 pages take none)\n",
-	       sizeof(struct mheap) + sizeof(arena_free_image), sizeof(struct mheap),
-	       sizeof(arena_free_image));
+	printf("metadata-cost: plus %zu bytes of static data (the mheap %zu, the page heap of a "
+	       "one-node heap %zu, the shared all-free arena image %zu; with more nodes each "
+	       "node's page heap is in its region) and span descriptors past the reserve from "
+	       "pool pages (kmem_stats.pages_metadata: runs of 32 pages and a guard page; page "
+	       "runs of up to 127 pages take none)\n",
+	       sizeof(struct mheap) + sizeof(struct pageheap) + sizeof(arena_free_image),
+	       sizeof(struct mheap), sizeof(struct pageheap), sizeof(arena_free_image));
 	return 0;
 }
