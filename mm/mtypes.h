@@ -699,12 +699,15 @@ static inline uintptr_t pfn_to_virt(uint64_t pfn)
 }
 /* The span of a page, O(1): two index levels and the arena's map, each
  * loaded with acquire (pairs with the release that published it). */
-static inline struct heap_arena *arena_of_pfn(uint64_t pfn)
+static inline struct l2_chunk *chunk_of_pfn(uint64_t pfn)
 {
 	if (pfn >> SUM_TOP)
 		return NULL;
-	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-	                                          memory_order_acquire);
+	return atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP], memory_order_acquire);
+}
+static inline struct heap_arena *arena_of_pfn(uint64_t pfn)
+{
+	struct l2_chunk *c = chunk_of_pfn(pfn);
 	if (!c)
 		return NULL;
 	return atomic_load_explicit(&c->arenas[(pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1)],
@@ -731,10 +734,7 @@ struct heap_arena *arena_own_locked(uint64_t pfn);  /* writable, copied if lazy 
 /* The node whose page heap owns the arena of pfn, or -1 if none. */
 static inline int arena_owner(uint64_t pfn)
 {
-	if (pfn >> SUM_TOP)
-		return -1;
-	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-	                                          memory_order_acquire);
+	struct l2_chunk *c = chunk_of_pfn(pfn);
 	uint64_t i = (pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1);
 	if (!c || !atomic_load_explicit(&c->arenas[i], memory_order_acquire))
 		return -1;

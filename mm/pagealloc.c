@@ -97,10 +97,7 @@ uint64_t pages_update_steps(void)
 static inline __attribute__((always_inline)) struct heap_arena *arena_of_heap(const struct pageheap *h,
                                                                             uint64_t pfn)
 {
-	if (pfn >> SUM_TOP)
-		return NULL;
-	struct l2_chunk *c = atomic_load_explicit(&mheap_.l1[pfn >> SUM_L2_TOP],
-	                                          memory_order_relaxed);
+	struct l2_chunk *c = chunk_of_pfn(pfn);
 	if (!c)
 		return NULL;
 	uint64_t i = (pfn >> SUM_ARENA_TOP) & (L2_ENTRIES - 1);
