@@ -21,7 +21,7 @@
  * serves every node), kmem_init carves one per node from the top of the
  * node's highest piece of memory that holds it (plan_auto); a node with
  * none that fits, or no memory, is served by the nearest node that has
- * one (meta_server).  A region's layout (carved in this order, all
+ * one (its server, meta_plan).  A region's layout (carved in this order, all
  * cache-line aligned):
  *     guard page |
  *     per node it serves: its page heap (with one node, static) and
@@ -442,13 +442,12 @@ static bool plan_servers(const struct kmem_config *cfg, unsigned nodes,
 static int plan_auto(const struct kmem_config *cfg, const struct node_range *t, unsigned nt,
                      unsigned nodes, uint8_t order[][KMEM_MAX_NODES], struct meta_plan *p)
 {
-	bool ok[KMEM_MAX_NODES] = {false};
-	struct pieces it = {.cfg = cfg, .t = t, .nt = nt};
+	count_map(cfg, t, nt, p->m);
+	bool ok[KMEM_MAX_NODES];
+	for (unsigned s = 0; s < KMEM_MAX_NODES; s++)
+		ok[s] = p->m[s].pages != 0;
 	uint64_t pfn, n;
 	unsigned node;
-	while (next_piece(&it, &pfn, &n, &node))
-		ok[node] = true;
-	count_map(cfg, t, nt, p->m);
 	for (;;) { /* each round drops a node, or ends */
 		if (!plan_servers(cfg, nodes, order, ok, p))
 			return -KMEM_ENOMEM;
@@ -706,7 +705,6 @@ int kmem_init(const struct kmem_config *cfg)
 	memcpy(mheap_.node_order, order, sizeof(order));
 	memcpy(mheap_.node_ranges, ranges, nranges * sizeof(ranges[0]));
 	atomic_store_explicit(&mheap_.nranges, nranges, memory_order_release);
-	memcpy(mheap_.meta_server, plan.server, sizeof(plan.server));
 	mheap_.meta_node = plan.home;
 	struct excl ex = {.n = 0};
 	for (unsigned s = 0; s < nodes; s++) {

@@ -213,7 +213,7 @@
  *     summaries of the arenas whose lowest pages are the node's (and room
  *     for their copies), and the node's first span metadata.  A node too
  *     small for one, or without memory, is served by the nearest node
- *     that has one (meta_server).  Left on one node: the L2 chunks' arena
+ *     that has one (its server: bootmem.c, meta_plan).  Left on one node: the L2 chunks' arena
  *     index (36 KiB per 256 GiB: the region of the node of their lowest
  *     arena), a caller-given region (kmem_config.metadata_base: all of it
  *     there), and the permanent carves (meta_carve: CPU 0's node).  With

@@ -597,14 +597,14 @@ struct mheap {
 
 	/* The metadata regions (bootmem.c): one per node that holds its
 	 * own (meta_size[n] != 0), or the caller's one region.  A node
-	 * without a region has its init metadata in that of meta_server[n],
-	 * the nearest node with one; meta_node is CPU 0's server, whose
-	 * region also holds what is no node's (the deferred-free state).
+	 * without a region has its init metadata in that of the nearest
+	 * node with one (bootmem.c, meta_plan); meta_node is CPU 0's
+	 * server, whose region also holds what is no node's (the
+	 * deferred-free state).
 	 * Per node, the bump range carving metadata of that node (a node
 	 * with a region starts with the rest of it, the others with
 	 * nothing). */
 	uint64_t meta_base[KMEM_MAX_NODES], meta_size[KMEM_MAX_NODES]; /* [const] physical */
-	uint8_t meta_server[KMEM_MAX_NODES]; /* [const] */
 	unsigned meta_node;                 /* [const] */
 	uintptr_t meta_next[KMEM_MAX_NODES], meta_end[KMEM_MAX_NODES]; /* [heap n] virtual */
 	/* Per node, the pool runs carved for its metadata, by address, the
